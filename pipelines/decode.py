@@ -1,0 +1,382 @@
+"""Decoding raw records into the list-typed Arrow RecordBatches that tf.Transform consumes.
+
+Pure functions, no Beam: the PTransforms in ``pipelines/read.py`` call them on blocks of input.
+Every input row ends either in the returned batch or in the returned dead letters, with a reason.
+
+A decoded batch has one ``large_list`` column per schema feature, in schema order (the layout
+``tfx_bsl``'s ``ExamplesToRecordBatchDecoder`` produces): INT -> ``large_list<int64>``,
+FLOAT -> ``large_list<float32>``, BYTES -> ``large_list<large_binary>``; a missing value is a null
+list.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import zlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from pipelines import validate
+
+__all__ = [
+    "DecodedBlock",
+    "arrow_schema",
+    "decode_csv_block",
+    "decode_examples",
+    "decode_table",
+    "dead_letter",
+    "row_key_hashes",
+]
+
+ARROW_VALUE_TYPES = {
+    schema_pb2.INT: pa.int64(),
+    schema_pb2.FLOAT: pa.float32(),
+    schema_pb2.BYTES: pa.large_binary(),
+}
+# Digits are bounded so that a matching string always fits in int64.
+_INT_PATTERN = r"^[+-]?[0-9]{1,18}$"
+_FLOAT_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+
+
+@dataclasses.dataclass
+class DecodedBlock:
+    """The result of decoding one block of raw records.
+
+    Attributes:
+        batch: The valid rows as a list-typed RecordBatch, or None when no row is valid.
+        keys: One uint32 hash per valid row, of the record (or of its split-key columns); it drives the
+            deterministic train/eval split.
+        dead_letters: One dict per invalid row (see :func:`dead_letter`).
+        rows_read: How many raw records the block held.
+    """
+
+    batch: pa.RecordBatch | None
+    keys: np.ndarray
+    dead_letters: list[dict]
+    rows_read: int
+
+
+def dead_letter(source: str, offset: int | None, raw: str, feature: str | None, reason: str) -> dict:
+    """A dead-letter record, as written to ``dead_letter/*.jsonl``.
+
+    Args:
+        source: The file the record came from.
+        offset: Byte offset of a CSV line (or index of a TFRecord record) in the source, if known.
+        raw: The raw record as text (undecodable bytes escaped).
+        feature: The feature at fault, or None when the whole record is.
+        reason: Why the record was rejected.
+
+    Returns:
+        The record as a dict.
+    """
+    return {"source": source, "offset": offset, "raw": raw, "feature": feature, "reason": reason}
+
+
+def arrow_schema(schema: schema_pb2.Schema) -> pa.Schema:
+    """The Arrow schema of decoded batches for a raw schema."""
+    return pa.schema([(f.name, pa.large_list(ARROW_VALUE_TYPES[f.type])) for f in schema.feature])
+
+
+def _to_list_array(values: pa.Array) -> pa.LargeListArray:
+    """Wraps a flat array into a list array with one value per row and null lists for nulls."""
+    valid = np.asarray(values.is_valid())
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(valid, out=offsets[1:])
+    return pa.LargeListArray.from_arrays(pa.array(offsets), values.drop_null(), mask=pa.array(~valid))
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="backslashreplace").rstrip("\r")
+
+
+def row_key_hashes(keys: Sequence[bytes]) -> np.ndarray:
+    """Stable uint32 hashes (CRC-32) of row keys, identical on every machine and run."""
+    return np.fromiter((zlib.crc32(k) for k in keys), dtype=np.uint32, count=len(keys))
+
+
+def _parse_column(values: pa.Array, feature: schema_pb2.Feature) -> tuple[pa.Array, np.ndarray, Callable[[int], str]]:
+    """Parses a column of CSV cells (binary) into typed values.
+
+    Returns:
+        The typed values (null where missing or invalid), a boolean mask of invalid cells, and a
+        function giving the reason for an invalid cell.
+    """
+    invalid = np.zeros(len(values), dtype=bool)
+    try:
+        text = values.cast(pa.string())
+    except pa.ArrowInvalid:
+        cells = values.to_pylist()
+        for i, cell in enumerate(cells):
+            try:
+                cell.decode("utf-8")
+            except UnicodeDecodeError:
+                invalid[i] = True
+        text = pa.array(
+            [None if bad else c.decode("utf-8") for c, bad in zip(cells, invalid, strict=True)], pa.string()
+        )
+    if feature.type == schema_pb2.BYTES:
+        missing = np.asarray(pc.equal(pc.binary_length(text), 0).fill_null(True))
+        typed = pc.if_else(pa.array(missing | invalid), None, text).cast(pa.large_binary())
+        return typed, invalid, lambda i: "invalid UTF-8"
+    trimmed = pc.utf8_trim_whitespace(text)
+    missing = np.asarray(pc.equal(pc.utf8_length(trimmed), 0).fill_null(True))
+    pattern, type_name = (_INT_PATTERN, "int") if feature.type == schema_pb2.INT else (_FLOAT_PATTERN, "float")
+    well_formed = np.asarray(pc.match_substring_regex(trimmed, pattern).fill_null(False))
+    invalid |= ~missing & ~well_formed
+    parsed = pc.cast(pc.if_else(pa.array(well_formed), trimmed, None), ARROW_VALUE_TYPES[feature.type])
+    if feature.type == schema_pb2.FLOAT:
+        overflow = np.asarray(pc.is_inf(parsed).fill_null(False))
+        invalid |= overflow
+        parsed = pc.if_else(pa.array(overflow), None, parsed)
+    cells = text
+
+    def reason(i: int) -> str:
+        cell = cells[i].as_py()
+        if cell is None:
+            return "invalid UTF-8"
+        return f"unparsable {type_name}: {cell!r}"
+
+    return parsed, invalid, reason
+
+
+def _finish(
+    schema: schema_pb2.Schema,
+    columns: dict[str, pa.Array],
+    parse_invalid: dict[str, tuple[np.ndarray, Callable[[int], str]]],
+    keys: np.ndarray,
+    rows_read: int,
+    raw_of: Callable[[int], tuple[int | None, str]],
+    source: str,
+    row_reasons: dict[int, tuple[str | None, str]] | None = None,
+) -> DecodedBlock:
+    """Validates typed list columns, splits valid rows from dead letters."""
+    num_rows = len(keys)
+    batch = pa.RecordBatch.from_arrays([columns[f.name] for f in schema.feature], schema=arrow_schema(schema))
+    reasons = dict(row_reasons or {})
+    for feature in schema.feature:
+        if feature.name in parse_invalid:
+            mask, reason_of = parse_invalid[feature.name]
+            for i in np.flatnonzero(mask):
+                reasons.setdefault(int(i), (feature.name, reason_of(int(i))))
+    for i, feature_name, reason in validate.find_violations(batch, schema):
+        reasons.setdefault(i, (feature_name, reason))
+    dead = []
+    for i in sorted(reasons):
+        offset, raw = raw_of(i)
+        feature_name, reason = reasons[i]
+        dead.append(dead_letter(source, offset, raw, feature_name, reason))
+    if reasons:
+        keep = np.ones(num_rows, dtype=bool)
+        keep[list(reasons)] = False
+        batch = batch.filter(pa.array(keep))
+        keys = keys[keep]
+    return DecodedBlock(batch if batch.num_rows else None, keys, dead, rows_read)
+
+
+def decode_csv_block(
+    data: bytes,
+    column_names: Sequence[str],
+    schema: schema_pb2.Schema,
+    source: str,
+    base_offset: int = 0,
+    split_key: Sequence[str] = (),
+    delimiter: str = ",",
+) -> DecodedBlock:
+    """Decodes whole CSV lines (no header) into a list-typed batch and dead letters.
+
+    Parsing is vectorised in Arrow; Python touches each line only to hash it. A line whose quoting
+    makes it span several lines sends the block through a slower line-by-line path.
+
+    Args:
+        data: Complete lines of CSV, newline-terminated except maybe the last.
+        column_names: The CSV columns in file order (from the file's header).
+        schema: The raw schema; every feature must be a column.
+        source: File name, for dead letters.
+        base_offset: Byte offset of ``data`` in the file, for dead letters.
+        split_key: Columns whose values key the split; empty keys it on the whole line.
+        delimiter: The field delimiter.
+
+    Returns:
+        The DecodedBlock.
+    """
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if not lines:
+        return DecodedBlock(None, np.zeros(0, np.uint32), [], 0)
+    ragged: dict[int, str] = {}
+
+    def on_invalid_row(row) -> str:
+        ragged[row.number - 1] = f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"
+        return "skip"
+
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(column_names=list(column_names), use_threads=False),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter, ignore_empty_lines=False, invalid_row_handler=on_invalid_row
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={c: pa.binary() for c in column_names}, strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid:
+        table = None
+    if table is None or table.num_rows + len(ragged) != len(lines):
+        table, ragged = _parse_lines_one_by_one(lines, column_names, delimiter)
+
+    line_lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+    line_starts = np.concatenate([[0], np.cumsum(line_lengths + 1)])
+
+    def offset_of(i: int) -> int:
+        return base_offset + int(line_starts[i])
+
+    parsed_lines = [i for i in range(len(lines)) if i not in ragged] if ragged else range(len(lines))
+    row_of_line = {i: row for row, i in enumerate(parsed_lines)} if ragged else None
+    row_reasons = {}
+    for i in np.flatnonzero(line_lengths <= 2):  # only short lines can be blank
+        if not lines[i].strip(b"\r \t") and i not in ragged:
+            row_reasons[row_of_line[i] if ragged else int(i)] = (None, "empty line")
+    dead = [dead_letter(source, offset_of(i), _text(lines[i]), None, reason) for i, reason in sorted(ragged.items())]
+    if split_key:
+        joined = pc.binary_join_element_wise(*[table.column(c) for c in split_key], b"\x1f")
+        keys = row_key_hashes(joined.to_pylist())
+    else:
+        keys = row_key_hashes([lines[i] for i in parsed_lines])
+    columns, parse_invalid = {}, {}
+    for feature in schema.feature:
+        values, invalid, reason_of = _parse_column(table.column(feature.name).combine_chunks(), feature)
+        columns[feature.name] = _to_list_array(values)
+        parse_invalid[feature.name] = (invalid, reason_of)
+
+    def raw_of(row: int) -> tuple[int, str]:
+        i = parsed_lines[row]
+        return offset_of(i), _text(lines[i])
+
+    block = _finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source, row_reasons)
+    block.dead_letters = dead + block.dead_letters
+    block.rows_read = len(lines)
+    return block
+
+
+def _parse_lines_one_by_one(
+    lines: list[bytes], column_names: Sequence[str], delimiter: str
+) -> tuple[pa.Table, dict[int, str]]:
+    """Slow path: splits each line on its own, so that a line is always exactly one record."""
+    ragged, rows = {}, []
+    for i, line in enumerate(lines):
+        try:
+            fields = next(csv.reader([line.decode("utf-8", errors="surrogateescape")], delimiter=delimiter), [])
+        except csv.Error as error:
+            ragged[i] = f"malformed CSV: {error}"
+            continue
+        if not line.strip(b"\r \t"):
+            fields = [""] * len(column_names)
+        if len(fields) != len(column_names):
+            ragged[i] = f"wrong field count: expected {len(column_names)}, found {len(fields)}"
+            continue
+        rows.append([f.encode("utf-8", errors="surrogateescape") for f in fields])
+    arrays = [pa.array([r[j] for r in rows], pa.binary()) for j in range(len(column_names))]
+    return pa.table(arrays, names=list(column_names)), ragged
+
+
+def decode_table(
+    table: pa.Table, schema: schema_pb2.Schema, source: str, split_key: Sequence[str] = ()
+) -> DecodedBlock:
+    """Decodes a flat Arrow table (from Parquet) into a list-typed batch and dead letters.
+
+    Args:
+        table: One scalar column per schema feature (extra columns are ignored).
+        schema: The raw schema.
+        source: File name, for dead letters.
+        split_key: Columns whose values key the split; empty keys it on the whole row.
+
+    Returns:
+        The DecodedBlock.
+
+    Raises:
+        ValueError: When a column is absent or its type cannot be cast to the schema's type.
+    """
+    columns = {}
+    for feature in schema.feature:
+        if feature.name not in table.column_names:
+            raise ValueError(f"{source}: column {feature.name!r} of the schema is absent")
+        values = table.column(feature.name).combine_chunks()
+        target = ARROW_VALUE_TYPES[feature.type]
+        if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+            columns[feature.name] = values.cast(pa.large_list(target))
+            continue
+        try:
+            values = values.cast(target, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise ValueError(
+                f"{source}: column {feature.name!r} has type {values.type}, not castable to {target}: {error}"
+            ) from None
+        columns[feature.name] = _to_list_array(values)
+    key_columns = list(split_key) or [f.name for f in schema.feature]
+    as_text = [pc.cast(table.column(c), pa.string()).fill_null("") for c in key_columns]
+    keys = row_key_hashes([s.encode() for s in pc.binary_join_element_wise(*as_text, "\x1f").to_pylist()])
+
+    def raw_of(row: int) -> tuple[None, str]:
+        return row, json.dumps(table.slice(row, 1).to_pylist()[0], default=str)
+
+    return _finish(schema, columns, {}, keys, table.num_rows, raw_of, source)
+
+
+def _index(first: int | None, i: int) -> int | None:
+    return None if first is None else first + i
+
+
+def decode_examples(
+    records: Sequence[bytes], schema: schema_pb2.Schema, source: str, first_index: int | None = 0
+) -> DecodedBlock:
+    """Decodes serialized tf.Examples into a list-typed batch and dead letters.
+
+    Args:
+        records: Serialized ``tf.train.Example`` protos.
+        schema: The raw schema.
+        source: File name, for dead letters.
+        first_index: Index of ``records[0]`` in its source, for dead letters, if known.
+
+    Returns:
+        The DecodedBlock; the split key is the serialized record.
+    """
+    from tfx_bsl.coders import example_coder
+
+    decoder = example_coder.ExamplesToRecordBatchDecoder(schema.SerializeToString())
+    good, dead = [], []
+    try:
+        batch = decoder.DecodeBatch(list(records))
+        good = list(range(len(records)))
+    except Exception:  # noqa: BLE001 - the C++ decoder raises untyped errors; find the bad records
+        for i, record in enumerate(records):
+            try:
+                decoder.DecodeBatch([record])
+                good.append(i)
+            except Exception as error:  # noqa: BLE001
+                reason = f"undecodable tf.Example: {str(error).splitlines()[0]}"
+                dead.append(dead_letter(source, _index(first_index, i), repr(record), None, reason))
+        batch = decoder.DecodeBatch([records[i] for i in good]) if good else None
+    if batch is None:
+        return DecodedBlock(None, np.zeros(0, np.uint32), dead, len(records))
+    columns = {}
+    for feature in schema.feature:
+        index = batch.schema.get_field_index(feature.name)
+        target = pa.large_list(ARROW_VALUE_TYPES[feature.type])
+        columns[feature.name] = batch.column(index).cast(target) if index >= 0 else pa.nulls(batch.num_rows, target)
+
+    def raw_of(row: int) -> tuple[int, str]:
+        return _index(first_index, good[row]), repr(records[good[row]])
+
+    keys = row_key_hashes([records[i] for i in good])
+    block = _finish(schema, columns, {}, keys, batch.num_rows, raw_of, source)
+    block.dead_letters = dead + block.dead_letters
+    block.rows_read = len(records)
+    return block

@@ -1,0 +1,310 @@
+"""Reading raw data: CSV, Parquet or tf.Example TFRecord files into validated Arrow RecordBatches.
+
+``ReadRawData`` is the edge of the pipeline: it expands file patterns (local or ``gs://``), reads
+large CSV files in byte ranges so that the work spreads over workers, decodes in Arrow
+(``pipelines/decode.py``), validates against the schema (``pipelines/validate.py``), and returns
+two PCollections: ``batches`` of ``(RecordBatch, row_key_hashes)`` and ``dead_letter`` dicts.
+"""
+
+import csv
+import dataclasses
+import time
+from collections.abc import Iterable, Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from pipelines import decode
+from pipelines.errors import UsageError
+
+__all__ = ["CSV", "PARQUET", "TFRECORD", "ReadRawData", "expand_patterns", "input_format_of"]
+
+METRICS_NAMESPACE = "skewless"
+ROWS_BY_SOURCE_NAMESPACE = "skewless.rows_read_by_source"
+DEAD_LETTER_NAMESPACE = "skewless.dead_letter_reasons"
+CSV, PARQUET, TFRECORD = "csv", "parquet", "tfrecord"
+_SUFFIXES = {
+    ".csv": CSV,
+    ".csv.gz": CSV,
+    ".txt": CSV,
+    ".parquet": PARQUET,
+    ".pq": PARQUET,
+    ".tfrecord": TFRECORD,
+    ".tfrecord.gz": TFRECORD,
+    ".tfrecords": TFRECORD,
+    ".tfrecords.gz": TFRECORD,
+}
+DEFAULT_RANGE_BYTES = 32 << 20
+_BLOCK_BYTES = 4 << 20
+_TFRECORD_BATCH = 2000
+
+
+def input_format_of(path: str) -> str:
+    """The input format of a file by its name (``csv``, ``parquet`` or ``tfrecord``).
+
+    Raises:
+        UsageError: For an unknown suffix.
+    """
+    lowered = path.lower()
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if lowered.endswith(suffix):
+            return _SUFFIXES[suffix]
+    raise UsageError(f"cannot tell the format of {path}: name it *.csv, *.parquet or *.tfrecord[.gz]")
+
+
+def expand_patterns(patterns: Sequence[str]) -> list[tuple[str, int]]:
+    """Expands file patterns into ``(path, size)`` pairs, sorted by path.
+
+    Raises:
+        UsageError: When a pattern matches no file.
+    """
+    files = {}
+    for pattern in patterns:
+        try:
+            matches = FileSystems.match([pattern])[0].metadata_list
+        except Exception as error:  # noqa: BLE001 - filesystems raise their own error types
+            raise UsageError(f"cannot read {pattern}: {str(error).splitlines()[0]}") from None
+        if not matches:
+            raise UsageError(f"no input file matches {pattern}")
+        for metadata in matches:
+            files[metadata.path] = metadata.size_in_bytes
+    return sorted(files.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class _CsvRange:
+    """Lines of one CSV file starting in bytes ``[start, end)``; ``end`` None means to the end."""
+
+    path: str
+    start: int
+    end: int | None
+    columns: tuple[str, ...]
+
+
+def _read_header(path: str) -> tuple[list[str], int]:
+    """The column names of a CSV file and the byte length of its header line."""
+    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+        line = handle.readline()
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: the header line is not UTF-8") from None
+    return next(csv.reader([text.rstrip("\r\n")]), []), len(line)
+
+
+def _plan_csv_ranges(files: Sequence[tuple[str, int]], schema: schema_pb2.Schema, range_bytes: int) -> list[_CsvRange]:
+    """Checks each file's header against the schema and cuts the files into byte ranges."""
+    expected = [f.name for f in schema.feature]
+    ranges = []
+    for path, size in files:
+        columns, header_bytes = _read_header(path)
+        missing = [c for c in expected if c not in columns]
+        unexpected = [c for c in columns if c not in expected]
+        if missing or unexpected or len(set(columns)) != len(columns):
+            raise UsageError(
+                f"{path}: header does not match the schema (missing: {missing or 'none'}, "
+                f"unexpected: {unexpected or 'none'}, columns: {len(columns)})"
+            )
+        if CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
+            ranges.append(_CsvRange(path, header_bytes, None, tuple(columns)))
+            continue
+        for start in range(header_bytes, max(size, header_bytes + 1), range_bytes):
+            ranges.append(_CsvRange(path, start, min(start + range_bytes, size), tuple(columns)))
+    return ranges
+
+
+def _check_parquet_columns(path: str, schema: schema_pb2.Schema) -> None:
+    """Checks that a Parquet file has every schema feature, with a castable type."""
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        try:
+            file_schema = pq.read_schema(handle)
+        except pa.ArrowException as error:
+            raise UsageError(f"{path}: not a readable Parquet file ({error})") from None
+    for feature in schema.feature:
+        if feature.name not in file_schema.names:
+            raise UsageError(f"{path}: column {feature.name!r} of the schema is absent")
+        column_type = file_schema.field(feature.name).type
+        if pa.types.is_list(column_type) or pa.types.is_large_list(column_type):
+            column_type = column_type.value_type
+        numeric = pa.types.is_integer(column_type) or pa.types.is_floating(column_type)
+        textual = (
+            pa.types.is_string(column_type)
+            or pa.types.is_large_string(column_type)
+            or pa.types.is_binary(column_type)
+            or pa.types.is_large_binary(column_type)
+        )
+        if feature.type == schema_pb2.BYTES and not textual or feature.type != schema_pb2.BYTES and not numeric:
+            raise UsageError(
+                f"{path}: column {feature.name!r} has type {column_type}, the schema says "
+                f"{schema_pb2.FeatureType.Name(feature.type)}"
+            )
+
+
+def _read_lines_in_range(handle, start: int, end: int | None) -> tuple[bytes, int]:
+    """Reads the whole lines that start in ``[start, end)``; returns them and their offset."""
+    if end is None:
+        handle.seek(start)
+        return handle.read(), start
+    begin = start
+    if start > 0:
+        handle.seek(start - 1)
+        if handle.read(1) != b"\n":
+            partial = handle.readline()  # the rest of a line owned by the previous range
+            begin = start + len(partial)
+    handle.seek(begin)
+    data = handle.read(max(end - begin, 0))
+    if data and not data.endswith(b"\n"):
+        data += handle.readline()
+    return data, begin
+
+
+def _blocks(data: bytes, block_bytes: int) -> Iterable[tuple[bytes, int]]:
+    """Cuts ``data`` into blocks of whole lines of about ``block_bytes``; yields (block, offset)."""
+    position = 0
+    while position < len(data):
+        cut = data.find(b"\n", position + block_bytes)
+        cut = len(data) if cut < 0 else cut + 1
+        yield data[position:cut], position
+        position = cut
+
+
+class _DecodeBlocks(beam.DoFn):
+    """Common counters and tagged outputs of the decoding DoFns."""
+
+    def __init__(self, schema: schema_pb2.Schema, split_key: Sequence[str]):
+        self._schema = schema
+        self._split_key = tuple(split_key)
+        self._rows_read = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_read")
+        self._rows_dead = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_dead_lettered")
+        self._decode_msecs = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "decode_msecs")
+
+    def _emit(self, block: decode.DecodedBlock, source: str, started: float):
+        self._rows_read.inc(block.rows_read)
+        beam.metrics.Metrics.counter(ROWS_BY_SOURCE_NAMESPACE, source).inc(block.rows_read)
+        self._decode_msecs.inc(int((time.perf_counter() - started) * 1000))
+        for record in block.dead_letters:
+            self._rows_dead.inc()
+            beam.metrics.Metrics.counter(DEAD_LETTER_NAMESPACE, record["reason"].split(":")[0]).inc()
+            yield beam.pvalue.TaggedOutput(ReadRawData.DEAD_LETTER, record)
+        if block.batch is not None:
+            yield block.batch, block.keys
+
+
+class _DecodeCsvRange(_DecodeBlocks):
+    def __init__(self, schema, split_key, delimiter: str):
+        super().__init__(schema, split_key)
+        self._delimiter = delimiter
+
+    def process(self, rng: _CsvRange):
+        with FileSystems.open(rng.path, compression_type=CompressionTypes.AUTO) as handle:
+            data, begin = _read_lines_in_range(handle, rng.start, rng.end)
+        for block, offset in _blocks(data, _BLOCK_BYTES):
+            started = time.perf_counter()
+            decoded = decode.decode_csv_block(
+                block, rng.columns, self._schema, rng.path, begin + offset, self._split_key, self._delimiter
+            )
+            yield from self._emit(decoded, rng.path, started)
+
+
+class _DecodeParquetFile(_DecodeBlocks):
+    def process(self, path: str):
+        import pyarrow.parquet as pq
+
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            parquet = pq.ParquetFile(handle)
+            for batch in parquet.iter_batches(batch_size=65536):
+                started = time.perf_counter()
+                table = pa.Table.from_batches([batch])
+                decoded = decode.decode_table(table, self._schema, path, self._split_key)
+                yield from self._emit(decoded, path, started)
+
+
+class _DecodeExampleBatch(_DecodeBlocks):
+    def process(self, batch: list[tuple[str, bytes]]):
+        by_source: dict[str, list[bytes]] = {}
+        for source, record in batch:
+            by_source.setdefault(source, []).append(record)
+        for source, records in by_source.items():
+            started = time.perf_counter()
+            decoded = decode.decode_examples(records, self._schema, source, first_index=None)
+            yield from self._emit(decoded, source, started)
+
+
+class ReadRawData(beam.PTransform):
+    """Reads, decodes and validates raw records.
+
+    Returns a ``DoOutputsTuple`` with ``batches`` (``(pa.RecordBatch, np.ndarray)`` pairs: list-typed
+    valid rows and their uint32 row-key hashes) and ``dead_letter`` (dicts, see
+    ``decode.dead_letter``). Rows read are counted in the ``skewless`` namespace (``rows_read``,
+    ``rows_dead_lettered``), per source and per dead-letter reason.
+    """
+
+    BATCHES = "batches"
+    DEAD_LETTER = "dead_letter"
+
+    def __init__(
+        self,
+        files: Sequence[tuple[str, int]],
+        schema: schema_pb2.Schema,
+        split_key: Sequence[str] = (),
+        range_bytes: int = DEFAULT_RANGE_BYTES,
+        delimiter: str = ",",
+    ):
+        """Plans the reads; raises UsageError at construction for unreadable inputs.
+
+        Args:
+            files: ``(path, size)`` pairs from :func:`expand_patterns`, all of one format.
+            schema: The raw schema.
+            split_key: Columns whose values key the train/eval split (empty: the whole record).
+            range_bytes: Size of the byte ranges an uncompressed CSV file is cut into.
+            delimiter: CSV field delimiter.
+        """
+        super().__init__()
+        formats = {input_format_of(path) for path, _ in files}
+        if len(formats) != 1:
+            raise UsageError(f"inputs mix formats {sorted(formats)}: run one format at a time")
+        self._format = formats.pop()
+        self._files = list(files)
+        self._schema = schema
+        self._split_key = tuple(split_key)
+        self._delimiter = delimiter
+        self._csv_ranges = []
+        if self._format == CSV:
+            self._csv_ranges = _plan_csv_ranges(self._files, schema, range_bytes)
+        elif self._format == PARQUET:
+            for path, _ in self._files:
+                _check_parquet_columns(path, schema)
+
+    def expand(self, pbegin):
+        tags = (self.DEAD_LETTER,)
+        if self._format == CSV:
+            return (
+                pbegin
+                | "ListCsvRanges" >> beam.Create(self._csv_ranges)
+                | "SpreadCsvRanges" >> beam.Reshuffle()
+                | "DecodeCsv"
+                >> beam.ParDo(_DecodeCsvRange(self._schema, self._split_key, self._delimiter)).with_outputs(
+                    *tags, main=self.BATCHES
+                )
+            )
+        if self._format == PARQUET:
+            return (
+                pbegin
+                | "ListParquetFiles" >> beam.Create([path for path, _ in self._files])
+                | "SpreadParquetFiles" >> beam.Reshuffle()
+                | "DecodeParquet"
+                >> beam.ParDo(_DecodeParquetFile(self._schema, self._split_key)).with_outputs(*tags, main=self.BATCHES)
+            )
+        return (
+            pbegin
+            | "ListTFRecordFiles" >> beam.Create([path for path, _ in self._files])
+            | "ReadTFRecords" >> beam.io.ReadAllFromTFRecord(with_filename=True)
+            | "BatchTFRecords" >> beam.BatchElements(min_batch_size=_TFRECORD_BATCH, max_batch_size=_TFRECORD_BATCH)
+            | "DecodeExamples"
+            >> beam.ParDo(_DecodeExampleBatch(self._schema, self._split_key)).with_outputs(*tags, main=self.BATCHES)
+        )

@@ -1,0 +1,206 @@
+"""The ``skewless run`` job: read, validate, split, analyze and transform, write, record.
+
+```
+ReadRawData -> SplitTrainEval -> AnalyzeAndTransformDataset(train) -> WriteTrainData
+                              -> TransformDataset(eval, same transform_fn) -> WriteEvalData
+            -> WriteDeadLetters                   transform_fn -> WriteTransformFn
+```
+Everything is written into a staging sibling of the output directory, which is renamed into place
+when the run ends; a run that fails a check publishes only its dead letters and ``run.json``.
+"""
+
+import dataclasses
+import os
+import time
+from collections.abc import Sequence
+
+import apache_beam as beam
+import tensorflow_transform.beam as tft_beam
+from apache_beam.metrics.metric import MetricsFilter
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
+
+import schemas
+from pipelines import decode, outputs, read, run_record
+from pipelines.errors import CheckFailed, UsageError
+from pipelines.options import pipeline_options, runner_name
+from pipelines.split import SplitTrainEval
+from pipelines.write import WriteDeadLetters, WriteTransformedExamples
+
+__all__ = ["RunConfig", "TRANSFORM_OUTPUTS", "run"]
+
+TRANSFORM_OUTPUTS = ("transform_fn", "transformed_metadata", "metadata", "transformed")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What ``skewless run`` was asked to do (everything but the Beam options).
+
+    Attributes:
+        output: Output directory (local or ``gs://``).
+        dataset: A dataset name under ``schemas/``.
+        inputs: File patterns; empty means the dataset's bundled sample.
+        eval_fraction: Share of rows for eval, by a hash of each row's key.
+        max_invalid_fraction: Above this share of dead-lettered rows the run fails.
+        range_bytes: Size of the byte ranges CSV files are read in.
+    """
+
+    output: str
+    dataset: str = "taxi"
+    inputs: Sequence[str] = ()
+    eval_fraction: float = 0.2
+    max_invalid_fraction: float = 0.01
+    range_bytes: int = read.DEFAULT_RANGE_BYTES
+
+
+def _tensor_adapter_config(schema) -> tensor_adapter.TensorAdapterConfig:
+    return tensor_adapter.TensorAdapterConfig(
+        decode.arrow_schema(schema), tensor_representation_util.InferTensorRepresentationsFromSchema(schema)
+    )
+
+
+def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, staging: str) -> None:
+    """Adds the run's transforms to ``pipeline``, writing under ``staging``."""
+    raw = pipeline | "ReadRawData" >> reader
+    raw[read.ReadRawData.DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(
+        os.path.join(staging, "dead_letter", "dead_letter")
+    )
+    splits = raw[read.ReadRawData.BATCHES] | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
+    adapter_config = _tensor_adapter_config(dataset.schema)
+    with tft_beam.Context(temp_dir=os.path.join(staging, "tmp")):
+        (transformed_train, _), transform_fn = (
+            splits[SplitTrainEval.TRAIN],
+            adapter_config,
+        ) | "AnalyzeAndTransformTrainData" >> tft_beam.AnalyzeAndTransformDataset(
+            dataset.preprocessing_fn(), output_record_batches=True
+        )
+        transformed_eval, _ = (
+            (splits[SplitTrainEval.EVAL], adapter_config),
+            transform_fn,
+        ) | "TransformEvalData" >> tft_beam.TransformDataset(output_record_batches=True)
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
+    transformed_train | "WriteTrainData" >> WriteTransformedExamples(
+        os.path.join(staging, "transformed", "train"), "rows_train"
+    )
+    transformed_eval | "WriteEvalData" >> WriteTransformedExamples(
+        os.path.join(staging, "transformed", "eval"), "rows_eval"
+    )
+
+
+def _counters(result) -> dict[tuple[str, str], int]:
+    """Sums the pipeline's counters over steps, keyed by (namespace, name)."""
+    totals: dict[tuple[str, str], int] = {}
+    for counter in result.metrics().query(MetricsFilter())["counters"]:
+        key = (counter.key.metric.namespace, counter.key.metric.name)
+        value = counter.committed if counter.committed is not None else counter.attempted
+        totals[key] = totals.get(key, 0) + int(value or 0)
+    return totals
+
+
+def _counts(counters: dict[tuple[str, str], int]) -> dict:
+    ns = read.METRICS_NAMESPACE
+    return {
+        "rows_read": counters.get((ns, "rows_read"), 0),
+        "rows_train": counters.get((ns, "rows_train"), 0),
+        "rows_eval": counters.get((ns, "rows_eval"), 0),
+        "rows_dead_lettered": counters.get((ns, "rows_dead_lettered"), 0),
+        "dead_letter_reasons": {
+            name: value for (space, name), value in sorted(counters.items()) if space == read.DEAD_LETTER_NAMESPACE
+        },
+    }
+
+
+def _check_counts(counts: dict, max_invalid_fraction: float) -> str | None:
+    """The reason the run fails its row accounting or invalid-row threshold, or None."""
+    read_rows, dead = counts["rows_read"], counts["rows_dead_lettered"]
+    accounted = counts["rows_train"] + counts["rows_eval"] + dead
+    if accounted != read_rows:
+        return f"row accounting broken: read {read_rows} != train + eval + dead-lettered {accounted}"
+    if read_rows == 0:
+        return "no rows were read"
+    if dead / read_rows > max_invalid_fraction:
+        top = max(counts["dead_letter_reasons"].items(), key=lambda kv: kv[1], default=("?", 0))
+        return (
+            f"{dead} of {read_rows} rows invalid ({dead / read_rows:.2%} > --max-invalid-fraction "
+            f"{max_invalid_fraction:.2%}; most common: {top[0]!r} x{top[1]}); see dead_letter/"
+        )
+    return None
+
+
+def run(config: RunConfig, beam_args: Sequence[str] = ()) -> dict:
+    """Runs the job and returns its run record (also written to ``<output>/run.json``).
+
+    Args:
+        config: What to run.
+        beam_args: Pass-through Beam flags (runner, workers, Dataflow options).
+
+    Returns:
+        The run record.
+
+    Raises:
+        UsageError: Unknown dataset, unreadable or mismatched input (nothing is written).
+        CheckFailed: Too many invalid rows or broken row accounting; the output directory then
+            holds only ``dead_letter/`` and ``run.json`` (status ``failed``).
+    """
+    started = time.time()
+    try:
+        dataset = schemas.load_dataset(config.dataset)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not 0.0 <= config.eval_fraction < 1.0:
+        raise UsageError(f"--eval-fraction must be in [0, 1), got {config.eval_fraction}")
+    patterns = list(config.inputs) or [str(dataset.sample)]
+    files = read.expand_patterns(patterns)
+    reader = read.ReadRawData(files, dataset.schema, dataset.split_key, range_bytes=config.range_bytes)
+    options = pipeline_options(list(beam_args))
+    timings = {"plan": time.time() - started}
+    record = {
+        "status": "running",
+        "command": run_record.command_line(),
+        "dataset": dataset.name,
+        "parameters": {
+            "inputs": patterns,
+            "eval_fraction": config.eval_fraction,
+            "max_invalid_fraction": config.max_invalid_fraction,
+            "runner": runner_name(options),
+            "pipeline_options": options.get_all_options(drop_default=True),
+        },
+        "versions": run_record.package_versions(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+    }
+    with outputs.staged_directory(config.output) as staging:
+        pipeline_started = time.time()
+        pipeline = beam.Pipeline(options=options)
+        _build(pipeline, config, dataset, reader, staging)
+        result = pipeline.run()
+        result.wait_until_finish()
+        timings["pipeline"] = time.time() - pipeline_started
+        counters = _counters(result)
+        counts = _counts(counters)
+        timings["decode_cpu"] = counters.get((read.METRICS_NAMESPACE, "decode_msecs"), 0) / 1000
+        timings["encode_cpu"] = counters.get((read.METRICS_NAMESPACE, "encode_msecs"), 0) / 1000
+        finishing = time.time()
+        metadata_io.write_metadata(dataset_metadata.DatasetMetadata(dataset.schema), os.path.join(staging, "metadata"))
+        outputs.remove_tree(os.path.join(staging, "tmp"))
+        failure = _check_counts(counts, config.max_invalid_fraction)
+        if failure:
+            for name in TRANSFORM_OUTPUTS:
+                outputs.remove_tree(os.path.join(staging, name))
+        by_source = {name: value for (space, name), value in counters.items() if space == read.ROWS_BY_SOURCE_NAMESPACE}
+        record["inputs"] = [
+            {"uri": path, "bytes": size, "sha256": run_record.file_sha256(path), "rows": by_source.get(path, 0)}
+            for path, size in files
+        ]
+        timings["finish"] = time.time() - finishing
+        timings["total"] = time.time() - started
+        record.update(
+            status="failed" if failure else "succeeded",
+            reason=failure,
+            counts=counts,
+            timings={k: round(v, 3) for k, v in timings.items()},
+            output=config.output,
+        )
+        run_record.write_json(os.path.join(staging, "run.json"), record)
+    if failure:
+        raise CheckFailed(failure)
+    return record

@@ -1,0 +1,57 @@
+"""The deterministic train/eval split."""
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["SplitTrainEval", "eval_mask"]
+
+_BUCKETS = 10_000
+
+
+def eval_mask(keys: np.ndarray, eval_fraction: float) -> np.ndarray:
+    """Which rows go to eval: those whose key hash falls in the first ``eval_fraction`` of buckets.
+
+    Args:
+        keys: uint32 row-key hashes (``decode.row_key_hashes``).
+        eval_fraction: Share of rows for eval, in [0, 1].
+
+    Returns:
+        A boolean mask, True for eval rows. The same keys always give the same mask.
+    """
+    return (keys % _BUCKETS) < round(eval_fraction * _BUCKETS)
+
+
+class _Split(beam.DoFn):
+    def __init__(self, eval_fraction: float):
+        self._eval_fraction = eval_fraction
+
+    def process(self, element: tuple[pa.RecordBatch, np.ndarray]):
+        batch, keys = element
+        is_eval = eval_mask(keys, self._eval_fraction)
+        if (~is_eval).any():
+            yield batch.filter(pa.array(~is_eval))
+        if is_eval.any():
+            yield beam.pvalue.TaggedOutput(SplitTrainEval.EVAL, batch.filter(pa.array(is_eval)))
+
+
+class SplitTrainEval(beam.PTransform):
+    """Splits ``(RecordBatch, row_key_hashes)`` pairs into ``train`` and ``eval`` RecordBatches.
+
+    A row's split depends only on its key, so a rerun (on any runner, in any order) splits the
+    same rows the same way, and identical records always land in the same split.
+    """
+
+    TRAIN = "train"
+    EVAL = "eval"
+
+    def __init__(self, eval_fraction: float):
+        super().__init__()
+        if not 0.0 <= eval_fraction <= 1.0:
+            raise ValueError(f"eval_fraction must be in [0, 1], got {eval_fraction}")
+        self._eval_fraction = eval_fraction
+
+    def expand(self, batches):
+        return batches | "SplitByKeyHash" >> beam.ParDo(_Split(self._eval_fraction)).with_outputs(
+            self.EVAL, main=self.TRAIN
+        )

@@ -1,0 +1,76 @@
+"""Schema validation of decoded rows: presence, value counts and value domains.
+
+Vectorised over a list-typed RecordBatch with Arrow compute; only the violating rows are visited
+in Python, to write their reasons.
+"""
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+__all__ = ["find_violations", "is_required"]
+
+
+def is_required(feature: schema_pb2.Feature) -> bool:
+    """Whether every row must have a value (presence.min_fraction 1)."""
+    return feature.presence.min_fraction >= 1.0
+
+
+def _domain_bounds(feature: schema_pb2.Feature) -> tuple[float | None, float | None]:
+    if feature.HasField("int_domain"):
+        domain = feature.int_domain
+    elif feature.HasField("float_domain"):
+        domain = feature.float_domain
+    else:
+        return None, None
+    return (
+        domain.min if domain.HasField("min") else None,
+        domain.max if domain.HasField("max") else None,
+    )
+
+
+def find_violations(batch: pa.RecordBatch, schema: schema_pb2.Schema) -> Iterator[tuple[int, str, str]]:
+    """Finds rows that break the schema.
+
+    Args:
+        batch: A list-typed batch with one column per schema feature.
+        schema: The raw schema.
+
+    Yields:
+        ``(row, feature, reason)`` for each violation, in schema order of features.
+    """
+    for feature in schema.feature:
+        column = batch.column(batch.schema.get_field_index(feature.name))
+        lengths = np.asarray(pc.list_value_length(column).fill_null(0))
+        if is_required(feature):
+            for row in np.flatnonzero(lengths == 0):
+                yield int(row), feature.name, "missing required feature"
+        max_count = feature.value_count.max if feature.HasField("value_count") else None
+        if feature.HasField("shape"):
+            max_count = int(np.prod([d.size for d in feature.shape.dim]))
+        if max_count:
+            for row in np.flatnonzero(lengths > max_count):
+                yield int(row), feature.name, f"too many values: {lengths[row]}, at most {max_count}"
+        low, high = _domain_bounds(feature)
+        if low is None and high is None:
+            continue
+        values = pc.list_flatten(column)
+        out = pa.array(np.zeros(len(values), dtype=bool))
+        if low is not None:
+            out = pc.or_(out, pc.less(values, low))
+        if high is not None:
+            out = pc.or_(out, pc.greater(values, high))
+        out = np.asarray(out.fill_null(False))
+        if out.any():
+            parents = np.asarray(pc.list_parent_indices(column))
+            bounds = f"[{'' if low is None else _number(low)}, {'' if high is None else _number(high)}]"
+            for index in np.flatnonzero(out):
+                value = values[int(index)].as_py()
+                yield int(parents[index]), feature.name, f"outside domain: {_number(value)} not in {bounds}"
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)

@@ -1,0 +1,35 @@
+"""Skewless: replicable ML data preparation on Apache Beam + TensorFlow Transform.
+
+Also the file Dataflow stages with ``--setup_file ./setup.py``: workers install this package, so
+the transforms and schemas they import are the ones the job was launched with.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="skewless",
+    version="0.1.0",
+    description="Replicable ML data preparation on Apache Beam + TensorFlow Transform",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["pipelines", "pipelines.*", "transforms", "transforms.*", "schemas", "schemas.*"]),
+    package_data={"schemas": ["*/*.pbtxt", "*/*.yaml"]},
+    include_package_data=True,
+    install_requires=[
+        # The pinned stack (see README "Dependencies"): these four versions are tested together.
+        "tensorflow-transform==1.21.0",
+        "tensorflow==2.21.0",
+        "tfx-bsl==1.21.0",
+        "apache-beam[gcp]==2.77.0",
+        "tensorflow-metadata==1.21.0",
+        "pyarrow>=10",
+        "numpy>=1.26",
+        "pyyaml>=6",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "ruff==0.17.6", "build>=1"],
+    },
+    entry_points={"console_scripts": ["skewless=pipelines.cli:console_main"]},
+)

@@ -1,0 +1,1 @@
+"""Preprocessing functions: one module per dataset, each with a module-level ``preprocessing_fn``."""
