@@ -272,8 +272,12 @@ def _parse_lines_one_by_one(
     """Slow path: splits each line on its own, so that a line is always exactly one record."""
     ragged, rows = {}, []
     for i, line in enumerate(lines):
+        if line.count(b'"') % 2:  # half of a record whose quoted value spans lines
+            ragged[i] = "malformed CSV: unbalanced quotes"
+            continue
         try:
-            fields = next(csv.reader([line.decode("utf-8", errors="surrogateescape")], delimiter=delimiter), [])
+            text = line.decode("utf-8", errors="surrogateescape")
+            fields = next(csv.reader([text], delimiter=delimiter, strict=True), [])
         except csv.Error as error:
             ragged[i] = f"malformed CSV: {error}"
             continue

@@ -1,0 +1,141 @@
+"""Decoding CSV, Arrow tables and tf.Examples into list-typed batches, with exact dead letters."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from pipelines import decode
+
+SCHEMA = text_format.Parse(
+    """
+    feature { name: "n" type: INT presence { min_fraction: 1 } shape { dim { size: 1 } } int_domain { min: 0 max: 9 } }
+    feature { name: "x" type: FLOAT value_count { min: 0 max: 1 } float_domain { min: 0 } }
+    feature { name: "s" type: BYTES value_count { min: 0 max: 1 } }
+    """,
+    schema_pb2.Schema(),
+)
+COLUMNS = ["s", "n", "x"]  # file order differs from schema order on purpose
+
+
+def _rows(block: decode.DecodedBlock) -> list[dict]:
+    return block.batch.to_pylist() if block.batch is not None else []
+
+
+def test_valid_rows_become_list_columns_in_schema_order():
+    data = b'b,1,2.5\n"q,uoted",2,\n,3,-0\n'
+    block = decode.decode_csv_block(data, COLUMNS, SCHEMA, "f.csv")
+    assert block.batch.schema == pa.schema(
+        [("n", pa.large_list(pa.int64())), ("x", pa.large_list(pa.float32())), ("s", pa.large_list(pa.large_binary()))]
+    )
+    assert _rows(block) == [
+        {"n": [1], "x": [2.5], "s": [b"b"]},
+        {"n": [2], "x": None, "s": [b"q,uoted"]},
+        {"n": [3], "x": [-0.0], "s": None},
+    ]
+    assert block.dead_letters == []
+    assert block.rows_read == 3
+    assert block.keys.tolist() == decode.row_key_hashes([b"b,1,2.5", b'"q,uoted",2,', b",3,-0"]).tolist()
+
+
+def test_every_kind_of_bad_line_is_dead_lettered_with_its_reason():
+    lines = [
+        b"ok,1,1.0",  # offset 0
+        b"a,2",  # ragged
+        b"",  # empty line
+        b"c,x3,1.0",  # unparsable int
+        b"d,4,1e999",  # float overflow
+        b"e,4,abc",  # unparsable float
+        b"f,,1.0",  # missing required
+        b"g,12,1.0",  # int domain
+        b"h,5,-1.5",  # float domain
+        b"\xff\xfe,6,1.0",  # invalid UTF-8
+        b"ok2,7,",  # fine
+    ]
+    block = decode.decode_csv_block(b"\n".join(lines) + b"\n", COLUMNS, SCHEMA, "f.csv", base_offset=100)
+    offsets = np.cumsum([0] + [len(line) + 1 for line in lines]) + 100
+    got = [(d["offset"], d["raw"], d["feature"], d["reason"]) for d in block.dead_letters]
+    assert sorted(got) == [
+        (offsets[1], "a,2", None, "wrong field count: expected 3, found 2"),
+        (offsets[2], "", None, "empty line"),
+        (offsets[3], "c,x3,1.0", "n", "unparsable int: 'x3'"),
+        (offsets[4], "d,4,1e999", "x", "unparsable float: '1e999'"),
+        (offsets[5], "e,4,abc", "x", "unparsable float: 'abc'"),
+        (offsets[6], "f,,1.0", "n", "missing required feature"),
+        (offsets[7], "g,12,1.0", "n", "outside domain: 12 not in [0, 9]"),
+        (offsets[8], "h,5,-1.5", "x", "outside domain: -1.5 not in [0, ]"),
+        (offsets[9], "\\xff\\xfe,6,1.0", "s", "invalid UTF-8"),
+    ]
+    assert all(d["source"] == "f.csv" for d in block.dead_letters)
+    assert _rows(block) == [{"n": [1], "x": [1.0], "s": [b"ok"]}, {"n": [7], "x": None, "s": [b"ok2"]}]
+    assert block.rows_read == len(lines)
+    assert len(block.keys) == 2
+
+
+def test_a_quoted_newline_falls_back_to_one_record_per_line():
+    data = b'a,1,1.0\n"b\nc",2,2.0\nd,3,3.0\n'
+    block = decode.decode_csv_block(data, COLUMNS, SCHEMA, "f.csv")
+    assert [r["s"] for r in _rows(block)] == [[b"a"], [b"d"]]
+    assert [(d["raw"], d["reason"]) for d in block.dead_letters] == [
+        ('"b', "malformed CSV: unbalanced quotes"),
+        ('c",2,2.0', "malformed CSV: unbalanced quotes"),
+    ]
+    assert block.rows_read == 4
+
+
+def test_split_key_columns_key_the_hash():
+    schema = text_format.Parse(
+        'feature { name: "n" type: INT } feature { name: "x" type: FLOAT } feature { name: "s" type: BYTES }',
+        schema_pb2.Schema(),
+    )
+    block = decode.decode_csv_block(b"a,1,1.0\na,2,2.0\n", COLUMNS, schema, "f.csv", split_key=["s"])
+    assert block.keys[0] == block.keys[1]
+
+
+def test_an_empty_block_reads_nothing():
+    block = decode.decode_csv_block(b"", COLUMNS, SCHEMA, "f.csv")
+    assert (block.batch, block.dead_letters, block.rows_read) == (None, [], 0)
+
+
+def test_decode_table_casts_flat_columns_and_dead_letters_violations():
+    table = pa.table({"n": [1, None, 3], "x": [0.5, 1.0, None], "s": ["a", "b", None], "extra": [1, 2, 3]})
+    block = decode.decode_table(table, SCHEMA, "f.parquet")
+    assert _rows(block) == [{"n": [1], "x": [0.5], "s": [b"a"]}, {"n": [3], "x": None, "s": None}]
+    assert block.dead_letters == [
+        {
+            "source": "f.parquet",
+            "offset": 1,
+            "raw": '{"n": null, "x": 1.0, "s": "b", "extra": 2}',
+            "feature": "n",
+            "reason": "missing required feature",
+        }
+    ]
+
+
+def test_decode_table_rejects_a_column_of_the_wrong_type():
+    with pytest.raises(ValueError, match="column 'n' has type string"):
+        decode.decode_table(pa.table({"n": ["x"], "x": [1.0], "s": ["a"]}), SCHEMA, "f.parquet")
+
+
+def test_decode_examples_dead_letters_undecodable_and_invalid_records():
+    import tensorflow as tf
+
+    def example(**features):
+        feature = {}
+        for key, value in features.items():
+            if isinstance(value, int):
+                feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+            else:
+                feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=value))
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    records = [example(n=1, x=[2.0]), b"not a proto", example(n=2, x=[1.0, 2.0]), example(x=[1.0])]
+    block = decode.decode_examples(records, SCHEMA, "f.tfrecord", first_index=10)
+    assert _rows(block) == [{"n": [1], "x": [2.0], "s": None}]
+    assert [(d["offset"], d["feature"], d["reason"].split(":")[0]) for d in block.dead_letters] == [
+        (11, None, "undecodable tf.Example"),
+        (12, "x", "too many values"),
+        (13, "n", "missing required feature"),
+    ]
+    assert block.rows_read == 4

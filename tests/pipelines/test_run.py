@@ -1,0 +1,255 @@
+"""End to end: ``skewless run`` on sample rows mixed with bad ones, once per scenario, many checks each."""
+
+import hashlib
+import json
+import os
+import zlib
+
+import pytest
+import tensorflow_transform as tft
+
+from pipelines import cli
+from tests.helpers import as_multiset, read_tfrecords, sample_lines, transformed_rows
+
+N_GOOD = 3000
+BAD_LINES = {
+    "1,2,3": "wrong field count: expected 18, found 3",
+    "": "empty line",
+}
+
+
+def _bad_rows(header: str, good: str) -> dict[str, str]:
+    """Lines that break the schema in one field each, made from a good line, with their reasons."""
+    columns = header.split(",")
+    rows = dict(BAD_LINES)
+    for column, value, reason in [
+        ("trip_start_hour", "25", "outside domain: 25 not in [0, 23]"),
+        ("trip_start_day", "Mon", "unparsable int: 'Mon'"),
+        ("fare", "-3.5", "outside domain: -3.5 not in [0, ]"),
+        ("trip_miles", "", "missing required feature"),
+    ]:
+        fields = good.split(",")
+        fields[columns.index(column)] = value
+        rows[",".join(fields)] = reason
+    return rows
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """A CSV of N_GOOD sample rows with six bad rows spread through it."""
+    header, lines = sample_lines(N_GOOD)
+    bad = _bad_rows(header, lines[0])
+    body = list(lines)
+    for i, line in enumerate(bad):
+        body.insert(400 * (i + 1), line)
+    path = tmp_path_factory.mktemp("input") / "trips.csv"
+    path.write_text(header + "\n" + "\n".join(body) + "\n")
+    return path, lines, bad
+
+
+@pytest.fixture(scope="module")
+def run_dir(sample, tmp_path_factory):
+    path, _, _ = sample
+    out = tmp_path_factory.mktemp("runs") / "out"
+    code = cli.main(["run", "--input", str(path), "--output", str(out)])
+    assert code == 0
+    return out
+
+
+def test_output_layout_is_complete_and_nothing_else_is_left(run_dir):
+    assert sorted(os.listdir(run_dir)) == [
+        "dead_letter",
+        "metadata",
+        "run.json",
+        "transform_fn",
+        "transformed",
+        "transformed_metadata",
+    ]
+    assert os.listdir(run_dir.parent) == ["out"]  # no staging directory left behind
+    assert sorted(os.listdir(run_dir / "transformed")) == [
+        "eval-00000-of-00001.tfrecord.gz",
+        "train-00000-of-00001.tfrecord.gz",
+    ]
+
+
+def test_transform_output_loads_with_raw_and_transformed_specs(run_dir, taxi_dataset):
+    output = tft.TFTransformOutput(str(run_dir))
+    assert output.raw_feature_spec() == taxi_dataset.feature_spec()
+    assert sorted(output.transformed_feature_spec()) == sorted(
+        [f"{name}_xf" for name in taxi_dataset.feature_names if name not in ("tips", "trip_start_timestamp")]
+        + ["big_tipper"]
+    )
+    assert output.vocabulary_by_name("payment_type")[:2] == [b"Cash", b"Credit Card"]
+
+
+def test_every_row_is_accounted_for(run_dir, sample):
+    _, good, bad = sample
+    train, eval_ = transformed_rows(run_dir, "train"), transformed_rows(run_dir, "eval")
+    dead = [json.loads(line) for line in open(next((run_dir / "dead_letter").glob("*.jsonl")))]
+    assert len(train) + len(eval_) == len(good)
+    assert sorted((d["raw"], d["reason"]) for d in dead) == sorted(bad.items())
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["counts"] == {
+        "rows_read": len(good) + len(bad),
+        "rows_train": len(train),
+        "rows_eval": len(eval_),
+        "rows_dead_lettered": len(bad),
+        "dead_letter_reasons": {
+            "empty line": 1,
+            "missing required feature": 1,
+            "outside domain": 2,
+            "unparsable int": 1,
+            "wrong field count": 1,
+        },
+    }
+
+
+def test_split_is_the_documented_hash_of_each_line(run_dir, sample):
+    _, good, _ = sample
+    expected_eval = sum(1 for line in good if zlib.crc32(line.encode()) % 10_000 < 2_000)
+    assert len(transformed_rows(run_dir, "eval")) == expected_eval
+    assert 0.17 < expected_eval / len(good) < 0.23
+
+
+def test_run_json_records_inputs_parameters_and_versions(run_dir, sample):
+    path, good, bad = sample
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded"
+    assert record["reason"] is None
+    assert record["inputs"] == [
+        {
+            "uri": str(path),
+            "bytes": path.stat().st_size,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "rows": len(good) + len(bad),
+        }
+    ]
+    assert record["parameters"]["eval_fraction"] == 0.2
+    assert record["parameters"]["runner"] == "FnApiRunner"
+    assert record["versions"]["tensorflow-transform"] == "1.21.0"
+    assert record["versions"]["apache-beam"] == "2.77.0"
+    assert set(record["timings"]) >= {"plan", "pipeline", "finish", "total"}
+
+
+@pytest.fixture(scope="module")
+def multiprocess_rerun_dir(sample, tmp_path_factory):
+    path, _, _ = sample
+    out = tmp_path_factory.mktemp("rerun") / "out"
+    argv = ["run", "--input", str(path), "--output", str(out)]
+    assert cli.main(argv + ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]) == 0
+    return out
+
+
+def test_a_multiprocess_rerun_gives_identical_records_and_vocabularies(run_dir, multiprocess_rerun_dir):
+    for split in ("train", "eval"):
+        assert as_multiset(transformed_rows(multiprocess_rerun_dir, split)) == as_multiset(
+            transformed_rows(run_dir, split)
+        )
+    for vocabulary in ("payment_type", "company"):
+        assert (multiprocess_rerun_dir / "transform_fn" / "assets" / vocabulary).read_bytes() == (
+            run_dir / "transform_fn" / "assets" / vocabulary
+        ).read_bytes()
+    record = json.loads((multiprocess_rerun_dir / "run.json").read_text())
+    assert record["parameters"]["pipeline_options"]["direct_running_mode"] == "multi_processing"
+
+
+def _touch_pid_file(_, directory: str) -> None:
+    open(os.path.join(directory, str(os.getpid())), "w").close()
+
+
+def test_multi_processing_options_really_run_workers_in_other_processes(tmp_path):
+    import apache_beam as beam
+
+    from pipelines.options import pipeline_options
+
+    options = pipeline_options(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    with beam.Pipeline(options=options) as p:
+        _ = p | beam.Create(range(8)) | beam.Reshuffle() | beam.Map(_touch_pid_file, str(tmp_path))
+    worker_pids = {int(name) for name in os.listdir(tmp_path)}
+    assert worker_pids and os.getpid() not in worker_pids
+
+
+def test_too_many_invalid_rows_fail_the_run_but_keep_dead_letters(tmp_path, capsys):
+    header, lines = sample_lines(10)
+    path = tmp_path / "mostly_bad.csv"
+    path.write_text(header + "\n" + "\n".join(lines + ["x,y"] * 3) + "\n")
+    out = tmp_path / "out"
+    assert cli.main(["run", "--input", str(path), "--output", str(out), "--max-invalid-fraction", "0.2"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        "skewless run: error: 3 of 13 rows invalid (23.08% > --max-invalid-fraction 20.00%; "
+        "most common: 'wrong field count' x3); see dead_letter/"
+    )
+    assert sorted(os.listdir(out)) == ["dead_letter", "run.json"]
+    record = json.loads((out / "run.json").read_text())
+    assert (record["status"], record["counts"]["rows_dead_lettered"]) == ("failed", 3)
+    assert len((out / "dead_letter").joinpath(os.listdir(out / "dead_letter")[0]).read_text().splitlines()) == 3
+
+
+def _write_parquet_and_tfrecord(csv_path, directory, schema):
+    """The same rows as Parquet (flat typed columns) and as raw tf.Example TFRecords."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    types = {schema_pb2.INT: pa.int64(), schema_pb2.FLOAT: pa.float64(), schema_pb2.BYTES: pa.string()}
+    table = pa_csv.read_csv(
+        str(csv_path),
+        convert_options=pa_csv.ConvertOptions(column_types={f.name: types[f.type] for f in schema.feature}),
+    )
+    pq.write_table(table, directory / "trips.parquet")
+    with tf.io.TFRecordWriter(str(directory / "trips.tfrecord")) as writer:
+        for row in table.to_pylist():
+            feature = {}
+            for name, value in row.items():
+                if value is None or value == "":
+                    continue
+                if isinstance(value, str):
+                    feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+                elif isinstance(value, int):
+                    feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+                else:
+                    feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+
+
+def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path, taxi_dataset):
+    header, lines = sample_lines(500)
+    csv_path = tmp_path / "trips.csv"
+    csv_path.write_text(header + "\n" + "\n".join(lines) + "\n")
+    _write_parquet_and_tfrecord(csv_path, tmp_path, taxi_dataset.schema)
+    results = {}
+    for name in ("trips.csv", "trips.parquet", "trips.tfrecord"):
+        out = tmp_path / f"out-{name}"
+        argv = ["run", "--input", str(tmp_path / name), "--output", str(out), "--eval-fraction", "0"]
+        assert cli.main(argv) == 0, name
+        assert read_tfrecords(str(out / "transformed" / "eval-*")) == []
+        results[name] = as_multiset(transformed_rows(out, "train"))
+    assert len(results["trips.csv"]) == 500
+    assert results["trips.parquet"] == results["trips.csv"]
+    assert results["trips.tfrecord"] == results["trips.csv"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--input", "{tmp}/missing.csv"], "no input file matches {tmp}/missing.csv"),
+        (["--dataset", "nope"], "unknown dataset 'nope'; known: taxi"),
+        (["--input", "{tmp}/notes.json"], "cannot tell the format of {tmp}/notes.json"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
+    (tmp_path / "notes.json").write_text("{}")
+    out = tmp_path / "out"
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert cli.main(["run", "--output", str(out), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("skewless run: error: " + message.format(tmp=tmp_path))
+    assert not out.exists()
+
+
+def test_an_eval_fraction_outside_0_1_is_rejected_by_the_parser(capsys):
+    assert cli.main(["run", "--output", "x", "--eval-fraction", "2"]) == 2
+    assert "--eval-fraction: must be between 0 and 1, got 2.0" in capsys.readouterr().err

@@ -1,0 +1,53 @@
+"""Dataset configs and the raw taxi schema."""
+
+import pytest
+import tensorflow as tf
+
+import schemas
+from tests.helpers import sample_lines
+
+
+def test_taxi_schema_names_exactly_the_sample_columns(taxi_dataset):
+    header, _ = sample_lines(0)
+    assert sorted(taxi_dataset.feature_names) == sorted(header.split(","))
+    assert len(taxi_dataset.feature_names) == 18
+
+
+def test_required_features_are_fixed_len_and_the_others_var_len(taxi_dataset):
+    spec = taxi_dataset.feature_spec()
+    required = sorted(name for name, s in spec.items() if isinstance(s, tf.io.FixedLenFeature))
+    assert required == [
+        "payment_type",
+        "trip_miles",
+        "trip_start_day",
+        "trip_start_hour",
+        "trip_start_month",
+        "trip_start_timestamp",
+    ]
+    assert spec["fare"] == tf.io.VarLenFeature(tf.float32)
+    assert spec["company"] == tf.io.VarLenFeature(tf.string)
+    assert spec["trip_start_hour"] == tf.io.FixedLenFeature([1], tf.int64)
+
+
+def test_value_domains(taxi_dataset):
+    features = {f.name: f for f in taxi_dataset.schema.feature}
+    assert (features["trip_start_hour"].int_domain.min, features["trip_start_hour"].int_domain.max) == (0, 23)
+    assert (features["trip_start_day"].int_domain.min, features["trip_start_day"].int_domain.max) == (1, 7)
+    assert (features["trip_start_month"].int_domain.min, features["trip_start_month"].int_domain.max) == (1, 12)
+    for name in ("fare", "trip_miles", "tips"):
+        assert features[name].float_domain.min == 0 and not features[name].float_domain.HasField("max")
+    assert features["trip_seconds"].int_domain.min == 0
+
+
+def test_config_points_at_the_preprocessing_fn_and_the_sample(taxi_dataset):
+    from transforms import taxi
+
+    assert taxi_dataset.preprocessing_fn() is taxi.preprocessing_fn
+    assert taxi_dataset.sample == schemas.PROJECT_ROOT / "data" / "taxi" / "data.csv"
+    assert taxi_dataset.split_key == ()
+    assert schemas.dataset_names() == ["taxi"]
+
+
+def test_unknown_dataset_is_an_error():
+    with pytest.raises(ValueError, match="unknown dataset 'cars'; known: taxi"):
+        schemas.load_dataset("cars")
