@@ -92,16 +92,157 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0.01,
         help="fail (exit 1) when more than this share of rows is dead-lettered (default: 0.01)",
     )
+    run.add_argument(
+        "--parity-sample",
+        type=_fraction,
+        default=0.01,
+        metavar="FRACTION",
+        help="share of rows whose serving-graph output is checked against Beam's (default: 0.01)",
+    )
+
+    parity = commands.add_parser(
+        "verify-parity",
+        help="check that the serving graph gives what the Beam pipeline wrote, row by row",
+        description="Feeds the run's parity sample (raw rows) through DIR/serving_model and compares every "
+        "transformed feature with the examples Beam wrote: strings and ints equal, floats within 1e-6. "
+        "Exit 1 on any mismatch.",
+        epilog="example:\n  skewless verify-parity out/demo --json > parity.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parity.add_argument("dir", metavar="DIR", help="a `skewless run` output directory")
+    parity.add_argument("--model", metavar="MODEL_DIR", help="serving SavedModel (default: DIR/serving_model)")
+    parity.add_argument("--max-rows", type=int, default=20_000, help="check at most this many rows (default: 20000)")
+    parity.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+    train = commands.add_parser(
+        "train",
+        help="train a baseline Keras model on a run's transformed examples",
+        description="Trains a small Keras (tf_keras) model on DIR/transformed/train-*, evaluates on eval-*, and "
+        "writes DIR/model/metrics.json (accuracy, auc, log_loss) and DIR/model/serving/, a SavedModel whose "
+        "serving_default takes raw serialized tf.Examples and returns probabilities.",
+        epilog="example:\n  skewless train --transform-output out/demo --epochs 5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--transform-output", required=True, metavar="DIR", help="a `skewless run` output directory")
+    train.add_argument("--label", help="transformed feature to predict (default: the dataset config's label)")
+    train.add_argument("--epochs", type=int, default=5, help="passes over the training data (default: 5)")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a model over the TensorFlow Serving REST API",
+        description="Answers GET /v1/models/NAME (status) and POST /v1/models/NAME:predict with "
+        '{"instances": [raw feature dicts]}, like TensorFlow Serving; malformed requests get a 400.',
+        epilog="examples:\n  skewless serve --model out/demo/model/serving --port 8501\n"
+        '  curl -d \'{"instances": [{"trip_miles": 1.2, ...}]}\' localhost:8501/v1/models/default:predict',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--model", required=True, metavar="DIR", help="serving_model/ or model/serving/ directory")
+    serve.add_argument("--port", type=int, default=8501, help="port (default: 8501; 0 picks a free one)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--model-name", default="default", help="the NAME in /v1/models/NAME (default: default)")
     return parser
 
 
-def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
+def _load_tensorflow():
+    """Imports TensorFlow with its native start-up notices hidden."""
     with _native_stderr_silenced():
         import tensorflow as tf
-
-        from pipelines import run as run_job
+        import tensorflow_transform  # noqa: F401 - sets TF_USE_LEGACY_KERAS before Keras loads
 
         tf.config.list_physical_devices("GPU")  # probes CUDA now, while its notices are hidden
+
+
+def _parity_lines(report: dict) -> list[str]:
+    lines = [f"{'feature':<32} {'mismatches':>10} {'max |diff|':>12}"]
+    for name, entry in report["features"].items():
+        diff = "-" if entry["max_abs_diff"] is None else f"{entry['max_abs_diff']:.3g}"
+        lines.append(f"{name:<32} {entry['mismatches']:>10} {diff:>12}")
+        if entry.get("example"):
+            lines.append(f"    {entry['example']}")
+    verdict = "PASSED" if report["passed"] else "FAILED"
+    lines.append(f"parity {verdict}: {report['rows_checked']} rows checked")
+    return lines
+
+
+def _verify_parity(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import json
+
+    from pipelines.errors import CheckFailed, UsageError
+
+    if not os.path.isdir(os.path.join(args.dir, "parity")) and "://" not in args.dir:
+        raise UsageError(f"{args.dir} has no parity/ sample: is it a `skewless run` output?")
+    _load_tensorflow()
+    from pipelines import parity
+
+    report = parity.verify_parity(args.dir, args.model, args.max_rows)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    print("\n".join(_parity_lines(report)), file=sys.stderr)
+    if not report["passed"]:
+        reason = ", ".join(report["mismatched_features"]) or "no rows to check"
+        raise CheckFailed(f"serving graph differs from Beam: {reason}")
+    return 0
+
+
+def _train(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import json
+
+    import schemas
+    from pipelines.errors import UsageError
+
+    run_json = os.path.join(args.transform_output, "run.json")
+    if not os.path.isfile(run_json):
+        raise UsageError(f"{args.transform_output} has no run.json: is it a `skewless run` output?")
+    label = args.label or schemas.load_dataset(json.load(open(run_json))["dataset"]).label
+    if not label:
+        raise UsageError("the dataset config names no label: pass --label")
+    _load_tensorflow()
+    from pipelines import train
+
+    try:
+        metrics = train.train(args.transform_output, label, args.epochs)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(
+        f"skewless train: eval accuracy {metrics['accuracy']:.4f}, AUC {metrics['auc']:.4f}, "
+        f"log loss {metrics['log_loss']:.4f}\nmodel in {os.path.join(args.transform_output, 'model')}/: "
+        "metrics.json serving/",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _serve(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines.errors import UsageError
+
+    if not os.path.isfile(os.path.join(args.model, "saved_model.pb")):
+        raise UsageError(f"{args.model} is not a SavedModel directory")
+    _load_tensorflow()
+    from pipelines import serving
+
+    model = serving.ServingModel(args.model)
+    try:
+        server = serving.make_server(model, args.host, args.port, args.model_name)
+    except OSError as error:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    host, port = server.server_address[:2]
+    print(
+        f"skewless serve: {args.model} as '{args.model_name}' on http://{host}:{port}/v1/models/{args.model_name}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    _load_tensorflow()
+    from pipelines import run as run_job
 
     started = time.time()
     record = run_job.run(
@@ -111,6 +252,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             inputs=args.input,
             eval_fraction=args.eval_fraction,
             max_invalid_fraction=args.max_invalid_fraction,
+            parity_fraction=args.parity_sample,
         ),
         beam_args,
     )
@@ -119,14 +261,16 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     print(
         f"skewless run: {counts['rows_read']:,} rows read -> {counts['rows_train']:,} train, "
         f"{counts['rows_eval']:,} eval, {counts['rows_dead_lettered']:,} dead-lettered "
-        f"in {time.time() - started:.1f} s\noutputs in {where}/: "
-        "transform_fn/ transformed_metadata/ metadata/ transformed/ dead_letter/ run.json",
+        f"in {time.time() - started:.1f} s; serving parity passed on {record['parity']['rows_checked']} rows\n"
+        f"outputs in {where}/: transform_fn/ transformed_metadata/ metadata/ transformed/ serving_model/ "
+        "dead_letter/ parity/ run.json",
         file=sys.stderr,
     )
     return 0
 
 
-_BEAM_COMMANDS = {"run": _run}
+_COMMANDS = {"run": _run, "verify-parity": _verify_parity, "train": _train, "serve": _serve}
+_BEAM_COMMANDS = {"run"}  # commands that pass unknown flags to Beam
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     _quiet_libraries()
     try:
-        return _BEAM_COMMANDS[args.command](args, rest)
+        return _COMMANDS[args.command](args, rest)
     except SkewlessError as error:
         print(f"skewless {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code

@@ -39,8 +39,9 @@ ARROW_VALUE_TYPES = {
     schema_pb2.FLOAT: pa.float32(),
     schema_pb2.BYTES: pa.large_binary(),
 }
-# Digits are bounded so that a matching string always fits in int64.
-_INT_PATTERN = r"^[+-]?[0-9]{1,18}$"
+_INT_PATTERN = r"^[+-]?[0-9]+$"
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
 
@@ -129,11 +130,22 @@ def _parse_column(values: pa.Array, feature: schema_pb2.Feature) -> tuple[pa.Arr
     pattern, type_name = (_INT_PATTERN, "int") if feature.type == schema_pb2.INT else (_FLOAT_PATTERN, "float")
     well_formed = np.asarray(pc.match_substring_regex(trimmed, pattern).fill_null(False))
     invalid |= ~missing & ~well_formed
-    parsed = pc.cast(pc.if_else(pa.array(well_formed), trimmed, None), ARROW_VALUE_TYPES[feature.type])
-    if feature.type == schema_pb2.FLOAT:
-        overflow = np.asarray(pc.is_inf(parsed).fill_null(False))
+    well_formed_text = pc.if_else(pa.array(well_formed), trimmed, None)
+    if feature.type == schema_pb2.INT:
+        try:
+            parsed = pc.cast(well_formed_text, pa.int64())
+        except pa.ArrowInvalid:  # a value beyond int64: find it cell by cell
+            values = [None if v is None else int(v) for v in well_formed_text.to_pylist()]
+            overflow = np.array([v is not None and not _INT64_MIN <= v <= _INT64_MAX for v in values])
+            invalid |= overflow
+            parsed = pa.array([None if bad else v for v, bad in zip(values, overflow, strict=True)], pa.int64())
+    else:
+        # Parse to float64 and round to float32, as float(text) into a tf.train.FloatList does, so
+        # that serving clients building tf.Examples in Python get bit-identical values.
+        wide = pc.cast(well_formed_text, pa.float64())
+        overflow = np.asarray(pc.greater(pc.abs(wide), _FLOAT32_MAX).fill_null(False))
         invalid |= overflow
-        parsed = pc.if_else(pa.array(overflow), None, parsed)
+        parsed = pc.cast(pc.if_else(pa.array(overflow), None, wide), pa.float32(), safe=False)
     cells = text
 
     def reason(i: int) -> str:
@@ -177,6 +189,72 @@ def _finish(
         batch = batch.filter(pa.array(keep))
         keys = keys[keep]
     return DecodedBlock(batch if batch.num_rows else None, keys, dead, rows_read)
+
+
+def _decode_text_table(
+    table: pa.Table,
+    schema: schema_pb2.Schema,
+    keys: np.ndarray,
+    raw_of: Callable[[int], tuple[int | None, str]],
+    source: str,
+    row_reasons: dict[int, tuple[str | None, str]] | None = None,
+) -> DecodedBlock:
+    """Parses a table of text cells (one binary column per feature) and validates it."""
+    columns, parse_invalid = {}, {}
+    for feature in schema.feature:
+        values, invalid, reason_of = _parse_column(table.column(feature.name).combine_chunks(), feature)
+        columns[feature.name] = _to_list_array(values)
+        parse_invalid[feature.name] = (invalid, reason_of)
+    return _finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source, row_reasons)
+
+
+def _cell_text(value) -> bytes:
+    """A JSON value as the text a CSV cell would hold ('' for missing)."""
+    if isinstance(value, list) and len(value) <= 1:
+        value = value[0] if value else None
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"unsupported value {value!r}")
+    return repr(value).encode()
+
+
+def decode_dicts(rows: Sequence[dict], schema: schema_pb2.Schema, source: str = "request") -> DecodedBlock:
+    """Decodes JSON-like dicts (serving requests) exactly as CSV cells are decoded.
+
+    Numbers and strings become the text of a CSV cell and go through the same parsing and
+    validation, so a value accepted (or rejected) in training data is accepted (or rejected) the
+    same way at serving time. A missing key, ``null`` or ``""`` is a missing value.
+
+    Args:
+        rows: One dict per record, keyed by raw feature name.
+        schema: The raw schema.
+        source: Name for dead letters.
+
+    Returns:
+        The DecodedBlock (``offset`` of a dead letter is the index of the row).
+    """
+    names = [f.name for f in schema.feature]
+    cells = {name: [] for name in names}
+    row_reasons = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            row, row_reasons[i] = {}, (None, f"not an object: {type(row).__name__}")
+        unknown = sorted(set(row) - set(names))
+        if unknown:
+            row_reasons.setdefault(i, (unknown[0], "unknown feature"))
+        for name in names:
+            try:
+                cells[name].append(_cell_text(row.get(name)))
+            except TypeError as error:
+                cells[name].append(b"")
+                row_reasons.setdefault(i, (name, f"unsupported value: {str(error).split(' ', 2)[-1]}"))
+    table = pa.table({name: pa.array(values, pa.binary()) for name, values in cells.items()})
+    texts = [json.dumps(row, sort_keys=True, default=str) for row in rows]
+    keys = row_key_hashes([t.encode() for t in texts])
+    return _decode_text_table(table, schema, keys, lambda i: (i, texts[i]), source, row_reasons)
 
 
 def decode_csv_block(
@@ -250,17 +328,12 @@ def decode_csv_block(
         keys = row_key_hashes(joined.to_pylist())
     else:
         keys = row_key_hashes([lines[i] for i in parsed_lines])
-    columns, parse_invalid = {}, {}
-    for feature in schema.feature:
-        values, invalid, reason_of = _parse_column(table.column(feature.name).combine_chunks(), feature)
-        columns[feature.name] = _to_list_array(values)
-        parse_invalid[feature.name] = (invalid, reason_of)
 
     def raw_of(row: int) -> tuple[int, str]:
         i = parsed_lines[row]
         return offset_of(i), _text(lines[i])
 
-    block = _finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source, row_reasons)
+    block = _decode_text_table(table, schema, keys, raw_of, source, row_reasons)
     block.dead_letters = dead + block.dead_letters
     block.rows_read = len(lines)
     return block

@@ -15,21 +15,22 @@ import time
 from collections.abc import Sequence
 
 import apache_beam as beam
+import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 from apache_beam.metrics.metric import MetricsFilter
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 import schemas
-from pipelines import decode, outputs, read, run_record
+from pipelines import decode, export, outputs, parity, read, run_record
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.split import SplitTrainEval
-from pipelines.write import WriteDeadLetters, WriteTransformedExamples
+from pipelines.write import EncodeExamples, WriteDeadLetters, WriteExamples, WriteParityPairs
 
 __all__ = ["RunConfig", "TRANSFORM_OUTPUTS", "run"]
 
-TRANSFORM_OUTPUTS = ("transform_fn", "transformed_metadata", "metadata", "transformed")
+TRANSFORM_OUTPUTS = ("transform_fn", "transformed_metadata", "metadata", "transformed", "parity", "serving_model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,7 @@ class RunConfig:
         eval_fraction: Share of rows for eval, by a hash of each row's key.
         max_invalid_fraction: Above this share of dead-lettered rows the run fails.
         range_bytes: Size of the byte ranges CSV files are read in.
+        parity_fraction: Share of rows whose serving-graph output is checked against Beam's.
     """
 
     output: str
@@ -51,11 +53,16 @@ class RunConfig:
     eval_fraction: float = 0.2
     max_invalid_fraction: float = 0.01
     range_bytes: int = read.DEFAULT_RANGE_BYTES
+    parity_fraction: float = 0.01
 
 
 def _tensor_adapter_config(schema) -> tensor_adapter.TensorAdapterConfig:
+    """Raw features as tensors; the parity column rides along as a passthrough (not a tensor)."""
+    arrow_schema = decode.arrow_schema(schema).append(
+        pa.field(parity.RAW_EXAMPLE_COLUMN, pa.large_list(pa.large_binary()))
+    )
     return tensor_adapter.TensorAdapterConfig(
-        decode.arrow_schema(schema), tensor_representation_util.InferTensorRepresentationsFromSchema(schema)
+        arrow_schema, tensor_representation_util.InferTensorRepresentationsFromSchema(schema)
     )
 
 
@@ -65,9 +72,13 @@ def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, stagin
     raw[read.ReadRawData.DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(
         os.path.join(staging, "dead_letter", "dead_letter")
     )
-    splits = raw[read.ReadRawData.BATCHES] | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
+    splits = (
+        raw[read.ReadRawData.BATCHES]
+        | "AttachRawExamples" >> parity.AttachRawExamples(config.parity_fraction)
+        | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
+    )
     adapter_config = _tensor_adapter_config(dataset.schema)
-    with tft_beam.Context(temp_dir=os.path.join(staging, "tmp")):
+    with tft_beam.Context(temp_dir=os.path.join(staging, "tmp"), passthrough_keys={parity.RAW_EXAMPLE_COLUMN}):
         (transformed_train, _), transform_fn = (
             splits[SplitTrainEval.TRAIN],
             adapter_config,
@@ -79,11 +90,14 @@ def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, stagin
             transform_fn,
         ) | "TransformEvalData" >> tft_beam.TransformDataset(output_record_batches=True)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
-    transformed_train | "WriteTrainData" >> WriteTransformedExamples(
-        os.path.join(staging, "transformed", "train"), "rows_train"
-    )
-    transformed_eval | "WriteEvalData" >> WriteTransformedExamples(
-        os.path.join(staging, "transformed", "eval"), "rows_eval"
+    train = transformed_train | "EncodeTrainData" >> EncodeExamples("rows_train")
+    eval_ = transformed_eval | "EncodeEvalData" >> EncodeExamples("rows_eval")
+    train.examples | "WriteTrainData" >> WriteExamples(os.path.join(staging, "transformed", "train"))
+    eval_.examples | "WriteEvalData" >> WriteExamples(os.path.join(staging, "transformed", "eval"))
+    (
+        (train[EncodeExamples.PARITY], eval_[EncodeExamples.PARITY])
+        | "FlattenParityPairs" >> beam.Flatten()
+        | "WriteParityPairs" >> WriteParityPairs(os.path.join(staging, parity.PAIRS_PREFIX))
     )
 
 
@@ -183,6 +197,15 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> dict:
         metadata_io.write_metadata(dataset_metadata.DatasetMetadata(dataset.schema), os.path.join(staging, "metadata"))
         outputs.remove_tree(os.path.join(staging, "tmp"))
         failure = _check_counts(counts, config.max_invalid_fraction)
+        if not failure:
+            exporting = time.time()
+            export.export_serving_model(staging, os.path.join(staging, "serving_model"))
+            timings["export"] = time.time() - exporting
+            checking = time.time()
+            record["parity"] = parity.verify_parity(staging)
+            timings["parity"] = time.time() - checking
+            if record["parity"]["mismatched_features"]:
+                failure = f"serving graph differs from Beam on {', '.join(record['parity']['mismatched_features'])}"
         if failure:
             for name in TRANSFORM_OUTPUTS:
                 outputs.remove_tree(os.path.join(staging, name))
@@ -191,7 +214,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> dict:
             {"uri": path, "bytes": size, "sha256": run_record.file_sha256(path), "rows": by_source.get(path, 0)}
             for path, size in files
         ]
-        timings["finish"] = time.time() - finishing
+        timings["finish"] = time.time() - finishing - timings.get("export", 0) - timings.get("parity", 0)
         timings["total"] = time.time() - started
         record.update(
             status="failed" if failure else "succeeded",

@@ -1,4 +1,4 @@
-"""Writing outputs: transformed tf.Examples as gzip TFRecord shards, and dead letters as JSON lines."""
+"""Writing outputs: transformed tf.Examples as gzip TFRecord shards, parity pairs and dead letters."""
 
 import json
 import time
@@ -7,7 +7,9 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 
-__all__ = ["WriteDeadLetters", "WriteTransformedExamples"]
+from pipelines.parity import RAW_EXAMPLE_COLUMN, encode_pair
+
+__all__ = ["EncodeExamples", "WriteDeadLetters", "WriteExamples", "WriteParityPairs"]
 
 METRICS_NAMESPACE = "skewless"
 
@@ -29,32 +31,63 @@ class _EncodeExamples(beam.DoFn):
     def process(self, element: tuple[pa.RecordBatch, dict]):
         batch, _ = element
         started = time.perf_counter()
+        raw_examples = None
+        index = batch.schema.get_field_index(RAW_EXAMPLE_COLUMN)
+        if index >= 0:  # the parity sample's passthrough column is not a transformed feature
+            raw_examples = batch.column(index).to_pylist()
+            batch = batch.remove_column(index)
         examples = self._encoder.encode(batch)
         self._msecs.inc(int((time.perf_counter() - started) * 1000))
         self._rows.inc(len(examples))
         yield from examples
+        if raw_examples is not None:
+            for raw, example in zip(raw_examples, examples, strict=True):
+                if raw:
+                    yield beam.pvalue.TaggedOutput(EncodeExamples.PARITY, encode_pair(raw[0], example))
 
 
-class WriteTransformedExamples(beam.PTransform):
-    """Writes ``(RecordBatch, passthrough)`` pairs from tf.Transform as gzip tf.Example shards.
+class EncodeExamples(beam.PTransform):
+    """Turns tf.Transform's ``(RecordBatch, passthrough)`` output into serialized tf.Examples.
 
-    Counts the rows written in the ``skewless`` counter named ``counter_name``.
+    Returns the examples (main output) and, for rows of the parity sample, JSON lines pairing the
+    raw example with its transformed one (``parity``). Counts rows in the ``skewless`` counter
+    ``counter_name``.
     """
 
-    def __init__(self, file_path_prefix: str, counter_name: str):
+    PARITY = "parity"
+
+    def __init__(self, counter_name: str):
         super().__init__()
-        self._prefix = file_path_prefix
         self._counter_name = counter_name
 
     def expand(self, transformed):
-        return (
-            transformed
-            | "EncodeExamples" >> beam.ParDo(_EncodeExamples(self._counter_name))
-            | "WriteTFRecords"
-            >> beam.io.WriteToTFRecord(
-                self._prefix, file_name_suffix=".tfrecord.gz", compression_type=CompressionTypes.GZIP
-            )
+        return transformed | "Encode" >> beam.ParDo(_EncodeExamples(self._counter_name)).with_outputs(
+            self.PARITY, main="examples"
         )
+
+
+class WriteExamples(beam.PTransform):
+    """Writes serialized examples to ``<prefix>-SSSSS-of-NNNNN.tfrecord.gz``."""
+
+    def __init__(self, file_path_prefix: str):
+        super().__init__()
+        self._prefix = file_path_prefix
+
+    def expand(self, examples):
+        return examples | "WriteTFRecords" >> beam.io.WriteToTFRecord(
+            self._prefix, file_name_suffix=".tfrecord.gz", compression_type=CompressionTypes.GZIP
+        )
+
+
+class WriteParityPairs(beam.PTransform):
+    """Writes parity pairs (JSON lines) to ``<prefix>-SSSSS-of-NNNNN.jsonl``."""
+
+    def __init__(self, file_path_prefix: str):
+        super().__init__()
+        self._prefix = file_path_prefix
+
+    def expand(self, pairs):
+        return pairs | "WriteJsonLines" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl")
 
 
 class WriteDeadLetters(beam.PTransform):

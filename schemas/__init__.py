@@ -30,6 +30,7 @@ class Dataset:
         preprocessing_fn_path: ``module:function`` of the dataset's ``preprocessing_fn``.
         sample: Path of the bundled sample, or None.
         split_key: Raw columns hashed for the train/eval split; empty means the whole record.
+        label: The transformed feature a model learns to predict, or None.
         config: The parsed config.yaml, for stages that read their own sections.
     """
 
@@ -38,6 +39,7 @@ class Dataset:
     preprocessing_fn_path: str
     sample: pathlib.Path | None
     split_key: tuple[str, ...]
+    label: str | None
     config: dict[str, Any]
 
     @property
@@ -106,5 +108,6 @@ def load_dataset(name: str) -> Dataset:
         preprocessing_fn_path=config["preprocessing_fn"],
         sample=PROJECT_ROOT / sample if sample else None,
         split_key=split_key,
+        label=config.get("label"),
         config=config,
     )

@@ -51,6 +51,7 @@ def test_every_kind_of_bad_line_is_dead_lettered_with_its_reason():
         b"g,12,1.0",  # int domain
         b"h,5,-1.5",  # float domain
         b"\xff\xfe,6,1.0",  # invalid UTF-8
+        b"i,99999999999999999999,1.0",  # beyond int64
         b"ok2,7,",  # fine
     ]
     block = decode.decode_csv_block(b"\n".join(lines) + b"\n", COLUMNS, SCHEMA, "f.csv", base_offset=100)
@@ -66,6 +67,7 @@ def test_every_kind_of_bad_line_is_dead_lettered_with_its_reason():
         (offsets[7], "g,12,1.0", "n", "outside domain: 12 not in [0, 9]"),
         (offsets[8], "h,5,-1.5", "x", "outside domain: -1.5 not in [0, ]"),
         (offsets[9], "\\xff\\xfe,6,1.0", "s", "invalid UTF-8"),
+        (offsets[10], "i,99999999999999999999,1.0", "n", "unparsable int: '99999999999999999999'"),
     ]
     assert all(d["source"] == "f.csv" for d in block.dead_letters)
     assert _rows(block) == [{"n": [1], "x": [1.0], "s": [b"ok"]}, {"n": [7], "x": None, "s": [b"ok2"]}]

@@ -1,0 +1,59 @@
+"""Exporting the transform graph for serving: raw serialized tf.Examples in, transformed features out.
+
+The SavedModel holds the tf.Transform layer (with its vocabulary assets copied in), so it works
+after the run's ``transform_fn/`` is gone. Its raw schema travels with it in
+``assets.extra/schema.pbtxt`` (the TF Serving place for extra files), so JSON requests can be
+decoded exactly as training data was.
+"""
+
+import os
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from google.protobuf import text_format
+
+__all__ = ["SCHEMA_FILE", "SIGNATURE", "export_serving_model", "raw_schema_of"]
+
+SIGNATURE = "transform_features"
+SCHEMA_FILE = os.path.join("assets.extra", "schema.pbtxt")
+
+
+class _TransformModule(tf.Module):
+    """Parses raw tf.Examples and applies the transform graph."""
+
+    def __init__(self, tft_output: tft.TFTransformOutput):
+        super().__init__()
+        self._raw_feature_spec = tft_output.raw_feature_spec()
+        self.tft_layer = tft_output.transform_features_layer()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(self, examples):
+        """Serialized raw tf.Examples (label present or not) -> transformed feature tensors."""
+        parsed = tf.io.parse_example(examples, self._raw_feature_spec)
+        return self.tft_layer(parsed)
+
+
+def export_serving_model(transform_output_dir: str, export_dir: str) -> None:
+    """Writes the serving SavedModel.
+
+    Args:
+        transform_output_dir: A directory ``tft.TFTransformOutput`` loads (transform_fn/, metadata/).
+        export_dir: Where to write the SavedModel; its signatures ``transform_features`` and
+            ``serving_default`` are the same function.
+    """
+    tft_output = tft.TFTransformOutput(transform_output_dir)
+    module = _TransformModule(tft_output)
+    signature = module.transform_features.get_concrete_function()
+    tf.saved_model.save(module, export_dir, signatures={SIGNATURE: signature, "serving_default": signature})
+    schema = tft_output.raw_metadata.schema
+    tf.io.gfile.makedirs(os.path.join(export_dir, "assets.extra"))
+    with tf.io.gfile.GFile(os.path.join(export_dir, SCHEMA_FILE), "w") as handle:
+        handle.write(text_format.MessageToString(schema))
+
+
+def raw_schema_of(model_dir: str):
+    """The raw schema saved beside a serving model (``assets.extra/schema.pbtxt``)."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    with tf.io.gfile.GFile(os.path.join(model_dir, SCHEMA_FILE)) as handle:
+        return text_format.Parse(handle.read(), schema_pb2.Schema())
