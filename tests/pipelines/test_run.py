@@ -60,7 +60,9 @@ def test_output_layout_is_complete_and_nothing_else_is_left(run_dir):
     assert sorted(os.listdir(run_dir)) == [
         "dead_letter",
         "metadata",
+        "parity",
         "run.json",
+        "serving_model",
         "transform_fn",
         "transformed",
         "transformed_metadata",
@@ -128,7 +130,8 @@ def test_run_json_records_inputs_parameters_and_versions(run_dir, sample):
     assert record["parameters"]["runner"] == "FnApiRunner"
     assert record["versions"]["tensorflow-transform"] == "1.21.0"
     assert record["versions"]["apache-beam"] == "2.77.0"
-    assert set(record["timings"]) >= {"plan", "pipeline", "finish", "total"}
+    assert set(record["timings"]) >= {"plan", "pipeline", "export", "parity", "finish", "total"}
+    assert record["parity"]["passed"] and record["parity"]["rows_checked"] > 0
 
 
 @pytest.fixture(scope="module")
