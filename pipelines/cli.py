@@ -140,7 +140,46 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8501, help="port (default: 8501; 0 picks a free one)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--model-name", default="default", help="the NAME in /v1/models/NAME (default: default)")
+
+    poc = commands.add_parser(
+        "compare-poc",
+        help="compare a pandas proof of concept with the pipeline, feature by feature",
+        description="Runs the POC function on the raw CSV and the same rows through DIR/serving_model; prints, per "
+        "feature, the share of rows that differ and the largest difference, with the POC module's "
+        "EXPECTED_DIFFERENCES explanations. Exit 1 when a feature differs without an explanation.",
+        epilog="example:\n  skewless compare-poc --poc benchmarks/taxi_poc.py:prepare \\\n"
+        "      --input data/taxi/data.csv out/demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    poc.add_argument("--poc", required=True, metavar="MODULE:FUNCTION", help="module (or .py path) and function")
+    poc.add_argument("--input", required=True, metavar="CSV", help="the raw rows")
+    poc.add_argument("dir", metavar="DIR", help="a `skewless run` output directory")
+    poc.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     return parser
+
+
+def _compare_poc(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import json
+
+    from pipelines.errors import CheckFailed, UsageError
+
+    if not os.path.isdir(os.path.join(args.dir, "serving_model")):
+        raise UsageError(f"{args.dir} has no serving_model/: is it a `skewless run` output?")
+    _load_tensorflow()
+    from pipelines.compare_poc import compare_poc
+
+    report = compare_poc(args.poc, args.input, args.dir)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    lines = [f"{'feature':<28} {'mismatch':>9} {'max |diff|':>11}  explanation"]
+    for name, entry in report["features"].items():
+        diff = "-" if entry["max_abs_diff"] is None else f"{entry['max_abs_diff']:.3g}"
+        lines.append(f"{name:<28} {entry['mismatch_rate']:>9.2%} {diff:>11}  {entry['explanation'] or ''}")
+    lines.append(f"{report['rows']} rows compared, {report['rows_rejected_by_pipeline']} rejected by the pipeline")
+    print("\n".join(lines), file=sys.stderr)
+    if report["unexplained"]:
+        raise CheckFailed(f"unexplained differences on {', '.join(report['unexplained'])}")
+    return 0
 
 
 def _load_tensorflow():
@@ -269,7 +308,13 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "verify-parity": _verify_parity, "train": _train, "serve": _serve}
+_COMMANDS = {
+    "run": _run,
+    "verify-parity": _verify_parity,
+    "train": _train,
+    "serve": _serve,
+    "compare-poc": _compare_poc,
+}
 _BEAM_COMMANDS = {"run"}  # commands that pass unknown flags to Beam
 
 

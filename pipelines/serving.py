@@ -34,17 +34,31 @@ class ServingModel:
 
     Args:
         model_dir: The SavedModel directory; its raw schema is read from ``assets.extra/schema.pbtxt``.
+        signature: The signature to call (``transform_features`` gives transformed features).
     """
 
-    def __init__(self, model_dir: str):
+    def __init__(self, model_dir: str, signature: str = "serving_default"):
         import tensorflow as tf
         from tfx_bsl.coders import example_coder
 
         self.model_dir = model_dir
         self.schema = export.raw_schema_of(model_dir)
-        self._signature = tf.saved_model.load(model_dir).signatures["serving_default"]
+        self._signature = tf.saved_model.load(model_dir).signatures[signature]
         self._encoder = example_coder.RecordBatchToExamplesEncoder()
         self._lock = threading.Lock()
+
+    def decode(self, instances: list[dict]) -> tuple[list[bytes], list[int], list[dict]]:
+        """Decodes raw feature dicts as training CSV cells are decoded.
+
+        Returns:
+            Serialized raw tf.Examples of the valid instances, their indices, and a dead letter
+            (``offset`` = index) for each invalid one.
+        """
+        block = decode.decode_dicts(instances, self.schema)
+        bad = {d["offset"] for d in block.dead_letters}
+        valid = [i for i in range(len(instances)) if i not in bad]
+        examples = self._encoder.encode(block.batch) if block.batch is not None else []
+        return examples, valid, block.dead_letters
 
     def examples(self, instances: list[dict]) -> list[bytes]:
         """Decodes raw feature dicts into serialized raw tf.Examples.
@@ -54,12 +68,12 @@ class ServingModel:
         """
         if not isinstance(instances, list) or not instances:
             raise ValueError("'instances' must be a non-empty list of objects")
-        block = decode.decode_dicts(instances, self.schema)
-        if block.dead_letters:
-            first = block.dead_letters[0]
+        examples, _, dead_letters = self.decode(instances)
+        if dead_letters:
+            first = dead_letters[0]
             where = f"instance {first['offset']}" + (f", feature {first['feature']!r}" if first["feature"] else "")
             raise ValueError(f"{where}: {first['reason']}")
-        return self._encoder.encode(block.batch)
+        return examples
 
     def predict_examples(self, examples: list[bytes]) -> dict[str, np.ndarray]:
         """Runs ``serving_default`` on serialized raw tf.Examples; returns output arrays by name."""

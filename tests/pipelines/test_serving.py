@@ -17,7 +17,7 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from pipelines import cli, parity, serving
-from tests.helpers import sample_lines, transformed_rows
+from tests.helpers import PROJECT_ROOT, sample_lines, transformed_rows
 
 REQUIRED = {
     "trip_start_month": "5",
@@ -244,3 +244,85 @@ def test_malformed_requests_get_an_error_not_a_crash(server, path, body, status,
     got_status, got = _call(server + path, body)
     assert got_status == status and got["error"].startswith(error)
     assert _call(f"{server}/v1/models/taxi")[0] == 200  # still serving
+
+
+POC = str(PROJECT_ROOT / "benchmarks" / "taxi_poc.py")
+
+
+@pytest.fixture(scope="module")
+def clean_csv(tmp_path_factory):
+    header, lines = sample_lines(400)
+    path = tmp_path_factory.mktemp("poc") / "clean.csv"
+    path.write_text(header + "\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def test_compare_poc_explains_every_difference_of_the_shipped_poc(run_dir, clean_csv, capsys):
+    out, _ = run_dir
+    assert cli.main(["compare-poc", "--poc", f"{POC}:prepare", "--input", str(clean_csv), str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["rows"], report["rows_rejected_by_pipeline"], report["unexplained"]) == (400, 0, [])
+    for name in ("trip_start_hour_xf", "trip_start_day_xf", "trip_start_month_xf", "pickup_community_area_xf"):
+        assert report["features"][name] == {"mismatch_rate": 0.0, "max_abs_diff": 0.0, "explanation": None}
+    for name in ("fare_xf", "trip_miles_xf", "trip_seconds_xf"):
+        assert report["features"][name]["explanation"].startswith("z-score statistics")
+
+
+def test_compare_poc_fails_on_an_unexplained_difference(run_dir, clean_csv, tmp_path, capsys):
+    out, _ = run_dir
+    broken = tmp_path / "broken_poc.py"
+    broken.write_text(
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('taxi_poc', {POC!r})\n"
+        "poc = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(poc)\n"
+        "EXPECTED_DIFFERENCES = poc.EXPECTED_DIFFERENCES\n"
+        "def prepare(raw):\n"
+        "    out = poc.prepare(raw)\n"
+        "    out['trip_start_hour_xf'] += 1\n"
+        "    return out\n"
+    )
+    assert cli.main(["compare-poc", "--poc", f"{broken}:prepare", "--input", str(clean_csv), str(out), "--json"]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["unexplained"] == ["trip_start_hour_xf"]
+    assert report["features"]["trip_start_hour_xf"] == {
+        "mismatch_rate": 1.0,
+        "max_abs_diff": 1.0,
+        "explanation": "unexplained",
+    }
+    assert captured.err.strip().splitlines()[-1] == (
+        "skewless compare-poc: error: unexplained differences on trip_start_hour_xf"
+    )
+
+
+def test_compare_poc_rejects_a_bad_poc_spec(run_dir, clean_csv, capsys):
+    out, _ = run_dir
+    assert cli.main(["compare-poc", "--poc", "no_such_module_xyz:prepare", "--input", str(clean_csv), str(out)]) == 2
+    assert "cannot import the POC 'no_such_module_xyz'" in capsys.readouterr().err
+
+
+def test_the_serve_console_script_answers_over_http(run_dir):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    out, _ = run_dir
+    skewless = os.path.join(os.path.dirname(sys.executable), "skewless")
+    if not os.path.exists(skewless):
+        pytest.skip("the package is not installed (run `make test`)")
+    process = subprocess.Popen(
+        [skewless, "serve", "--model", str(out / "serving_model"), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stderr.readline()
+        url = re.search(r"on (http://127\.0\.0\.1:\d+/v1/models/default)", line).group(1)
+        assert _call(url)[0] == 200
+        status, body = _call(url + ":predict", json.dumps({"instances": [REQUIRED]}).encode())
+        assert status == 200 and body["predictions"][0]["trip_start_hour_xf"] == 19
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
