@@ -28,6 +28,8 @@ def _quiet_libraries() -> None:
     """Keeps TensorFlow's and Beam's start-up chatter off stderr (warnings and errors still show)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    if not os.environ.get("SKEWLESS_DEBUG"):  # a failing step is reported in one line by main()
+        logging.getLogger("apache_beam.runners").setLevel(logging.CRITICAL)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
@@ -91,6 +93,13 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         default=0.01,
         help="fail (exit 1) when more than this share of rows is dead-lettered (default: 0.01)",
+    )
+    run.add_argument(
+        "--slice-by",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="also compute statistics per value of this raw column (repeatable)",
     )
     run.add_argument(
         "--parity-sample",
@@ -292,6 +301,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             eval_fraction=args.eval_fraction,
             max_invalid_fraction=args.max_invalid_fraction,
             parity_fraction=args.parity_sample,
+            slice_by=args.slice_by,
         ),
         beam_args,
     )
@@ -302,7 +312,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         f"{counts['rows_eval']:,} eval, {counts['rows_dead_lettered']:,} dead-lettered "
         f"in {time.time() - started:.1f} s; serving parity passed on {record['parity']['rows_checked']} rows\n"
         f"outputs in {where}/: transform_fn/ transformed_metadata/ metadata/ transformed/ serving_model/ "
-        "dead_letter/ parity/ run.json",
+        "stats/ dead_letter/ parity/ run.json",
         file=sys.stderr,
     )
     return 0
@@ -342,6 +352,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SkewlessError as error:
         print(f"skewless {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:  # noqa: BLE001 - an unexpected failure still ends in one line
+        if os.environ.get("SKEWLESS_DEBUG"):
+            raise
+        message = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+        print(
+            f"skewless {args.command}: error: {type(error).__name__}: {message[:300]} "
+            "(set SKEWLESS_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def console_main() -> None:

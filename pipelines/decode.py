@@ -29,8 +29,10 @@ __all__ = [
     "arrow_schema",
     "decode_csv_block",
     "decode_examples",
+    "decode_dicts",
     "decode_table",
     "dead_letter",
+    "undecodable_lines",
     "row_key_hashes",
 ]
 
@@ -255,6 +257,18 @@ def decode_dicts(rows: Sequence[dict], schema: schema_pb2.Schema, source: str = 
     texts = [json.dumps(row, sort_keys=True, default=str) for row in rows]
     keys = row_key_hashes([t.encode() for t in texts])
     return _decode_text_table(table, schema, keys, lambda i: (i, texts[i]), source, row_reasons)
+
+
+def undecodable_lines(data: bytes, source: str, base_offset: int, reason: str) -> DecodedBlock:
+    """Dead-letters every line of ``data`` with ``reason`` (e.g. a file whose header is wrong)."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    dead, offset = [], base_offset
+    for line in lines:
+        dead.append(dead_letter(source, offset, _text(line), None, reason))
+        offset += len(line) + 1
+    return DecodedBlock(None, np.zeros(0, np.uint32), dead, len(lines))
 
 
 def decode_csv_block(

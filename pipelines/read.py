@@ -76,23 +76,40 @@ def expand_patterns(patterns: Sequence[str]) -> list[tuple[str, int]]:
 
 @dataclasses.dataclass(frozen=True)
 class _CsvRange:
-    """Lines of one CSV file starting in bytes ``[start, end)``; ``end`` None means to the end."""
+    """Lines of one CSV file starting in bytes ``[start, end)``; ``end`` None means to the end.
+
+    A file whose header does not match the schema has ``header_error`` set: its lines are
+    dead-lettered with that reason rather than guessed at.
+    """
 
     path: str
     start: int
     end: int | None
     columns: tuple[str, ...]
+    header_error: str | None = None
 
 
-def _read_header(path: str) -> tuple[list[str], int]:
-    """The column names of a CSV file and the byte length of its header line."""
+def _read_header(path: str) -> tuple[list[str] | None, int]:
+    """The column names of a CSV file (None if not UTF-8) and the byte length of its header line."""
     with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
         line = handle.readline()
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
-        raise UsageError(f"{path}: the header line is not UTF-8") from None
+        return None, len(line)
     return next(csv.reader([text.rstrip("\r\n")]), []), len(line)
+
+
+def _header_error(columns: list[str] | None, expected: list[str]) -> str | None:
+    if columns is None:
+        return "header mismatch: the header line is not UTF-8"
+    missing = [c for c in expected if c not in columns]
+    unexpected = [c for c in columns if c not in expected]
+    if missing or unexpected or len(set(columns)) != len(columns):
+        return (
+            f"header mismatch: missing {missing or 'none'}, unexpected {unexpected or 'none'}, {len(columns)} columns"
+        )
+    return None
 
 
 def _plan_csv_ranges(files: Sequence[tuple[str, int]], schema: schema_pb2.Schema, range_bytes: int) -> list[_CsvRange]:
@@ -101,18 +118,13 @@ def _plan_csv_ranges(files: Sequence[tuple[str, int]], schema: schema_pb2.Schema
     ranges = []
     for path, size in files:
         columns, header_bytes = _read_header(path)
-        missing = [c for c in expected if c not in columns]
-        unexpected = [c for c in columns if c not in expected]
-        if missing or unexpected or len(set(columns)) != len(columns):
-            raise UsageError(
-                f"{path}: header does not match the schema (missing: {missing or 'none'}, "
-                f"unexpected: {unexpected or 'none'}, columns: {len(columns)})"
-            )
+        error = _header_error(columns, expected)
+        columns = tuple(columns or ())
         if CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
-            ranges.append(_CsvRange(path, header_bytes, None, tuple(columns)))
+            ranges.append(_CsvRange(path, header_bytes, None, columns, error))
             continue
         for start in range(header_bytes, max(size, header_bytes + 1), range_bytes):
-            ranges.append(_CsvRange(path, start, min(start + range_bytes, size), tuple(columns)))
+            ranges.append(_CsvRange(path, start, min(start + range_bytes, size), columns, error))
     return ranges
 
 
@@ -186,7 +198,8 @@ class _DecodeBlocks(beam.DoFn):
     def _emit(self, block: decode.DecodedBlock, source: str, started: float):
         self._rows_read.inc(block.rows_read)
         beam.metrics.Metrics.counter(ROWS_BY_SOURCE_NAMESPACE, source).inc(block.rows_read)
-        self._decode_msecs.inc(int((time.perf_counter() - started) * 1000))
+        if started:
+            self._decode_msecs.inc(int((time.perf_counter() - started) * 1000))
         for record in block.dead_letters:
             self._rows_dead.inc()
             beam.metrics.Metrics.counter(DEAD_LETTER_NAMESPACE, record["reason"].split(":")[0]).inc()
@@ -203,6 +216,9 @@ class _DecodeCsvRange(_DecodeBlocks):
     def process(self, rng: _CsvRange):
         with FileSystems.open(rng.path, compression_type=CompressionTypes.AUTO) as handle:
             data, begin = _read_lines_in_range(handle, rng.start, rng.end)
+        if rng.header_error:
+            yield from self._emit(decode.undecodable_lines(data, rng.path, begin, rng.header_error), rng.path, 0.0)
+            return
         for block, offset in _blocks(data, _BLOCK_BYTES):
             started = time.perf_counter()
             decoded = decode.decode_csv_block(

@@ -22,7 +22,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 import schemas
-from pipelines import decode, export, outputs, parity, read, run_record
+from pipelines import decode, export, outputs, parity, read, run_record, statistics
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.split import SplitTrainEval
@@ -45,6 +45,7 @@ class RunConfig:
         max_invalid_fraction: Above this share of dead-lettered rows the run fails.
         range_bytes: Size of the byte ranges CSV files are read in.
         parity_fraction: Share of rows whose serving-graph output is checked against Beam's.
+        slice_by: Raw columns whose values slice the statistics.
     """
 
     output: str
@@ -54,13 +55,17 @@ class RunConfig:
     max_invalid_fraction: float = 0.01
     range_bytes: int = read.DEFAULT_RANGE_BYTES
     parity_fraction: float = 0.01
+    slice_by: Sequence[str] = ()
 
 
-def _tensor_adapter_config(schema) -> tensor_adapter.TensorAdapterConfig:
-    """Raw features as tensors; the parity column rides along as a passthrough (not a tensor)."""
+def _tensor_adapter_config(schema, slice_by: Sequence[str]) -> tensor_adapter.TensorAdapterConfig:
+    """Raw features as tensors; passthrough columns (parity sample, slice copies) ride along."""
+    fields = {f.name: f for f in decode.arrow_schema(schema)}
     arrow_schema = decode.arrow_schema(schema).append(
         pa.field(parity.RAW_EXAMPLE_COLUMN, pa.large_list(pa.large_binary()))
     )
+    for name in slice_by:
+        arrow_schema = arrow_schema.append(pa.field(statistics.SLICE_PREFIX + name, fields[name].type))
     return tensor_adapter.TensorAdapterConfig(
         arrow_schema, tensor_representation_util.InferTensorRepresentationsFromSchema(schema)
     )
@@ -72,13 +77,22 @@ def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, stagin
     raw[read.ReadRawData.DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(
         os.path.join(staging, "dead_letter", "dead_letter")
     )
-    splits = (
+    batches = (
         raw[read.ReadRawData.BATCHES]
         | "AttachRawExamples" >> parity.AttachRawExamples(config.parity_fraction)
-        | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
+        | "AttachSliceColumns" >> statistics.AttachSliceColumns(config.slice_by)
     )
-    adapter_config = _tensor_adapter_config(dataset.schema)
-    with tft_beam.Context(temp_dir=os.path.join(staging, "tmp"), passthrough_keys={parity.RAW_EXAMPLE_COLUMN}):
+    (
+        batches
+        | "DropRowKeys" >> beam.Map(lambda element: element[0])
+        | "GeneratePreTransformStatistics" >> statistics.GenerateStatistics(config.slice_by)
+        | "WritePreTransformStatistics"
+        >> statistics.WriteStatistics(os.path.join(staging, "stats", "pre_transform.json"))
+    )
+    splits = batches | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
+    passthrough = {parity.RAW_EXAMPLE_COLUMN} | {statistics.SLICE_PREFIX + name for name in config.slice_by}
+    adapter_config = _tensor_adapter_config(dataset.schema, config.slice_by)
+    with tft_beam.Context(temp_dir=os.path.join(staging, "tmp"), passthrough_keys=passthrough):
         (transformed_train, _), transform_fn = (
             splits[SplitTrainEval.TRAIN],
             adapter_config,
@@ -90,6 +104,14 @@ def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, stagin
             transform_fn,
         ) | "TransformEvalData" >> tft_beam.TransformDataset(output_record_batches=True)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
+    (
+        (transformed_train, transformed_eval)
+        | "FlattenTransformedData" >> beam.Flatten()
+        | "DropPassthroughDicts" >> beam.Map(lambda element: element[0])
+        | "GeneratePostTransformStatistics" >> statistics.GenerateStatistics(config.slice_by)
+        | "WritePostTransformStatistics"
+        >> statistics.WriteStatistics(os.path.join(staging, "stats", "post_transform.json"))
+    )
     train = transformed_train | "EncodeTrainData" >> EncodeExamples("rows_train")
     eval_ = transformed_eval | "EncodeEvalData" >> EncodeExamples("rows_eval")
     train.examples | "WriteTrainData" >> WriteExamples(os.path.join(staging, "transformed", "train"))
@@ -165,6 +187,9 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> dict:
         raise UsageError(f"--eval-fraction must be in [0, 1), got {config.eval_fraction}")
     patterns = list(config.inputs) or [str(dataset.sample)]
     files = read.expand_patterns(patterns)
+    unknown = sorted(set(config.slice_by) - set(dataset.feature_names))
+    if unknown:
+        raise UsageError(f"--slice-by names columns the schema lacks: {', '.join(unknown)}")
     reader = read.ReadRawData(files, dataset.schema, dataset.split_key, range_bytes=config.range_bytes)
     options = pipeline_options(list(beam_args))
     timings = {"plan": time.time() - started}
@@ -176,6 +201,8 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> dict:
             "inputs": patterns,
             "eval_fraction": config.eval_fraction,
             "max_invalid_fraction": config.max_invalid_fraction,
+            "parity_sample": config.parity_fraction,
+            "slice_by": list(config.slice_by),
             "runner": runner_name(options),
             "pipeline_options": options.get_all_options(drop_default=True),
         },
@@ -209,6 +236,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> dict:
         if failure:
             for name in TRANSFORM_OUTPUTS:
                 outputs.remove_tree(os.path.join(staging, name))
+            outputs.remove_tree(os.path.join(staging, "stats", "post_transform.json"))
         by_source = {name: value for (space, name), value in counters.items() if space == read.ROWS_BY_SOURCE_NAMESPACE}
         record["inputs"] = [
             {"uri": path, "bytes": size, "sha256": run_record.file_sha256(path), "rows": by_source.get(path, 0)}

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-__all__ = ["find_violations", "is_required"]
+__all__ = ["find_violations", "is_required", "string_domain_of"]
 
 
 def is_required(feature: schema_pb2.Feature) -> bool:
@@ -30,6 +30,18 @@ def _domain_bounds(feature: schema_pb2.Feature) -> tuple[float | None, float | N
         domain.min if domain.HasField("min") else None,
         domain.max if domain.HasField("max") else None,
     )
+
+
+def string_domain_of(feature: schema_pb2.Feature, schema: schema_pb2.Schema) -> list[str] | None:
+    """The allowed values of a string feature (inline ``string_domain`` or a named ``domain``)."""
+    if feature.HasField("string_domain"):
+        return list(feature.string_domain.value)
+    if feature.HasField("domain"):
+        for domain in schema.string_domain:
+            if domain.name == feature.domain:
+                return list(domain.value)
+        raise ValueError(f"feature {feature.name!r} names an unknown domain {feature.domain!r}")
+    return None
 
 
 def find_violations(batch: pa.RecordBatch, schema: schema_pb2.Schema) -> Iterator[tuple[int, str, str]]:
@@ -54,6 +66,15 @@ def find_violations(batch: pa.RecordBatch, schema: schema_pb2.Schema) -> Iterato
         if max_count:
             for row in np.flatnonzero(lengths > max_count):
                 yield int(row), feature.name, f"too many values: {lengths[row]}, at most {max_count}"
+        allowed = string_domain_of(feature, schema) if feature.type == schema_pb2.BYTES else None
+        if allowed is not None:
+            values = pc.list_flatten(column)
+            out = np.asarray(pc.invert(pc.is_in(values, value_set=pa.array([v.encode() for v in allowed]))))
+            if out.any():
+                parents = np.asarray(pc.list_parent_indices(column))
+                for index in np.flatnonzero(out):
+                    value = values[int(index)].as_py().decode("utf-8", "replace")
+                    yield int(parents[index]), feature.name, f"outside domain: {value!r} not in the string domain"
         low, high = _domain_bounds(feature)
         if low is None and high is None:
             continue

@@ -31,11 +31,10 @@ class _EncodeExamples(beam.DoFn):
     def process(self, element: tuple[pa.RecordBatch, dict]):
         batch, _ = element
         started = time.perf_counter()
-        raw_examples = None
         index = batch.schema.get_field_index(RAW_EXAMPLE_COLUMN)
-        if index >= 0:  # the parity sample's passthrough column is not a transformed feature
-            raw_examples = batch.column(index).to_pylist()
-            batch = batch.remove_column(index)
+        raw_examples = batch.column(index).to_pylist() if index >= 0 else None
+        # passthrough columns (parity sample, slice copies) are not transformed features
+        batch = batch.select([name for name in batch.schema.names if not name.startswith("__")])
         examples = self._encoder.encode(batch)
         self._msecs.inc(int((time.perf_counter() - started) * 1000))
         self._rows.inc(len(examples))

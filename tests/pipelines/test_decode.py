@@ -100,6 +100,23 @@ def test_an_empty_block_reads_nothing():
     assert (block.batch, block.dead_letters, block.rows_read) == (None, [], 0)
 
 
+def test_string_domains_inline_and_named():
+    schema = text_format.Parse(
+        """
+        feature { name: "s" type: BYTES string_domain { value: "a" value: "b" } }
+        feature { name: "t" type: BYTES domain: "colours" }
+        string_domain { name: "colours" value: "red" value: "green" }
+        """,
+        schema_pb2.Schema(),
+    )
+    block = decode.decode_csv_block(b"a,red\nc,green\nb,blue\n,\n", ["s", "t"], schema, "f.csv")
+    assert _rows(block) == [{"s": [b"a"], "t": [b"red"]}, {"s": None, "t": None}]
+    assert [(d["feature"], d["reason"]) for d in block.dead_letters] == [
+        ("s", "outside domain: 'c' not in the string domain"),
+        ("t", "outside domain: 'blue' not in the string domain"),
+    ]
+
+
 def test_decode_table_casts_flat_columns_and_dead_letters_violations():
     table = pa.table({"n": [1, None, 3], "x": [0.5, 1.0, None], "s": ["a", "b", None], "extra": [1, 2, 3]})
     block = decode.decode_table(table, SCHEMA, "f.parquet")

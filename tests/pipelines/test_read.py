@@ -41,14 +41,19 @@ def test_input_format_of():
         read.input_format_of("a.json")
 
 
-def test_header_must_match_the_schema(tmp_path, taxi_dataset):
+def test_a_header_that_does_not_match_the_schema_dead_letters_its_file(tmp_path, taxi_dataset):
     header, lines = sample_lines(2)
     path = tmp_path / "bad_header.csv"
     path.write_text(header.replace("fare,", "fares,") + "\n" + "\n".join(lines) + "\n")
-    with pytest.raises(
-        UsageError, match=r"header does not match the schema \(missing: \['fare'\], unexpected: \['fares'\]"
-    ):
-        read.ReadRawData(read.expand_patterns([str(path)]), taxi_dataset.schema)
+    (rng,) = read._plan_csv_ranges(read.expand_patterns([str(path)]), taxi_dataset.schema, 1 << 20)
+    assert rng.header_error == "header mismatch: missing ['fare'], unexpected ['fares'], 18 columns"
+    (latin1,) = read._plan_csv_ranges([(_write(tmp_path / "l.csv", b"caf\xe9\n1\n"), 8)], taxi_dataset.schema, 99)
+    assert latin1.header_error == "header mismatch: the header line is not UTF-8"
+
+
+def _write(path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
 
 
 def test_a_pattern_that_matches_nothing_is_a_usage_error(tmp_path):

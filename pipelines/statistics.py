@@ -1,0 +1,347 @@
+"""Per-feature statistics of Arrow RecordBatches, overall and per slice, in one Beam job.
+
+What TFDV's ``GenerateStatistics`` gives, built from ``tfx_bsl`` sketches and Arrow compute:
+numbers get count, missing, min/max/mean/std, quantiles (a quantiles sketch) and a histogram;
+strings get count, missing, an estimate of distinct values (KMV sketch) and the most frequent
+values (Misra-Gries sketch). The histogram's bins are the feature's overall quantiles (deduplicated),
+counted exactly in a second pass, so that ``check-skew`` can count serving data into the same bins.
+
+Output, one JSON document::
+
+    {"slices": {"ALL": {"num_rows": N, "features": {name: {...}}}, "payment_type=Cash": {...}}}
+"""
+
+import dataclasses
+import json
+import math
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "ALL",
+    "AttachSliceColumns",
+    "GenerateStatistics",
+    "SLICE_PREFIX",
+    "WriteStatistics",
+    "slice_batches",
+    "statistics_of",
+]
+
+ALL = "ALL"
+SLICE_PREFIX = "__slice__"
+MISSING_SLICE = "<missing>"
+OTHER_SLICE = "<other>"  # values past the first MAX_SLICES_PER_COLUMN of a column
+MAX_SLICES_PER_COLUMN = 100
+NUM_QUANTILES = 20
+TOP_K = 100
+_SKETCH_BUCKETS = 1000
+
+
+def _is_numeric(data_type: pa.DataType) -> bool:
+    return pa.types.is_integer(data_type) or pa.types.is_floating(data_type)
+
+
+def _value_type(column: pa.Array) -> pa.DataType:
+    return (
+        column.type.value_type if pa.types.is_list(column.type) or pa.types.is_large_list(column.type) else column.type
+    )
+
+
+def _flat(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A column's values and, per row, how many it has (list columns; scalars count 1 unless null)."""
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        return pc.list_flatten(column), np.asarray(pc.list_value_length(column).fill_null(0))
+    return column.drop_null(), np.asarray(column.is_valid(), dtype=np.int64)
+
+
+def slice_batches(batch: pa.RecordBatch, slice_columns: list[str]):
+    """Yields ``(slice_key, batch)``: the whole batch under ``ALL``, then one sub-batch per value
+    of each slice column (``column=value``; rows without a value under ``column=<missing>``).
+
+    A slice column is looked up as ``__slice__<column>`` first (a passthrough copy in transformed
+    batches), then as ``<column>``.
+    """
+    yield ALL, batch
+    for name in slice_columns:
+        index = batch.schema.get_field_index(SLICE_PREFIX + name)
+        index = index if index >= 0 else batch.schema.get_field_index(name)
+        column = batch.column(index)
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            column = pc.list_element(
+                pc.if_else(pc.greater(pc.list_value_length(column).fill_null(0), 0), column, None), 0
+            )
+        encoded = pc.dictionary_encode(column)
+        dictionary = encoded.dictionary.to_pylist()
+        indices = encoded.indices
+        for code, value in enumerate(dictionary[:MAX_SLICES_PER_COLUMN]):
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            yield f"{name}={text}", batch.filter(pc.equal(indices, code))
+        if len(dictionary) > MAX_SLICES_PER_COLUMN:
+            yield f"{name}={OTHER_SLICE}", batch.filter(pc.greater_equal(indices, MAX_SLICES_PER_COLUMN))
+        missing = pc.is_null(indices)
+        if pc.any(missing).as_py():
+            yield f"{name}={MISSING_SLICE}", batch.filter(missing)
+
+
+@dataclasses.dataclass
+class _FeatureAccumulator:
+    numeric: bool
+    rows_present: int = 0
+    rows_missing: int = 0
+    num_values: int = 0
+    total: float = 0.0
+    total_squares: float = 0.0
+    minimum: float = math.inf
+    maximum: float = -math.inf
+    sketch: object = None  # QuantilesSketch for numbers, (KmvSketch, MisraGriesSketch) for strings
+
+
+def _new_accumulator(numeric: bool) -> _FeatureAccumulator:
+    from tfx_bsl import sketches
+
+    accumulator = _FeatureAccumulator(numeric)
+    if numeric:
+        accumulator.sketch = sketches.QuantilesSketch(0.005, 1 << 32, 1)
+    else:
+        accumulator.sketch = (sketches.KmvSketch(_SKETCH_BUCKETS), sketches.MisraGriesSketch(_SKETCH_BUCKETS))
+    return accumulator
+
+
+def _feature_columns(batch: pa.RecordBatch):
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if not name.startswith("__"):
+            yield name, column
+
+
+class _SummaryCombineFn(beam.CombineFn):
+    """Per-feature counts, moments, extremes and sketches of all batches of one slice."""
+
+    def create_accumulator(self):
+        return {"num_rows": 0, "features": {}}
+
+    def add_input(self, accumulator, batch: pa.RecordBatch):
+        accumulator["num_rows"] += batch.num_rows
+        for name, column in _feature_columns(batch):
+            numeric = _is_numeric(_value_type(column))
+            feature = accumulator["features"].get(name) or _new_accumulator(numeric)
+            accumulator["features"][name] = feature
+            values, lengths = _flat(column)
+            present = int(np.count_nonzero(lengths))
+            feature.rows_present += present
+            feature.rows_missing += len(lengths) - present
+            if numeric:
+                numbers = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+                numbers = numbers[~np.isnan(numbers)]
+                feature.num_values += len(numbers)
+                if len(numbers):
+                    feature.total += float(numbers.sum())
+                    feature.total_squares += float(np.square(numbers).sum())
+                    feature.minimum = min(feature.minimum, float(numbers.min()))
+                    feature.maximum = max(feature.maximum, float(numbers.max()))
+                    feature.sketch.AddValues(pa.array(numbers))
+            else:
+                feature.num_values += len(values)
+                if len(values):
+                    feature.sketch[0].AddValues(values)
+                    feature.sketch[1].AddValues(values)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        merged = next(accumulators)
+        for other in accumulators:
+            merged["num_rows"] += other["num_rows"]
+            for name, feature in other["features"].items():
+                mine = merged["features"].get(name)
+                if mine is None:
+                    merged["features"][name] = feature
+                    continue
+                mine.rows_present += feature.rows_present
+                mine.rows_missing += feature.rows_missing
+                mine.num_values += feature.num_values
+                mine.total += feature.total
+                mine.total_squares += feature.total_squares
+                mine.minimum = min(mine.minimum, feature.minimum)
+                mine.maximum = max(mine.maximum, feature.maximum)
+                if mine.numeric:
+                    mine.sketch.Merge(feature.sketch)
+                else:
+                    mine.sketch[0].Merge(feature.sketch[0])
+                    mine.sketch[1].Merge(feature.sketch[1])
+        return merged
+
+    def extract_output(self, accumulator):
+        features = {}
+        for name, feature in sorted(accumulator["features"].items()):
+            stats = {"count": feature.rows_present, "missing": feature.rows_missing, "num_values": feature.num_values}
+            if feature.numeric:
+                stats["type"] = "numeric"
+                if feature.num_values:
+                    mean = feature.total / feature.num_values
+                    variance = max(feature.total_squares / feature.num_values - mean * mean, 0.0)
+                    quantiles = feature.sketch.GetQuantiles(NUM_QUANTILES).flatten().to_pylist()
+                    stats.update(
+                        min=feature.minimum,
+                        max=feature.maximum,
+                        mean=mean,
+                        std=math.sqrt(variance),
+                        quantiles=quantiles,
+                    )
+            else:
+                stats["type"] = "string"
+                stats["unique"] = int(feature.sketch[0].Estimate()) if feature.num_values else 0
+                top = feature.sketch[1].Estimate().to_pylist() if feature.num_values else []
+                top = sorted(top, key=lambda item: (-item["counts"], item["values"]))[:TOP_K]
+                stats["top"] = [
+                    {"value": item["values"].decode("utf-8", "replace"), "count": int(item["counts"])} for item in top
+                ]
+            features[name] = stats
+        return {"num_rows": accumulator["num_rows"], "features": features}
+
+
+def histogram_boundaries(stats: dict) -> dict[str, list[float]]:
+    """Histogram bin boundaries per numeric feature: its inner quantiles, deduplicated."""
+    boundaries = {}
+    for name, feature in stats["features"].items():
+        if feature["type"] == "numeric" and feature.get("quantiles"):
+            boundaries[name] = sorted(set(feature["quantiles"][1:-1]))
+    return boundaries
+
+
+def count_into_bins(values: np.ndarray, boundaries: list[float]) -> np.ndarray:
+    """Counts values into bins ``(-inf, b0), [b0, b1), ..., [b_last, inf)``."""
+    return np.bincount(np.searchsorted(np.asarray(boundaries), values, side="right"), minlength=len(boundaries) + 1)
+
+
+class _HistogramCombineFn(beam.CombineFn):
+    """Exact counts of each numeric feature's values into the given bins (a side input, which Beam
+    passes to every method)."""
+
+    def create_accumulator(self, *unused_side_inputs):
+        return {}
+
+    def add_input(self, accumulator, batch: pa.RecordBatch, boundaries: dict[str, list[float]]):
+        for name, column in _feature_columns(batch):
+            if name not in boundaries:
+                continue
+            values, _ = _flat(column)
+            numbers = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+            counts = count_into_bins(numbers[~np.isnan(numbers)], boundaries[name])
+            accumulator[name] = accumulator[name] + counts if name in accumulator else counts
+        return accumulator
+
+    def merge_accumulators(self, accumulators, *unused_side_inputs):
+        merged = {}
+        for accumulator in accumulators:
+            for name, counts in accumulator.items():
+                merged[name] = merged[name] + counts if name in merged else counts
+        return merged
+
+    def extract_output(self, accumulator, *unused_side_inputs):
+        return {name: counts.tolist() for name, counts in accumulator.items()}
+
+
+def _assemble(slices: list[tuple[str, dict]], histograms: dict[str, dict], boundaries: dict) -> dict:
+    result = {}
+    for key, stats in sorted(slices):
+        for name, counts in histograms.get(key, {}).items():
+            stats["features"][name]["histogram"] = {"boundaries": boundaries[name], "counts": counts}
+        result[key] = stats
+    return {"slices": result}
+
+
+def _attach_slice_columns(element: tuple[pa.RecordBatch, np.ndarray], columns: list[str]):
+    batch, keys = element
+    for name in columns:
+        batch = batch.append_column(SLICE_PREFIX + name, batch.column(batch.schema.get_field_index(name)))
+    return batch, keys
+
+
+class AttachSliceColumns(beam.PTransform):
+    """Copies slice columns to ``__slice__<name>`` passthrough columns, so that transformed batches
+    (whose raw columns are gone) can be sliced by them too."""
+
+    def __init__(self, columns: list[str]):
+        super().__init__()
+        self._columns = list(columns)
+
+    def expand(self, batches):
+        return batches | "CopySliceColumns" >> beam.Map(_attach_slice_columns, self._columns)
+
+
+class GenerateStatistics(beam.PTransform):
+    """RecordBatches -> one statistics dict (see the module docstring).
+
+    Columns whose names start with ``__`` (passthrough columns) are not described.
+    """
+
+    def __init__(self, slice_columns: list[str] = (), boundaries: dict[str, list[float]] | None = None):
+        """Args:
+        slice_columns: Raw columns to slice by (besides ``ALL``).
+        boundaries: Histogram bins to use instead of the data's own quantiles (for comparing a
+            serving batch with training statistics).
+        """
+        super().__init__()
+        self._slice_columns = list(slice_columns)
+        self._boundaries = boundaries
+
+    def expand(self, batches):
+        sliced = batches | "SliceBatches" >> beam.FlatMap(slice_batches, self._slice_columns)
+        summaries = sliced | "SummarizeSlices" >> beam.CombinePerKey(_SummaryCombineFn())
+        if self._boundaries is None:
+            boundaries = beam.pvalue.AsSingleton(
+                summaries
+                | "KeepOverall" >> beam.Filter(lambda item: item[0] == ALL)
+                | "HistogramBoundaries" >> beam.Map(lambda item: histogram_boundaries(item[1]))
+            )
+        else:
+            boundaries = beam.pvalue.AsSingleton(
+                batches.pipeline | "GivenBoundaries" >> beam.Create([self._boundaries])
+            )
+        histograms = sliced | "CountHistograms" >> beam.CombinePerKey(_HistogramCombineFn(), boundaries)
+        return (
+            summaries
+            | "CollectSlices" >> beam.combiners.ToList()
+            | "Assemble"
+            >> beam.Map(
+                _assemble,
+                beam.pvalue.AsDict(histograms),
+                boundaries,
+            )
+        )
+
+
+class WriteStatistics(beam.PTransform):
+    """Writes the statistics dict to one JSON file at ``path``."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def expand(self, statistics):
+        return (
+            statistics
+            | "ToJson" >> beam.Map(lambda stats: json.dumps(stats, indent=1, sort_keys=True))
+            | "WriteJson" >> beam.io.WriteToText(self._path, num_shards=1, shard_name_template="")
+        )
+
+
+def statistics_of(batches: list[pa.RecordBatch], slice_columns: list[str] = ()) -> dict:
+    """The statistics of in-memory batches, without Beam (for tests and small data)."""
+    summaries: dict[str, dict] = {}
+    combine = _SummaryCombineFn()
+    sliced = [item for batch in batches for item in slice_batches(batch, list(slice_columns))]
+    for key, batch in sliced:
+        summaries[key] = combine.add_input(summaries.get(key) or combine.create_accumulator(), batch)
+    outputs = {key: combine.extract_output(accumulator) for key, accumulator in summaries.items()}
+    boundaries = histogram_boundaries(outputs[ALL]) if ALL in outputs else {}
+    histogram = _HistogramCombineFn()
+    counts: dict[str, dict] = {}
+    for key, batch in sliced:
+        counts[key] = histogram.add_input(counts.get(key, {}), batch, boundaries)
+    return _assemble(
+        list(outputs.items()), {key: histogram.extract_output(acc) for key, acc in counts.items()}, boundaries
+    )
