@@ -164,7 +164,82 @@ def _build_parser() -> argparse.ArgumentParser:
     poc.add_argument("--input", required=True, metavar="CSV", help="the raw rows")
     poc.add_argument("dir", metavar="DIR", help="a `skewless run` output directory")
     poc.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+    infer = commands.add_parser(
+        "infer-schema",
+        help="bootstrap a raw schema.pbtxt from data, for review",
+        description="Reads CSV or Parquet files in a stream and writes a tensorflow_metadata Schema: types, "
+        "required or optional, non-negative numeric domains, string domains for low-cardinality strings, "
+        "and an annotation with what was observed for each feature. Review it before use.",
+        epilog="example:\n  skewless infer-schema --input 'data/new/*.csv' --output schemas/new/schema.pbtxt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    infer.add_argument("--input", action="append", required=True, metavar="PATTERN", help="CSV or Parquet files")
+    infer.add_argument("--output", required=True, metavar="FILE", help="where to write schema.pbtxt")
+    infer.add_argument(
+        "--max-domain-size", type=int, default=20, help="most distinct values for a string domain (default: 20)"
+    )
+
+    skew = commands.add_parser(
+        "check-skew",
+        help="check serving inputs against the training statistics and schema",
+        description="Validates a batch of serving inputs against DIR's raw schema and compares its statistics "
+        "with DIR/stats/pre_transform.json: L-infinity distance for strings, Jensen-Shannon divergence "
+        "for numbers, new string values, rows rejected per feature. Prints a JSON report on stdout; "
+        "exit 1 when a threshold is crossed. Unknown flags are passed to Beam.",
+        epilog="examples:\n  skewless check-skew --transform-output out/demo --input 'serving/2026-11-27/*.csv'\n"
+        "  skewless check-skew --transform-output out/demo --input batch.csv --thresholds skew.yaml\n\n"
+        "thresholds YAML (all optional):\n"
+        "  default: {linf: 0.1, js: 0.1, new_values: 0.01, invalid: 0.01, missing: 0.1}\n"
+        "  features: {fare: {js: 0.05}}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    skew.add_argument("--transform-output", required=True, metavar="DIR", help="a `skewless run` output directory")
+    skew.add_argument("--input", action="append", required=True, metavar="PATTERN", help="serving input files")
+    skew.add_argument("--thresholds", metavar="YAML", help="thresholds config (default: the defaults above)")
+    skew.add_argument("--output", metavar="FILE", help="also write the JSON report here")
     return parser
+
+
+def _infer_schema(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from google.protobuf import text_format
+
+    from pipelines.infer_schema import infer_schema
+
+    schema = infer_schema(args.input, max_domain_size=args.max_domain_size)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as handle:
+        handle.write("# Inferred by `skewless infer-schema`: review types, presence and domains before use.\n")
+        handle.write(text_format.MessageToString(schema))
+    print(f"skewless infer-schema: {len(schema.feature)} features -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import json
+
+    from pipelines.errors import CheckFailed
+
+    _load_tensorflow()
+    from pipelines.skew import check_skew
+
+    report = check_skew(args.transform_output, args.input, args.thresholds, beam_args)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        with open(args.output, "w") as handle:
+            handle.write(text + "\n")
+    lines = [f"{'feature':<26} {'distance':<15} {'value':>8} {'limit':>6}  anomalies"]
+    for name, entry in report["features"].items():
+        lines.append(
+            f"{name:<26} {entry['distance']:<15} {entry['value']:>8.4f} {entry['threshold']:>6}  "
+            + ("; ".join(entry["anomalies"]) or "-")
+        )
+    lines.append(f"{report['rows']} serving rows checked against {report['training_rows']} training rows")
+    print("\n".join(lines), file=sys.stderr)
+    if not report["passed"]:
+        raise CheckFailed(f"skew beyond thresholds on {', '.join(report['failed_features'])}")
+    return 0
 
 
 def _compare_poc(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -324,8 +399,10 @@ _COMMANDS = {
     "train": _train,
     "serve": _serve,
     "compare-poc": _compare_poc,
+    "infer-schema": _infer_schema,
+    "check-skew": _check_skew,
 }
-_BEAM_COMMANDS = {"run"}  # commands that pass unknown flags to Beam
+_BEAM_COMMANDS = {"run", "check-skew"}  # commands that pass unknown flags to Beam
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,7 @@ __all__ = ["CSV", "PARQUET", "TFRECORD", "ReadRawData", "expand_patterns", "inpu
 METRICS_NAMESPACE = "skewless"
 ROWS_BY_SOURCE_NAMESPACE = "skewless.rows_read_by_source"
 DEAD_LETTER_NAMESPACE = "skewless.dead_letter_reasons"
+DEAD_LETTER_FEATURE_NAMESPACE = "skewless.dead_letter_features"  # counter names: "<feature>|<reason>"
 CSV, PARQUET, TFRECORD = "csv", "parquet", "tfrecord"
 _SUFFIXES = {
     ".csv": CSV,
@@ -202,7 +203,9 @@ class _DecodeBlocks(beam.DoFn):
             self._decode_msecs.inc(int((time.perf_counter() - started) * 1000))
         for record in block.dead_letters:
             self._rows_dead.inc()
-            beam.metrics.Metrics.counter(DEAD_LETTER_NAMESPACE, record["reason"].split(":")[0]).inc()
+            reason = record["reason"].split(":")[0]
+            beam.metrics.Metrics.counter(DEAD_LETTER_NAMESPACE, reason).inc()
+            beam.metrics.Metrics.counter(DEAD_LETTER_FEATURE_NAMESPACE, f"{record['feature'] or ''}|{reason}").inc()
             yield beam.pvalue.TaggedOutput(ReadRawData.DEAD_LETTER, record)
         if block.batch is not None:
             yield block.batch, block.keys

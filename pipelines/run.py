@@ -28,7 +28,7 @@ from pipelines.options import pipeline_options, runner_name
 from pipelines.split import SplitTrainEval
 from pipelines.write import EncodeExamples, WriteDeadLetters, WriteExamples, WriteParityPairs
 
-__all__ = ["RunConfig", "TRANSFORM_OUTPUTS", "run"]
+__all__ = ["RunConfig", "TRANSFORM_OUTPUTS", "collect_counters", "run"]
 
 TRANSFORM_OUTPUTS = ("transform_fn", "transformed_metadata", "metadata", "transformed", "parity", "serving_model")
 
@@ -123,7 +123,7 @@ def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, stagin
     )
 
 
-def _counters(result) -> dict[tuple[str, str], int]:
+def collect_counters(result) -> dict[tuple[str, str], int]:
     """Sums the pipeline's counters over steps, keyed by (namespace, name)."""
     totals: dict[tuple[str, str], int] = {}
     for counter in result.metrics().query(MetricsFilter())["counters"]:
@@ -216,7 +216,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> dict:
         result = pipeline.run()
         result.wait_until_finish()
         timings["pipeline"] = time.time() - pipeline_started
-        counters = _counters(result)
+        counters = collect_counters(result)
         counts = _counts(counters)
         timings["decode_cpu"] = counters.get((read.METRICS_NAMESPACE, "decode_msecs"), 0) / 1000
         timings["encode_cpu"] = counters.get((read.METRICS_NAMESPACE, "encode_msecs"), 0) / 1000
