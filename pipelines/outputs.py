@@ -16,8 +16,10 @@ def is_local(path: str) -> bool:
 
 
 def remove_tree(path: str) -> None:
-    """Deletes a directory tree, local or remote, if it exists."""
+    """Deletes a directory tree (or a file), local or remote, if it exists."""
     if is_local(path):
+        if os.path.isfile(path):
+            os.remove(path)
         shutil.rmtree(path, ignore_errors=True)
     elif FileSystems.exists(path):
         FileSystems.delete([path])

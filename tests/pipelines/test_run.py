@@ -27,6 +27,7 @@ def _bad_rows(header: str, good: str) -> dict[str, str]:
         ("trip_start_day", "Mon", "unparsable int: 'Mon'"),
         ("fare", "-3.5", "outside domain: -3.5 not in [0, ]"),
         ("trip_miles", "", "missing required feature"),
+        ("tips", "1.2.3", "unparsable float: '1.2.3'"),
     ]:
         fields = good.split(",")
         fields[columns.index(column)] = value
@@ -43,7 +44,11 @@ def sample(tmp_path_factory):
     for i, line in enumerate(bad):
         body.insert(400 * (i + 1), line)
     path = tmp_path_factory.mktemp("input") / "trips.csv"
-    path.write_text(header + "\n" + "\n".join(body) + "\n")
+    fields = lines[1].split(",")
+    fields[header.split(",").index("payment_type")] = "Caf\xe9"
+    latin1 = ",".join(fields).encode("latin-1")  # not UTF-8
+    bad[latin1.decode("utf-8", "backslashreplace")] = "invalid UTF-8"
+    path.write_bytes((header + "\n" + "\n".join(body) + "\n").encode() + latin1 + b"\n")
     return path, lines, bad
 
 
@@ -51,7 +56,7 @@ def sample(tmp_path_factory):
 def run_dir(sample, tmp_path_factory):
     path, _, _ = sample
     out = tmp_path_factory.mktemp("runs") / "out"
-    code = cli.main(["run", "--input", str(path), "--output", str(out)])
+    code = cli.main(["run", "--input", str(path), "--output", str(out), "--slice-by", "payment_type"])
     assert code == 0
     return out
 
@@ -63,6 +68,7 @@ def test_output_layout_is_complete_and_nothing_else_is_left(run_dir):
         "parity",
         "run.json",
         "serving_model",
+        "stats",
         "transform_fn",
         "transformed",
         "transformed_metadata",
@@ -98,12 +104,35 @@ def test_every_row_is_accounted_for(run_dir, sample):
         "rows_dead_lettered": len(bad),
         "dead_letter_reasons": {
             "empty line": 1,
+            "invalid UTF-8": 1,
             "missing required feature": 1,
             "outside domain": 2,
+            "unparsable float": 1,
             "unparsable int": 1,
             "wrong field count": 1,
         },
     }
+
+
+def test_statistics_before_and_after_the_transform_sliced_by_payment_type(run_dir, sample):
+    _, good, _ = sample
+    pre = json.loads((run_dir / "stats" / "pre_transform.json").read_text())["slices"]
+    post = json.loads((run_dir / "stats" / "post_transform.json").read_text())["slices"]
+    for stats in (pre, post):
+        assert stats["ALL"]["num_rows"] == len(good)
+        slices = [key for key in stats if key != "ALL"]
+        assert all(key.startswith("payment_type=") for key in slices)
+        assert sum(stats[key]["num_rows"] for key in slices) == len(good)
+    payments = [line.split(",")[13] for line in good]
+    assert pre["payment_type=Cash"]["num_rows"] == payments.count("Cash")
+    assert post["payment_type=Cash"]["num_rows"] == payments.count("Cash")
+    assert (
+        pre["ALL"]["features"]["trip_start_hour"]["min"] == 0 and pre["ALL"]["features"]["trip_start_hour"]["max"] == 23
+    )
+    assert post["ALL"]["features"]["fare_xf"]["type"] == "numeric"
+    assert sorted(post["ALL"]["features"]) == sorted(
+        json.loads((run_dir / "run.json").read_text())["parity"]["features"]
+    )
 
 
 def test_split_is_the_documented_hash_of_each_line(run_dir, sample):
@@ -183,7 +212,8 @@ def test_too_many_invalid_rows_fail_the_run_but_keep_dead_letters(tmp_path, caps
         "skewless run: error: 3 of 13 rows invalid (23.08% > --max-invalid-fraction 20.00%; "
         "most common: 'wrong field count' x3); see dead_letter/"
     )
-    assert sorted(os.listdir(out)) == ["dead_letter", "run.json"]
+    assert sorted(os.listdir(out)) == ["dead_letter", "run.json", "stats"]
+    assert os.listdir(out / "stats") == ["pre_transform.json"]  # what the valid rows looked like
     record = json.loads((out / "run.json").read_text())
     assert (record["status"], record["counts"]["rows_dead_lettered"]) == ("failed", 3)
     assert len((out / "dead_letter").joinpath(os.listdir(out / "dead_letter")[0]).read_text().splitlines()) == 3

@@ -1,0 +1,55 @@
+"""infer-schema: types, presence and domains from data, and agreement with the hand-written taxi schema."""
+
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from pipelines import cli
+from pipelines.infer_schema import infer_schema
+from tests.helpers import SAMPLE_CSV
+
+
+def test_small_csv_exact_schema(tmp_path):
+    path = tmp_path / "small.csv"
+    rows = ["n,x,s,t"] + [f"{i},{i / 2 if i % 5 else ''},{'ab'[i % 2]},free text {i}" for i in range(40)]
+    path.write_text("\n".join(rows) + "\n")
+    schema = infer_schema([str(path)])
+    expected = text_format.Parse(
+        """
+        feature { name: "n" type: INT int_domain { min: 0 } presence { min_fraction: 1.0 min_count: 1 }
+                  shape { dim { size: 1 } } annotation { comment: "observed: 40 rows, 0 missing, range [0, 39]" } }
+        feature { name: "x" type: FLOAT float_domain { min: 0 } presence { min_count: 0 } value_count { min: 0 max: 1 }
+                  annotation { comment: "observed: 40 rows, 8 missing, range [0.5, 19.5]" } }
+        feature { name: "s" type: BYTES presence { min_fraction: 1.0 min_count: 1 } shape { dim { size: 1 } }
+                  string_domain { name: "s" value: "a" value: "b" }
+                  annotation { comment: "observed: 40 rows, 0 missing, 2 distinct values" } }
+        feature { name: "t" type: BYTES presence { min_fraction: 1.0 min_count: 1 } shape { dim { size: 1 } }
+                  annotation { comment: "observed: 40 rows, 0 missing, 40 distinct values" } }
+        """,
+        schema_pb2.Schema(),
+    )
+    assert schema == expected
+
+
+def test_the_taxi_sample_gives_the_taxi_types_and_required_set(taxi_dataset, tmp_path):
+    out = tmp_path / "schema.pbtxt"
+    assert cli.main(["infer-schema", "--input", str(SAMPLE_CSV), "--output", str(out)]) == 0
+    inferred = text_format.Parse(out.read_text(), schema_pb2.Schema())
+    assert {f.name: f.type for f in inferred.feature} == {f.name: f.type for f in taxi_dataset.schema.feature}
+    required = {f.name for f in inferred.feature if f.presence.min_fraction == 1}
+    # the hand-written schema also lets fare and tips be missing (the label handles a missing fare)
+    assert required - {"fare", "tips"} == {f.name for f in taxi_dataset.schema.feature if f.presence.min_fraction == 1}
+    payment = next(f for f in inferred.feature if f.name == "payment_type")
+    assert list(payment.string_domain.value) == [
+        "Cash",
+        "Credit Card",
+        "Dispute",
+        "No Charge",
+        "Pcard",
+        "Prcard",
+        "Unknown",
+    ]
+
+
+def test_a_missing_input_is_a_usage_error(tmp_path, capsys):
+    assert cli.main(["infer-schema", "--input", str(tmp_path / "none.csv"), "--output", str(tmp_path / "s")]) == 2
+    assert "no input file matches" in capsys.readouterr().err
