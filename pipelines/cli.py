@@ -198,7 +198,71 @@ def _build_parser() -> argparse.ArgumentParser:
     skew.add_argument("--input", action="append", required=True, metavar="PATTERN", help="serving input files")
     skew.add_argument("--thresholds", metavar="YAML", help="thresholds config (default: the defaults above)")
     skew.add_argument("--output", metavar="FILE", help="also write the JSON report here")
+
+    labels = commands.add_parser(
+        "labels",
+        help="agreement, consensus labels and human-level performance from several annotators",
+        description="Reads long-format annotations (one row per item, annotator, label), on Beam, and writes "
+        "DIR/consensus.csv, DIR/agreement.json (percent agreement, Fleiss' kappa, mean pairwise Cohen's kappa, "
+        "Krippendorff's alpha, per-class agreement, most-confused pairs, annotator quality, HLP), "
+        "DIR/review.csv (uncertain items with every label) and DIR/dead_letter/. Unknown flags go to Beam.",
+        epilog="example:\n  skewless labels --annotations data/crowd/rte.standardized.csv --output out/rte \\\n"
+        "      --item-col orig_id --annotator-col '!amt_worker_ids' --label-col response --gold-col gold",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    labels.add_argument("--kind", choices=["classes"], default="classes", help="kind of label (default: classes)")
+    labels.add_argument("--annotations", action="append", required=True, metavar="CSV", help="annotation files")
+    labels.add_argument("--output", required=True, metavar="DIR", help="output directory")
+    labels.add_argument("--item-col", default="item", help="item id column (default: item)")
+    labels.add_argument("--annotator-col", default="annotator", help="annotator id column (default: annotator)")
+    labels.add_argument("--label-col", default="label", help="label column (default: label)")
+    labels.add_argument("--gold-col", help="expert label column, if any")
+    labels.add_argument("--method", choices=["dawid-skene", "majority"], default="dawid-skene", help="consensus")
+    labels.add_argument(
+        "--level", choices=["nominal", "ordinal", "interval", "ratio"], default="nominal", help="Krippendorff level"
+    )
+    labels.add_argument("--merge-map", metavar="YAML", help="labels to merge before aggregation: {label: merged}")
+    labels.add_argument("--uncertain-label", metavar="NAME", help="label meaning 'cannot tell': counted, not voted")
+    labels.add_argument(
+        "--review-below", type=_fraction, default=0.7, help="review items with confidence below this (default: 0.7)"
+    )
     return parser
+
+
+def _labels(args: argparse.Namespace, beam_args: list[str]) -> int:
+    _load_tensorflow()  # Beam's IO modules pull TensorFlow in; keep its notices off stderr
+    from pipelines.labels import LabelsConfig, run_labels
+
+    report = run_labels(
+        LabelsConfig(
+            annotations=args.annotations,
+            output=args.output,
+            item_col=args.item_col,
+            annotator_col=args.annotator_col,
+            label_col=args.label_col,
+            gold_col=args.gold_col,
+            method=args.method,
+            level=args.level,
+            merge_map=args.merge_map,
+            uncertain_label=args.uncertain_label,
+            review_below=args.review_below,
+        ),
+        beam_args,
+    )
+    hlp = report["hlp"]["vs_others"]
+    gold = report["gold"].get("consensus_accuracy")
+    print(
+        f"skewless labels: {report['annotations']:,} annotations of {report['items']:,} items by "
+        f"{report['annotators']:,} annotators ({report['dead_lettered']} dead-lettered)\n"
+        f"agreement {report['percent_agreement']:.3f}, Fleiss' kappa {report['fleiss_kappa']:.3f}, "
+        f"Krippendorff's alpha {report['krippendorff_alpha']['value']:.3f}; "
+        f"HLP {hlp['accuracy']:.3f} [{hlp['ci95'][0]:.3f}, {hlp['ci95'][1]:.3f}]"
+        + (f"; consensus accuracy vs gold {gold:.4f}" if gold is not None else "")
+        + f"\n{report['consensus']['flagged_for_review']} items to review; outputs in {args.output}/: "
+        "consensus.csv agreement.json review.csv annotations/ dead_letter/",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _infer_schema(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -401,8 +465,9 @@ _COMMANDS = {
     "compare-poc": _compare_poc,
     "infer-schema": _infer_schema,
     "check-skew": _check_skew,
+    "labels": _labels,
 }
-_BEAM_COMMANDS = {"run", "check-skew"}  # commands that pass unknown flags to Beam
+_BEAM_COMMANDS = {"run", "check-skew", "labels"}  # commands that pass unknown flags to Beam
 
 
 def main(argv: Sequence[str] | None = None) -> int:

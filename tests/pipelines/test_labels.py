@@ -1,0 +1,130 @@
+"""skewless labels end to end: the RTE crowd data with gold, and a hand-made file with every option."""
+
+import csv
+import json
+
+import pytest
+
+from pipelines import cli
+from tests.helpers import PROJECT_ROOT
+
+RTE = PROJECT_ROOT / "data" / "crowd" / "rte.standardized.csv"
+RTE_COLUMNS = ["--item-col", "orig_id", "--annotator-col", "!amt_worker_ids", "--label-col", "response"]
+
+
+@pytest.fixture(scope="module")
+def rte(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rte") / "out"
+    argv = ["labels", "--annotations", str(RTE), "--output", str(out), *RTE_COLUMNS, "--gold-col", "gold"]
+    assert cli.main(argv) == 0
+    return out
+
+
+def test_rte_outputs_and_counts(rte):
+    assert sorted(p.name for p in rte.iterdir()) == [
+        "agreement.json",
+        "annotations",
+        "consensus.csv",
+        "dead_letter",
+        "review.csv",
+    ]
+    report = json.loads((rte / "agreement.json").read_text())
+    assert (report["annotations"], report["items"], report["annotators"], report["labels"]) == (
+        8000,
+        800,
+        164,
+        ["0", "1"],
+    )
+    assert report["dead_lettered"] == 0 and report["duplicates_ignored"] == 0
+
+
+def test_rte_consensus_is_as_accurate_as_published_aggregators(rte):
+    report = json.loads((rte / "agreement.json").read_text())
+    # crowd-kit 1.4.2 on the same file: DawidSkene 0.9275, MajorityVote 0.91875
+    assert report["gold"]["consensus_accuracy"] >= 0.9275
+    assert report["gold"]["majority_accuracy"] >= 0.91875
+    consensus = list(csv.DictReader(open(rte / "consensus.csv")))
+    assert len(consensus) == 800
+    gold = {}
+    for row in csv.DictReader(open(RTE)):
+        gold[row["orig_id"]] = row["gold"]
+    accuracy = sum(row["label"] == gold[row["item"]] for row in consensus) / 800
+    assert accuracy == pytest.approx(report["gold"]["consensus_accuracy"])
+    assert all(int(row["n_annotations"]) == 10 for row in consensus)
+
+
+def test_rte_agreement_measures_are_consistent(rte):
+    report = json.loads((rte / "agreement.json").read_text())
+    # binary labels, 10 per item: Krippendorff's nominal alpha is Fleiss' kappa corrected for sample size
+    assert report["krippendorff_alpha"]["value"] == pytest.approx(report["fleiss_kappa"], abs=0.005)
+    assert 0.5 < report["percent_agreement"] < 0.8
+    assert report["mean_pairwise_cohen_kappa"]["pairs"] > 0
+    assert set(report["per_class_agreement"]) == {"0", "1"}
+    hlp = report["hlp"]
+    assert hlp["vs_gold"]["ci95"][0] < hlp["vs_gold"]["accuracy"] < hlp["vs_gold"]["ci95"][1]
+    assert hlp["vs_others"]["scored_annotations"] == 8000
+    quality = report["annotator_quality"]
+    assert len(quality) == 164 and all("accuracy_vs_gold" in q and "confusion" in q for q in quality.values())
+
+
+def test_review_lists_uncertain_items_least_confident_first_with_every_label(rte):
+    rows = list(csv.DictReader(open(rte / "review.csv")))
+    report = json.loads((rte / "agreement.json").read_text())
+    assert len(rows) == report["consensus"]["flagged_for_review"] > 0
+    confidences = [float(r["confidence"]) for r in rows]
+    assert confidences == sorted(confidences) and confidences[-1] < 0.7
+    assert all(len(r["labels"].split("; ")) == 10 for r in rows)
+
+
+def test_merge_map_uncertain_label_duplicates_and_dead_letters(tmp_path):
+    path = tmp_path / "defects.csv"
+    path.write_text(
+        "image,inspector,defect\n"
+        "i1,ann,scratch_deep\ni1,bob,scratch_light\ni1,cat,dent\n"
+        "i2,ann,dent\ni2,bob,dent\ni2,cat,unsure\n"
+        "i3,ann,unsure\ni3,bob,unsure\n"
+        "i4,ann,dent\ni4,ann,scratch_deep\ni4,bob,dent\n"
+        "i5,,dent\ni5,bob\n"
+    )
+    merge = tmp_path / "merge.yaml"
+    merge.write_text("scratch_deep: scratch\nscratch_light: scratch\n")
+    out = tmp_path / "out"
+    argv = [
+        "labels",
+        "--annotations",
+        str(path),
+        "--output",
+        str(out),
+        "--item-col",
+        "image",
+        "--annotator-col",
+        "inspector",
+        "--label-col",
+        "defect",
+        "--merge-map",
+        str(merge),
+        "--uncertain-label",
+        "unsure",
+        "--method",
+        "majority",
+    ]
+    assert cli.main(argv) == 0
+    report = json.loads((out / "agreement.json").read_text())
+    assert report["merged"] == {"scratch_deep": 2, "scratch_light": 1}
+    assert report["labels"] == ["dent", "scratch"]
+    assert report["uncertain"] == {"label": "unsure", "annotations": 3, "items_only_uncertain": 1}
+    assert report["duplicates_ignored"] == 1  # ann labelled i4 twice: the first label counts
+    assert report["dead_lettered"] == 2
+    consensus = {r["item"]: r for r in csv.DictReader(open(out / "consensus.csv"))}
+    assert consensus["i1"]["label"] == "scratch" and consensus["i1"]["confidence"] == "0.666667"
+    assert consensus["i2"]["label"] == "dent" and consensus["i2"]["n_annotations"] == "3"
+    assert (consensus["i3"]["label"], consensus["i3"]["flagged"]) == ("unsure", "1")
+    assert consensus["i4"]["label"] == "dent"
+    dead = [json.loads(line) for f in (out / "dead_letter").glob("*.jsonl") for line in open(f)]
+    assert sorted(d["reason"] for d in dead) == ["missing annotator", "wrong field count: expected 3, found 2"]
+
+
+def test_missing_columns_are_a_usage_error(tmp_path, capsys):
+    assert cli.main(["labels", "--annotations", str(RTE), "--output", str(tmp_path / "o")]) == 2
+    assert "no column 'item'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
