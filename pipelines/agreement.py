@@ -166,6 +166,10 @@ def mean_pairwise_cohen_kappa(
     cells = np.bincount(
         (pair_index * n_labels + label_a) * n_labels + label_b, minlength=len(unique_pairs) * n_labels * n_labels
     ).reshape(len(unique_pairs), n_labels, n_labels)
-    kappas = [cohen_kappa(m) for m in cells if m.sum() >= min_shared]
-    kappas = [k for k in kappas if np.isfinite(k)]
-    return (float(np.mean(kappas)) if kappas else float("nan")), len(kappas)
+    cells = cells[cells.sum(axis=(1, 2)) >= min_shared].astype(np.float64)
+    totals = cells.sum(axis=(1, 2))
+    observed = np.trace(cells, axis1=1, axis2=2) / np.maximum(totals, 1)
+    expected = (cells.sum(axis=1) * cells.sum(axis=2)).sum(axis=1) / np.maximum(totals, 1) ** 2
+    defined = expected < 1 - 1e-12
+    kappas = (observed[defined] - expected[defined]) / (1 - expected[defined])
+    return (float(np.mean(kappas)) if len(kappas) else float("nan")), int(len(kappas))

@@ -230,7 +230,6 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _labels(args: argparse.Namespace, beam_args: list[str]) -> int:
-    _load_tensorflow()  # Beam's IO modules pull TensorFlow in; keep its notices off stderr
     from pipelines.labels import LabelsConfig, run_labels
 
     report = run_labels(

@@ -79,14 +79,22 @@ def dawid_skene(
     for iteration in range(1, max_iterations + 1):  # noqa: B007 - the count is reported
         priors = posteriors.mean(axis=0) + eps
         priors /= priors.sum()
-        confusions = np.zeros((n_annotators, n_labels, n_labels))
-        for given in range(n_labels):
-            mask = labels == given
-            np.add.at(confusions[:, :, given], annotators[mask], posteriors[items[mask]])
+        # confusions[a, true, given] = sum of posteriors[item, true] over a's annotations "given"
+        confusions = np.empty((n_annotators, n_labels, n_labels))
+        cell = annotators * n_labels + labels
+        annotated = posteriors[items]
+        for true in range(n_labels):
+            confusions[:, true, :] = np.bincount(
+                cell, weights=annotated[:, true], minlength=n_annotators * n_labels
+            ).reshape(n_annotators, n_labels)
         confusions += eps
         confusions /= confusions.sum(axis=2, keepdims=True)
-        log_posteriors = np.tile(np.log(priors), (n_items, 1))
-        np.add.at(log_posteriors, items, np.log(confusions[annotators, :, labels]))
+        log_confusions = np.log(confusions)
+        log_posteriors = np.empty((n_items, n_labels))
+        for true in range(n_labels):
+            log_posteriors[:, true] = np.log(priors[true]) + np.bincount(
+                items, weights=log_confusions[annotators, true, labels], minlength=n_items
+            )
         log_posteriors -= log_posteriors.max(axis=1, keepdims=True)
         updated = np.exp(log_posteriors)
         updated /= updated.sum(axis=1, keepdims=True)
@@ -163,9 +171,12 @@ def human_level_performance(
     scored = np.bincount(items[defined], minlength=n_items).astype(np.float64)
     if scored.sum() == 0:
         return {"accuracy": None, "ci95": [None, None], "scored_annotations": 0}
+    # Resampling items with replacement only depends on how many items of each (correct, scored)
+    # kind are drawn, so draw those counts (a multinomial over the distinct kinds) instead of items.
+    kinds, per_kind = np.unique(np.stack([correct, scored], axis=1), axis=0, return_counts=True)
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_items, size=(resamples, n_items))
-    ratios = correct[draws].sum(axis=1) / np.maximum(scored[draws].sum(axis=1), 1)
+    drawn = rng.multinomial(n_items, per_kind / n_items, size=resamples)
+    ratios = (drawn @ kinds[:, 0]) / np.maximum(drawn @ kinds[:, 1], 1)
     return {
         "accuracy": float(correct.sum() / scored.sum()),
         "ci95": [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))],

@@ -21,7 +21,9 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import yaml
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import agreement, consensus, outputs, read, run_record
@@ -68,61 +70,114 @@ class LabelsConfig:
     review_below: float = 0.7
 
 
-class _ParseAnnotations(beam.DoFn):
+@dataclasses.dataclass(frozen=True)
+class _Range:
+    path: str
+    start: int
+    end: int | None
+
+
+def _plan_ranges(files, range_bytes: int = read.DEFAULT_RANGE_BYTES) -> list[_Range]:
+    ranges = []
+    for path, size in files:
+        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+            header_bytes = len(handle.readline())
+        if CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
+            ranges.append(_Range(path, header_bytes, None))
+            continue
+        for start in range(header_bytes, max(size, header_bytes + 1), range_bytes):
+            ranges.append(_Range(path, start, min(start + range_bytes, size)))
+    return ranges
+
+
+def _as_text(column: pa.Array) -> pa.Array:
+    try:
+        return column.cast(pa.string())
+    except pa.ArrowInvalid:  # invalid UTF-8 somewhere: escape it rather than lose the row
+        return pa.array([v.decode("utf-8", "backslashreplace") for v in column.to_pylist()], pa.string())
+
+
+class _ParseAnnotationRange(beam.DoFn):
+    """Parses whole lines of one byte range with pyarrow into (item, annotator, label, gold) batches."""
+
     def __init__(self, columns: list[str], indices: dict[str, int], merge: dict[str, str]):
         self._columns, self._indices, self._merge = columns, indices, merge
 
-    def process(self, element: tuple[str, str]):
-        source, line = element
-        try:
-            fields = next(csv.reader([line]))
-        except csv.Error as error:
-            fields, reason = None, f"malformed CSV: {error}"
-        if fields is not None:
-            reason = (
-                None
-                if len(fields) == len(self._columns)
-                else (f"wrong field count: expected {len(self._columns)}, found {len(fields)}")
-            )
-        if reason is None:
-            values = {key: fields[index].strip() for key, index in self._indices.items()}
-            empty = [key for key in ("item", "annotator", "label") if not values[key]]
-            if empty:
-                reason = f"missing {empty[0]}"
-        if reason is not None:
-            beam.metrics.Metrics.counter("skewless", "annotations_dead_lettered").inc()
-            yield beam.pvalue.TaggedOutput(
-                "dead_letter", {"source": source, "offset": None, "raw": line, "feature": None, "reason": reason}
-            )
-            return
-        merged = self._merge.get(values["label"])
-        if merged is not None:
-            beam.metrics.Metrics.counter("skewless.merged_labels", values["label"]).inc()
-            values["label"] = merged
-        beam.metrics.Metrics.counter("skewless", "annotations_read").inc()
-        yield {
-            "item": values["item"],
-            "annotator": values["annotator"],
-            "label": values["label"],
-            "gold": values.get("gold", ""),
+    def process(self, rng: _Range):
+        with FileSystems.open(rng.path, compression_type=CompressionTypes.AUTO) as handle:
+            data, _ = read._read_lines_in_range(handle, rng.start, rng.end)
+        for block, _ in read._blocks(data, 8 << 20):
+            yield from self._parse(block, rng.path)
+
+    def _dead(self, source: str, raw: str, reason: str):
+        beam.metrics.Metrics.counter("skewless", "annotations_dead_lettered").inc()
+        return beam.pvalue.TaggedOutput(
+            "dead_letter", {"source": source, "offset": None, "raw": raw, "feature": None, "reason": reason}
+        )
+
+    def _parse(self, block: bytes, source: str):
+        ragged = []
+
+        def on_invalid_row(row) -> str:
+            ragged.append((row.text, f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"))
+            return "skip"
+
+        table = pa_csv.read_csv(
+            io.BytesIO(block),
+            read_options=pa_csv.ReadOptions(column_names=self._columns, use_threads=False),
+            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row, newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={c: pa.binary() for c in self._columns},
+                strings_can_be_null=False,
+                include_columns=[self._columns[i] for i in self._indices.values()],
+            ),
+        )
+        for raw, reason in ragged:
+            yield self._dead(source, raw, reason)
+        values = {
+            key: pc.utf8_trim_whitespace(_as_text(table.column(self._columns[index]).combine_chunks()))
+            for key, index in self._indices.items()
         }
+        usable = np.ones(table.num_rows, dtype=bool)
+        for key in ("item", "annotator", "label"):
+            empty = np.asarray(pc.equal(pc.utf8_length(values[key]), 0))
+            for row in np.flatnonzero(empty & usable):
+                raw = ",".join(str(values[k][int(row)]) for k in values)
+                yield self._dead(source, raw, f"missing {key}")
+            usable &= ~empty
+        label = values["label"]
+        for old, new in self._merge.items():
+            merged = pc.equal(label, old)
+            count = pc.sum(pc.and_(merged, pa.array(usable))).as_py() or 0
+            if count:
+                beam.metrics.Metrics.counter("skewless.merged_labels", old).inc(count)
+            label = pc.if_else(merged, new, label)
+        beam.metrics.Metrics.counter("skewless", "annotations_read").inc(int(usable.sum()))
+        if usable.any():
+            keep = pa.array(usable)
+            gold = values.get("gold", pa.array([""] * table.num_rows, pa.string()))
+            yield pa.Table.from_arrays(
+                [values["item"].filter(keep), values["annotator"].filter(keep), label.filter(keep), gold.filter(keep)],
+                schema=_ANNOTATION_SCHEMA,
+            )
 
 
 class ReadAnnotations(beam.PTransform):
-    """Reads long-format annotation CSVs: main output dicts (item, annotator, label, gold),
-    ``dead_letter`` output for rows that cannot be used."""
+    """Reads long-format annotation CSVs in byte ranges: main output Arrow tables of (item, annotator,
+    label, gold), ``dead_letter`` output for rows that cannot be used."""
 
     def __init__(self, files, columns: list[str], indices: dict[str, int], merge: dict[str, str]):
         super().__init__()
-        self._files, self._columns, self._indices, self._merge = files, columns, indices, merge
+        self._ranges = _plan_ranges(files)
+        self._columns, self._indices, self._merge = columns, indices, merge
 
     def expand(self, pbegin):
         return (
             pbegin
-            | "ListFiles" >> beam.Create([path for path, _ in self._files])
-            | "ReadLines" >> beam.io.ReadAllFromText(skip_header_lines=1, with_filename=True)
+            | "ListRanges" >> beam.Create(self._ranges)
+            | "SpreadRanges" >> beam.Reshuffle()
             | "ParseAnnotations"
-            >> beam.ParDo(_ParseAnnotations(self._columns, self._indices, self._merge)).with_outputs(
+            >> beam.ParDo(_ParseAnnotationRange(self._columns, self._indices, self._merge)).with_outputs(
                 "dead_letter", main="annotations"
             )
         )
@@ -359,14 +414,12 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = ()) -> dict:
         pipeline = beam.Pipeline(options=options)
         parsed = pipeline | "ReadAnnotations" >> ReadAnnotations(files, columns, indices, merge)
         parsed.dead_letter | "WriteDeadLetters" >> WriteDeadLetters(os.path.join(staging, "dead_letter", "dead_letter"))
-        parsed.annotations | "WriteAnnotations" >> beam.io.WriteToParquet(
+        parsed.annotations | "WriteAnnotations" >> beam.io.WriteToParquetBatched(
             os.path.join(staging, "annotations", "annotations"), _ANNOTATION_SCHEMA, file_name_suffix=".parquet"
         )
         result = pipeline.run()
         result.wait_until_finish()
-        from pipelines.run import collect_counters
-
-        counters = collect_counters(result)
+        counters = run_record.collect_counters(result)
         import pyarrow.parquet as pq
 
         paths = sorted(

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import apache_beam as beam
 import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
-from apache_beam.metrics.metric import MetricsFilter
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
@@ -28,7 +27,7 @@ from pipelines.options import pipeline_options, runner_name
 from pipelines.split import SplitTrainEval
 from pipelines.write import EncodeExamples, WriteDeadLetters, WriteExamples, WriteParityPairs
 
-__all__ = ["RunConfig", "TRANSFORM_OUTPUTS", "collect_counters", "run"]
+__all__ = ["RunConfig", "TRANSFORM_OUTPUTS", "run"]
 
 TRANSFORM_OUTPUTS = ("transform_fn", "transformed_metadata", "metadata", "transformed", "parity", "serving_model")
 
@@ -123,16 +122,6 @@ def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, stagin
     )
 
 
-def collect_counters(result) -> dict[tuple[str, str], int]:
-    """Sums the pipeline's counters over steps, keyed by (namespace, name)."""
-    totals: dict[tuple[str, str], int] = {}
-    for counter in result.metrics().query(MetricsFilter())["counters"]:
-        key = (counter.key.metric.namespace, counter.key.metric.name)
-        value = counter.committed if counter.committed is not None else counter.attempted
-        totals[key] = totals.get(key, 0) + int(value or 0)
-    return totals
-
-
 def _counts(counters: dict[tuple[str, str], int]) -> dict:
     ns = read.METRICS_NAMESPACE
     return {
@@ -216,7 +205,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> dict:
         result = pipeline.run()
         result.wait_until_finish()
         timings["pipeline"] = time.time() - pipeline_started
-        counters = collect_counters(result)
+        counters = run_record.collect_counters(result)
         counts = _counts(counters)
         timings["decode_cpu"] = counters.get((read.METRICS_NAMESPACE, "decode_msecs"), 0) / 1000
         timings["encode_cpu"] = counters.get((read.METRICS_NAMESPACE, "encode_msecs"), 0) / 1000

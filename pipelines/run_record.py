@@ -8,8 +8,9 @@ import sys
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
 
-__all__ = ["file_sha256", "package_versions", "write_json"]
+__all__ = ["collect_counters", "file_sha256", "package_versions", "write_json"]
 
 _PACKAGES = (
     "skewless",
@@ -53,3 +54,13 @@ def write_json(path: str, payload: dict) -> None:
 def command_line() -> list[str]:
     """The command line of this process."""
     return list(sys.argv)
+
+
+def collect_counters(result) -> dict[tuple[str, str], int]:
+    """Sums the pipeline's counters over steps, keyed by (namespace, name)."""
+    totals: dict[tuple[str, str], int] = {}
+    for counter in result.metrics().query(MetricsFilter())["counters"]:
+        key = (counter.key.metric.namespace, counter.key.metric.name)
+        value = counter.committed if counter.committed is not None else counter.attempted
+        totals[key] = totals.get(key, 0) + int(value or 0)
+    return totals

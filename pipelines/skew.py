@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import read, statistics
+from pipelines import read, run_record, statistics
 from pipelines.errors import UsageError
 from pipelines.options import pipeline_options
 
@@ -146,8 +146,6 @@ def compare_statistics(training: dict, serving: dict, rejected: dict[str, int], 
 
 def _serving_statistics(files, schema, boundaries, beam_args) -> tuple[dict, dict, int]:
     """Runs the serving batch through ReadRawData and GenerateStatistics on Beam."""
-    from pipelines.run import collect_counters
-
     with tempfile.TemporaryDirectory(prefix="skewless-skew-") as tmp:
         path = os.path.join(tmp, "serving_statistics.json")
         pipeline = beam.Pipeline(options=pipeline_options(list(beam_args)))
@@ -160,7 +158,7 @@ def _serving_statistics(files, schema, boundaries, beam_args) -> tuple[dict, dic
         )
         result = pipeline.run()
         result.wait_until_finish()
-        counters = collect_counters(result)
+        counters = run_record.collect_counters(result)
         with FileSystems.open(path) as handle:
             serving = json.loads(handle.read())
     rejected: dict[str, int] = {}
