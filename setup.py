@@ -27,6 +27,7 @@ setup(
         "pyarrow>=10",
         "numpy>=1.26",
         "pyyaml>=6",
+        "openlineage-python>=1.40",
     ],
     extras_require={
         "test": ["pytest>=8", "ruff==0.17.6", "build>=1"],

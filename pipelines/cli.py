@@ -49,6 +49,9 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
+_LINEAGE_DB_HELP = "lineage store (default: $SKEWLESS_LINEAGE_DB or ~/.local/share/skewless/lineage.db)"
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -101,6 +104,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="COLUMN",
         help="also compute statistics per value of this raw column (repeatable)",
     )
+    run.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
     run.add_argument(
         "--parity-sample",
         type=_fraction,
@@ -135,6 +139,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--transform-output", required=True, metavar="DIR", help="a `skewless run` output directory")
     train.add_argument("--label", help="transformed feature to predict (default: the dataset config's label)")
     train.add_argument("--epochs", type=int, default=5, help="passes over the training data (default: 5)")
+    train.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
 
     serve = commands.add_parser(
         "serve",
@@ -223,10 +228,97 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     labels.add_argument("--merge-map", metavar="YAML", help="labels to merge before aggregation: {label: merged}")
     labels.add_argument("--uncertain-label", metavar="NAME", help="label meaning 'cannot tell': counted, not voted")
+    labels.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
     labels.add_argument(
         "--review-below", type=_fraction, default=0.7, help="review items with confidence below this (default: 0.7)"
     )
+
+    lineage = commands.add_parser(
+        "lineage",
+        help="where artifacts came from and what each input fed",
+        description="Queries the lineage store that run, labels and train record into.",
+        epilog="examples:\n  skewless lineage downstream data/taxi/data.csv"
+        "\n  skewless lineage upstream out/demo/serving_model"
+        "\n  skewless lineage runs\n  skewless lineage show 3f2a\n  skewless lineage stale --json"
+        "\n  skewless lineage sources --register data/sources.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    queries = lineage.add_subparsers(dest="query", metavar="QUERY", required=True)
+    for name, text in [
+        ("upstream", "what ARTIFACT was built from, transitively"),
+        ("downstream", "what was built from ARTIFACT, transitively"),
+    ]:
+        query = queries.add_parser(name, help=text, description=f"Lists {text}. ARTIFACT: a path, hash prefix or id.")
+        query.add_argument("artifact", metavar="ARTIFACT")
+    queries.add_parser("runs", help="recorded executions, newest first").add_argument("--limit", type=int, default=50)
+    queries.add_parser("show", help="one execution with its inputs and outputs").add_argument("run", metavar="RUN")
+    queries.add_parser("stale", help="artifacts whose recorded inputs have changed on disk since")
+    sources = queries.add_parser("sources", help="the data inventory (sources.yaml)")
+    sources.add_argument("--register", metavar="YAML", help="register or update the sources of this file first")
+    for query in queries.choices.values():
+        query.add_argument("--json", action="store_true", help="machine-readable output")
+        query.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
     return parser
+
+
+def _lineage(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import json
+
+    import yaml
+
+    from pipelines.errors import UsageError
+    from pipelines.lineage import LineageStore
+
+    store = LineageStore(args.lineage_db)
+    if args.query in ("upstream", "downstream"):
+        result = getattr(store, args.query)(args.artifact)
+        lines = [f"{args.query} of {args.artifact}: {len(result)} artifacts"] + [
+            f"  {a['type']:<20} {a['uri']}  sha256:{a['content_hash'][:16]}  (run {a['execution']})" for a in result
+        ]
+    elif args.query == "runs":
+        result = store.runs(args.limit)
+        lines = [f"{'run':<17} {'command':<8} {'status':<10} {'started':<26} in/out  context"] + [
+            f"{r['id']:<17} {r['command']:<8} {r['status']:<10} {r['started_at']:<26} {r['inputs']}/{r['outputs']}"
+            f"     {r['context'] or ''}"
+            for r in result
+        ]
+    elif args.query == "show":
+        result = store.show(args.run)
+        lines = [
+            f"run {result['id']}: {result['command']} {result['status']}"
+            + (f" ({result['reason']})" if result["reason"] else ""),
+            f"  started {result['started_at']}, ended {result['ended_at']}, git {result['git_commit'] or '-'}",
+        ]
+        for kind in ("inputs", "outputs"):
+            lines.append(f"  {kind}:")
+            lines += [f"    {a['type']:<20} {a['uri']}  sha256:{a['content_hash'][:16]}" for a in result[kind]]
+    elif args.query == "stale":
+        result = store.stale()
+        lines = [f"{len(result)} changed inputs"]
+        for entry in result:
+            lines.append(
+                f"  {entry['input']['uri']} (recorded {entry['input']['content_hash'][:12]}, now {entry['now'][:12]})"
+            )
+            lines += [
+                f"    stale: {a['type']:<20} {a['uri']}  sha256:{a['content_hash'][:16]}" for a in entry["dependents"]
+            ]
+    else:
+        if args.register:
+            try:
+                with open(args.register) as handle:
+                    inventory = yaml.safe_load(handle) or {}
+            except (OSError, yaml.YAMLError) as error:
+                raise UsageError(f"cannot read {args.register}: {str(error).splitlines()[0]}") from None
+            if not isinstance(inventory.get("sources"), dict):
+                raise UsageError(f"{args.register} must have a 'sources:' mapping of name -> properties")
+            store.register_sources(inventory["sources"])
+        result = store.sources()
+        lines = [f"{len(result)} data sources"] + [
+            f"  {s['name']}: " + ", ".join(f"{k}={v}" for k, v in s["properties"].items()) for s in result
+        ]
+    store.close()
+    print(json.dumps(result, indent=2, default=str) if args.json else "\n".join(lines))
+    return 0
 
 
 def _labels(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -245,6 +337,7 @@ def _labels(args: argparse.Namespace, beam_args: list[str]) -> int:
             merge_map=args.merge_map,
             uncertain_label=args.uncertain_label,
             review_below=args.review_below,
+            lineage_db=args.lineage_db,
         ),
         beam_args,
     )
@@ -379,14 +472,15 @@ def _train(args: argparse.Namespace, beam_args: list[str]) -> int:
     run_json = os.path.join(args.transform_output, "run.json")
     if not os.path.isfile(run_json):
         raise UsageError(f"{args.transform_output} has no run.json: is it a `skewless run` output?")
-    label = args.label or schemas.load_dataset(json.load(open(run_json))["dataset"]).label
+    dataset = json.load(open(run_json))["dataset"]
+    label = args.label or schemas.load_dataset(dataset).label
     if not label:
         raise UsageError("the dataset config names no label: pass --label")
     _load_tensorflow()
     from pipelines import train
 
     try:
-        metrics = train.train(args.transform_output, label, args.epochs)
+        metrics = train.train(args.transform_output, label, args.epochs, dataset, args.lineage_db)
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(
@@ -440,6 +534,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             max_invalid_fraction=args.max_invalid_fraction,
             parity_fraction=args.parity_sample,
             slice_by=args.slice_by,
+            lineage_db=args.lineage_db,
         ),
         beam_args,
     )
@@ -465,6 +560,7 @@ _COMMANDS = {
     "infer-schema": _infer_schema,
     "check-skew": _check_skew,
     "labels": _labels,
+    "lineage": _lineage,
 }
 _BEAM_COMMANDS = {"run", "check-skew", "labels"}  # commands that pass unknown flags to Beam
 

@@ -26,7 +26,7 @@ import yaml
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import agreement, consensus, outputs, read, run_record
+from pipelines import agreement, consensus, lineage, outputs, read, run_record
 from pipelines.errors import UsageError
 from pipelines.options import pipeline_options
 from pipelines.write import WriteDeadLetters
@@ -55,6 +55,7 @@ class LabelsConfig:
         uncertain_label: A label meaning "unintelligible / cannot tell", kept out of the consensus
             and counted, or None.
         review_below: Items whose consensus confidence is below this go to review.
+        lineage_db: The lineage store (default: ``lineage.default_db_path()``).
     """
 
     annotations: Sequence[str]
@@ -68,6 +69,7 @@ class LabelsConfig:
     merge_map: str | None = None
     uncertain_label: str | None = None
     review_below: float = 0.7
+    lineage_db: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -410,6 +412,28 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = ()) -> dict:
             raise UsageError(f"{path}: header differs from {files[0][0]}'s")
     indices = {key: columns.index(name) for key, name in wanted.items()}
     options = pipeline_options(list(beam_args))
+    parameters = {k: v for k, v in dataclasses.asdict(config).items() if k != "lineage_db"}
+    recorder = lineage.Recorder("labels", parameters, ("labels", config.output), None, config.lineage_db)
+    try:
+        report = _labels_in_staging(config, files, columns, indices, merge, options, started)
+    except BaseException as error:
+        recorder.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
+        raise
+    for entry in report["inputs"]:
+        recorder.input(entry["uri"], "Annotations", sha256=entry["sha256"], rows=None)
+    for name, artifact_type in [
+        ("consensus.csv", "ConsensusLabels"),
+        ("agreement.json", "AgreementReport"),
+        ("review.csv", "ReviewList"),
+        ("dead_letter", "DeadLetters"),
+    ]:
+        recorder.output(os.path.join(config.output, name), artifact_type, name=name)
+    recorder.finish("succeeded")
+    report["lineage_run_id"] = recorder.id
+    return report
+
+
+def _labels_in_staging(config, files, columns, indices, merge, options, started) -> dict:
     with outputs.staged_directory(config.output) as staging:
         pipeline = beam.Pipeline(options=options)
         parsed = pipeline | "ReadAnnotations" >> ReadAnnotations(files, columns, indices, merge)

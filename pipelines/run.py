@@ -11,6 +11,7 @@ when the run ends; a run that fails a check publishes only its dead letters and 
 
 import dataclasses
 import os
+import sys
 import time
 from collections.abc import Sequence
 
@@ -21,7 +22,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 import schemas
-from pipelines import decode, export, outputs, parity, read, run_record, statistics
+from pipelines import decode, export, lineage, outputs, parity, read, run_record, statistics
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.split import SplitTrainEval
@@ -45,6 +46,7 @@ class RunConfig:
         range_bytes: Size of the byte ranges CSV files are read in.
         parity_fraction: Share of rows whose serving-graph output is checked against Beam's.
         slice_by: Raw columns whose values slice the statistics.
+        lineage_db: The lineage store (default: ``lineage.default_db_path()``).
     """
 
     output: str
@@ -55,6 +57,7 @@ class RunConfig:
     range_bytes: int = read.DEFAULT_RANGE_BYTES
     parity_fraction: float = 0.01
     slice_by: Sequence[str] = ()
+    lineage_db: str | None = None
 
 
 def _tensor_adapter_config(schema, slice_by: Sequence[str]) -> tensor_adapter.TensorAdapterConfig:
@@ -198,6 +201,51 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> dict:
         "versions": run_record.package_versions(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
+    recorder = lineage.Recorder(
+        "run", record["parameters"], ("dataset", dataset.name), runner_name(options), config.lineage_db
+    )
+    record["lineage"] = {"run_id": recorder.id, "store": config.lineage_db or lineage.default_db_path()}
+    try:
+        failure = _run_in_staging(config, dataset, reader, options, files, record, timings, started)
+    except BaseException as error:
+        recorder.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
+        raise
+    _record_lineage(recorder, config, dataset, record, failure)
+    if failure:
+        raise CheckFailed(failure)
+    return record
+
+
+def _record_lineage(recorder, config: RunConfig, dataset, record: dict, failure: str | None) -> None:
+    """Inputs (data files, schema, preprocessing code) and published outputs of the run."""
+    import importlib.util
+
+    schema_hash = lineage.schema_hash(dataset.schema)
+    for entry in record["inputs"]:
+        recorder.input(entry["uri"], "RawData", rows=entry["rows"], sha256=entry["sha256"], schema_hash=schema_hash)
+    recorder.input(
+        str(schemas.SCHEMAS_DIR / dataset.name / dataset.config["schema"]), "Schema", schema_hash=schema_hash
+    )
+    module = importlib.util.find_spec(dataset.preprocessing_fn_path.partition(":")[0])
+    if module and module.origin:
+        recorder.input(module.origin, "PreprocessingCode")
+    counts = record["counts"]
+    outputs_by_type = [("dead_letter", "DeadLetters", counts["rows_dead_lettered"]), ("stats", "Statistics", None)]
+    if not failure:
+        outputs_by_type += [
+            ("transform_fn", "TransformGraph", None),
+            ("transformed", "TransformedExamples", counts["rows_train"] + counts["rows_eval"]),
+            ("serving_model", "ServingModel", None),
+        ]
+    for name, artifact_type, rows in outputs_by_type:
+        recorder.output(os.path.join(config.output, name), artifact_type, name=name, rows=rows)
+    recorder.finish("failed" if failure else "succeeded", failure)
+    if recorder.warning:
+        print(f"skewless run: warning: {recorder.warning}", file=sys.stderr)
+
+
+def _run_in_staging(config, dataset, reader, options, files, record, timings, started) -> str | None:
+    """Runs the pipeline into a staging directory and publishes it; returns a check failure or None."""
     with outputs.staged_directory(config.output) as staging:
         pipeline_started = time.time()
         pipeline = beam.Pipeline(options=options)
@@ -241,6 +289,4 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> dict:
             output=config.output,
         )
         run_record.write_json(os.path.join(staging, "run.json"), record)
-    if failure:
-        raise CheckFailed(failure)
-    return record
+    return failure

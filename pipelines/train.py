@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from pipelines import export, outputs
+from pipelines import export, lineage, outputs
 
 __all__ = ["HASH_BUCKETS", "train"]
 
@@ -75,17 +75,40 @@ class _ServingModule(tf.Module):
         return self.tft_layer(tf.io.parse_example(examples, self._raw_spec))
 
 
-def train(output_dir: str, label: str, epochs: int = 5) -> dict:
+def train(output_dir: str, label: str, epochs: int = 5, dataset: str | None = None, lineage_db=None) -> dict:
     """Trains the baseline, writes ``<output_dir>/model/metrics.json`` and ``model/serving/``.
 
     Args:
         output_dir: A ``skewless run`` output.
         label: The transformed feature to predict (binary, 0/1).
         epochs: Passes over the training examples.
+        dataset: The dataset name, for the lineage context.
+        lineage_db: The lineage store (default: ``lineage.default_db_path()``).
 
     Returns:
         The eval metrics: accuracy, auc, log_loss, plus row counts and epochs.
     """
+    recorder = lineage.Recorder(
+        "train",
+        {"transform_output": output_dir, "label": label, "epochs": epochs},
+        ("dataset", dataset) if dataset else None,
+        None,
+        lineage_db,
+    )
+    try:
+        metrics = _train(output_dir, label, epochs)
+    except BaseException as error:
+        recorder.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
+        raise
+    recorder.input(os.path.join(output_dir, "transformed"), "TransformedExamples", name="transformed")
+    recorder.input(os.path.join(output_dir, "transform_fn"), "TransformGraph", name="transform_fn")
+    recorder.output(os.path.join(output_dir, "model", "serving"), "Model", name="serving")
+    recorder.output(os.path.join(output_dir, "model", "metrics.json"), "ModelMetrics", name="metrics")
+    recorder.finish("succeeded")
+    return metrics
+
+
+def _train(output_dir: str, label: str, epochs: int) -> dict:
     keras.utils.set_random_seed(0)
     tft_output = tft.TFTransformOutput(output_dir)
     spec = tft_output.transformed_feature_spec()
