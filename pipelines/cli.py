@@ -105,6 +105,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="also compute statistics per value of this raw column (repeatable)",
     )
     run.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
+    run.add_argument("--no-report", action="store_true", help="do not write report.html")
+    run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    run.add_argument("--json", action="store_true", help="print the run record (run.json) on stdout")
     run.add_argument(
         "--parity-sample",
         type=_fraction,
@@ -258,7 +261,32 @@ def _build_parser() -> argparse.ArgumentParser:
     for query in queries.choices.values():
         query.add_argument("--json", action="store_true", help="machine-readable output")
         query.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
+
+    report = commands.add_parser(
+        "report",
+        help="write DIR/report.html, a self-contained page about a run",
+        description="Writes DIR/report.html: run summary and row accounting, dead letters with examples, feature "
+        "statistics with histograms before and after the transform, skew (DIR/skew.json from check-skew --output), "
+        "label agreement (--labels), lineage. One file, no network.",
+        epilog="example:\n  skewless report out/demo --labels out/rte",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("dir", metavar="DIR", help="a `skewless run` output directory")
+    report.add_argument("--labels", metavar="LABELS_DIR", help="a `skewless labels` output to include")
     return parser
+
+
+def _report(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines.errors import UsageError
+    from pipelines.report import write_report
+
+    if not os.path.isfile(os.path.join(args.dir, "run.json")):
+        raise UsageError(f"{args.dir} has no run.json: is it a `skewless run` output?")
+    if args.labels and not os.path.isfile(os.path.join(args.labels, "agreement.json")):
+        raise UsageError(f"{args.labels} has no agreement.json: is it a `skewless labels` output?")
+    path = write_report(args.dir, args.labels)
+    print(f"skewless report: {path}", file=sys.stderr)
+    return 0
 
 
 def _lineage(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -520,11 +548,27 @@ def _serve(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _progress_printer(quiet: bool):
+    """Prints ``[elapsed] stage`` lines to stderr (nothing when quiet)."""
+    started = time.time()
+
+    def progress(stage: str) -> None:
+        if not quiet:
+            print(f"[{time.time() - started:6.1f}s] {stage}", file=sys.stderr, flush=True)
+
+    return progress
+
+
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import json
+
+    started = time.time()
+    progress = _progress_printer(args.quiet)
+    progress("loading TensorFlow, tf.Transform and Beam")
     _load_tensorflow()
     from pipelines import run as run_job
 
-    started = time.time()
+    progress("planning the inputs")
     record = run_job.run(
         run_job.RunConfig(
             output=args.output,
@@ -535,17 +579,30 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             parity_fraction=args.parity_sample,
             slice_by=args.slice_by,
             lineage_db=args.lineage_db,
+            write_report=not args.no_report,
         ),
         beam_args,
+        progress,
     )
+    if args.json:
+        print(json.dumps(record, indent=2, default=str))
+    if args.quiet:
+        return 0
     counts = record["counts"]
     where = args.output if "://" in args.output else os.path.abspath(args.output)
+    rows = [
+        ("rows read", counts["rows_read"]),
+        ("train", counts["rows_train"]),
+        ("eval", counts["rows_eval"]),
+        ("dead-lettered", counts["rows_dead_lettered"]),
+        *((f"  {reason}", n) for reason, n in counts["dead_letter_reasons"].items()),
+        ("parity rows checked", record["parity"]["rows_checked"]),
+    ]
+    table = "\n".join(f"  {name:<28} {value:>12,}" for name, value in rows)
     print(
-        f"skewless run: {counts['rows_read']:,} rows read -> {counts['rows_train']:,} train, "
-        f"{counts['rows_eval']:,} eval, {counts['rows_dead_lettered']:,} dead-lettered "
-        f"in {time.time() - started:.1f} s; serving parity passed on {record['parity']['rows_checked']} rows\n"
+        f"skewless run: succeeded in {time.time() - started:.1f} s; serving parity passed\n{table}\n"
         f"outputs in {where}/: transform_fn/ transformed_metadata/ metadata/ transformed/ serving_model/ "
-        "stats/ dead_letter/ parity/ run.json",
+        "stats/ dead_letter/ parity/ run.json report.html",
         file=sys.stderr,
     )
     return 0
@@ -561,6 +618,7 @@ _COMMANDS = {
     "check-skew": _check_skew,
     "labels": _labels,
     "lineage": _lineage,
+    "report": _report,
 }
 _BEAM_COMMANDS = {"run", "check-skew", "labels"}  # commands that pass unknown flags to Beam
 

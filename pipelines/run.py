@@ -22,7 +22,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 import schemas
-from pipelines import decode, export, lineage, outputs, parity, read, run_record, statistics
+from pipelines import decode, export, lineage, outputs, parity, read, report, run_record, statistics
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.split import SplitTrainEval
@@ -47,6 +47,7 @@ class RunConfig:
         parity_fraction: Share of rows whose serving-graph output is checked against Beam's.
         slice_by: Raw columns whose values slice the statistics.
         lineage_db: The lineage store (default: ``lineage.default_db_path()``).
+        write_report: Whether to write ``report.html``.
     """
 
     output: str
@@ -58,6 +59,7 @@ class RunConfig:
     parity_fraction: float = 0.01
     slice_by: Sequence[str] = ()
     lineage_db: str | None = None
+    write_report: bool = True
 
 
 def _tensor_adapter_config(schema, slice_by: Sequence[str]) -> tensor_adapter.TensorAdapterConfig:
@@ -155,12 +157,17 @@ def _check_counts(counts: dict, max_invalid_fraction: float) -> str | None:
     return None
 
 
-def run(config: RunConfig, beam_args: Sequence[str] = ()) -> dict:
+def _silent(stage: str) -> None:
+    del stage
+
+
+def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> dict:
     """Runs the job and returns its run record (also written to ``<output>/run.json``).
 
     Args:
         config: What to run.
         beam_args: Pass-through Beam flags (runner, workers, Dataflow options).
+        progress: Called with the name of each stage as it starts.
 
     Returns:
         The run record.
@@ -206,10 +213,11 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> dict:
     )
     record["lineage"] = {"run_id": recorder.id, "store": config.lineage_db or lineage.default_db_path()}
     try:
-        failure = _run_in_staging(config, dataset, reader, options, files, record, timings, started)
+        failure = _run_in_staging(config, dataset, reader, options, files, record, timings, started, progress)
     except BaseException as error:
         recorder.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
         raise
+    progress("recording lineage")
     _record_lineage(recorder, config, dataset, record, failure)
     if failure:
         raise CheckFailed(failure)
@@ -231,6 +239,8 @@ def _record_lineage(recorder, config: RunConfig, dataset, record: dict, failure:
         recorder.input(module.origin, "PreprocessingCode")
     counts = record["counts"]
     outputs_by_type = [("dead_letter", "DeadLetters", counts["rows_dead_lettered"]), ("stats", "Statistics", None)]
+    if config.write_report:
+        outputs_by_type.append(("report.html", "Report", None))
     if not failure:
         outputs_by_type += [
             ("transform_fn", "TransformGraph", None),
@@ -244,10 +254,11 @@ def _record_lineage(recorder, config: RunConfig, dataset, record: dict, failure:
         print(f"skewless run: warning: {recorder.warning}", file=sys.stderr)
 
 
-def _run_in_staging(config, dataset, reader, options, files, record, timings, started) -> str | None:
+def _run_in_staging(config, dataset, reader, options, files, record, timings, started, progress) -> str | None:
     """Runs the pipeline into a staging directory and publishes it; returns a check failure or None."""
     with outputs.staged_directory(config.output) as staging:
         pipeline_started = time.time()
+        progress(f"reading, validating, analysing, transforming, writing on {runner_name(options)}")
         pipeline = beam.Pipeline(options=options)
         _build(pipeline, config, dataset, reader, staging)
         result = pipeline.run()
@@ -262,9 +273,11 @@ def _run_in_staging(config, dataset, reader, options, files, record, timings, st
         outputs.remove_tree(os.path.join(staging, "tmp"))
         failure = _check_counts(counts, config.max_invalid_fraction)
         if not failure:
+            progress("exporting the serving model")
             exporting = time.time()
             export.export_serving_model(staging, os.path.join(staging, "serving_model"))
             timings["export"] = time.time() - exporting
+            progress("checking serving parity")
             checking = time.time()
             record["parity"] = parity.verify_parity(staging)
             timings["parity"] = time.time() - checking
@@ -289,4 +302,7 @@ def _run_in_staging(config, dataset, reader, options, files, record, timings, st
             output=config.output,
         )
         run_record.write_json(os.path.join(staging, "run.json"), record)
+        if config.write_report:
+            progress("writing the report")
+            report.write_report(staging, shown_as=config.output)
     return failure

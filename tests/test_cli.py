@@ -29,9 +29,51 @@ class TestConsoleScript:
             text=True,
         )
         assert result.returncode == 2
-        assert result.stderr.strip() == f"skewless run: error: no input file matches {tmp_path / 'none.csv'}"
+        *progress, error = result.stderr.strip().splitlines()
+        assert error == f"skewless run: error: no input file matches {tmp_path / 'none.csv'}"
+        assert all(line.startswith("[") for line in progress)  # stage lines, then the one-line error
 
     def test_missing_command_exits_2(self):
         result = subprocess.run([SKEWLESS], capture_output=True, text=True)
         assert result.returncode == 2
         assert "the following arguments are required: COMMAND" in result.stderr
+
+
+COMMANDS = [
+    "run",
+    "verify-parity",
+    "train",
+    "serve",
+    "compare-poc",
+    "infer-schema",
+    "check-skew",
+    "labels",
+    "lineage",
+    "report",
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command, capsys):
+    from pipelines import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli._build_parser().parse_args([command, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: skewless {command}" in text and "example" in text
+
+
+def test_top_level_help_lists_every_command(capsys):
+    from pipelines import cli
+
+    assert cli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert all(command in text for command in COMMANDS)
+
+
+def test_an_unknown_flag_of_a_non_beam_command_is_a_one_line_usage_error(capsys):
+    from pipelines import cli
+
+    assert cli.main(["report", "out", "--colour"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "skewless: error: unrecognized arguments: --colour"

@@ -66,6 +66,7 @@ def test_output_layout_is_complete_and_nothing_else_is_left(run_dir):
         "dead_letter",
         "metadata",
         "parity",
+        "report.html",
         "run.json",
         "serving_model",
         "stats",
@@ -212,7 +213,7 @@ def test_too_many_invalid_rows_fail_the_run_but_keep_dead_letters(tmp_path, caps
         "skewless run: error: 3 of 13 rows invalid (23.08% > --max-invalid-fraction 20.00%; "
         "most common: 'wrong field count' x3); see dead_letter/"
     )
-    assert sorted(os.listdir(out)) == ["dead_letter", "run.json", "stats"]
+    assert sorted(os.listdir(out)) == ["dead_letter", "report.html", "run.json", "stats"]
     assert os.listdir(out / "stats") == ["pre_transform.json"]  # what the valid rows looked like
     record = json.loads((out / "run.json").read_text())
     assert (record["status"], record["counts"]["rows_dead_lettered"]) == ("failed", 3)
@@ -278,8 +279,9 @@ def test_bad_usage_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ar
     out = tmp_path / "out"
     argv = [a.format(tmp=tmp_path) for a in argv]
     assert cli.main(["run", "--output", str(out), *argv]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("skewless run: error: " + message.format(tmp=tmp_path))
+    *progress, error = capsys.readouterr().err.strip().splitlines()
+    assert error.startswith("skewless run: error: " + message.format(tmp=tmp_path))
+    assert all(line.startswith("[") for line in progress)
     assert not out.exists()
 
 
