@@ -3,8 +3,10 @@
 What TFDV's ``GenerateStatistics`` gives, built from ``tfx_bsl`` sketches and Arrow compute:
 numbers get count, missing, min/max/mean/std, quantiles (a quantiles sketch) and a histogram;
 strings get count, missing, an estimate of distinct values (KMV sketch) and the most frequent
-values (Misra-Gries sketch). The histogram's bins are the feature's overall quantiles (deduplicated),
-counted exactly in a second pass, so that ``check-skew`` can count serving data into the same bins.
+values (Misra-Gries sketch). The histogram's bins are the feature's overall 20-quantiles
+(deduplicated); their counts come from each slice's quantile sketch (100 quantiles, so within
+about 1% of the values per bin), in one pass. Given bins instead (``check-skew`` passes the
+training bins), values are counted into them exactly, in the same pass.
 
 Output, one JSON document::
 
@@ -36,6 +38,7 @@ MISSING_SLICE = "<missing>"
 OTHER_SLICE = "<other>"  # values past the first MAX_SLICES_PER_COLUMN of a column
 MAX_SLICES_PER_COLUMN = 100
 NUM_QUANTILES = 20
+_CDF_POINTS = 100  # quantiles kept per slice to place its values into the overall bins
 TOP_K = 100
 _SKETCH_BUCKETS = 1000
 
@@ -97,6 +100,7 @@ class _FeatureAccumulator:
     minimum: float = math.inf
     maximum: float = -math.inf
     sketch: object = None  # QuantilesSketch for numbers, (KmvSketch, MisraGriesSketch) for strings
+    bin_counts: np.ndarray | None = None  # exact counts into given bins, when bins are given
 
 
 def _new_accumulator(numeric: bool) -> _FeatureAccumulator:
@@ -117,7 +121,11 @@ def _feature_columns(batch: pa.RecordBatch):
 
 
 class _SummaryCombineFn(beam.CombineFn):
-    """Per-feature counts, moments, extremes and sketches of all batches of one slice."""
+    """Per-feature counts, moments, extremes and sketches of all batches of one slice (and, when
+    ``boundaries`` are given, exact counts of numbers into those bins)."""
+
+    def __init__(self, boundaries: dict[str, list[float]] | None = None):
+        self._boundaries = boundaries or {}
 
     def create_accumulator(self):
         return {"num_rows": 0, "features": {}}
@@ -142,6 +150,9 @@ class _SummaryCombineFn(beam.CombineFn):
                     feature.minimum = min(feature.minimum, float(numbers.min()))
                     feature.maximum = max(feature.maximum, float(numbers.max()))
                     feature.sketch.AddValues(pa.array(numbers))
+                if name in self._boundaries:
+                    counts = count_into_bins(numbers, self._boundaries[name])
+                    feature.bin_counts = counts if feature.bin_counts is None else feature.bin_counts + counts
             else:
                 feature.num_values += len(values)
                 if len(values):
@@ -166,6 +177,10 @@ class _SummaryCombineFn(beam.CombineFn):
                 mine.total_squares += feature.total_squares
                 mine.minimum = min(mine.minimum, feature.minimum)
                 mine.maximum = max(mine.maximum, feature.maximum)
+                if feature.bin_counts is not None:
+                    mine.bin_counts = (
+                        feature.bin_counts if mine.bin_counts is None else mine.bin_counts + feature.bin_counts
+                    )
                 if mine.numeric:
                     mine.sketch.Merge(feature.sketch)
                 else:
@@ -189,7 +204,15 @@ class _SummaryCombineFn(beam.CombineFn):
                         mean=mean,
                         std=math.sqrt(variance),
                         quantiles=quantiles,
+                        _cdf=feature.sketch.GetQuantiles(_CDF_POINTS).flatten().to_pylist(),
                     )
+                if name in self._boundaries:
+                    counts = (
+                        feature.bin_counts
+                        if feature.bin_counts is not None
+                        else np.zeros(len(self._boundaries[name]) + 1)
+                    )
+                    stats["histogram"] = {"boundaries": self._boundaries[name], "counts": [int(c) for c in counts]}
             else:
                 stats["type"] = "string"
                 stats["unique"] = int(feature.sketch[0].Estimate()) if feature.num_values else 0
@@ -216,41 +239,31 @@ def count_into_bins(values: np.ndarray, boundaries: list[float]) -> np.ndarray:
     return np.bincount(np.searchsorted(np.asarray(boundaries), values, side="right"), minlength=len(boundaries) + 1)
 
 
-class _HistogramCombineFn(beam.CombineFn):
-    """Exact counts of each numeric feature's values into the given bins (a side input, which Beam
-    passes to every method)."""
-
-    def create_accumulator(self, *unused_side_inputs):
-        return {}
-
-    def add_input(self, accumulator, batch: pa.RecordBatch, boundaries: dict[str, list[float]]):
-        for name, column in _feature_columns(batch):
-            if name not in boundaries:
-                continue
-            values, _ = _flat(column)
-            numbers = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
-            counts = count_into_bins(numbers[~np.isnan(numbers)], boundaries[name])
-            accumulator[name] = accumulator[name] + counts if name in accumulator else counts
-        return accumulator
-
-    def merge_accumulators(self, accumulators, *unused_side_inputs):
-        merged = {}
-        for accumulator in accumulators:
-            for name, counts in accumulator.items():
-                merged[name] = merged[name] + counts if name in merged else counts
-        return merged
-
-    def extract_output(self, accumulator, *unused_side_inputs):
-        return {name: counts.tolist() for name, counts in accumulator.items()}
+def _counts_from_cdf(cdf: list[float], num_values: int, boundaries: list[float]) -> list[int]:
+    """Counts per bin estimated from evenly spaced quantiles (each point carries 1/len(cdf) of the
+    values), so that slices can be binned like the whole data without a second pass."""
+    points = count_into_bins(np.asarray(cdf), boundaries)
+    expected = points / max(points.sum(), 1) * num_values
+    counts = np.floor(expected).astype(np.int64)
+    # largest remainders get the rest, so that the counts add up to the number of values
+    for index in np.argsort(-(expected - counts), kind="stable")[: num_values - counts.sum()]:
+        counts[index] += 1
+    return counts.tolist()
 
 
-def _assemble(slices: list[tuple[str, dict]], histograms: dict[str, dict], boundaries: dict) -> dict:
-    result = {}
-    for key, stats in sorted(slices):
-        for name, counts in histograms.get(key, {}).items():
-            stats["features"][name]["histogram"] = {"boundaries": boundaries[name], "counts": counts}
-        result[key] = stats
-    return {"slices": result}
+def _assemble(slices: list[tuple[str, dict]], given: dict[str, list[float]] | None) -> dict:
+    """All slices in one dict; histograms over the given bins or over ALL's quantiles."""
+    slices = dict(slices)
+    boundaries = given if given is not None else (histogram_boundaries(slices[ALL]) if ALL in slices else {})
+    for stats in slices.values():
+        for name, feature in stats["features"].items():
+            cdf = feature.pop("_cdf", None)
+            if given is None and name in boundaries and cdf is not None:
+                feature["histogram"] = {
+                    "boundaries": boundaries[name],
+                    "counts": _counts_from_cdf(cdf, feature["num_values"], boundaries[name]),
+                }
+    return {"slices": {key: slices[key] for key in sorted(slices)}}
 
 
 def _attach_slice_columns(element: tuple[pa.RecordBatch, np.ndarray], columns: list[str]):
@@ -289,28 +302,13 @@ class GenerateStatistics(beam.PTransform):
         self._boundaries = boundaries
 
     def expand(self, batches):
-        sliced = batches | "SliceBatches" >> beam.FlatMap(slice_batches, self._slice_columns)
-        summaries = sliced | "SummarizeSlices" >> beam.CombinePerKey(_SummaryCombineFn())
-        if self._boundaries is None:
-            boundaries = beam.pvalue.AsSingleton(
-                summaries
-                | "KeepOverall" >> beam.Filter(lambda item: item[0] == ALL)
-                | "HistogramBoundaries" >> beam.Map(lambda item: histogram_boundaries(item[1]))
-            )
-        else:
-            boundaries = beam.pvalue.AsSingleton(
-                batches.pipeline | "GivenBoundaries" >> beam.Create([self._boundaries])
-            )
-        histograms = sliced | "CountHistograms" >> beam.CombinePerKey(_HistogramCombineFn(), boundaries)
+        # One combine, lifted by the runner into the producing stage: only accumulators travel.
         return (
-            summaries
+            batches
+            | "SliceBatches" >> beam.FlatMap(slice_batches, self._slice_columns)
+            | "SummarizeSlices" >> beam.CombinePerKey(_SummaryCombineFn(self._boundaries))
             | "CollectSlices" >> beam.combiners.ToList()
-            | "Assemble"
-            >> beam.Map(
-                _assemble,
-                beam.pvalue.AsDict(histograms),
-                boundaries,
-            )
+            | "Assemble" >> beam.Map(_assemble, self._boundaries)
         )
 
 
@@ -329,19 +327,13 @@ class WriteStatistics(beam.PTransform):
         )
 
 
-def statistics_of(batches: list[pa.RecordBatch], slice_columns: list[str] = ()) -> dict:
+def statistics_of(
+    batches: list[pa.RecordBatch], slice_columns: list[str] = (), boundaries: dict[str, list[float]] | None = None
+) -> dict:
     """The statistics of in-memory batches, without Beam (for tests and small data)."""
-    summaries: dict[str, dict] = {}
-    combine = _SummaryCombineFn()
-    sliced = [item for batch in batches for item in slice_batches(batch, list(slice_columns))]
-    for key, batch in sliced:
-        summaries[key] = combine.add_input(summaries.get(key) or combine.create_accumulator(), batch)
-    outputs = {key: combine.extract_output(accumulator) for key, accumulator in summaries.items()}
-    boundaries = histogram_boundaries(outputs[ALL]) if ALL in outputs else {}
-    histogram = _HistogramCombineFn()
-    counts: dict[str, dict] = {}
-    for key, batch in sliced:
-        counts[key] = histogram.add_input(counts.get(key, {}), batch, boundaries)
-    return _assemble(
-        list(outputs.items()), {key: histogram.extract_output(acc) for key, acc in counts.items()}, boundaries
-    )
+    combine = _SummaryCombineFn(boundaries)
+    accumulators: dict[str, dict] = {}
+    for batch in batches:
+        for key, part in slice_batches(batch, list(slice_columns)):
+            accumulators[key] = combine.add_input(accumulators.get(key) or combine.create_accumulator(), part)
+    return _assemble([(key, combine.extract_output(acc)) for key, acc in accumulators.items()], boundaries)

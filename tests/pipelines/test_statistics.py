@@ -84,3 +84,11 @@ def test_generate_statistics_on_beam_equals_the_in_memory_result():
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
         result = p | beam.Create(_batches()) | statistics.GenerateStatistics(["s"])
         assert_that(result, equal_to([expected]))
+
+
+def test_given_bins_are_counted_exactly_and_own_bins_come_from_the_sketch():
+    given = statistics.statistics_of(_batches(), boundaries={"x": [2.5, 4.0]})
+    assert given["slices"]["ALL"]["features"]["x"]["histogram"] == {"boundaries": [2.5, 4.0], "counts": [2, 1, 2]}
+    own = statistics.statistics_of(_batches())["slices"]["ALL"]["features"]["x"]["histogram"]
+    # values 1..5 against their own quantile bins: every value in a bin of its own, none lost
+    assert sum(own["counts"]) == 5 and max(own["counts"]) <= 2
