@@ -1,13 +1,15 @@
-"""Wall time, rows/s and peak RSS of `skewless run` on generated taxi-like CSVs.
+"""Wall time, rows/s and peak RSS of `skewless run` beside the pandas POC, on generated taxi-like CSVs.
 
-    .venv/bin/python benchmarks/run_benchmark.py --rows 15000 1000000
+    .venv/bin/python benchmarks/run_benchmark.py --rows 15000 1000000 10000000
     .venv/bin/python benchmarks/run_benchmark.py --rows 1000000 -- --direct_running_mode=multi_processing \
         --direct_num_workers=2
 
 Inputs are generated once per size under benchmarks/data/ (deterministic, see generate_taxi.py).
-Each run is a fresh `skewless run` process under /usr/bin/time, so the figures include start-up
-(imports, pipeline construction) as a user sees them. Peak RSS is the largest of the process and
-its waited-for children (worker processes in multi-processing mode).
+Each run is a fresh process under /usr/bin/time, so the figures include start-up (imports,
+pipeline construction) as a user sees them: `skewless run` (validate, analyze, transform, write
+gzip TFRecords, export, parity, statistics, report, lineage) and `benchmarks/taxi_poc.py` (pandas:
+read the CSV, the same preparation, write Parquet). Peak RSS is the largest of the process and its
+waited-for children (worker processes in multi-processing mode). `--no-poc` skips pandas.
 """
 
 import argparse
@@ -28,44 +30,61 @@ HERE = pathlib.Path(__file__).resolve().parent
 SKEWLESS = shutil.which("skewless", path=os.path.dirname(sys.executable)) or "skewless"
 
 
+def _timed(command: list[str]) -> tuple[float, float, str]:
+    """Runs a command under /usr/bin/time -v; returns wall seconds, peak RSS in MB, stderr."""
+    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{command[0]} failed:\n{result.stderr[-2000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", result.stderr)
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in wall.groups())
+    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
+    return hours * 3600 + minutes * 60 + seconds, peak_kb / 1024, result.stderr
+
+
 def measure(input_csv: pathlib.Path, beam_args: list[str]) -> dict:
     """Runs `skewless run` once on ``input_csv``; returns wall seconds, peak RSS and counts."""
     with tempfile.TemporaryDirectory(prefix="skewless-bench-") as tmp:
         out = pathlib.Path(tmp) / "out"
-        command = ["/usr/bin/time", "-v", SKEWLESS, "run", "--input", str(input_csv), "--output", str(out), *beam_args]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SystemExit(f"skewless run failed:\n{result.stderr[-2000:]}")
-        wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", result.stderr)
-        hours, minutes, seconds = (float(g) if g else 0.0 for g in wall.groups())
-        peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
+        command = [SKEWLESS, "run", "--input", str(input_csv), "--output", str(out), "--quiet", *beam_args]
+        wall, peak, _ = _timed(command)
         record = json.loads((out / "run.json").read_text())
     return {
-        "wall_s": hours * 3600 + minutes * 60 + seconds,
-        "peak_rss_mb": peak_kb / 1024,
+        "wall_s": wall,
+        "peak_rss_mb": peak,
         "rows": record["counts"]["rows_read"],
         "pipeline_s": record["timings"]["pipeline"],
     }
+
+
+def measure_poc(input_csv: pathlib.Path) -> dict:
+    """Runs the pandas POC once on ``input_csv``; returns wall seconds and peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="skewless-bench-poc-") as tmp:
+        wall, peak, _ = _timed([sys.executable, str(HERE / "taxi_poc.py"), str(input_csv), f"{tmp}/out.parquet"])
+    return {"wall_s": wall, "peak_rss_mb": peak}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[15000, 1_000_000])
     parser.add_argument("--data-dir", type=pathlib.Path, default=HERE / "data")
+    parser.add_argument("--no-poc", action="store_true", help="do not run the pandas POC")
     parser.add_argument("beam_args", nargs="*", help="Beam flags after --, e.g. --direct_num_workers=2")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"beam args: {' '.join(args.beam_args) or '(default in-process runner)'}")
-    print(f"{'rows':>12} {'wall s':>8} {'pipeline s':>11} {'rows/s':>10} {'peak RSS MB':>12}")
+    print(f"{'rows':>12} {'skewless s':>10} {'rows/s':>9} {'peak MB':>8} {'pandas s':>9} {'peak MB':>8} {'ratio':>6}")
     for rows in args.rows:
         path = args.data_dir / f"taxi_{rows}.csv"
         if not path.exists():
             generate(rows, path)
-        figures = measure(path, args.beam_args)
-        assert figures["rows"] == rows, figures
+        ours = measure(path, args.beam_args)
+        assert ours["rows"] == rows, ours
+        poc = None if args.no_poc else measure_poc(path)
+        poc_text = (
+            f"{poc['wall_s']:>9.1f} {poc['peak_rss_mb']:>8,.0f} {ours['wall_s'] / poc['wall_s']:>6.1f}" if poc else ""
+        )
         print(
-            f"{rows:>12,} {figures['wall_s']:>8.1f} {figures['pipeline_s']:>11.1f} "
-            f"{rows / figures['wall_s']:>10,.0f} {figures['peak_rss_mb']:>12,.0f}",
+            f"{rows:>12,} {ours['wall_s']:>10.1f} {rows / ours['wall_s']:>9,.0f} {ours['peak_rss_mb']:>8,.0f} {poc_text}",
             flush=True,
         )
 

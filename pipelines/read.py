@@ -6,6 +6,7 @@ large CSV files in byte ranges so that the work spreads over workers, decodes in
 two PCollections: ``batches`` of ``(RecordBatch, row_key_hashes)`` and ``dead_letter`` dicts.
 """
 
+import copy
 import csv
 import dataclasses
 import time
@@ -189,14 +190,19 @@ def _blocks(data: bytes, block_bytes: int) -> Iterable[tuple[bytes, int]]:
 class _DecodeBlocks(beam.DoFn):
     """Common counters and tagged outputs of the decoding DoFns."""
 
-    def __init__(self, schema: schema_pb2.Schema, split_key: Sequence[str]):
+    def __init__(self, schema: schema_pb2.Schema, split_key: Sequence[str], counted: bool = True):
         self._schema = schema
         self._split_key = tuple(split_key)
+        self._counted = counted
         self._rows_read = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_read")
         self._rows_dead = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_dead_lettered")
         self._decode_msecs = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "decode_msecs")
 
     def _emit(self, block: decode.DecodedBlock, source: str, started: float):
+        if not self._counted:  # a second read of the same data: rows and dead letters count once
+            if block.batch is not None:
+                yield block.batch, block.keys
+            return
         self._rows_read.inc(block.rows_read)
         beam.metrics.Metrics.counter(ROWS_BY_SOURCE_NAMESPACE, source).inc(block.rows_read)
         if started:
@@ -212,8 +218,8 @@ class _DecodeBlocks(beam.DoFn):
 
 
 class _DecodeCsvRange(_DecodeBlocks):
-    def __init__(self, schema, split_key, delimiter: str):
-        super().__init__(schema, split_key)
+    def __init__(self, schema, split_key, delimiter: str, counted: bool = True):
+        super().__init__(schema, split_key, counted)
         self._delimiter = delimiter
 
     def process(self, rng: _CsvRange):
@@ -273,6 +279,7 @@ class ReadRawData(beam.PTransform):
         split_key: Sequence[str] = (),
         range_bytes: int = DEFAULT_RANGE_BYTES,
         delimiter: str = ",",
+        counted: bool = True,
     ):
         """Plans the reads; raises UsageError at construction for unreadable inputs.
 
@@ -282,6 +289,7 @@ class ReadRawData(beam.PTransform):
             split_key: Columns whose values key the train/eval split (empty: the whole record).
             range_bytes: Size of the byte ranges an uncompressed CSV file is cut into.
             delimiter: CSV field delimiter.
+            counted: False for a second read of the same data: no counters, no dead letters.
         """
         super().__init__()
         formats = {input_format_of(path) for path, _ in files}
@@ -292,12 +300,19 @@ class ReadRawData(beam.PTransform):
         self._schema = schema
         self._split_key = tuple(split_key)
         self._delimiter = delimiter
+        self._counted = counted
         self._csv_ranges = []
         if self._format == CSV:
             self._csv_ranges = _plan_csv_ranges(self._files, schema, range_bytes)
         elif self._format == PARQUET:
             for path, _ in self._files:
                 _check_parquet_columns(path, schema)
+
+    def second_read(self) -> "ReadRawData":
+        """The same read again, without counters or dead letters (they count once, in the first)."""
+        again = copy.copy(self)
+        again._counted = False
+        return again
 
     def expand(self, pbegin):
         tags = (self.DEAD_LETTER,)
@@ -307,9 +322,9 @@ class ReadRawData(beam.PTransform):
                 | "ListCsvRanges" >> beam.Create(self._csv_ranges)
                 | "SpreadCsvRanges" >> beam.Reshuffle()
                 | "DecodeCsv"
-                >> beam.ParDo(_DecodeCsvRange(self._schema, self._split_key, self._delimiter)).with_outputs(
-                    *tags, main=self.BATCHES
-                )
+                >> beam.ParDo(
+                    _DecodeCsvRange(self._schema, self._split_key, self._delimiter, self._counted)
+                ).with_outputs(*tags, main=self.BATCHES)
             )
         if self._format == PARQUET:
             return (
@@ -317,7 +332,9 @@ class ReadRawData(beam.PTransform):
                 | "ListParquetFiles" >> beam.Create([path for path, _ in self._files])
                 | "SpreadParquetFiles" >> beam.Reshuffle()
                 | "DecodeParquet"
-                >> beam.ParDo(_DecodeParquetFile(self._schema, self._split_key)).with_outputs(*tags, main=self.BATCHES)
+                >> beam.ParDo(_DecodeParquetFile(self._schema, self._split_key, self._counted)).with_outputs(
+                    *tags, main=self.BATCHES
+                )
             )
         return (
             pbegin
@@ -325,5 +342,7 @@ class ReadRawData(beam.PTransform):
             | "ReadTFRecords" >> beam.io.ReadAllFromTFRecord(with_filename=True)
             | "BatchTFRecords" >> beam.BatchElements(min_batch_size=_TFRECORD_BATCH, max_batch_size=_TFRECORD_BATCH)
             | "DecodeExamples"
-            >> beam.ParDo(_DecodeExampleBatch(self._schema, self._split_key)).with_outputs(*tags, main=self.BATCHES)
+            >> beam.ParDo(_DecodeExampleBatch(self._schema, self._split_key, self._counted)).with_outputs(
+                *tags, main=self.BATCHES
+            )
         )

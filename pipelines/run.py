@@ -62,52 +62,63 @@ class RunConfig:
     write_report: bool = True
 
 
-def _tensor_adapter_config(schema, slice_by: Sequence[str]) -> tensor_adapter.TensorAdapterConfig:
+def _tensor_adapter_config(
+    schema, passthrough: Sequence[tuple[str, pa.DataType]] = ()
+) -> tensor_adapter.TensorAdapterConfig:
     """Raw features as tensors; passthrough columns (parity sample, slice copies) ride along."""
-    fields = {f.name: f for f in decode.arrow_schema(schema)}
-    arrow_schema = decode.arrow_schema(schema).append(
-        pa.field(parity.RAW_EXAMPLE_COLUMN, pa.large_list(pa.large_binary()))
-    )
-    for name in slice_by:
-        arrow_schema = arrow_schema.append(pa.field(statistics.SLICE_PREFIX + name, fields[name].type))
+    arrow_schema = decode.arrow_schema(schema)
+    for name, data_type in passthrough:
+        arrow_schema = arrow_schema.append(pa.field(name, data_type))
     return tensor_adapter.TensorAdapterConfig(
         arrow_schema, tensor_representation_util.InferTensorRepresentationsFromSchema(schema)
     )
 
 
 def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, staging: str) -> None:
-    """Adds the run's transforms to ``pipeline``, writing under ``staging``."""
+    """Adds the run's transforms to ``pipeline``, writing under ``staging``.
+
+    The input is read twice: once to validate, describe and analyze, once to transform and write.
+    Reading again costs a second decode, but no step then holds the whole data set, so memory stays
+    flat however large the input (a runner keeps a PCollection that two phases consume).
+    """
     raw = pipeline | "ReadRawData" >> reader
     raw[read.ReadRawData.DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(
         os.path.join(staging, "dead_letter", "dead_letter")
     )
-    batches = (
-        raw[read.ReadRawData.BATCHES]
-        | "AttachRawExamples" >> parity.AttachRawExamples(config.parity_fraction)
-        | "AttachSliceColumns" >> statistics.AttachSliceColumns(config.slice_by)
-    )
+    raw_batches = raw[read.ReadRawData.BATCHES]
     (
-        batches
+        raw_batches
         | "DropRowKeys" >> beam.Map(lambda element: element[0])
         | "GeneratePreTransformStatistics" >> statistics.GenerateStatistics(config.slice_by)
         | "WritePreTransformStatistics"
         >> statistics.WriteStatistics(os.path.join(staging, "stats", "pre_transform.json"))
     )
-    splits = batches | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
-    passthrough = {parity.RAW_EXAMPLE_COLUMN} | {statistics.SLICE_PREFIX + name for name in config.slice_by}
-    adapter_config = _tensor_adapter_config(dataset.schema, config.slice_by)
-    with tft_beam.Context(temp_dir=os.path.join(staging, "tmp"), passthrough_keys=passthrough):
-        (transformed_train, _), transform_fn = (
-            splits[SplitTrainEval.TRAIN],
-            adapter_config,
-        ) | "AnalyzeAndTransformTrainData" >> tft_beam.AnalyzeAndTransformDataset(
-            dataset.preprocessing_fn(), output_record_batches=True
+    analysis_splits = raw_batches | "SplitForAnalysis" >> SplitTrainEval(config.eval_fraction)
+    fields = {f.name: f.type for f in decode.arrow_schema(dataset.schema)}
+    passthrough = [(parity.RAW_EXAMPLE_COLUMN, pa.large_list(pa.large_binary()))]
+    passthrough += [(statistics.SLICE_PREFIX + name, fields[name]) for name in config.slice_by]
+    transform_config = _tensor_adapter_config(dataset.schema, passthrough)
+    with tft_beam.Context(temp_dir=os.path.join(staging, "tmp"), passthrough_keys={name for name, _ in passthrough}):
+        transform_fn = (
+            analysis_splits[SplitTrainEval.TRAIN],
+            _tensor_adapter_config(dataset.schema),
+        ) | "AnalyzeTrainData" >> tft_beam.AnalyzeDataset(dataset.preprocessing_fn())
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
+        again = pipeline | "ReadRawDataAgain" >> reader.second_read()
+        splits = (
+            again[read.ReadRawData.BATCHES]
+            | "AttachRawExamples" >> parity.AttachRawExamples(config.parity_fraction)
+            | "AttachSliceColumns" >> statistics.AttachSliceColumns(config.slice_by)
+            | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
         )
+        transformed_train, _ = (
+            (splits[SplitTrainEval.TRAIN], transform_config),
+            transform_fn,
+        ) | "TransformTrainData" >> tft_beam.TransformDataset(output_record_batches=True)
         transformed_eval, _ = (
-            (splits[SplitTrainEval.EVAL], adapter_config),
+            (splits[SplitTrainEval.EVAL], transform_config),
             transform_fn,
         ) | "TransformEvalData" >> tft_beam.TransformDataset(output_record_batches=True)
-        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
     (
         (transformed_train, transformed_eval)
         | "FlattenTransformedData" >> beam.Flatten()
