@@ -83,10 +83,8 @@ def main() -> None:
         poc_text = (
             f"{poc['wall_s']:>9.1f} {poc['peak_rss_mb']:>8,.0f} {ours['wall_s'] / poc['wall_s']:>6.1f}" if poc else ""
         )
-        print(
-            f"{rows:>12,} {ours['wall_s']:>10.1f} {rows / ours['wall_s']:>9,.0f} {ours['peak_rss_mb']:>8,.0f} {poc_text}",
-            flush=True,
-        )
+        rate = rows / ours["wall_s"]
+        print(f"{rows:>12,} {ours['wall_s']:>10.1f} {rate:>9,.0f} {ours['peak_rss_mb']:>8,.0f} {poc_text}", flush=True)
 
 
 if __name__ == "__main__":

@@ -120,9 +120,10 @@ def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, stagin
             transform_fn,
         ) | "TransformEvalData" >> tft_beam.TransformDataset(output_record_batches=True)
     (
-        (transformed_train, transformed_eval)
-        | "FlattenTransformedData" >> beam.Flatten()
-        | "DropPassthroughDicts" >> beam.Map(lambda element: element[0])
+        (
+            transformed_train | "DropTrainPassthroughDicts" >> beam.Map(lambda element: element[0]),
+            transformed_eval | "DropEvalPassthroughDicts" >> beam.Map(lambda element: element[0]),
+        )
         | "GeneratePostTransformStatistics" >> statistics.GenerateStatistics(config.slice_by)
         | "WritePostTransformStatistics"
         >> statistics.WriteStatistics(os.path.join(staging, "stats", "post_transform.json"))

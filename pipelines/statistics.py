@@ -285,8 +285,51 @@ class AttachSliceColumns(beam.PTransform):
         return batches | "CopySliceColumns" >> beam.Map(_attach_slice_columns, self._columns)
 
 
+class _AccumulateSlices(beam.DoFn):
+    """Partial statistics per bundle (combiner lifting by hand): only accumulators leave the stage
+    that produced the batches, whatever the runner's fusion does with the branches around it."""
+
+    def __init__(self, slice_columns: list[str], boundaries: dict[str, list[float]] | None):
+        self._slice_columns = slice_columns
+        self._combine = _SummaryCombineFn(boundaries)
+        self._accumulators: dict[str, dict] = {}
+
+    def start_bundle(self):
+        self._accumulators = {}
+
+    def process(self, batch: pa.RecordBatch):
+        for key, part in slice_batches(batch, self._slice_columns):
+            accumulator = self._accumulators.get(key) or self._combine.create_accumulator()
+            self._accumulators[key] = self._combine.add_input(accumulator, part)
+
+    def finish_bundle(self):
+        for key, accumulator in self._accumulators.items():
+            yield beam.transforms.window.GlobalWindows.windowed_value((key, accumulator))
+        self._accumulators = {}
+
+
+class _MergeAccumulators(beam.CombineFn):
+    """Merges partial accumulators of ``_SummaryCombineFn`` and extracts the statistics."""
+
+    def __init__(self, boundaries: dict[str, list[float]] | None):
+        self._combine = _SummaryCombineFn(boundaries)
+
+    def create_accumulator(self):
+        return self._combine.create_accumulator()
+
+    def add_input(self, accumulator, partial):
+        return self._combine.merge_accumulators([accumulator, partial])
+
+    def merge_accumulators(self, accumulators):
+        return self._combine.merge_accumulators(list(accumulators))
+
+    def extract_output(self, accumulator):
+        return self._combine.extract_output(accumulator)
+
+
 class GenerateStatistics(beam.PTransform):
-    """RecordBatches -> one statistics dict (see the module docstring).
+    """RecordBatches (one PCollection, or a tuple of them described together) -> one statistics
+    dict (see the module docstring).
 
     Columns whose names start with ``__`` (passthrough columns) are not described.
     """
@@ -302,11 +345,15 @@ class GenerateStatistics(beam.PTransform):
         self._boundaries = boundaries
 
     def expand(self, batches):
-        # One combine, lifted by the runner into the producing stage: only accumulators travel.
+        inputs = batches if isinstance(batches, tuple) else (batches,)
+        partials = tuple(
+            pcoll | f"AccumulateSlices{i}" >> beam.ParDo(_AccumulateSlices(self._slice_columns, self._boundaries))
+            for i, pcoll in enumerate(inputs)
+        )
         return (
-            batches
-            | "SliceBatches" >> beam.FlatMap(slice_batches, self._slice_columns)
-            | "SummarizeSlices" >> beam.CombinePerKey(_SummaryCombineFn(self._boundaries))
+            partials
+            | "FlattenPartials" >> beam.Flatten()
+            | "MergeSlices" >> beam.CombinePerKey(_MergeAccumulators(self._boundaries))
             | "CollectSlices" >> beam.combiners.ToList()
             | "Assemble" >> beam.Map(_assemble, self._boundaries)
         )
