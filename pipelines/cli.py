@@ -106,6 +106,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
     run.add_argument("--no-report", action="store_true", help="do not write report.html")
+    run.add_argument("--labels", metavar="CSV", help="consensus.csv from `skewless labels` to join by --label-key")
+    run.add_argument("--label-key", metavar="COLUMN", help="raw column holding each row's item id (with --labels)")
+    run.add_argument(
+        "--label-policy",
+        choices=["drop", "keep", "weight"],
+        default="drop",
+        help="rows without a consensus label or with a flagged one: drop (to dropped/), keep, or weight by "
+        "confidence (default: drop)",
+    )
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
     run.add_argument("--json", action="store_true", help="print the run record (run.json) on stdout")
     run.add_argument(
@@ -580,6 +589,9 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             slice_by=args.slice_by,
             lineage_db=args.lineage_db,
             write_report=not args.no_report,
+            labels=args.labels,
+            label_key=args.label_key,
+            label_policy=args.label_policy,
         ),
         beam_args,
         progress,
@@ -596,11 +608,14 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         ("eval", counts["rows_eval"]),
         ("dead-lettered", counts["rows_dead_lettered"]),
         *((f"  {reason}", n) for reason, n in counts["dead_letter_reasons"].items()),
+        *((("dropped by label policy", counts["rows_dropped_by_policy"]),) if args.labels else ()),
         ("parity rows checked", record["parity"]["rows_checked"]),
     ]
     table = "\n".join(f"  {name:<28} {value:>12,}" for name, value in rows)
     print(
-        f"skewless run: succeeded in {time.time() - started:.1f} s; serving parity passed\n{table}\n"
+        f"skewless run: succeeded in {time.time() - started:.1f} s; serving parity "
+        + ("passed" if record["parity"]["passed"] else "not checked: no row in the parity sample")
+        + f"\n{table}\n"
         f"outputs in {where}/: transform_fn/ transformed_metadata/ metadata/ transformed/ serving_model/ "
         "stats/ dead_letter/ parity/ run.json report.html",
         file=sys.stderr,

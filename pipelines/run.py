@@ -22,7 +22,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 import schemas
-from pipelines import decode, export, lineage, outputs, parity, read, report, run_record, statistics
+from pipelines import decode, export, join_labels, lineage, outputs, parity, read, report, run_record, statistics
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.split import SplitTrainEval
@@ -31,6 +31,7 @@ from pipelines.write import EncodeExamples, WriteDeadLetters, WriteExamples, Wri
 __all__ = ["RunConfig", "TRANSFORM_OUTPUTS", "run"]
 
 TRANSFORM_OUTPUTS = ("transform_fn", "transformed_metadata", "metadata", "transformed", "parity", "serving_model")
+# with --labels, rows the label policy drops are in dropped/ (kept on failure, like dead_letter/)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,9 @@ class RunConfig:
         slice_by: Raw columns whose values slice the statistics.
         lineage_db: The lineage store (default: ``lineage.default_db_path()``).
         write_report: Whether to write ``report.html``.
+        labels: A ``consensus.csv`` to join by ``label_key``, or None.
+        label_key: The raw column holding the item id of each row.
+        label_policy: ``drop``, ``keep`` or ``weight`` (see ``pipelines/join_labels.py``).
     """
 
     output: str
@@ -60,6 +64,9 @@ class RunConfig:
     slice_by: Sequence[str] = ()
     lineage_db: str | None = None
     write_report: bool = True
+    labels: str | None = None
+    label_key: str | None = None
+    label_policy: str = "drop"
 
 
 def _tensor_adapter_config(
@@ -86,6 +93,16 @@ def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, stagin
         os.path.join(staging, "dead_letter", "dead_letter")
     )
     raw_batches = raw[read.ReadRawData.BATCHES]
+    consensus = None
+    if config.labels:
+        consensus = pipeline | "ReadConsensus" >> join_labels.ReadConsensus(config.labels)
+        joined = raw_batches | "JoinConsensusLabels" >> join_labels.AttachConsensusLabels(
+            consensus, config.label_key, config.label_policy, counted=True
+        )
+        joined[join_labels.DROPPED] | "WriteDroppedRows" >> WriteDeadLetters(
+            os.path.join(staging, "dropped", "dropped")
+        )
+        raw_batches = joined["batches"]
     (
         raw_batches
         | "DropRowKeys" >> beam.Map(lambda element: element[0])
@@ -95,18 +112,26 @@ def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, stagin
     )
     analysis_splits = raw_batches | "SplitForAnalysis" >> SplitTrainEval(config.eval_fraction)
     fields = {f.name: f.type for f in decode.arrow_schema(dataset.schema)}
-    passthrough = [(parity.RAW_EXAMPLE_COLUMN, pa.large_list(pa.large_binary()))]
+    passthrough = join_labels.passthrough_fields(config.label_policy) if config.labels else []
+    passthrough += [(parity.RAW_EXAMPLE_COLUMN, pa.large_list(pa.large_binary()))]
     passthrough += [(statistics.SLICE_PREFIX + name, fields[name]) for name in config.slice_by]
     transform_config = _tensor_adapter_config(dataset.schema, passthrough)
     with tft_beam.Context(temp_dir=os.path.join(staging, "tmp"), passthrough_keys={name for name, _ in passthrough}):
+        label_fields = join_labels.passthrough_fields(config.label_policy) if config.labels else []
         transform_fn = (
             analysis_splits[SplitTrainEval.TRAIN],
-            _tensor_adapter_config(dataset.schema),
+            _tensor_adapter_config(dataset.schema, label_fields),  # the batches' exact columns
         ) | "AnalyzeTrainData" >> tft_beam.AnalyzeDataset(dataset.preprocessing_fn())
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
-        again = pipeline | "ReadRawDataAgain" >> reader.second_read()
+        again = (pipeline | "ReadRawDataAgain" >> reader.second_read())[read.ReadRawData.BATCHES]
+        if config.labels:
+            again = (
+                again
+                | "JoinConsensusLabelsAgain"
+                >> join_labels.AttachConsensusLabels(consensus, config.label_key, config.label_policy, counted=False)
+            )["batches"]
         splits = (
-            again[read.ReadRawData.BATCHES]
+            again
             | "AttachRawExamples" >> parity.AttachRawExamples(config.parity_fraction)
             | "AttachSliceColumns" >> statistics.AttachSliceColumns(config.slice_by)
             | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
@@ -146,6 +171,10 @@ def _counts(counters: dict[tuple[str, str], int]) -> dict:
         "rows_train": counters.get((ns, "rows_train"), 0),
         "rows_eval": counters.get((ns, "rows_eval"), 0),
         "rows_dead_lettered": counters.get((ns, "rows_dead_lettered"), 0),
+        "rows_dropped_by_policy": counters.get((ns, "rows_dropped_by_policy"), 0),
+        "dropped_reasons": {
+            name: value for (space, name), value in sorted(counters.items()) if space == "skewless.dropped_reasons"
+        },
         "dead_letter_reasons": {
             name: value for (space, name), value in sorted(counters.items()) if space == read.DEAD_LETTER_NAMESPACE
         },
@@ -155,9 +184,11 @@ def _counts(counters: dict[tuple[str, str], int]) -> dict:
 def _check_counts(counts: dict, max_invalid_fraction: float) -> str | None:
     """The reason the run fails its row accounting or invalid-row threshold, or None."""
     read_rows, dead = counts["rows_read"], counts["rows_dead_lettered"]
-    accounted = counts["rows_train"] + counts["rows_eval"] + dead
+    accounted = counts["rows_train"] + counts["rows_eval"] + dead + counts["rows_dropped_by_policy"]
     if accounted != read_rows:
-        return f"row accounting broken: read {read_rows} != train + eval + dead-lettered {accounted}"
+        return (
+            f"row accounting broken: read {read_rows} != train + eval + dead-lettered + dropped by policy {accounted}"
+        )
     if read_rows == 0:
         return "no rows were read"
     if dead / read_rows > max_invalid_fraction:
@@ -201,6 +232,12 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
     unknown = sorted(set(config.slice_by) - set(dataset.feature_names))
     if unknown:
         raise UsageError(f"--slice-by names columns the schema lacks: {', '.join(unknown)}")
+    if config.labels:
+        read.expand_patterns([config.labels])
+        if config.label_key not in dataset.feature_names:
+            raise UsageError(f"--label-key must name a raw column of the schema, got {config.label_key!r}")
+        if config.label_policy not in join_labels.POLICIES:
+            raise UsageError(f"--label-policy must be one of {', '.join(join_labels.POLICIES)}")
     reader = read.ReadRawData(files, dataset.schema, dataset.split_key, range_bytes=config.range_bytes)
     options = pipeline_options(list(beam_args))
     timings = {"plan": time.time() - started}
@@ -214,6 +251,9 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
             "max_invalid_fraction": config.max_invalid_fraction,
             "parity_sample": config.parity_fraction,
             "slice_by": list(config.slice_by),
+            "labels": config.labels,
+            "label_key": config.label_key,
+            "label_policy": config.label_policy if config.labels else None,
             "runner": runner_name(options),
             "pipeline_options": options.get_all_options(drop_default=True),
         },

@@ -103,6 +103,8 @@ def test_every_row_is_accounted_for(run_dir, sample):
         "rows_train": len(train),
         "rows_eval": len(eval_),
         "rows_dead_lettered": len(bad),
+        "rows_dropped_by_policy": 0,
+        "dropped_reasons": {},
         "dead_letter_reasons": {
             "empty line": 1,
             "invalid UTF-8": 1,

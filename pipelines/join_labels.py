@@ -1,0 +1,125 @@
+"""Joining consensus labels (from ``skewless labels``) into ``skewless run`` by item id.
+
+Each raw row's ``--label-key`` value is looked up in ``consensus.csv`` (a Beam side input, so it
+scales with the number of items). The consensus label and its confidence ride through tf.Transform
+as passthrough columns and land in every transformed example as ``consensus_label`` and
+``consensus_confidence`` (and ``sample_weight`` under the ``weight`` policy), beside the features.
+Rows without a consensus label, or whose label is flagged for review, follow an explicit policy:
+
+* ``drop``: the row goes to ``dropped/*.jsonl`` with the reason, and is counted;
+* ``keep``: the row stays, with an empty label and confidence 0 when it has none;
+* ``weight``: the row stays, with ``sample_weight`` = the label's confidence (0 without a label).
+"""
+
+import csv
+import json
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "AttachConsensusLabels",
+    "CONFIDENCE_COLUMN",
+    "LABEL_COLUMN",
+    "POLICIES",
+    "ReadConsensus",
+    "WEIGHT_COLUMN",
+    "passthrough_fields",
+]
+
+LABEL_COLUMN = "consensus_label"
+CONFIDENCE_COLUMN = "consensus_confidence"
+WEIGHT_COLUMN = "sample_weight"
+POLICIES = ("drop", "keep", "weight")
+DROPPED = "dropped"
+
+
+def passthrough_fields(policy: str) -> list[tuple[str, pa.DataType]]:
+    """The columns the join appends, in order."""
+    fields = [(LABEL_COLUMN, pa.large_list(pa.large_binary())), (CONFIDENCE_COLUMN, pa.large_list(pa.float32()))]
+    if policy == "weight":
+        fields.append((WEIGHT_COLUMN, pa.large_list(pa.float32())))
+    return fields
+
+
+def _parse_consensus(line: str):
+    item, label, confidence, _, _, flagged = next(csv.reader([line]))
+    return item, (label, float(confidence), flagged == "1")
+
+
+class ReadConsensus(beam.PTransform):
+    """Reads a ``consensus.csv`` into ``(item, (label, confidence, flagged))`` pairs."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "ReadConsensusLines" >> beam.io.ReadFromText(self._path, skip_header_lines=1)
+            | "ParseConsensus" >> beam.Map(_parse_consensus)
+        )
+
+
+def _key_text(column: pa.Array) -> list[str | None]:
+    first = pc.list_element(pc.if_else(pc.greater(pc.list_value_length(column).fill_null(0), 0), column, None), 0)
+    return [
+        None if v is None else (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+        for v in first.to_pylist()
+    ]
+
+
+class _AttachLabels(beam.DoFn):
+    def __init__(self, key: str, policy: str, counted: bool):
+        self._key, self._policy, self._counted = key, policy, counted
+
+    def process(self, element, labels: dict):
+        batch, keys = element
+        items = _key_text(batch.column(batch.schema.get_field_index(self._key)))
+        found = [labels.get(item) if item is not None else None for item in items]
+        usable = np.array([entry is not None and not entry[2] for entry in found], dtype=bool)
+        if self._policy == "drop" and not usable.all():
+            for row in np.flatnonzero(~usable):
+                reason = "no consensus label" if found[row] is None else "consensus flagged for review"
+                if self._counted:
+                    beam.metrics.Metrics.counter("skewless", "rows_dropped_by_policy").inc()
+                    beam.metrics.Metrics.counter("skewless.dropped_reasons", reason).inc()
+                    row_values = batch.slice(int(row), 1).to_pylist()[0]
+                    yield beam.pvalue.TaggedOutput(
+                        DROPPED,
+                        {"item": items[row], "reason": reason, "row": json.dumps(row_values, default=_text)},
+                    )
+            keep = pa.array(usable)
+            batch, keys, found = batch.filter(keep), keys[usable], [f for f, u in zip(found, usable, strict=True) if u]
+        if batch.num_rows == 0:
+            return
+        labels_column = [[e[0].encode()] if e is not None else None for e in found]
+        confidences = [[e[1]] if e is not None else [0.0] for e in found]
+        batch = batch.append_column(LABEL_COLUMN, pa.array(labels_column, pa.large_list(pa.large_binary())))
+        batch = batch.append_column(CONFIDENCE_COLUMN, pa.array(confidences, pa.large_list(pa.float32())))
+        if self._policy == "weight":
+            batch = batch.append_column(WEIGHT_COLUMN, pa.array(confidences, pa.large_list(pa.float32())))
+        yield batch, keys
+
+
+def _text(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class AttachConsensusLabels(beam.PTransform):
+    """Adds the consensus label columns to ``(RecordBatch, keys)`` pairs under a policy.
+
+    Returns the pairs (main output) and ``dropped`` records (only when ``counted``).
+    """
+
+    def __init__(self, consensus, key: str, policy: str, counted: bool):
+        super().__init__()
+        self._consensus, self._key, self._policy, self._counted = consensus, key, policy, counted
+
+    def expand(self, batches):
+        return batches | "LookUpConsensus" >> beam.ParDo(
+            _AttachLabels(self._key, self._policy, self._counted), beam.pvalue.AsDict(self._consensus)
+        ).with_outputs(DROPPED, main="batches")

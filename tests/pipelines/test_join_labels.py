@@ -1,0 +1,104 @@
+"""skewless run --labels: consensus labels joined by item id, under each policy, with every row counted."""
+
+import json
+
+import pytest
+
+from pipelines import cli
+from tests.helpers import sample_lines, transformed_rows
+
+N = 300
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """300 sample rows; consensus labels keyed by trip_start_timestamp for most of them."""
+    folder = tmp_path_factory.mktemp("join")
+    header, lines = sample_lines(N)
+    columns = header.split(",")
+    stamp = columns.index("trip_start_timestamp")
+    keys = sorted({line.split(",")[stamp] for line in lines})
+    rows = ["item,label,confidence,n_annotations,agreement,flagged"]
+    labelled = {}
+    for i, key in enumerate(keys):
+        if i % 10 == 0:
+            continue  # no consensus for these items
+        flagged = i % 10 == 1
+        labelled[key] = ("tipper" if i % 2 else "other", 0.5 if flagged else 0.9, flagged)
+        rows.append(f"{key},{labelled[key][0]},{labelled[key][1]},3,0.66,{int(flagged)}")
+    consensus = folder / "consensus.csv"
+    consensus.write_text("\n".join(rows) + "\n")
+    data = folder / "trips.csv"
+    data.write_text(header + "\n" + "\n".join(lines) + "\n")
+    stamps = [line.split(",")[stamp] for line in lines]
+    return folder, data, consensus, stamps, labelled
+
+
+def _run(inputs, policy: str):
+    folder, data, consensus, _, _ = inputs
+    out = folder / f"out-{policy}"
+    argv = [
+        "run",
+        "--input",
+        str(data),
+        "--output",
+        str(out),
+        "--labels",
+        str(consensus),
+        "--label-key",
+        "trip_start_timestamp",
+        "--label-policy",
+        policy,
+        "--parity-sample",
+        "1",
+    ]
+    assert cli.main(argv) == 0
+    return out
+
+
+def test_drop_policy_writes_every_dropped_row_and_keeps_the_accounting(inputs):
+    _, _, _, stamps, labelled = inputs
+    out = _run(inputs, "drop")
+    usable = [s for s in stamps if s in labelled and not labelled[s][2]]
+    record = json.loads((out / "run.json").read_text())
+    counts = record["counts"]
+    assert counts["rows_read"] == N
+    assert counts["rows_train"] + counts["rows_eval"] == len(usable)
+    assert counts["rows_dropped_by_policy"] == N - len(usable)
+    assert counts["dropped_reasons"] == {
+        "consensus flagged for review": sum(1 for s in stamps if s in labelled and labelled[s][2]),
+        "no consensus label": sum(1 for s in stamps if s not in labelled),
+    }
+    dropped = [json.loads(line) for f in (out / "dropped").glob("*.jsonl") for line in open(f)]
+    assert sorted(d["item"] for d in dropped) == sorted(s for s in stamps if s not in usable)
+    rows = transformed_rows(out, "train") + transformed_rows(out, "eval")
+    got = sorted((r["consensus_label"][0].decode(), round(r["consensus_confidence"][0], 3)) for r in rows)
+    assert got == sorted((labelled[s][0], 0.9) for s in usable)
+    assert record["parity"]["passed"]
+
+
+def test_weight_policy_keeps_every_row_with_its_confidence_as_weight(inputs):
+    _, _, _, stamps, labelled = inputs
+    out = _run(inputs, "weight")
+    rows = transformed_rows(out, "train") + transformed_rows(out, "eval")
+    assert len(rows) == N
+    weights = sorted(round(r["sample_weight"][0], 3) for r in rows)
+    assert weights == sorted(round(labelled[s][1], 3) if s in labelled else 0.0 for s in stamps)
+    assert sum(1 for r in rows if r["consensus_label"] == ()) == sum(1 for s in stamps if s not in labelled)
+
+
+def test_a_label_key_outside_the_schema_is_a_usage_error(inputs, capsys):
+    folder, data, consensus, _, _ = inputs
+    argv = [
+        "run",
+        "--input",
+        str(data),
+        "--output",
+        str(folder / "x"),
+        "--labels",
+        str(consensus),
+        "--label-key",
+        "nope",
+    ]
+    assert cli.main(argv) == 2
+    assert "--label-key must name a raw column of the schema, got 'nope'" in capsys.readouterr().err
