@@ -215,6 +215,7 @@ def _build_parser() -> argparse.ArgumentParser:
     skew.add_argument("--input", action="append", required=True, metavar="PATTERN", help="serving input files")
     skew.add_argument("--thresholds", metavar="YAML", help="thresholds config (default: the defaults above)")
     skew.add_argument("--output", metavar="FILE", help="also write the JSON report here")
+    skew.add_argument("--quiet", action="store_true", help="no table on stderr (the JSON report still goes to stdout)")
 
     labels = commands.add_parser(
         "labels",
@@ -241,6 +242,8 @@ def _build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--merge-map", metavar="YAML", help="labels to merge before aggregation: {label: merged}")
     labels.add_argument("--uncertain-label", metavar="NAME", help="label meaning 'cannot tell': counted, not voted")
     labels.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
+    labels.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    labels.add_argument("--json", action="store_true", help="print agreement.json on stdout")
     labels.add_argument(
         "--review-below", type=_fraction, default=0.7, help="review items with confidence below this (default: 0.7)"
     )
@@ -359,6 +362,9 @@ def _lineage(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _labels(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import json
+
+    progress = _progress_printer(args.quiet)
     from pipelines.labels import LabelsConfig, run_labels
 
     report = run_labels(
@@ -377,7 +383,12 @@ def _labels(args: argparse.Namespace, beam_args: list[str]) -> int:
             lineage_db=args.lineage_db,
         ),
         beam_args,
+        progress,
     )
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True, default=str))
+    if args.quiet:
+        return 0
     hlp = report["hlp"]["vs_others"]
     gold = report["gold"].get("consensus_accuracy")
     print(
@@ -413,9 +424,12 @@ def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     from pipelines.errors import CheckFailed
 
+    progress = _progress_printer(args.quiet)
+    progress("loading TensorFlow and Beam")
     _load_tensorflow()
     from pipelines.skew import check_skew
 
+    progress("reading, validating and describing the serving inputs on Beam")
     report = check_skew(args.transform_output, args.input, args.thresholds, beam_args)
     text = json.dumps(report, indent=2)
     print(text)
@@ -429,7 +443,8 @@ def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
             + ("; ".join(entry["anomalies"]) or "-")
         )
     lines.append(f"{report['rows']} serving rows checked against {report['training_rows']} training rows")
-    print("\n".join(lines), file=sys.stderr)
+    if not args.quiet:
+        print("\n".join(lines), file=sys.stderr)
     if not report["passed"]:
         raise CheckFailed(f"skew beyond thresholds on {', '.join(report['failed_features'])}")
     return 0

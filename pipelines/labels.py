@@ -28,7 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import agreement, consensus, lineage, outputs, read, run_record
 from pipelines.errors import UsageError
-from pipelines.options import pipeline_options
+from pipelines.options import pipeline_options, runner_name
 from pipelines.write import WriteDeadLetters
 
 __all__ = ["LabelsConfig", "ReadAnnotations", "run_labels"]
@@ -387,8 +387,13 @@ def _review_rows(
     ]
 
 
-def run_labels(config: LabelsConfig, beam_args: Sequence[str] = ()) -> dict:
-    """Runs the labels job; returns ``agreement.json``'s content.
+def _silent(stage: str) -> None:
+    del stage
+
+
+def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=_silent) -> dict:
+    """Runs the labels job; returns ``agreement.json``'s content (``progress`` is called with each
+    stage's name as it starts).
 
     Raises:
         UsageError: Unreadable input, missing columns, bad options.
@@ -415,10 +420,11 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = ()) -> dict:
     parameters = {k: v for k, v in dataclasses.asdict(config).items() if k != "lineage_db"}
     recorder = lineage.Recorder("labels", parameters, ("labels", config.output), None, config.lineage_db)
     try:
-        report = _labels_in_staging(config, files, columns, indices, merge, options, started)
+        report = _labels_in_staging(config, files, columns, indices, merge, options, started, progress)
     except BaseException as error:
         recorder.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
         raise
+    progress("recording lineage")
     for entry in report["inputs"]:
         recorder.input(entry["uri"], "Annotations", sha256=entry["sha256"], rows=None)
     for name, artifact_type in [
@@ -433,8 +439,9 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = ()) -> dict:
     return report
 
 
-def _labels_in_staging(config, files, columns, indices, merge, options, started) -> dict:
+def _labels_in_staging(config, files, columns, indices, merge, options, started, progress) -> dict:
     with outputs.staged_directory(config.output) as staging:
+        progress(f"reading, validating and normalising annotations on {runner_name(options)}")
         pipeline = beam.Pipeline(options=options)
         parsed = pipeline | "ReadAnnotations" >> ReadAnnotations(files, columns, indices, merge)
         parsed.dead_letter | "WriteDeadLetters" >> WriteDeadLetters(os.path.join(staging, "dead_letter", "dead_letter"))
@@ -450,6 +457,7 @@ def _labels_in_staging(config, files, columns, indices, merge, options, started)
             m.path for m in FileSystems.match([os.path.join(staging, "annotations", "*.parquet")])[0].metadata_list
         )
         table = pa.concat_tables([pq.read_table(p) for p in paths]) if paths else _ANNOTATION_SCHEMA.empty_table()
+        progress(f"agreement, {config.method} consensus and HLP over {table.num_rows:,} annotations")
         report, consensus_rows, review_rows = _summarise(config, table)
         report["dead_lettered"] = counters.get(("skewless", "annotations_dead_lettered"), 0)
         report["merged"] = {name: v for (space, name), v in counters.items() if space == "skewless.merged_labels"}
