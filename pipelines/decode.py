@@ -32,6 +32,7 @@ __all__ = [
     "decode_dicts",
     "decode_table",
     "dead_letter",
+    "first_values",
     "undecodable_lines",
     "row_key_hashes",
 ]
@@ -84,6 +85,12 @@ def dead_letter(source: str, offset: int | None, raw: str, feature: str | None, 
 def arrow_schema(schema: schema_pb2.Schema) -> pa.Schema:
     """The Arrow schema of decoded batches for a raw schema."""
     return pa.schema([(f.name, pa.large_list(ARROW_VALUE_TYPES[f.type])) for f in schema.feature])
+
+
+def first_values(column: pa.Array) -> pa.Array:
+    """The first value of each row of a list column (null for null or empty lists)."""
+    has_values = pc.greater(pc.list_value_length(column).fill_null(0), 0)
+    return pc.list_element(pc.if_else(has_values, column, None), 0)
 
 
 def _to_list_array(values: pa.Array) -> pa.LargeListArray:

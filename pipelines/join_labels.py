@@ -17,7 +17,8 @@ import json
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from pipelines.decode import first_values
 
 __all__ = [
     "AttachConsensusLabels",
@@ -65,7 +66,7 @@ class ReadConsensus(beam.PTransform):
 
 
 def _key_text(column: pa.Array) -> list[str | None]:
-    first = pc.list_element(pc.if_else(pc.greater(pc.list_value_length(column).fill_null(0), 0), column, None), 0)
+    first = first_values(column)
     return [
         None if v is None else (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
         for v in first.to_pylist()

@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -510,4 +511,4 @@ class _OpenLineageEmitter:
         try:
             self._client.emit(event)
         except Exception as error:  # noqa: BLE001 - an unreachable lineage endpoint never fails a job
-            print(f"skewless: OpenLineage event not sent: {str(error).splitlines()[0]}", flush=True)
+            print(f"skewless: warning: OpenLineage event not sent: {str(error).splitlines()[0]}", file=sys.stderr)

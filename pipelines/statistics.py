@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.decode import first_values
+
 __all__ = [
     "ALL",
     "AttachSliceColumns",
@@ -73,9 +75,7 @@ def slice_batches(batch: pa.RecordBatch, slice_columns: list[str]):
         index = index if index >= 0 else batch.schema.get_field_index(name)
         column = batch.column(index)
         if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-            column = pc.list_element(
-                pc.if_else(pc.greater(pc.list_value_length(column).fill_null(0), 0), column, None), 0
-            )
+            column = first_values(column)
         encoded = pc.dictionary_encode(column)
         dictionary = encoded.dictionary.to_pylist()
         indices = encoded.indices
