@@ -92,11 +92,14 @@ class _CsvRange:
 
 
 def _read_header(path: str) -> tuple[list[str] | None, int]:
-    """The column names of a CSV file (None if not UTF-8) and the byte length of its header line."""
+    """The column names of a CSV file (None if not UTF-8) and the byte length of its header line.
+
+    A UTF-8 byte-order mark (as spreadsheet programs write) is not part of the first name.
+    """
     with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
         line = handle.readline()
     try:
-        text = line.decode("utf-8")
+        text = line.decode("utf-8-sig")
     except UnicodeDecodeError:
         return None, len(line)
     return next(csv.reader([text.rstrip("\r\n")]), []), len(line)

@@ -51,6 +51,24 @@ def test_a_header_that_does_not_match_the_schema_dead_letters_its_file(tmp_path,
     assert latin1.header_error == "header mismatch: the header line is not UTF-8"
 
 
+def test_a_byte_order_mark_before_the_header_is_not_part_of_the_first_column(tmp_path, taxi_dataset):
+    header, lines = sample_lines(3)
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (header + "\r\n" + "\r\n".join(lines) + "\r\n").encode())
+    (rng,) = read._plan_csv_ranges(read.expand_patterns([str(path)]), taxi_dataset.schema, 1 << 20)
+    assert rng.header_error is None and rng.columns == tuple(header.split(","))
+    assert rng.start == len(header) + 5  # BOM and CRLF included in the header bytes
+    with open(path, "rb") as handle:
+        data, _ = read._read_lines_in_range(handle, rng.start, rng.end)
+    from pipelines import decode
+
+    block = decode.decode_csv_block(data, rng.columns, taxi_dataset.schema, str(path))
+    assert (block.batch.num_rows, block.dead_letters) == (3, [])
+    assert block.batch.column(block.batch.schema.get_field_index("tips")).to_pylist() == [
+        [float(line.split(",")[-1])] for line in lines
+    ]
+
+
 def _write(path, data: bytes) -> str:
     path.write_bytes(data)
     return str(path)
