@@ -154,10 +154,12 @@ class _ParseAnnotationRange(beam.DoFn):
             if count:
                 beam.metrics.Metrics.counter("skewless.merged_labels", old).inc(count)
             label = pc.if_else(merged, new, label)
+        gold = values.get("gold", pa.array([""] * table.num_rows, pa.string()))
+        for old, new in self._merge.items():  # expert labels use the merged classes too
+            gold = pc.if_else(pc.equal(gold, old), new, gold)
         beam.metrics.Metrics.counter("skewless", "annotations_read").inc(int(usable.sum()))
         if usable.any():
             keep = pa.array(usable)
-            gold = values.get("gold", pa.array([""] * table.num_rows, pa.string()))
             yield pa.Table.from_arrays(
                 [values["item"].filter(keep), values["annotator"].filter(keep), label.filter(keep), gold.filter(keep)],
                 schema=_ANNOTATION_SCHEMA,
@@ -258,12 +260,10 @@ def _summarise(config: LabelsConfig, table: pa.Table) -> tuple[dict, list, list]
     items, annotators = items_all[voting], annotators_all[voting]
     n_items, n_annotators, n_labels = len(item_names), len(annotator_names), len(label_names)
     counts = agreement.item_label_counts(items, labels, n_items, n_labels)
-    if config.method == "majority":
-        result = consensus.majority_vote(items, labels, n_items, n_labels, annotators, n_annotators)
-        confusions = consensus.dawid_skene(items, annotators, labels, n_items, n_annotators, n_labels).confusions
-    else:
-        result = consensus.dawid_skene(items, annotators, labels, n_items, n_annotators, n_labels)
-        confusions = result.confusions
+    majority = consensus.majority_vote(items, labels, n_items, n_labels, annotators, n_annotators)
+    dawid_skene = consensus.dawid_skene(items, annotators, labels, n_items, n_annotators, n_labels)
+    result = majority if config.method == "majority" else dawid_skene
+    confusions = dawid_skene.confusions  # annotator quality uses them whichever method decides
     n_votes = counts.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         item_agreement = np.where(
@@ -276,30 +276,22 @@ def _summarise(config: LabelsConfig, table: pa.Table) -> tuple[dict, list, list]
 
     gold = None
     gold_report = {}
+    quality = consensus.annotator_quality(items, annotators, labels, n_items, n_annotators, n_labels, confusions)
+    hlp = {"vs_others": consensus.human_level_performance(items, labels, n_items, n_labels)}
     if config.gold_col:
-        gold_by_item = np.full(n_items, -1, dtype=np.int64)
-        gold_text = table.column("gold").to_pylist()
-        for i, g in zip(items_all, gold_text, strict=True):
-            if g and gold_by_item[i] < 0:
-                merged = _load_merge_map(config.merge_map).get(g, g)
-                gold_by_item[i] = label_names.index(merged) if merged in label_names else -2
-        gold = gold_by_item
+        gold = _gold_by_item(table, items_all, n_items, label_names)
         known = gold >= 0
-        majority = consensus.majority_vote(items, labels, n_items, n_labels, annotators, n_annotators)
         gold_report = {
             "items_with_gold": int(known.sum()),
             "consensus_accuracy": float((result.labels[known] == gold[known]).mean()) if known.any() else None,
             "majority_accuracy": float((majority.labels[known] == gold[known]).mean()) if known.any() else None,
         }
-    quality = consensus.annotator_quality(items, annotators, labels, n_items, n_annotators, n_labels, confusions)
-    hlp = {"vs_others": consensus.human_level_performance(items, labels, n_items, n_labels)}
-    if gold is not None:
         hlp["vs_gold"] = consensus.human_level_performance(items, labels, n_items, n_labels, reference=gold)
-    if gold is not None:
-        for entry, a in zip(quality, range(n_annotators), strict=True):
-            mine = annotators == a
-            scored = mine & (gold[items] >= 0)
-            entry["accuracy_vs_gold"] = float((labels[scored] == gold[items[scored]]).mean()) if scored.any() else None
+        scored = gold[items] >= 0
+        correct = np.bincount(annotators[scored], weights=labels[scored] == gold[items[scored]], minlength=n_annotators)
+        graded = np.bincount(annotators[scored], minlength=n_annotators)
+        for a, entry in enumerate(quality):
+            entry["accuracy_vs_gold"] = float(correct[a] / graded[a]) if graded[a] else None
     kappa, pairs = agreement.mean_pairwise_cohen_kappa(items, annotators, labels, n_labels)
     per_class = agreement.per_class_agreement(counts)
     report = {
@@ -351,6 +343,19 @@ def _summarise(config: LabelsConfig, table: pa.Table) -> tuple[dict, list, list]
         table, items_all, keep, item_names, label_names, result, confidence, item_agreement, flagged, has_votes
     )
     return report, consensus_rows, review_rows
+
+
+def _gold_by_item(table: pa.Table, items_all: np.ndarray, n_items: int, label_names: list[str]) -> np.ndarray:
+    """Each item's expert label index (its first non-empty gold): -1 when none, -2 when the gold label
+    is not among the annotators' labels."""
+    gold = np.full(n_items, -1, dtype=np.int64)
+    given = np.asarray(pc.greater(pc.utf8_length(table.column("gold")), 0).fill_null(False))
+    rows = np.flatnonzero(given)
+    items, first = np.unique(items_all[rows], return_index=True)
+    index = {name: i for i, name in enumerate(label_names)}
+    texts = table.column("gold").take(pa.array(rows[first])).to_pylist()
+    gold[items] = [index.get(text, -2) for text in texts]
+    return gold
 
 
 def _finite(value) -> float | None:

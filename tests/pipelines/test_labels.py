@@ -128,3 +128,23 @@ def test_missing_columns_are_a_usage_error(tmp_path, capsys):
     assert cli.main(["labels", "--annotations", str(RTE), "--output", str(tmp_path / "o")]) == 2
     assert "no column 'item'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_gold_labels_are_merged_like_the_annotators_labels(tmp_path):
+    path = tmp_path / "gold.csv"
+    path.write_text(
+        "item,annotator,label,gold\n"
+        "i1,ann,scratch_deep,scratch_light\ni1,bob,scratch_light,scratch_light\n"
+        "i2,ann,dent,dent\ni2,bob,dent,\n"
+        "i3,ann,dent,scratch_deep\ni3,bob,scratch_deep,\n"
+    )
+    merge = tmp_path / "merge.yaml"
+    merge.write_text("scratch_deep: scratch\nscratch_light: scratch\n")
+    out = tmp_path / "out"
+    argv = ["labels", "--annotations", str(path), "--output", str(out), "--gold-col", "gold", "--merge-map", str(merge)]
+    assert cli.main(argv) == 0
+    report = json.loads((out / "agreement.json").read_text())
+    assert report["gold"]["items_with_gold"] == 3
+    quality = report["annotator_quality"]
+    # gold per item (from any row): i1 scratch, i2 dent, i3 scratch; ann misses i3, bob gets all three
+    assert (quality["ann"]["accuracy_vs_gold"], quality["bob"]["accuracy_vs_gold"]) == (pytest.approx(2 / 3), 1.0)
