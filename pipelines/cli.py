@@ -248,6 +248,30 @@ def _build_parser() -> argparse.ArgumentParser:
         "--review-below", type=_fraction, default=0.7, help="review items with confidence below this (default: 0.7)"
     )
 
+    dedup = commands.add_parser(
+        "dedup",
+        help="find probable duplicate records, cluster them, apply a review policy",
+        description="Blocks and scores candidate pairs with a Fellegi-Sunter model (fitted with splink on DuckDB "
+        "from a sample, or --model), on Beam, and writes DIR/pairs.csv (pairs at or above the review band), "
+        "DIR/clusters.csv (connected components of match pairs), DIR/review.csv (review-band pairs side by "
+        "side), DIR/model.json, DIR/records/ (with cluster_id and is_canonical), DIR/removed.jsonl "
+        "(keep-canonical), DIR/dead_letter/ and DIR/dedup.json. Review-band pairs never remove a record. "
+        "Unknown flags go to Beam.",
+        epilog="example:\n  skewless dedup --input 'data/people/*.csv' --config data/dedup/people.yaml "
+        "--output out/dedup\n\nconfig YAML:\n  id: rec_id\n  blocking: [[surname], [given_name, postcode]]\n"
+        "  fields: {given_name: name, surname: name, date_of_birth: date, email: email}\n"
+        "  thresholds: {match: 0.95, review: 0.5}\n  policy: flag            # or keep-canonical",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dedup.add_argument("--input", action="append", required=True, metavar="PATTERN", help="headed CSV files")
+    dedup.add_argument("--config", required=True, metavar="YAML", help="dedup config (see below)")
+    dedup.add_argument("--output", required=True, metavar="DIR", help="output directory")
+    dedup.add_argument("--model", metavar="JSON", help="reuse a model.json instead of fitting one")
+    dedup.add_argument("--policy", choices=["flag", "keep-canonical"], help="override the config's policy")
+    dedup.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
+    dedup.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    dedup.add_argument("--json", action="store_true", help="print dedup.json on stdout")
+
     lineage = commands.add_parser(
         "lineage",
         help="where artifacts came from and what each input fed",
@@ -402,6 +426,32 @@ def _labels(args: argparse.Namespace, beam_args: list[str]) -> int:
         "consensus.csv agreement.json review.csv annotations/ dead_letter/",
         file=sys.stderr,
     )
+    return 0
+
+
+def _dedup(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import dataclasses
+    import json
+
+    from pipelines.dedup import load_dedup_config, run_dedup
+
+    progress = _progress_printer(args.quiet)
+    config = load_dedup_config(args.config)
+    if args.policy:
+        config = dataclasses.replace(config, policy=args.policy)
+    summary = run_dedup(args.input, config, args.output, args.model, beam_args, args.lineage_db, progress)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    if not args.quiet:
+        records, pairs, clusters = summary["records"], summary["pairs"], summary["clusters"]
+        print(
+            f"skewless dedup: {records['read']:,} records read, {records['dead_lettered']:,} dead-lettered; "
+            f"{pairs['compared']:,} candidate pairs scored: {pairs['match']:,} match, {pairs['review']:,} review\n"
+            f"{clusters['count']:,} clusters of {clusters['records']:,} records; policy {summary['policy']}: "
+            f"{records['kept']:,} kept, {records['removed']:,} removed\noutputs in {args.output}/: records/ pairs.csv "
+            "clusters.csv review.csv model.json removed.jsonl dead_letter/ dedup.json",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -647,10 +697,11 @@ _COMMANDS = {
     "infer-schema": _infer_schema,
     "check-skew": _check_skew,
     "labels": _labels,
+    "dedup": _dedup,
     "lineage": _lineage,
     "report": _report,
 }
-_BEAM_COMMANDS = {"run", "check-skew", "labels"}  # commands that pass unknown flags to Beam
+_BEAM_COMMANDS = {"run", "check-skew", "labels", "dedup"}  # commands that pass unknown flags to Beam
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -72,40 +72,13 @@ class LabelsConfig:
     lineage_db: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class _Range:
-    path: str
-    start: int
-    end: int | None
-
-
-def _plan_ranges(files, range_bytes: int = read.DEFAULT_RANGE_BYTES) -> list[_Range]:
-    ranges = []
-    for path, size in files:
-        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
-            header_bytes = len(handle.readline())
-        if CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
-            ranges.append(_Range(path, header_bytes, None))
-            continue
-        for start in range(header_bytes, max(size, header_bytes + 1), range_bytes):
-            ranges.append(_Range(path, start, min(start + range_bytes, size)))
-    return ranges
-
-
-def _as_text(column: pa.Array) -> pa.Array:
-    try:
-        return column.cast(pa.string())
-    except pa.ArrowInvalid:  # invalid UTF-8 somewhere: escape it rather than lose the row
-        return pa.array([v.decode("utf-8", "backslashreplace") for v in column.to_pylist()], pa.string())
-
-
 class _ParseAnnotationRange(beam.DoFn):
     """Parses whole lines of one byte range with pyarrow into (item, annotator, label, gold) batches."""
 
     def __init__(self, columns: list[str], indices: dict[str, int], merge: dict[str, str]):
         self._columns, self._indices, self._merge = columns, indices, merge
 
-    def process(self, rng: _Range):
+    def process(self, rng: read.TextRange):
         with FileSystems.open(rng.path, compression_type=CompressionTypes.AUTO) as handle:
             data, _ = read._read_lines_in_range(handle, rng.start, rng.end)
         for block, _ in read._blocks(data, 8 << 20):
@@ -137,7 +110,7 @@ class _ParseAnnotationRange(beam.DoFn):
         for raw, reason in ragged:
             yield self._dead(source, raw, reason)
         values = {
-            key: pc.utf8_trim_whitespace(_as_text(table.column(self._columns[index]).combine_chunks()))
+            key: pc.utf8_trim_whitespace(read.as_text(table.column(self._columns[index]).combine_chunks()))
             for key, index in self._indices.items()
         }
         usable = np.ones(table.num_rows, dtype=bool)
@@ -172,7 +145,7 @@ class ReadAnnotations(beam.PTransform):
 
     def __init__(self, files, columns: list[str], indices: dict[str, int], merge: dict[str, str]):
         super().__init__()
-        self._ranges = _plan_ranges(files)
+        self._ranges = read.plan_text_ranges(files)
         self._columns, self._indices, self._merge = columns, indices, merge
 
     def expand(self, pbegin):
@@ -185,12 +158,6 @@ class ReadAnnotations(beam.PTransform):
                 "dead_letter", main="annotations"
             )
         )
-
-
-def _header(path: str) -> list[str]:
-    with FileSystems.open(path) as handle:
-        line = handle.readline().decode("utf-8", errors="replace")
-    return next(csv.reader([line.rstrip("\r\n")]), [])
 
 
 def _load_merge_map(path: str | None) -> dict[str, str]:
@@ -410,7 +377,7 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=_si
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}")
     files = read.expand_patterns(list(config.annotations))
     merge = _load_merge_map(config.merge_map)
-    columns = _header(files[0][0])
+    columns = read.csv_header(files[0][0])
     wanted = {"item": config.item_col, "annotator": config.annotator_col, "label": config.label_col}
     if config.gold_col:
         wanted["gold"] = config.gold_col
@@ -418,7 +385,7 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=_si
     if missing:
         raise UsageError(f"{files[0][0]}: no column {missing[0]!r} (columns: {', '.join(columns)})")
     for path, _ in files[1:]:
-        if _header(path) != columns:
+        if read.csv_header(path) != columns:
             raise UsageError(f"{path}: header differs from {files[0][0]}'s")
     indices = {key: columns.index(name) for key, name in wanted.items()}
     options = pipeline_options(list(beam_args))

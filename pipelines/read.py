@@ -349,3 +349,41 @@ class ReadRawData(beam.PTransform):
                 *tags, main=self.BATCHES
             )
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class TextRange:
+    """Whole lines of ``path`` from byte ``start`` to ``end`` (None = to the end of the file)."""
+
+    path: str
+    start: int
+    end: int | None
+
+
+def plan_text_ranges(files, range_bytes: int = DEFAULT_RANGE_BYTES) -> list[TextRange]:
+    """Splits headed text files into byte ranges after their header (compressed files: one range each)."""
+    ranges = []
+    for path, size in files:
+        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+            header_bytes = len(handle.readline())
+        if CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
+            ranges.append(TextRange(path, header_bytes, None))
+            continue
+        for start in range(header_bytes, max(size, header_bytes + 1), range_bytes):
+            ranges.append(TextRange(path, start, min(start + range_bytes, size)))
+    return ranges
+
+
+def as_text(column: pa.Array) -> pa.Array:
+    """A binary column as UTF-8 text (invalid bytes escaped, never dropped)."""
+    try:
+        return column.cast(pa.string())
+    except pa.ArrowInvalid:  # invalid UTF-8 somewhere: escape it rather than lose the row
+        return pa.array([v.decode("utf-8", "backslashreplace") for v in column.to_pylist()], pa.string())
+
+
+def csv_header(path: str) -> list[str]:
+    """The column names on the first line of a CSV file."""
+    with FileSystems.open(path) as handle:
+        line = handle.readline().decode("utf-8", errors="replace")
+    return next(csv.reader([line.rstrip("\r\n")]), [])

@@ -1,0 +1,744 @@
+"""The ``skewless dedup`` job: find probable duplicate records, score, cluster, apply a policy.
+
+```
+ReadRecords (CSV byte ranges, pyarrow) -> dead letters (ragged rows, empty or repeated ids)
+  -> NormaliseRecords -> term frequencies (Beam count)  ----------------------.
+                      -> sample -> fit the model with splink on DuckDB -----.   |
+                      -> BlockRecords (one key per blocking rule) -> ScorePairs (numpy/rapidfuzz)
+  -> pairs >= review band -> pairs.csv, review.csv
+  -> match pairs -> ClusterMatches (connected components) -> clusters.csv
+  -> ApplyPolicy (flag | keep-canonical) -> records/*.csv, removed.jsonl
+```
+Blocking, scoring and the policy run on Beam; splink (``pipelines.dedup_model``) only estimates the
+model's parameters from a sample (or ``--model`` reuses a ``model.json``). Every input record ends in
+exactly one of ``records/``, ``removed.jsonl`` or ``dead_letter/``; the job checks that count and fails
+otherwise. Review-band pairs never remove anything: only match-band pairs form clusters.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import time
+from collections.abc import Sequence
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import yaml
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+from pipelines import dedup_model, lineage, matching, outputs, read, run_record
+from pipelines.errors import CheckFailed, UsageError
+from pipelines.options import pipeline_options, runner_name
+from pipelines.write import WriteDeadLetters
+
+__all__ = ["DedupConfig", "load_dedup_config", "run_dedup", "ScorePairs", "ClusterMatches"]
+
+NAMESPACE = "skewless.dedup"
+POLICIES = ("flag", "keep-canonical")
+BANDS = ("match", "review", "distinct")
+_PAIR_CHUNK = 200_000
+
+
+@dataclasses.dataclass(frozen=True)
+class DedupConfig:
+    """A dedup config (the YAML file, or a dataset config's ``dedup:`` section).
+
+    Attributes:
+        id: The unique record id column.
+        blocking: Rules; a candidate pair shares all (normalised, non-empty) fields of at least one.
+        fields: Compared field -> comparison kind (``matching.KINDS``).
+        match: Pairs with a match probability at or above this are matches (form clusters).
+        review: Pairs from here up to ``match`` go to review; below it they are distinct.
+        policy: ``flag`` (add cluster_id/is_canonical, remove nothing) or ``keep-canonical``.
+        training_sample: Records sampled to fit the model.
+        u_max_pairs: Random pairs splink samples to estimate u probabilities.
+        max_block_size: Larger blocks are not compared (counted and reported): tighten the rule.
+        max_invalid_fraction: Above this share of dead-lettered records the job fails.
+        prior_guess: Starting prior for EM (probability that two random records match).
+    """
+
+    id: str
+    blocking: tuple[tuple[str, ...], ...]
+    fields: dict
+    match: float = 0.95
+    review: float = 0.5
+    policy: str = "flag"
+    training_sample: int = 100_000
+    u_max_pairs: float = 1e7
+    max_block_size: int = 5000
+    max_invalid_fraction: float = 0.01
+    prior_guess: float = 1e-4
+
+    def validate(self) -> None:
+        """Raises UsageError on an inconsistent config."""
+        if not self.blocking:
+            raise UsageError("dedup config: `blocking` needs at least one rule")
+        for field, kind in self.fields.items():
+            if kind not in matching.KINDS:
+                raise UsageError(f"dedup config: field {field!r} has kind {kind!r}; kinds: {', '.join(matching.KINDS)}")
+        for rule in self.blocking:
+            for field in rule:
+                if field not in self.fields:
+                    raise UsageError(f"dedup config: blocking field {field!r} is not under `fields`")
+        if not 0.0 < self.review <= self.match <= 1.0:
+            raise UsageError(
+                f"dedup config: need 0 < review <= match <= 1, got review {self.review}, match {self.match}"
+            )
+        if self.policy not in POLICIES:
+            raise UsageError(f"dedup config: policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+
+
+def config_from_dict(raw: dict) -> DedupConfig:
+    """Builds a DedupConfig from parsed YAML (raises UsageError on missing or unknown keys)."""
+    if not isinstance(raw, dict) or "id" not in raw or "blocking" not in raw or "fields" not in raw:
+        raise UsageError("dedup config needs `id`, `blocking` and `fields`")
+    thresholds = raw.get("thresholds") or {}
+    known = {f.name for f in dataclasses.fields(DedupConfig)} | {"thresholds"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UsageError(f"dedup config: unknown key {unknown[0]!r}")
+    blocking = tuple(tuple([rule] if isinstance(rule, str) else rule) for rule in raw["blocking"])
+    extra = {
+        k: raw[k] for k in ("training_sample", "u_max_pairs", "max_block_size", "max_invalid_fraction") if k in raw
+    }
+    config = DedupConfig(
+        id=str(raw["id"]),
+        blocking=blocking,
+        fields={str(k): str(v) for k, v in raw["fields"].items()},
+        match=float(thresholds.get("match", 0.95)),
+        review=float(thresholds.get("review", 0.5)),
+        policy=str(raw.get("policy", "flag")),
+        **extra,
+    )
+    config.validate()
+    return config
+
+
+def load_dedup_config(path: str) -> DedupConfig:
+    """Reads a dedup YAML file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return config_from_dict(yaml.safe_load(handle))
+    except (OSError, yaml.YAMLError) as error:
+        raise UsageError(f"cannot read dedup config {path}: {error}") from error
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+class _ParseRecordRange(beam.DoFn):
+    """Parses whole CSV lines of one byte range into dicts of strings; ragged rows are dead letters."""
+
+    def __init__(self, columns: list[str], id_column: str):
+        self._columns, self._id = columns, id_column
+
+    def process(self, rng: read.TextRange):
+        with FileSystems.open(rng.path, compression_type=CompressionTypes.AUTO) as handle:
+            data, _ = read._read_lines_in_range(handle, rng.start, rng.end)
+        for block, _ in read._blocks(data, 8 << 20):
+            yield from self._parse(block, rng.path)
+
+    def _parse(self, block: bytes, source: str):
+        ragged = []
+
+        def on_invalid_row(row) -> str:
+            ragged.append((row.text, f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"))
+            return "skip"
+
+        table = pa_csv.read_csv(
+            io.BytesIO(block),
+            read_options=pa_csv.ReadOptions(column_names=self._columns, use_threads=False),
+            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row, newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={c: pa.binary() for c in self._columns}, strings_can_be_null=False
+            ),
+        )
+        read_counter = beam.metrics.Metrics.counter(NAMESPACE, "records_read")
+        for raw, reason in ragged:
+            read_counter.inc()
+            yield _dead(source, raw, None, reason)
+        columns = [read.as_text(table.column(c).combine_chunks()).to_pylist() for c in self._columns]
+        id_index = self._columns.index(self._id)
+        for values in zip(*columns, strict=False):
+            read_counter.inc()
+            record = dict(zip(self._columns, values, strict=False))
+            if not values[id_index].strip():
+                yield _dead(source, _csv_line(values), self._id, "empty record id")
+                continue
+            yield record
+
+
+def _dead(source: str, raw: str, feature: str | None, reason: str):
+    beam.metrics.Metrics.counter(NAMESPACE, "records_dead_lettered").inc()
+    return beam.pvalue.TaggedOutput(
+        "dead_letter", {"source": source, "offset": None, "raw": raw, "feature": feature, "reason": reason}
+    )
+
+
+def _csv_line(values: Sequence[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(values)
+    return out.getvalue()
+
+
+class _KeepFirstOfEachId(beam.DoFn):
+    """Keeps one record per id (the first in sort order); the others are dead letters."""
+
+    def __init__(self, columns: list[str]):
+        self._columns = columns
+
+    def process(self, element):
+        record_id, records = element
+        records = sorted(records, key=lambda r: [r[c] for c in self._columns])
+        yield records[0]
+        for other in records[1:]:
+            yield _dead("", _csv_line([other[c] for c in self._columns]), None, f"repeated record id {record_id!r}")
+
+
+class ReadRecords(beam.PTransform):
+    """Reads headed CSV files into record dicts (``main``) and dead letters (``dead_letter``)."""
+
+    def __init__(self, files: Sequence[tuple[str, int]], columns: list[str], id_column: str):
+        super().__init__()
+        self._ranges = read.plan_text_ranges(files)
+        self._columns, self._id = columns, id_column
+
+    def expand(self, pbegin):
+        parsed = (
+            pbegin
+            | "Ranges" >> beam.Create(self._ranges)
+            | "Reshuffle" >> beam.Reshuffle()
+            | "Parse"
+            >> beam.ParDo(_ParseRecordRange(self._columns, self._id)).with_outputs("dead_letter", main="records")
+        )
+        unique = (
+            parsed.records
+            | "KeyById" >> beam.Map(lambda record, key: (record[key], record), self._id)
+            | "GroupById" >> beam.GroupByKey()
+            | "KeepFirstOfEachId"
+            >> beam.ParDo(_KeepFirstOfEachId(self._columns)).with_outputs("dead_letter", main="records")
+        )
+        dead = (parsed.dead_letter, unique.dead_letter) | "MergeDeadLetters" >> beam.Flatten()
+        return {"records": unique.records, "dead_letter": dead}
+
+
+# ------------------------------------------------------------------------------- normalise, block, score
+
+
+def normalise_record(record: dict, config: DedupConfig) -> tuple:
+    """``(id, normalised values, block keys)`` of one record; a block key is None when a field is missing."""
+    values = tuple(matching.normalise(kind, record.get(field)) for field, kind in config.fields.items())
+    by_field = dict(zip(config.fields, values, strict=False))
+    keys = tuple(
+        None if any(by_field[f] is None for f in rule) else "\x1f".join(by_field[f] for f in rule)
+        for rule in config.blocking
+    )
+    return record[config.id], values, keys
+
+
+class _CountTerms(beam.CombineFn):
+    """field -> value -> count, over the normalised values of the term-frequency fields."""
+
+    def __init__(self, positions: dict[str, int]):
+        self._positions = positions
+
+    def create_accumulator(self):
+        return {field: {} for field in self._positions}
+
+    def add_input(self, accumulator, element):
+        values = element[1]
+        for field, position in self._positions.items():
+            value = values[position]
+            if value is not None:
+                counts = accumulator[field]
+                counts[value] = counts.get(value, 0) + 1
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        merged = next(accumulators)
+        for other in accumulators:
+            for field, counts in other.items():
+                target = merged[field]
+                for value, count in counts.items():
+                    target[value] = target.get(value, 0) + count
+        return merged
+
+    def extract_output(self, accumulator):
+        frequencies = {}
+        for field, counts in accumulator.items():
+            total = sum(counts.values())
+            frequencies[field] = {value: count / total for value, count in counts.items()} if total else {}
+        return frequencies
+
+
+class ScorePairs(beam.DoFn):
+    """Scores the candidate pairs of blocks in vectorised chunks; yields (id_a, id_b, probability).
+
+    Input: ``((rule index, block key), [normalised records])``. A pair that also shares the key of an
+    earlier rule is skipped (it is scored in that rule's block), so each pair is scored once. Only
+    pairs at or above the review threshold are emitted; every scored pair is counted.
+    """
+
+    def __init__(self, config: DedupConfig):
+        self._config = config
+        self._fields = list(config.fields.items())
+        self._tf_fields = [f for f, kind in self._fields if kind in matching.TF_KINDS]
+
+    def start_bundle(self):
+        self._records: list[tuple] = []
+        self._left: list[np.ndarray] = []
+        self._right: list[np.ndarray] = []
+        self._rules: list[np.ndarray] = []
+        self._pending = 0
+        self._side_inputs = None
+
+    def process(self, element, model, frequencies):
+        (rule, _), members = element
+        members = list(members)
+        n = len(members)
+        if n < 2:
+            return
+        if n > self._config.max_block_size:
+            beam.metrics.Metrics.counter(NAMESPACE, "blocks_too_large").inc()
+            beam.metrics.Metrics.counter(NAMESPACE, "pairs_not_compared").inc(n * (n - 1) // 2)
+            return
+        self._side_inputs = (model, frequencies)
+        offset = len(self._records)
+        self._records.extend(members)
+        for start in range(n - 1):
+            right = np.arange(start + 1, n, dtype=np.int64) + offset
+            self._left.append(np.full(len(right), start + offset, dtype=np.int64))
+            self._right.append(right)
+            self._rules.append(np.full(len(right), rule, dtype=np.int16))
+            self._pending += len(right)
+            if self._pending >= _PAIR_CHUNK:
+                yield from self._flush(model, frequencies)
+                if start < n - 2:  # the block goes on in the next chunk
+                    offset = 0
+                    self._records.extend(members)
+
+    def finish_bundle(self):
+        if self._pending:
+            for pair in self._flush(*self._side_inputs):
+                yield WindowedValue(pair, 0, [GlobalWindow()])
+
+    def _flush(self, model, frequencies):
+        records = self._records
+        left, right = np.concatenate(self._left), np.concatenate(self._right)
+        rules = np.concatenate(self._rules)
+        self._records, self._left, self._right, self._rules, self._pending = [], [], [], [], 0
+        keep = np.ones(len(left), dtype=bool)
+        for j in range(len(self._config.blocking)):
+            keys = np.array([r[2][j] for r in records], dtype=object)
+            present = np.array([k is not None for k in keys])
+            earlier = rules > j
+            if earlier.any():
+                keep &= ~(earlier & present[left] & (keys[left] == keys[right]))
+        left, right = left[keep], right[keep]
+        beam.metrics.Metrics.counter(NAMESPACE, "pairs_compared").inc(int(len(left)))
+        if not len(left):
+            return
+        levels, tf_left, tf_right = {}, {}, {}
+        for position, (field, kind) in enumerate(self._fields):
+            values = np.array([r[1][position] for r in records], dtype=object)
+            levels[field] = matching.comparison_levels(kind, values[left], values[right])
+            if field in self._tf_fields:
+                table = frequencies.get(field, {})
+                freq = np.array([np.nan if v is None else table.get(v, np.nan) for v in values], dtype=np.float64)
+                tf_left[field], tf_right[field] = freq[left], freq[right]
+        probabilities = matching.probabilities(matching.match_weights(levels, model, tf_left, tf_right))
+        ids = np.array([r[0] for r in records], dtype=object)
+        review = self._config.review
+        for i in np.flatnonzero(probabilities >= review):
+            a, b = ids[left[i]], ids[right[i]]
+            yield (a, b, float(probabilities[i])) if a < b else (b, a, float(probabilities[i]))
+
+
+def band_of(probability: float, config: DedupConfig) -> str:
+    """``match``, ``review`` or ``distinct``."""
+    if probability >= config.match:
+        return "match"
+    return "review" if probability >= config.review else "distinct"
+
+
+# ------------------------------------------------------------------------------------ clusters, policy
+
+
+class ClusterMatches(beam.CombineFn):
+    """Connected components of match pairs: ``{id: cluster_id}``, the cluster id being its smallest id.
+
+    Union-find over the match pairs only (a small share of the records), so it fits one worker.
+    """
+
+    def create_accumulator(self):
+        return {}
+
+    @staticmethod
+    def _find(parent: dict, x):
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(x, x) != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    def _union(self, parent: dict, a, b) -> None:
+        root_a, root_b = self._find(parent, a), self._find(parent, b)
+        if root_a != root_b:
+            low, high = (root_a, root_b) if root_a < root_b else (root_b, root_a)
+            parent[high] = low
+            parent.setdefault(low, low)
+
+    def add_input(self, parent, pair):
+        self._union(parent, pair[0], pair[1])
+        return parent
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        merged = next(accumulators)
+        for other in accumulators:
+            for child, parent in other.items():
+                self._union(merged, child, parent)
+        return merged
+
+    def extract_output(self, parent):
+        return {x: self._find(parent, x) for x in list(parent)}
+
+
+def _completeness(record: dict, id_column: str) -> int:
+    return sum(1 for key, value in record.items() if key != id_column and value.strip())
+
+
+class _ChooseCanonical(beam.DoFn):
+    """Per match cluster: the most complete record (ties: smallest id) is canonical."""
+
+    def __init__(self, config: DedupConfig):
+        self._config = config
+
+    def process(self, element, best_scores):
+        cluster_id, records = element
+        records = sorted(records, key=lambda r: (-_completeness(r, self._config.id), r[self._config.id]))
+        canonical = records[0][self._config.id]
+        for position, record in enumerate(records):
+            flagged = {**record, "cluster_id": cluster_id, "is_canonical": "true" if position == 0 else "false"}
+            if position == 0 or self._config.policy == "flag":
+                yield flagged
+                continue
+            beam.metrics.Metrics.counter(NAMESPACE, "records_removed").inc()
+            yield beam.pvalue.TaggedOutput(
+                "removed",
+                {
+                    "record": record,
+                    "cluster_id": cluster_id,
+                    "canonical_id": canonical,
+                    "match_probability": best_scores.get(record[self._config.id]),
+                    "reason": "duplicate of the cluster's canonical (most complete) record",
+                },
+            )
+
+
+class ApplyPolicy(beam.PTransform):
+    """Adds ``cluster_id``/``is_canonical``; under ``keep-canonical`` moves non-canonical cluster members
+    to ``removed`` (with cluster, canonical id and best match probability). Outputs: records, removed."""
+
+    def __init__(self, config: DedupConfig, clusters, best_scores):
+        super().__init__()
+        self._config, self._clusters, self._best = config, clusters, best_scores
+
+    def expand(self, records):
+        id_column = self._config.id
+
+        def route(record, clusters):
+            cluster = clusters.get(record[id_column])
+            if cluster is None:
+                return beam.pvalue.TaggedOutput(
+                    "single", {**record, "cluster_id": record[id_column], "is_canonical": "true"}
+                )
+            return cluster, record
+
+        routed = records | "RouteByCluster" >> beam.Map(route, beam.pvalue.AsSingleton(self._clusters)).with_outputs(
+            "single", main="clustered"
+        )
+        chosen = (
+            routed.clustered
+            | "GroupByCluster" >> beam.GroupByKey()
+            | "ChooseCanonical"
+            >> beam.ParDo(_ChooseCanonical(self._config), beam.pvalue.AsDict(self._best)).with_outputs(
+                "removed", main="kept"
+            )
+        )
+        kept = (routed.single, chosen.kept) | "MergeKept" >> beam.Flatten()
+        return {"records": kept, "removed": chosen.removed}
+
+
+# ----------------------------------------------------------------------------------------- the job
+
+
+def _write_single_csv(pcoll, path: str, header: Sequence[str], label: str):
+    return (
+        pcoll
+        | f"{label}ToCsv" >> beam.Map(_csv_line)
+        | f"Write{label}" >> beam.io.WriteToText(path, num_shards=1, shard_name_template="", header=_csv_line(header))
+    )
+
+
+def _review_rows(pairs, records, columns: list[str]):
+    def rows(_, pairs, by_id):
+        for id_a, id_b, probability in sorted(pairs, key=lambda p: (-p[2], p[0], p[1])):
+            a, b = by_id.get(id_a, {}), by_id.get(id_b, {})
+            yield [id_a, id_b, f"{probability:.6f}", *[v for c in columns for v in (a.get(c, ""), b.get(c, ""))]]
+
+    review_ids = (
+        pairs
+        | "ReviewIds" >> beam.FlatMap(lambda p: [p[0], p[1]])
+        | "DistinctReviewIds" >> beam.Distinct()
+        | "ReviewIdSet" >> beam.combiners.ToSet()
+    )
+    in_review = records | "RecordsInReview" >> beam.Filter(
+        lambda record, ids, key: record[key] in ids, beam.pvalue.AsSingleton(review_ids), columns[0]
+    )
+    return (
+        pairs.pipeline
+        | "OneReviewList" >> beam.Create([None])
+        | "ReviewRows"
+        >> beam.FlatMap(
+            rows,
+            beam.pvalue.AsList(pairs),
+            beam.pvalue.AsDict(in_review | "ById" >> beam.Map(lambda r, key: (r[key], r), columns[0])),
+        )
+    )
+
+
+def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: dict | None):
+    read_out = pipeline | "ReadRecords" >> ReadRecords(files, columns, config.id)
+    records = read_out["records"]
+    read_out["dead_letter"] | "WriteDeadLetters" >> WriteDeadLetters(
+        os.path.join(staging, "dead_letter", "dead_letter")
+    )
+    normalised = records | "NormaliseRecords" >> beam.Map(normalise_record, config)
+    positions = {f: i for i, (f, kind) in enumerate(config.fields.items()) if kind in matching.TF_KINDS}
+    frequencies = normalised | "TermFrequencies" >> beam.CombineGlobally(_CountTerms(positions))
+    if model is None:
+        names = list(config.fields)
+        model_pc = (
+            normalised
+            | "SampleForTraining" >> beam.combiners.Sample.FixedSizeGlobally(config.training_sample)
+            | "FitModelWithSplink"
+            >> beam.Map(
+                lambda sample: dedup_model.fit_model(
+                    [{"__id": r[0], **dict(zip(names, r[1], strict=False))} for r in sample], config
+                )
+            )
+        )
+    else:
+        model_pc = pipeline | "GivenModel" >> beam.Create([model])
+    model_pc | "WriteModel" >> beam.Map(_write_json, os.path.join(staging, "model.json"))
+    scored = (
+        normalised
+        | "BlockRecords"
+        >> beam.FlatMap(lambda r: [((rule, key), r) for rule, key in enumerate(r[2]) if key is not None])
+        | "GroupByBlock" >> beam.GroupByKey()
+        | "ScorePairs"
+        >> beam.ParDo(ScorePairs(config), beam.pvalue.AsSingleton(model_pc), beam.pvalue.AsSingleton(frequencies))
+    )
+
+    def count_band(pair):
+        beam.metrics.Metrics.counter(NAMESPACE, f"pairs_{band_of(pair[2], config)}").inc()
+        return pair
+
+    scored = scored | "CountBands" >> beam.Map(count_band)
+    _write_single_csv(
+        scored | "PairRows" >> beam.Map(lambda p: [p[0], p[1], f"{p[2]:.6f}", band_of(p[2], config)]),
+        os.path.join(staging, "pairs.csv"),
+        ["id_a", "id_b", "match_probability", "band"],
+        "Pairs",
+    )
+    matches = scored | "MatchPairs" >> beam.Filter(lambda p: p[2] >= config.match)
+    review = scored | "ReviewPairs" >> beam.Filter(lambda p: p[2] < config.match)
+    clusters = matches | "ClusterMatches" >> beam.CombineGlobally(ClusterMatches())
+    best = (
+        matches
+        | "ScorePerRecord" >> beam.FlatMap(lambda p: [(p[0], p[2]), (p[1], p[2])])
+        | "BestScore" >> beam.CombinePerKey(max)
+    )
+    _write_single_csv(
+        clusters
+        | "ClusterRows"
+        >> beam.FlatMap(lambda c: sorted([[i, cid] for i, cid in c.items()], key=lambda r: (r[1], r[0]))),
+        os.path.join(staging, "clusters.csv"),
+        ["id", "cluster_id"],
+        "Clusters",
+    )
+    review_columns = [config.id] + [c for c in columns if c != config.id]
+    _write_single_csv(
+        _review_rows(review, records, review_columns),
+        os.path.join(staging, "review.csv"),
+        ["id_a", "id_b", "match_probability", *[f"{c}_{side}" for c in review_columns for side in ("a", "b")]],
+        "Review",
+    )
+    decided = records | "ApplyPolicy" >> ApplyPolicy(config, clusters, best)
+    out_columns = [*columns, "cluster_id", "is_canonical"]
+
+    def count_kept(record):
+        beam.metrics.Metrics.counter(NAMESPACE, "records_kept").inc()
+        return [record[c] for c in out_columns]
+
+    (
+        decided["records"]
+        | "CountKept" >> beam.Map(count_kept)
+        | "RecordsToCsv" >> beam.Map(_csv_line)
+        | "WriteRecords"
+        >> beam.io.WriteToText(
+            os.path.join(staging, "records", "records"), file_name_suffix=".csv", header=_csv_line(out_columns)
+        )
+    )
+    (
+        decided["removed"]
+        | "RemovedToJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, sort_keys=True))
+        | "WriteRemoved"
+        >> beam.io.WriteToText(os.path.join(staging, "removed.jsonl"), num_shards=1, shard_name_template="")
+    )
+
+
+def _write_json(value, path: str) -> None:
+    with FileSystems.create(path) as handle:
+        handle.write(json.dumps(value, indent=2, sort_keys=True).encode("utf-8"))
+
+
+def _silent(stage: str) -> None:
+    del stage
+
+
+def run_dedup(
+    inputs: Sequence[str],
+    config: DedupConfig,
+    output: str,
+    model_path: str | None = None,
+    beam_args: Sequence[str] = (),
+    lineage_db: str | None = None,
+    progress=_silent,
+) -> dict:
+    """Runs the dedup job into ``output``; returns the summary written to ``dedup.json``.
+
+    Raises:
+        UsageError: Unreadable input, missing columns, a model for other fields.
+        CheckFailed: Too many dead-lettered records, or records unaccounted for.
+    """
+    started = time.time()
+    config.validate()
+    files = read.expand_patterns(list(inputs))
+    columns = read.csv_header(files[0][0])
+    for name in [config.id, *config.fields]:
+        if name not in columns:
+            raise UsageError(f"{files[0][0]}: no column {name!r} (columns: {', '.join(columns)})")
+    for path, _ in files[1:]:
+        if read.csv_header(path) != columns:
+            raise UsageError(f"{path}: header differs from {files[0][0]}'s")
+    for reserved in ("cluster_id", "is_canonical"):
+        if reserved in columns:
+            raise UsageError(f"{files[0][0]}: column {reserved!r} is added by dedup; rename it")
+    model = None
+    if model_path:
+        try:
+            model = dedup_model.load_model(model_path)
+            dedup_model.check_model(model, config)
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--model {model_path}: {error}") from error
+    options = pipeline_options(list(beam_args))
+    parameters = {"inputs": list(inputs), "config": dataclasses.asdict(config), "model": model_path}
+    recorder = lineage.Recorder("dedup", parameters, ("dedup", output), runner_name(options), lineage_db)
+    try:
+        summary = _dedup_in_staging(config, files, columns, output, model, options, started, progress)
+    except BaseException as error:
+        recorder.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
+        raise
+    for entry in summary["inputs"]:
+        recorder.input(entry["uri"], "Records", sha256=entry["sha256"], rows=None)
+    for name, artifact_type in [
+        ("records", "DeduplicatedRecords"),
+        ("pairs.csv", "ScoredPairs"),
+        ("clusters.csv", "DuplicateClusters"),
+        ("review.csv", "ReviewList"),
+        ("model.json", "DedupModel"),
+        ("removed.jsonl", "RemovedRecords"),
+        ("dead_letter", "DeadLetters"),
+    ]:
+        recorder.output(os.path.join(output, name), artifact_type, name=name)
+    recorder.finish("succeeded" if not summary.get("failure") else "failed", summary.get("failure"))
+    summary["lineage_run_id"] = recorder.id
+    if summary.get("failure"):
+        raise CheckFailed(summary["failure"])
+    return summary
+
+
+def _dedup_in_staging(config, files, columns, output, model, options, started, progress) -> dict:
+    with outputs.staged_directory(output) as staging:
+        progress(f"reading, scoring and clustering records on {runner_name(options)}")
+        pipeline = beam.Pipeline(options=options)
+        _build(pipeline, config, files, columns, staging, model)
+        result = pipeline.run()
+        result.wait_until_finish()
+        counters = {
+            name: value for (space, name), value in run_record.collect_counters(result).items() if space == NAMESPACE
+        }
+        summary = _summary(config, counters, staging)
+        summary["inputs"] = [{"uri": p, "bytes": size, "sha256": run_record.file_sha256(p)} for p, size in files]
+        summary["seconds"] = round(time.time() - started, 3)
+        if summary.get("failure"):
+            for name in ("records", "removed.jsonl", "pairs.csv", "clusters.csv", "review.csv"):
+                outputs.remove_tree(os.path.join(staging, name))
+        run_record.write_json(os.path.join(staging, "dedup.json"), summary)
+    return summary
+
+
+def _summary(config: DedupConfig, counters: dict, staging: str) -> dict:
+    read_count = counters.get("records_read", 0)
+    dead = counters.get("records_dead_lettered", 0)
+    kept = counters.get("records_kept", 0)
+    removed = counters.get("records_removed", 0)
+    with open(os.path.join(staging, "model.json"), encoding="utf-8") as handle:
+        model = json.load(handle)
+    clusters = {}
+    with open(os.path.join(staging, "clusters.csv"), encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            clusters[row["cluster_id"]] = clusters.get(row["cluster_id"], 0) + 1
+    summary = {
+        "policy": config.policy,
+        "thresholds": {"match": config.match, "review": config.review},
+        "records": {"read": read_count, "dead_lettered": dead, "kept": kept, "removed": removed},
+        "pairs": {
+            "compared": counters.get("pairs_compared", 0),
+            "match": counters.get("pairs_match", 0),
+            "review": counters.get("pairs_review", 0),
+            "not_compared_in_oversized_blocks": counters.get("pairs_not_compared", 0),
+            "oversized_blocks": counters.get("blocks_too_large", 0),
+        },
+        "clusters": {
+            "count": len(clusters),
+            "records": sum(clusters.values()),
+            "largest": max(clusters.values(), default=0),
+        },
+        "model": {
+            "probability_two_random_records_match": model["probability_two_random_records_match"],
+            "trained_on_records": model.get("trained_on_records"),
+            "estimated_with": model.get("estimated_with"),
+        },
+    }
+    if read_count != kept + removed + dead:
+        summary["failure"] = (
+            f"records unaccounted for: read {read_count} != kept {kept} + removed {removed} + dead-lettered {dead}"
+        )
+    elif read_count and dead / read_count > config.max_invalid_fraction:
+        summary["failure"] = (
+            f"{dead} of {read_count} records dead-lettered ({dead / read_count:.2%} > max_invalid_fraction "
+            f"{config.max_invalid_fraction:.2%}); see dead_letter/"
+        )
+    return summary
