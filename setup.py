@@ -28,9 +28,11 @@ setup(
         "numpy>=1.26",
         "pyyaml>=6",
         "openlineage-python>=1.40",
+        "splink>=4.0,<6",
+        "rapidfuzz>=3.6",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff==0.17.6", "build>=1"],
+        "test": ["pytest>=8", "ruff==0.17.6", "build>=1", "recordlinkage>=0.16"],
     },
     entry_points={"console_scripts": ["skewless=pipelines.cli:console_main"]},
 )

@@ -44,6 +44,9 @@ NAMESPACE = "skewless.dedup"
 POLICIES = ("flag", "keep-canonical")
 BANDS = ("match", "review", "distinct")
 _PAIR_CHUNK = 200_000
+# kind -> highest comparison level that still means "a different identifier": e-mails with neither the
+# same address nor the same local part (even if similar), phones that are not within one digit.
+IDENTIFIER_KINDS = {"email": 1, "phone": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +65,12 @@ class DedupConfig:
         max_block_size: Larger blocks are not compared (counted and reported): tighten the rule.
         max_invalid_fraction: Above this share of dead-lettered records the job fails.
         prior_guess: Starting prior for EM (probability that two random records match).
+        identifier_conflict: ``review`` (default): a pair with an e-mail (or phone) present in both
+            records and different (e-mails: neither the same address nor the same local part; phones:
+            more than one digit apart), and no e-mail or phone that agrees exactly, is never a match,
+            at most review, whatever its probability: two sign-ups with the same name and town but
+            different e-mails may be two people, and a person should decide.
+            ``score``: the model's probability alone decides.
     """
 
     id: str
@@ -75,6 +84,7 @@ class DedupConfig:
     max_block_size: int = 5000
     max_invalid_fraction: float = 0.01
     prior_guess: float = 1e-4
+    identifier_conflict: str = "review"
 
     def validate(self) -> None:
         """Raises UsageError on an inconsistent config."""
@@ -90,6 +100,10 @@ class DedupConfig:
         if not 0.0 < self.review <= self.match <= 1.0:
             raise UsageError(
                 f"dedup config: need 0 < review <= match <= 1, got review {self.review}, match {self.match}"
+            )
+        if self.identifier_conflict not in ("review", "score"):
+            raise UsageError(
+                f"dedup config: identifier_conflict must be review or score, got {self.identifier_conflict!r}"
             )
         if self.policy not in POLICIES:
             raise UsageError(f"dedup config: policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
@@ -356,15 +370,24 @@ class ScorePairs(beam.DoFn):
                 tf_left[field], tf_right[field] = freq[left], freq[right]
         probabilities = matching.probabilities(matching.match_weights(levels, model, tf_left, tf_right))
         ids = np.array([r[0] for r in records], dtype=object)
-        review = self._config.review
-        for i in np.flatnonzero(probabilities >= review):
+        conflict = np.zeros(len(left), dtype=bool)
+        if self._config.identifier_conflict == "review":
+            identifiers = [(f, kind) for f, kind in self._fields if kind in IDENTIFIER_KINDS]
+            agree = np.zeros(len(left), dtype=bool)
+            for field, kind in identifiers:
+                conflict |= (levels[field] >= 0) & (levels[field] <= IDENTIFIER_KINDS[kind])
+                agree |= levels[field] == len(matching.LEVELS[kind])
+            conflict &= ~agree
+        for i in np.flatnonzero(probabilities >= self._config.review):
             a, b = ids[left[i]], ids[right[i]]
-            yield (a, b, float(probabilities[i])) if a < b else (b, a, float(probabilities[i]))
+            probability = float(probabilities[i])
+            band = band_of(probability, self._config, bool(conflict[i]))
+            yield (a, b, probability, band) if a < b else (b, a, probability, band)
 
 
-def band_of(probability: float, config: DedupConfig) -> str:
-    """``match``, ``review`` or ``distinct``."""
-    if probability >= config.match:
+def band_of(probability: float, config: DedupConfig, identifier_conflict: bool = False) -> str:
+    """``match``, ``review`` or ``distinct``; a pair with an identifier conflict is at most ``review``."""
+    if probability >= config.match and not identifier_conflict:
         return "match"
     return "review" if probability >= config.review else "distinct"
 
@@ -492,7 +515,7 @@ def _write_single_csv(pcoll, path: str, header: Sequence[str], label: str):
 
 def _review_rows(pairs, records, columns: list[str]):
     def rows(_, pairs, by_id):
-        for id_a, id_b, probability in sorted(pairs, key=lambda p: (-p[2], p[0], p[1])):
+        for id_a, id_b, probability, _ in sorted(pairs, key=lambda p: (-p[2], p[0], p[1])):
             a, b = by_id.get(id_a, {}), by_id.get(id_b, {})
             yield [id_a, id_b, f"{probability:.6f}", *[v for c in columns for v in (a.get(c, ""), b.get(c, ""))]]
 
@@ -551,18 +574,18 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
     )
 
     def count_band(pair):
-        beam.metrics.Metrics.counter(NAMESPACE, f"pairs_{band_of(pair[2], config)}").inc()
+        beam.metrics.Metrics.counter(NAMESPACE, f"pairs_{pair[3]}").inc()
         return pair
 
     scored = scored | "CountBands" >> beam.Map(count_band)
     _write_single_csv(
-        scored | "PairRows" >> beam.Map(lambda p: [p[0], p[1], f"{p[2]:.6f}", band_of(p[2], config)]),
+        scored | "PairRows" >> beam.Map(lambda p: [p[0], p[1], f"{p[2]:.6f}", p[3]]),
         os.path.join(staging, "pairs.csv"),
         ["id_a", "id_b", "match_probability", "band"],
         "Pairs",
     )
-    matches = scored | "MatchPairs" >> beam.Filter(lambda p: p[2] >= config.match)
-    review = scored | "ReviewPairs" >> beam.Filter(lambda p: p[2] < config.match)
+    matches = scored | "MatchPairs" >> beam.Filter(lambda p: p[3] == "match")
+    review = scored | "ReviewPairs" >> beam.Filter(lambda p: p[3] == "review")
     clusters = matches | "ClusterMatches" >> beam.CombineGlobally(ClusterMatches())
     best = (
         matches

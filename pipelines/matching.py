@@ -15,7 +15,7 @@ A field's levels, most similar first (splink's ``comparison_vector_value`` count
 | exact    | exact                                                               |
 | name     | exact, Jaro-Winkler >= 0.92, Jaro-Winkler >= 0.80                    |
 | string   | exact, Jaro-Winkler >= 0.90, Jaro-Winkler >= 0.70                    |
-| email    | exact, same local part (any domain), Jaro-Winkler >= 0.88            |
+| email    | exact, same local part (any domain), local parts Jaro-Winkler >= 0.88 |
 | phone    | exact, Levenshtein <= 1                                             |
 | date     | exact, Levenshtein <= 1, Levenshtein <= 2 (typos in ISO dates)       |
 | number   | exact, Levenshtein <= 1                                             |
@@ -50,7 +50,11 @@ LEVELS: dict[str, list[tuple[str, str, float | None]]] = {
     "exact": [("exact", "exact", None)],
     "name": [("exact", "exact", None), ("jaro_winkler>=0.92", "jw", 0.92), ("jaro_winkler>=0.80", "jw", 0.80)],
     "string": [("exact", "exact", None), ("jaro_winkler>=0.90", "jw", 0.90), ("jaro_winkler>=0.70", "jw", 0.70)],
-    "email": [("exact", "exact", None), ("same local part", "local", None), ("jaro_winkler>=0.88", "jw", 0.88)],
+    "email": [
+        ("exact", "exact", None),
+        ("same local part", "local", None),
+        ("local part jaro_winkler>=0.88", "local_jw", 0.88),
+    ],
     "phone": [("exact", "exact", None), ("levenshtein<=1", "lev", 1)],
     "date": [("exact", "exact", None), ("levenshtein<=1", "lev", 1), ("levenshtein<=2", "lev", 2)],
     "number": [("exact", "exact", None), ("levenshtein<=1", "lev", 1)],
@@ -135,6 +139,8 @@ def _sql_level(measure: str, parameter, column: str) -> str:
         return f"levenshtein({left}, {right}) <= {int(parameter)}"
     if measure == "local":
         return f"split_part({left}, '@', 1) = split_part({right}, '@', 1)"
+    if measure == "local_jw":
+        return f"jaro_winkler_similarity(split_part({left}, '@', 1), split_part({right}, '@', 1)) >= {parameter}"
     raise ValueError(measure)
 
 
@@ -187,10 +193,15 @@ def comparison_levels(kind: str, left: Sequence[str | None], right: Sequence[str
             if "lev" not in cache:
                 cache["lev"] = cpdist(a, b, scorer=Levenshtein.distance, dtype=np.int32, workers=1)
             hit = cache["lev"] <= parameter
-        elif measure == "local":
-            local_a = np.array([v.split("@", 1)[0] for v in a], dtype=object)
-            local_b = np.array([v.split("@", 1)[0] for v in b], dtype=object)
-            hit = local_a == local_b
+        elif measure in ("local", "local_jw"):
+            if "local" not in cache:
+                cache["local"] = np.array([v.split("@", 1)[0] for v in a], dtype=object)
+                cache["local_b"] = np.array([v.split("@", 1)[0] for v in b], dtype=object)
+            if measure == "local":
+                hit = cache["local"] == cache["local_b"]
+            else:
+                similarity = cpdist(cache["local"], cache["local_b"], scorer=JaroWinkler.similarity, dtype=np.float64)
+                hit = similarity >= parameter
         else:
             raise ValueError(measure)
         result[np.asarray(hit, dtype=bool)] = len(levels) - position

