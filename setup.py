@@ -28,7 +28,7 @@ setup(
         "numpy>=1.26",
         "pyyaml>=6",
         "openlineage-python>=1.40",
-        "splink>=4.0,<6",
+        "splink>=5,<6",
         "rapidfuzz>=3.6",
     ],
     extras_require={

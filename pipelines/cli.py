@@ -673,7 +673,8 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         ("eval", counts["rows_eval"]),
         ("dead-lettered", counts["rows_dead_lettered"]),
         *((f"  {reason}", n) for reason, n in counts["dead_letter_reasons"].items()),
-        *((("dropped by label policy", counts["rows_dropped_by_policy"]),) if args.labels else ()),
+        *((("dropped by policy", counts["rows_dropped_by_policy"]),) if counts["rows_dropped_by_policy"] else ()),
+        *((f"  {reason}", n) for reason, n in counts["dropped_reasons"].items()),
         ("parity rows checked", record["parity"]["rows_checked"]),
     ]
     table = "\n".join(f"  {name:<28} {value:>12,}" for name, value in rows)
@@ -682,7 +683,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         + ("passed" if record["parity"]["passed"] else "not checked: no row in the parity sample")
         + f"\n{table}\n"
         f"outputs in {where}/: transform_fn/ transformed_metadata/ metadata/ transformed/ serving_model/ "
-        "stats/ dead_letter/ parity/ run.json report.html",
+        "stats/ dead_letter/ parity/ run.json report.html" + (" dedup/" if "dedup" in record else ""),
         file=sys.stderr,
     )
     return 0

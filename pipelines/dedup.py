@@ -33,7 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines import dedup_model, lineage, matching, outputs, read, run_record
+from pipelines import decode, dedup_model, lineage, matching, outputs, read, run_record
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.write import WriteDeadLetters
@@ -80,7 +80,7 @@ class DedupConfig:
     review: float = 0.5
     policy: str = "flag"
     training_sample: int = 100_000
-    u_max_pairs: float = 1e7
+    u_max_pairs: float = 2e6
     max_block_size: int = 5000
     max_invalid_fraction: float = 0.01
     prior_guess: float = 1e-4
@@ -459,6 +459,7 @@ class _ChooseCanonical(beam.DoFn):
             yield beam.pvalue.TaggedOutput(
                 "removed",
                 {
+                    "id": record[self._config.id],
                     "record": record,
                     "cluster_id": cluster_id,
                     "canonical_id": canonical,
@@ -648,8 +649,11 @@ def run_dedup(
     beam_args: Sequence[str] = (),
     lineage_db: str | None = None,
     progress=_silent,
+    record_lineage: bool = True,
 ) -> dict:
     """Runs the dedup job into ``output``; returns the summary written to ``dedup.json``.
+
+    ``record_lineage=False`` when a calling job (``skewless run``) records the outputs as its own.
 
     Raises:
         UsageError: Unreadable input, missing columns, a model for other fields.
@@ -677,6 +681,11 @@ def run_dedup(
             raise UsageError(f"--model {model_path}: {error}") from error
     options = pipeline_options(list(beam_args))
     parameters = {"inputs": list(inputs), "config": dataclasses.asdict(config), "model": model_path}
+    if not record_lineage:
+        summary = _dedup_in_staging(config, files, columns, output, model, options, started, progress)
+        if summary.get("failure"):
+            raise CheckFailed(f"dedup: {summary['failure']}")
+        return summary
     recorder = lineage.Recorder("dedup", parameters, ("dedup", output), runner_name(options), lineage_db)
     try:
         summary = _dedup_in_staging(config, files, columns, output, model, options, started, progress)
@@ -700,6 +709,48 @@ def run_dedup(
     if summary.get("failure"):
         raise CheckFailed(summary["failure"])
     return summary
+
+
+def removed_ids(output: str) -> list[str]:
+    """The ids of the records ``removed.jsonl`` under ``output`` lists."""
+    with FileSystems.open(os.path.join(output, "removed.jsonl")) as handle:
+        return [json.loads(line)["id"] for line in io.TextIOWrapper(handle, encoding="utf-8") if line.strip()]
+
+
+class DropRemovedDuplicates(beam.PTransform):
+    """Drops rows of ``(RecordBatch, keys)`` pairs whose id the dedup policy removed.
+
+    Counted (once, on the counted read) as dropped by policy, reason ``duplicate removed by dedup``;
+    the rows themselves are in ``dedup/removed.jsonl``.
+    """
+
+    def __init__(self, removed, id_column: str, counted: bool):
+        super().__init__()
+        self._removed, self._id, self._counted = removed, id_column, counted
+
+    def expand(self, batches):
+        id_column, counted = self._id, self._counted
+
+        def drop(element, removed):
+            batch, keys = element
+            if not removed:
+                yield element
+                return
+            values = decode.first_values(batch.column(batch.schema.get_field_index(id_column))).to_pylist()
+            ids = [
+                v.decode("utf-8", "replace") if isinstance(v, bytes) else None if v is None else str(v) for v in values
+            ]
+            keep = np.array([i not in removed for i in ids], dtype=bool)
+            if not keep.all():
+                if counted:
+                    dropped = int((~keep).sum())
+                    beam.metrics.Metrics.counter("skewless", "rows_dropped_by_policy").inc(dropped)
+                    beam.metrics.Metrics.counter("skewless.dropped_reasons", "duplicate removed by dedup").inc(dropped)
+                batch, keys = batch.filter(pa.array(keep)), keys[keep]
+            if batch.num_rows:
+                yield batch, keys
+
+        return batches | "DropRemoved" >> beam.FlatMap(drop, beam.pvalue.AsSingleton(self._removed))
 
 
 def _dedup_in_staging(config, files, columns, output, model, options, started, progress) -> dict:

@@ -60,11 +60,22 @@ def fit_model(records: list[dict], config) -> dict:
         ],
         probability_two_random_records_match=config.prior_guess,
     )
-    linker = Linker(DuckDBAPI().register(frame), settings, log_level="ERROR")
+    db_api = DuckDBAPI()
+    table = db_api.register(frame)
+    linker = Linker(table, settings, log_level="ERROR")
     pairs = len(frame) * (len(frame) - 1) / 2
     linker.training.estimate_u_using_random_sampling(max_pairs=min(config.u_max_pairs, max(pairs, 1)), seed=42)
-    for rule in rules:
-        linker.training.estimate_parameters_using_expectation_maximisation(rule, record_sample_proportion=1.0)
+    skipped = []
+    for rule, fields in zip(rules, config.blocking, strict=True):
+        before = linker.misc.save_model_to_json()
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(rule, record_sample_proportion=1.0)
+        except ValueError as error:
+            # splink 5.0 rejects an m that underflows to 0 (a level no match shows, on small or clean
+            # samples) and leaves the linker half-updated: carry on from the parameters before it.
+            skipped.append(f"EM on blocking rule {list(fields)} skipped: {str(error).splitlines()[0][:200]}")
+            logging.getLogger(__name__).warning(skipped[-1])
+            linker = Linker(table, before, log_level="ERROR")
     prior = _estimate_prior(linker, len(frame))
     settings_out = linker.misc.save_model_to_json()
     by_column = {c["output_column_name"]: c for c in settings_out["comparisons"]}
@@ -81,6 +92,7 @@ def fit_model(records: list[dict], config) -> dict:
             for field, kind in config.fields.items()
         },
         "trained_on_records": len(frame),
+        "training_notes": skipped,
         "estimated_with": f"splink {splink.__version__} (DuckDB): u by random sampling, m and prior by EM",
     }
 

@@ -73,6 +73,8 @@ _COMPACT = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 
 
 def _ascii_lower(text: str) -> str:
+    if text.isascii():
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.lower())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
@@ -97,7 +99,9 @@ def normalise(kind: str, value: str | None) -> str | None:
     if not text:
         return None
     if kind == "name":
-        text = _SPACES.sub(" ", _NOT_NAME.sub("", _ascii_lower(text))).strip()
+        text = _ascii_lower(text)
+        if not text.isalpha():
+            text = _SPACES.sub(" ", _NOT_NAME.sub("", text)).strip()
     elif kind == "string":
         text = _SPACES.sub(" ", _NOT_WORD.sub("", _ascii_lower(text))).strip()
     elif kind == "email":

@@ -6,6 +6,7 @@ that comes from the data goes through :func:`html.escape`, so a cell like
 ``<script>alert(1)</script>`` shows as text.
 """
 
+import csv
 import glob
 import html
 import json
@@ -427,10 +428,54 @@ def _lineage_section(directory: str, run: dict, shown_as: str) -> str:
     )
 
 
-def _duplicates_section() -> str:
+def _duplicates_section(directory: str, review_rows: int = 20) -> str:
+    summary = _read_json(os.path.join(directory, "dedup", "dedup.json"))
+    if not summary:
+        return (
+            "<section id='duplicates'><h2>Duplicate review</h2><p class='muted'>No duplicate detection ran for this "
+            "dataset (its config has no <code>dedup:</code> section).</p></section>"
+        )
+    records, pairs, clusters = summary["records"], summary["pairs"], summary["clusters"]
+    measures = [
+        ["policy", _e(summary["policy"])],
+        ["thresholds (match / review)", f"{summary['thresholds']['match']} / {summary['thresholds']['review']}"],
+        [
+            "records read / kept / removed / dead-lettered",
+            f"{records['read']:,} / {records['kept']:,} / {records['removed']:,} / {records['dead_lettered']:,}",
+        ],
+        ["candidate pairs scored", f"{pairs['compared']:,}"],
+        ["match pairs / review pairs", f"{pairs['match']:,} / {pairs['review']:,}"],
+        ["clusters (records, largest)", f"{clusters['count']:,} ({clusters['records']:,}, {clusters['largest']})"],
+        ["pairs not compared (oversized blocks)", f"{pairs['not_compared_in_oversized_blocks']:,}"],
+        ["prior P(match) of two random records", f"{summary['model']['probability_two_random_records_match']:.3g}"],
+    ]
+    review = []
+    path = os.path.join(directory, "dedup", "review.csv")
+    if os.path.isfile(path):
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            columns = [c[:-2] for c in header[3::2]]
+            for row in reader:
+                if len(review) >= review_rows:
+                    break
+                sides = [f"{_e(row[3 + 2 * i])} | {_e(row[4 + 2 * i])}" for i in range(len(columns))]
+                review.append(
+                    [
+                        _e(row[0]),
+                        _e(row[1]),
+                        row[2],
+                        "; ".join(f"{_e(c)}: {v}" for c, v in zip(columns, sides, strict=True)),
+                    ]
+                )
     return (
-        "<section id='duplicates'><h2>Duplicate review</h2><p class='muted'>No duplicate detection ran for this "
-        "dataset (its config has no <code>dedup:</code> section).</p></section>"
+        "<section id='duplicates'><h2>Duplicate review</h2>"
+        f"{_table(['measure', 'value'], measures)}"
+        f"<h3>Pairs for a person to decide ({min(review_rows, pairs['review']):,} of {pairs['review']:,}; all in "
+        "<code>dedup/review.csv</code>)</h3>"
+        + _table(["id a", "id b", "match probability", "a | b"], review)
+        + "<p class='muted'>Review-band pairs are never removed; removed records are in "
+        "<code>dedup/removed.jsonl</code> with their cluster and score.</p></section>"
     )
 
 
@@ -450,7 +495,7 @@ def write_report(directory: str, labels_dir: str | None = None, shown_as: str | 
         _features_section(directory),
         _skew_section(directory, shown_as or directory),
         _labels_section(labels_dir, metrics),
-        _duplicates_section(),
+        _duplicates_section(directory),
         _lineage_section(directory, run, shown_as or directory),
     ]
     nav = "".join(

@@ -22,9 +22,10 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 import schemas
-from pipelines import decode, export, join_labels, lineage, outputs, parity, read, report, run_record, statistics
+from pipelines import decode, dedup, export, join_labels, lineage, outputs, parity, read, report, run_record, statistics
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
+from pipelines.read import input_format_of
 from pipelines.split import SplitTrainEval
 from pipelines.write import EncodeExamples, WriteDeadLetters, WriteExamples, WriteParityPairs
 
@@ -81,7 +82,9 @@ def _tensor_adapter_config(
     )
 
 
-def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, staging: str) -> None:
+def _build(
+    pipeline, config: RunConfig, dataset: schemas.Dataset, reader, staging: str, removed_ids: list[str] | None = None
+) -> None:
     """Adds the run's transforms to ``pipeline``, writing under ``staging``.
 
     The input is read twice: once to validate, describe and analyze, once to transform and write.
@@ -93,6 +96,12 @@ def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, stagin
         os.path.join(staging, "dead_letter", "dead_letter")
     )
     raw_batches = raw[read.ReadRawData.BATCHES]
+    removed = None
+    if removed_ids is not None:
+        removed = pipeline | "DuplicatesRemovedByDedup" >> beam.Create([frozenset(removed_ids)])
+        raw_batches = raw_batches | "DropRemovedDuplicates" >> dedup.DropRemovedDuplicates(
+            removed, dataset.config["dedup"]["id"], counted=True
+        )
     consensus = None
     if config.labels:
         consensus = pipeline | "ReadConsensus" >> join_labels.ReadConsensus(config.labels)
@@ -124,6 +133,10 @@ def _build(pipeline, config: RunConfig, dataset: schemas.Dataset, reader, stagin
         ) | "AnalyzeTrainData" >> tft_beam.AnalyzeDataset(dataset.preprocessing_fn())
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
         again = (pipeline | "ReadRawDataAgain" >> reader.second_read())[read.ReadRawData.BATCHES]
+        if removed is not None:
+            again = again | "DropRemovedDuplicatesAgain" >> dedup.DropRemovedDuplicates(
+                removed, dataset.config["dedup"]["id"], counted=False
+            )
         if config.labels:
             again = (
                 again
@@ -238,6 +251,13 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
             raise UsageError(f"--label-key must name a raw column of the schema, got {config.label_key!r}")
         if config.label_policy not in join_labels.POLICIES:
             raise UsageError(f"--label-policy must be one of {', '.join(join_labels.POLICIES)}")
+    dedup_config = None
+    if dataset.config.get("dedup"):
+        dedup_config = dedup.config_from_dict(dataset.config["dedup"])
+        if dedup_config.id not in dataset.feature_names:
+            raise UsageError(f"dataset {dataset.name}: dedup id {dedup_config.id!r} is not a raw column of the schema")
+        if any(input_format_of(path) != "csv" for path, _ in files):
+            raise UsageError(f"dataset {dataset.name} deduplicates its input first: inputs must be CSV")
     reader = read.ReadRawData(files, dataset.schema, dataset.split_key, range_bytes=config.range_bytes)
     options = pipeline_options(list(beam_args))
     timings = {"plan": time.time() - started}
@@ -265,7 +285,9 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
     )
     record["lineage"] = {"run_id": recorder.id, "store": config.lineage_db or lineage.default_db_path()}
     try:
-        failure = _run_in_staging(config, dataset, reader, options, files, record, timings, started, progress)
+        failure = _run_in_staging(
+            config, dataset, reader, options, files, record, timings, started, progress, beam_args, dedup_config
+        )
     except BaseException as error:
         recorder.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
         raise
@@ -293,6 +315,8 @@ def _record_lineage(recorder, config: RunConfig, dataset, record: dict, failure:
     outputs_by_type = [("dead_letter", "DeadLetters", counts["rows_dead_lettered"]), ("stats", "Statistics", None)]
     if config.write_report:
         outputs_by_type.append(("report.html", "Report", None))
+    if "dedup" in record:
+        outputs_by_type.append(("dedup", "DedupOutputs", record["dedup"]["records"]["kept"]))
     if not failure:
         outputs_by_type += [
             ("transform_fn", "TransformGraph", None),
@@ -306,13 +330,30 @@ def _record_lineage(recorder, config: RunConfig, dataset, record: dict, failure:
         print(f"skewless run: warning: {recorder.warning}", file=sys.stderr)
 
 
-def _run_in_staging(config, dataset, reader, options, files, record, timings, started, progress) -> str | None:
+def _run_in_staging(
+    config, dataset, reader, options, files, record, timings, started, progress, beam_args, dedup_config
+) -> str | None:
     """Runs the pipeline into a staging directory and publishes it; returns a check failure or None."""
     with outputs.staged_directory(config.output) as staging:
+        removed_ids = None
+        if dedup_config is not None:
+            progress("dedup stage (the dataset config's `dedup:` section)")
+            deduplicating = time.time()
+            summary = dedup.run_dedup(
+                [path for path, _ in files],
+                dedup_config,
+                os.path.join(staging, "dedup"),
+                beam_args=beam_args,
+                record_lineage=False,
+                progress=progress,
+            )
+            removed_ids = dedup.removed_ids(os.path.join(staging, "dedup"))
+            record["dedup"] = {k: v for k, v in summary.items() if k not in ("inputs", "lineage_run_id")}
+            timings["dedup"] = time.time() - deduplicating
         pipeline_started = time.time()
         progress(f"reading, validating, analysing, transforming, writing on {runner_name(options)}")
         pipeline = beam.Pipeline(options=options)
-        _build(pipeline, config, dataset, reader, staging)
+        _build(pipeline, config, dataset, reader, staging, removed_ids)
         result = pipeline.run()
         result.wait_until_finish()
         timings["pipeline"] = time.time() - pipeline_started
