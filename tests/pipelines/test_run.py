@@ -272,7 +272,7 @@ def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path
     "argv, message",
     [
         (["--input", "{tmp}/missing.csv"], "no input file matches {tmp}/missing.csv"),
-        (["--dataset", "nope"], "unknown dataset 'nope'; known: taxi"),
+        (["--dataset", "nope"], "unknown dataset 'nope'; known: people, taxi"),
         (["--input", "{tmp}/notes.json"], "cannot tell the format of {tmp}/notes.json"),
     ],
 )

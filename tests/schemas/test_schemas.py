@@ -2,6 +2,7 @@
 
 import pytest
 import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
 
 import schemas
 from tests.helpers import sample_lines
@@ -45,9 +46,18 @@ def test_config_points_at_the_preprocessing_fn_and_the_sample(taxi_dataset):
     assert taxi_dataset.preprocessing_fn() is taxi.preprocessing_fn
     assert taxi_dataset.sample == schemas.PROJECT_ROOT / "data" / "taxi" / "data.csv"
     assert taxi_dataset.split_key == ()
-    assert schemas.dataset_names() == ["taxi"]
+    assert schemas.dataset_names() == ["people", "taxi"]
 
 
 def test_unknown_dataset_is_an_error():
-    with pytest.raises(ValueError, match="unknown dataset 'cars'; known: taxi"):
+    with pytest.raises(ValueError, match="unknown dataset 'cars'; known: people, taxi"):
         schemas.load_dataset("cars")
+
+
+def test_people_schema_matches_its_sample_and_its_dedup_section():
+    dataset = schemas.load_dataset("people")
+    header = dataset.sample.read_text().splitlines()[0].split(",")
+    assert dataset.feature_names == header
+    dedup = dataset.config["dedup"]
+    assert dedup["id"] in header and set(dedup["fields"]) <= set(header)
+    assert {f.name: f.type for f in dataset.schema.feature}["postcode"] == schema_pb2.BYTES
