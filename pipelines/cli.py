@@ -279,7 +279,8 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  skewless lineage downstream data/taxi/data.csv"
         "\n  skewless lineage upstream out/demo/serving_model"
         "\n  skewless lineage runs\n  skewless lineage show 3f2a\n  skewless lineage stale --json"
-        "\n  skewless lineage sources --register data/sources.yaml",
+        "\n  skewless lineage sources --register data/sources.yaml"
+        "\n  skewless lineage row 1234567890123 --run out/demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     queries = lineage.add_subparsers(dest="query", metavar="QUERY", required=True)
@@ -292,6 +293,14 @@ def _build_parser() -> argparse.ArgumentParser:
     queries.add_parser("runs", help="recorded executions, newest first").add_argument("--limit", type=int, default=50)
     queries.add_parser("show", help="one execution with its inputs and outputs").add_argument("run", metavar="RUN")
     queries.add_parser("stale", help="artifacts whose recorded inputs have changed on disk since")
+    row = queries.add_parser(
+        "row",
+        help="the raw line(s) of a transformed example's row_id",
+        description="Re-reads the run's recorded CSV inputs and prints the lines whose row_id (computed by the "
+        "run's own serving graph) is ROW_ID: source, byte offset, line number and the raw line.",
+    )
+    row.add_argument("row_id", metavar="ROW_ID", type=int, nargs="+")
+    row.add_argument("--run", required=True, metavar="DIR", help="the `skewless run` output the example came from")
     sources = queries.add_parser("sources", help="the data inventory (sources.yaml)")
     sources.add_argument("--register", metavar="YAML", help="register or update the sources of this file first")
     for query in queries.choices.values():
@@ -333,6 +342,16 @@ def _lineage(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.errors import UsageError
     from pipelines.lineage import LineageStore
 
+    if args.query == "row":
+        _load_tensorflow()
+        from pipelines.trace import find_rows
+
+        result = find_rows(args.run, set(args.row_id))
+        lines = [f"{len(result)} raw lines for row_id {', '.join(map(str, args.row_id))}"] + [
+            f"  {r['source']}:{r['line']} (byte {r['offset']}, row_id {r['row_id']}): {r['raw']}" for r in result
+        ]
+        print(json.dumps(result, indent=2) if args.json else "\n".join(lines))
+        return 0 if result else 1
     store = LineageStore(args.lineage_db)
     if args.query in ("upstream", "downstream"):
         result = getattr(store, args.query)(args.artifact)
@@ -516,7 +535,8 @@ def _compare_poc(args: argparse.Namespace, beam_args: list[str]) -> int:
     lines = [f"{'feature':<28} {'mismatch':>9} {'max |diff|':>11}  explanation"]
     for name, entry in report["features"].items():
         diff = "-" if entry["max_abs_diff"] is None else f"{entry['max_abs_diff']:.3g}"
-        lines.append(f"{name:<28} {entry['mismatch_rate']:>9.2%} {diff:>11}  {entry['explanation'] or ''}")
+        rate = "-" if entry["mismatch_rate"] is None else f"{entry['mismatch_rate']:.2%}"
+        lines.append(f"{name:<28} {rate:>9} {diff:>11}  {entry['explanation'] or ''}")
     lines.append(f"{report['rows']} rows compared, {report['rows_rejected_by_pipeline']} rejected by the pipeline")
     print("\n".join(lines), file=sys.stderr)
     if report["unexplained"]:

@@ -10,6 +10,7 @@ explanation of expected differences (its module-level ``EXPECTED_DIFFERENCES`` d
 import csv
 import importlib
 import importlib.util
+import json
 import os
 
 import numpy as np
@@ -44,6 +45,17 @@ def load_poc(spec: str):
     if not callable(getattr(module, function_name, None)):
         raise UsageError(f"the POC module has no function {function_name!r}")
     return getattr(module, function_name), dict(getattr(module, "EXPECTED_DIFFERENCES", {}))
+
+
+def _provenance_columns(output_dir: str) -> set[str]:
+    """``row_id`` and the dataset's metadata columns: carried along, not prepared, so not compared."""
+    import schemas
+
+    try:
+        with open(os.path.join(output_dir, "run.json"), encoding="utf-8") as handle:
+            return set(schemas.load_dataset(json.load(handle)["dataset"]).not_model_inputs)
+    except (OSError, KeyError, ValueError):
+        return {"row_id"}
 
 
 def compare_poc(poc: str, input_csv: str, output_dir: str) -> dict:
@@ -82,7 +94,11 @@ def compare_poc(poc: str, input_csv: str, output_dir: str) -> dict:
             pipeline_out.setdefault(name, []).append(values)
     pipeline_out = {name: np.concatenate(parts) for name, parts in pipeline_out.items()}
     features, unexplained = {}, []
+    provenance = _provenance_columns(output_dir)
     for name in sorted(pipeline_out):
+        if name in provenance and name not in poc_out.columns:
+            features[name] = {"mismatch_rate": None, "max_abs_diff": None, "explanation": "provenance, not compared"}
+            continue
         if name not in poc_out.columns:
             features[name] = {"mismatch_rate": 1.0, "max_abs_diff": None, "explanation": "absent from the POC output"}
             unexplained.append(name)

@@ -251,4 +251,4 @@ def match_weights(
 
 def probabilities(weights: np.ndarray) -> np.ndarray:
     """Match probabilities from match weights."""
-    return 1.0 / (1.0 + np.exp2(-weights))
+    return 1.0 / (1.0 + np.exp2(-np.clip(weights, -1000.0, 1000.0)))

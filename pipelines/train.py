@@ -12,6 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
+import schemas
 from pipelines import export, lineage, outputs
 
 __all__ = ["HASH_BUCKETS", "train"]
@@ -57,18 +58,19 @@ def _build_model(tft_output: tft.TFTransformOutput, spec: dict, label: str) -> k
 class _ServingModule(tf.Module):
     """Raw serialized tf.Examples -> transform graph -> model -> probabilities."""
 
-    def __init__(self, tft_output: tft.TFTransformOutput, model: keras.Model, label: str):
+    def __init__(self, tft_output: tft.TFTransformOutput, model: keras.Model, label: str, inputs: list[str]):
         super().__init__()
         self.tft_layer = tft_output.transform_features_layer()
         self.model = model
         self._raw_spec = tft_output.raw_feature_spec()
         self._label = label
+        self._inputs = inputs
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serving_default(self, examples):
         transformed = self.tft_layer(tf.io.parse_example(examples, self._raw_spec))
-        transformed.pop(self._label, None)
-        return {"probabilities": tf.reshape(self.model(transformed), [-1])}
+        features = {name: transformed[name] for name in self._inputs}
+        return {"probabilities": tf.reshape(self.model(features), [-1])}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(self, examples):
@@ -96,7 +98,8 @@ def train(output_dir: str, label: str, epochs: int = 5, dataset: str | None = No
         lineage_db,
     )
     try:
-        metrics = _train(output_dir, label, epochs)
+        excluded = schemas.load_dataset(dataset).not_model_inputs if dataset else ("row_id",)
+        metrics = _train(output_dir, label, epochs, excluded)
     except BaseException as error:
         recorder.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
         raise
@@ -108,12 +111,14 @@ def train(output_dir: str, label: str, epochs: int = 5, dataset: str | None = No
     return metrics
 
 
-def _train(output_dir: str, label: str, epochs: int) -> dict:
+def _train(output_dir: str, label: str, epochs: int, excluded: tuple[str, ...] = ("row_id",)) -> dict:
+    """Trains on every transformed feature but the label and ``excluded`` (provenance columns)."""
     keras.utils.set_random_seed(0)
     tft_output = tft.TFTransformOutput(output_dir)
     spec = tft_output.transformed_feature_spec()
     if label not in spec:
         raise ValueError(f"label {label!r} is not a transformed feature of {output_dir}")
+    spec = {name: feature for name, feature in spec.items() if name not in excluded}
     model = _build_model(tft_output, spec, label)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
@@ -131,9 +136,10 @@ def _train(output_dir: str, label: str, epochs: int) -> dict:
         "train_loss": float(history.history["loss"][-1]),
         "epochs": epochs,
         "label": label,
+        "not_model_inputs": sorted(excluded),
     }
     with outputs.staged_directory(os.path.join(output_dir, "model")) as staging:
-        module = _ServingModule(tft_output, model, label)
+        module = _ServingModule(tft_output, model, label, sorted(name for name in spec if name != label))
         serving_dir = os.path.join(staging, "serving")
         tf.saved_model.save(
             module,

@@ -5,6 +5,7 @@ Each dataset lives in ``schemas/<name>/`` with a ``schema.pbtxt`` (a tensorflow_
 """
 
 import dataclasses
+import functools
 import importlib
 import pathlib
 from collections.abc import Callable
@@ -53,10 +54,29 @@ class Dataset:
 
         return schema_utils.schema_as_feature_spec(self.schema).feature_spec
 
-    def preprocessing_fn(self) -> Callable[[dict], dict]:
-        """Imports and returns the dataset's module-level ``preprocessing_fn``."""
+    @property
+    def metadata_columns(self) -> tuple[str, ...]:
+        """Raw columns carried into the transformed examples as they are (config ``metadata_columns``)."""
+        return tuple(self.config.get("metadata_columns") or ())
+
+    @property
+    def not_model_inputs(self) -> tuple[str, ...]:
+        """Transformed features that are provenance, not model inputs: ``row_id`` and metadata columns."""
+        return ("row_id", *self.metadata_columns)
+
+    def user_preprocessing_fn(self) -> Callable[[dict], dict]:
+        """Imports and returns the dataset's module-level ``preprocessing_fn`` as written."""
         module_name, _, attr = self.preprocessing_fn_path.partition(":")
         return getattr(importlib.import_module(module_name), attr)
+
+    def preprocessing_fn(self) -> Callable[[dict], dict]:
+        """The ``preprocessing_fn`` the pipeline runs: the dataset's, plus ``row_id`` and the metadata
+        columns (``transforms.common.with_provenance``)."""
+        from transforms.common import with_provenance
+
+        return functools.partial(
+            with_provenance, preprocessing_fn=self.user_preprocessing_fn(), metadata_columns=self.metadata_columns
+        )
 
 
 def load_schema(path: str | pathlib.Path) -> schema_pb2.Schema:
@@ -101,6 +121,9 @@ def load_dataset(name: str) -> Dataset:
     unknown = set(split_key) - {f.name for f in schema.feature}
     if unknown:
         raise ValueError(f"{config_path}: split_key names unknown features {sorted(unknown)}")
+    unknown = set(config.get("metadata_columns") or ()) - {f.name for f in schema.feature}
+    if unknown:
+        raise ValueError(f"{config_path}: metadata_columns names unknown features {sorted(unknown)}")
     sample = config.get("sample")
     return Dataset(
         name=name,

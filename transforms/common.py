@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-__all__ = ["fill_in_missing", "transformed_name"]
+__all__ = ["ROW_ID", "fill_in_missing", "row_id", "transformed_name", "with_provenance"]
 
 
 def transformed_name(key: str) -> str:
@@ -32,3 +32,49 @@ def fill_in_missing(x: tf.Tensor | tf.SparseTensor, default=None) -> tf.Tensor:
         )
         return tf.squeeze(dense, axis=1)
     return tf.reshape(x, [-1])
+
+
+ROW_ID = "row_id"
+_FIELD_SEPARATOR = "\x1f"
+
+
+def _canonical_text(x: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
+    """One raw feature as exact text per row: strings as they are (missing = ''), numbers with a
+    presence flag and their exact bits (floats bit-cast, so no rounding)."""
+    if x.dtype == tf.string:
+        return fill_in_missing(x, "")
+    values = fill_in_missing(x)
+    if values.dtype in (tf.float32, tf.float64):
+        values = tf.bitcast(values, tf.int32 if values.dtype == tf.float32 else tf.int64)
+    text = tf.strings.as_string(values)
+    if isinstance(x, tf.SparseTensor):
+        ones = tf.SparseTensor(x.indices, tf.ones_like(x.values, dtype=tf.int64), [x.dense_shape[0], 1])
+        present = tf.sparse.reduce_sum(ones, axis=1) > 0
+        text = tf.where(present, text, tf.fill(tf.shape(text), "-"))
+    return text
+
+
+def row_id(inputs: dict) -> tf.Tensor:
+    """A stable id of each raw record: a 62-bit fingerprint of all its raw values, as int64.
+
+    It is computed inside the transform graph, so the Beam pipeline and the serving signature give a
+    row the same id; ``skewless lineage row`` finds the raw line(s) of an id. Identical raw records
+    share an id (their content is the same); the run's inputs and lineage say which files they came from.
+    """
+    columns = [_canonical_text(inputs[name]) for name in sorted(inputs)]
+    joined = tf.strings.reduce_join(tf.stack(columns, axis=1), axis=1, separator=_FIELD_SEPARATOR)
+    return tf.strings.to_hash_bucket_fast(joined, 1 << 62)
+
+
+def with_provenance(inputs: dict, preprocessing_fn, metadata_columns: tuple[str, ...] = ()) -> dict:
+    """Runs ``preprocessing_fn`` and adds ``row_id`` and the metadata columns, passed through with
+    missing values filled ('' or 0), under their raw names (not fed to models: ``skewless train``
+    leaves them out)."""
+    outputs = dict(preprocessing_fn(inputs))
+    for name in (ROW_ID, *metadata_columns):
+        if name in outputs:
+            raise ValueError(f"preprocessing_fn already outputs {name!r}, which provenance adds")
+    outputs[ROW_ID] = row_id(inputs)
+    for name in metadata_columns:
+        outputs[name] = fill_in_missing(inputs[name])
+    return outputs

@@ -86,7 +86,7 @@ def test_transform_output_loads_with_raw_and_transformed_specs(run_dir, taxi_dat
     assert output.raw_feature_spec() == taxi_dataset.feature_spec()
     assert sorted(output.transformed_feature_spec()) == sorted(
         [f"{name}_xf" for name in taxi_dataset.feature_names if name not in ("tips", "trip_start_timestamp")]
-        + ["big_tipper"]
+        + ["big_tipper", "row_id"]  # provenance: every example carries its row_id
     )
     assert output.vocabulary_by_name("payment_type")[:2] == [b"Cash", b"Credit Card"]
 
@@ -115,6 +115,25 @@ def test_every_row_is_accounted_for(run_dir, sample):
             "wrong field count": 1,
         },
     }
+
+
+def test_every_example_carries_a_row_id_that_leads_back_to_its_raw_line(run_dir, sample, capsys):
+    path, good, _ = sample
+    rows = transformed_rows(run_dir, "train") + transformed_rows(run_dir, "eval")
+    header = sample_lines(0)[0].split(",")
+    assert "company" in header and "company" not in rows[0]  # taxi names no metadata columns (people does)
+    ids = [r["row_id"][0] for r in rows]
+    assert len(set(ids)) == len(set(good))  # identical raw lines share an id; distinct ones never do
+    wanted = rows[7]["row_id"][0]
+    capsys.readouterr()
+    assert cli.main(["lineage", "row", str(wanted), "--run", str(run_dir), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    lines = path.read_bytes().split(b"\n")
+    assert found and all(f["source"] == str(path) and f["row_id"] == wanted for f in found)
+    for f in found:
+        assert lines[f["line"] - 1].decode() == f["raw"] and f["raw"] in good
+        assert path.read_bytes()[f["offset"] :].startswith(f["raw"].encode())
+    assert cli.main(["lineage", "row", "12345", "--run", str(run_dir)]) == 1  # no such row
 
 
 def test_statistics_before_and_after_the_transform_sliced_by_payment_type(run_dir, sample):

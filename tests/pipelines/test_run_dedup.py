@@ -41,7 +41,16 @@ def test_transformed_values_and_serving_parity(run_dir):
     record = json.load(open(os.path.join(run_dir, "run.json")))
     assert record["parity"]["passed"] and record["parity"]["mismatched_features"] == []
     rows = parse_examples(read_tfrecords(os.path.join(run_dir, "transformed", "*.tfrecord.gz")))
-    assert set(rows[0]) == {"channel_xf", "locality_xf", "email_domain_xf", "has_phone_xf", "has_date_of_birth_xf"}
+    assert set(rows[0]) == {
+        "channel_xf",
+        "locality_xf",
+        "email_domain_xf",
+        "has_phone_xf",
+        "has_date_of_birth_xf",
+        "row_id",  # provenance
+        "channel",  # the dataset's metadata column, as it is in the raw data
+    }
+    assert {row["channel"] for row in rows} == {(b"web",), (b"app",)}
     assert {row["has_phone_xf"] for row in rows} == {(0,), (1,)}
     vocabulary = open(os.path.join(run_dir, "transform_fn", "assets", "channel")).read().split()
     assert sorted(vocabulary) == ["app", "web"]

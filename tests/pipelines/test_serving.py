@@ -81,7 +81,11 @@ def _raw_examples_like_a_client(csv_path, schema) -> list[bytes]:
 
 def _rows_of(outputs: dict) -> Counter:
     names = sorted(outputs)
-    return Counter(tuple((n, outputs[n][i].item()) for n in names) for i in range(len(outputs[names[0]])))
+
+    def value(array, i):
+        return array[i] if array.dtype == object else array[i].item()
+
+    return Counter(tuple((n, value(outputs[n], i)) for n in names) for i in range(len(outputs[names[0]])))
 
 
 def test_every_row_of_the_run_went_through_the_parity_check(run_dir):
@@ -174,8 +178,9 @@ def trained(run_dir):
 def test_train_metrics_match_the_exported_model_on_the_eval_rows(trained, run_dir, taxi_dataset):
     _, csv_path = run_dir
     metrics = json.loads((trained / "metrics.json").read_text())
-    assert set(metrics) == {"accuracy", "auc", "log_loss", "train_loss", "epochs", "label"}
+    assert set(metrics) == {"accuracy", "auc", "log_loss", "train_loss", "epochs", "label", "not_model_inputs"}
     assert (metrics["label"], metrics["epochs"]) == ("big_tipper", 2)
+    assert metrics["not_model_inputs"] == ["row_id"]  # provenance columns are not fed to the model
     # The eval rows are those whose line hashes into the first 20% of buckets (see pipelines/split.py).
     lines = csv_path.read_text().splitlines()[1:]
     examples = _raw_examples_like_a_client(csv_path, taxi_dataset.schema)

@@ -43,7 +43,7 @@ def test_value_domains(taxi_dataset):
 def test_config_points_at_the_preprocessing_fn_and_the_sample(taxi_dataset):
     from transforms import taxi
 
-    assert taxi_dataset.preprocessing_fn() is taxi.preprocessing_fn
+    assert taxi_dataset.user_preprocessing_fn() is taxi.preprocessing_fn
     assert taxi_dataset.sample == schemas.PROJECT_ROOT / "data" / "taxi" / "data.csv"
     assert taxi_dataset.split_key == ()
     assert schemas.dataset_names() == ["people", "taxi"]
