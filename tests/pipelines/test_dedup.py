@@ -218,3 +218,20 @@ def test_bad_configs_are_usage_errors(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(UsageError, match=message):
         load_dedup_config(str(path))
+
+
+def test_dedup_runs_are_recorded_in_the_lineage_store(people):
+    from pipelines.lineage import LineageStore
+
+    store = LineageStore()
+    downstream = {(a["type"], a["uri"]) for a in store.downstream(people["input"])}
+    for directory in (people["kept"], people["flagged"]):
+        for name, kind in [
+            ("pairs.csv", "ScoredPairs"),
+            ("removed.jsonl", "RemovedRecords"),
+            ("records", "DeduplicatedRecords"),
+        ]:
+            assert (kind, os.path.join(directory, name)) in downstream
+    runs = [r for r in store.runs() if r["command"] == "dedup" and r["status"] == "succeeded"]
+    assert len(runs) >= 2
+    store.close()
