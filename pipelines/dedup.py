@@ -26,9 +26,7 @@ from collections.abc import Sequence
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import yaml
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
@@ -147,48 +145,6 @@ def load_dedup_config(path: str) -> DedupConfig:
 # ----------------------------------------------------------------------------------------- reading
 
 
-class _ParseRecordRange(beam.DoFn):
-    """Parses whole CSV lines of one byte range into dicts of strings; ragged rows are dead letters."""
-
-    def __init__(self, columns: list[str], id_column: str):
-        self._columns, self._id = columns, id_column
-
-    def process(self, rng: read.TextRange):
-        with FileSystems.open(rng.path, compression_type=CompressionTypes.AUTO) as handle:
-            data, _ = read._read_lines_in_range(handle, rng.start, rng.end)
-        for block, _ in read._blocks(data, 8 << 20):
-            yield from self._parse(block, rng.path)
-
-    def _parse(self, block: bytes, source: str):
-        ragged = []
-
-        def on_invalid_row(row) -> str:
-            ragged.append((row.text, f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"))
-            return "skip"
-
-        table = pa_csv.read_csv(
-            io.BytesIO(block),
-            read_options=pa_csv.ReadOptions(column_names=self._columns, use_threads=False),
-            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row, newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={c: pa.binary() for c in self._columns}, strings_can_be_null=False
-            ),
-        )
-        read_counter = beam.metrics.Metrics.counter(NAMESPACE, "records_read")
-        for raw, reason in ragged:
-            read_counter.inc()
-            yield _dead(source, raw, None, reason)
-        columns = [read.as_text(table.column(c).combine_chunks()).to_pylist() for c in self._columns]
-        id_index = self._columns.index(self._id)
-        for values in zip(*columns, strict=False):
-            read_counter.inc()
-            record = dict(zip(self._columns, values, strict=False))
-            if not values[id_index].strip():
-                yield _dead(source, _csv_line(values), self._id, "empty record id")
-                continue
-            yield record
-
-
 def _dead(source: str, raw: str, feature: str | None, reason: str):
     beam.metrics.Metrics.counter(NAMESPACE, "records_dead_lettered").inc()
     return beam.pvalue.TaggedOutput(
@@ -196,10 +152,7 @@ def _dead(source: str, raw: str, feature: str | None, reason: str):
     )
 
 
-def _csv_line(values: Sequence[str]) -> str:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow(values)
-    return out.getvalue()
+_csv_line = read.csv_line
 
 
 class _KeepFirstOfEachId(beam.DoFn):
@@ -230,7 +183,9 @@ class ReadRecords(beam.PTransform):
             | "Ranges" >> beam.Create(self._ranges)
             | "Reshuffle" >> beam.Reshuffle()
             | "Parse"
-            >> beam.ParDo(_ParseRecordRange(self._columns, self._id)).with_outputs("dead_letter", main="records")
+            >> beam.ParDo(
+                read.ParseCsvRecords(self._columns, {self._id: "empty record id"}, NAMESPACE, "records")
+            ).with_outputs("dead_letter", main="records")
         )
         unique = (
             parsed.records

@@ -9,11 +9,13 @@ two PCollections: ``batches`` of ``(RecordBatch, row_key_hashes)`` and ``dead_le
 import copy
 import csv
 import dataclasses
+import io
 import time
 from collections.abc import Iterable, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -387,3 +389,67 @@ def csv_header(path: str) -> list[str]:
     with FileSystems.open(path) as handle:
         line = handle.readline().decode("utf-8", errors="replace")
     return next(csv.reader([line.rstrip("\r\n")]), [])
+
+
+def csv_line(values: Sequence[str]) -> str:
+    """One CSV line (no newline) of ``values``, quoted as needed."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(values)
+    return out.getvalue()
+
+
+class ParseCsvRecords(beam.DoFn):
+    """Parses whole CSV lines of a ``TextRange`` into dicts of strings, with pyarrow.
+
+    Ragged rows, and rows with an empty value in a ``required`` column, go to the ``dead_letter``
+    output with their raw line and reason; every row is counted as ``<what>_read`` and each dead
+    letter as ``<what>_dead_lettered`` in ``namespace``.
+
+    Args:
+        columns: The file's columns (its header).
+        required: Column -> reason given when it is empty.
+        namespace: Beam metrics namespace.
+        what: Counter prefix (``records``, ``annotations``).
+    """
+
+    def __init__(self, columns: list[str], required: dict[str, str], namespace: str, what: str):
+        self._columns, self._required, self._namespace, self._what = columns, required, namespace, what
+
+    def process(self, rng: TextRange):
+        with FileSystems.open(rng.path, compression_type=CompressionTypes.AUTO) as handle:
+            data, _ = _read_lines_in_range(handle, rng.start, rng.end)
+        for block, _ in _blocks(data, 8 << 20):
+            yield from self._parse(block, rng.path)
+
+    def _dead(self, source: str, raw: str, feature: str | None, reason: str):
+        beam.metrics.Metrics.counter(self._namespace, f"{self._what}_dead_lettered").inc()
+        return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, None, raw, feature, reason))
+
+    def _parse(self, block: bytes, source: str):
+        ragged = []
+
+        def on_invalid_row(row) -> str:
+            ragged.append((row.text, f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"))
+            return "skip"
+
+        table = pa_csv.read_csv(
+            io.BytesIO(block),
+            read_options=pa_csv.ReadOptions(column_names=self._columns, use_threads=False),
+            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row, newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={c: pa.binary() for c in self._columns}, strings_can_be_null=False
+            ),
+        )
+        read_counter = beam.metrics.Metrics.counter(self._namespace, f"{self._what}_read")
+        for raw, reason in ragged:
+            read_counter.inc()
+            yield self._dead(source, raw, None, reason)
+        columns = [as_text(table.column(c).combine_chunks()).to_pylist() for c in self._columns]
+        required = [(self._columns.index(c), c, reason) for c, reason in self._required.items()]
+        for values in zip(*columns, strict=True):
+            read_counter.inc()
+            empty = next(((c, reason) for i, c, reason in required if not values[i].strip()), None)
+            if empty:
+                yield self._dead(source, csv_line(values), empty[0], empty[1])
+                continue
+            yield dict(zip(self._columns, values, strict=True))
