@@ -30,6 +30,7 @@ setup(
         "openlineage-python>=1.40",
         "splink>=5,<6",
         "rapidfuzz>=3.6",
+        "scipy>=1.10",
     ],
     extras_require={
         "test": ["pytest>=8", "ruff==0.17.6", "build>=1", "recordlinkage>=0.16"],

@@ -228,7 +228,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "      --item-col orig_id --annotator-col '!amt_worker_ids' --label-col response --gold-col gold",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    labels.add_argument("--kind", choices=["classes"], default="classes", help="kind of label (default: classes)")
+    labels.add_argument(
+        "--kind", choices=["classes", "boxes", "text"], default="classes", help="kind of label (default: classes)"
+    )
     labels.add_argument("--annotations", action="append", required=True, metavar="CSV", help="annotation files")
     labels.add_argument("--output", required=True, metavar="DIR", help="output directory")
     labels.add_argument("--item-col", default="item", help="item id column (default: item)")
@@ -246,6 +248,25 @@ def _build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--json", action="store_true", help="print agreement.json on stdout")
     labels.add_argument(
         "--review-below", type=_fraction, default=0.7, help="review items with confidence below this (default: 0.7)"
+    )
+    labels.add_argument(
+        "--round", metavar="NAME", help="tag this labelling round (e.g. instructions-v2); see rounds.json"
+    )
+    labels.add_argument(
+        "--previous-rounds",
+        metavar="PATH",
+        help="rounds.json (or labels output) with earlier rounds (default: --output's)",
+    )
+    labels.add_argument(
+        "--box-cols", default="x_min,y_min,x_max,y_max", help="boxes: the four coordinate columns, comma-separated"
+    )
+    labels.add_argument("--iou-threshold", type=_fraction, default=0.5, help="boxes: IoU at which boxes match (0.5)")
+    labels.add_argument(
+        "--min-annotators", type=int, help="boxes: annotators a consensus box needs (default: majority)"
+    )
+    labels.add_argument("--normaliser", metavar="YAML", help="text: normaliser options (see README)")
+    labels.add_argument(
+        "--review-above", type=_fraction, default=0.3, help="text: review items with mean pairwise WER above this (0.3)"
     )
 
     dedup = commands.add_parser(
@@ -407,7 +428,11 @@ def _lineage(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _labels(args: argparse.Namespace, beam_args: list[str]) -> int:
     import json
 
+    from pipelines.label_rounds import rounds_table
+
     progress = _progress_printer(args.quiet)
+    if args.kind != "classes":
+        return _unstructured_labels(args, beam_args, progress)
     from pipelines.labels import LabelsConfig, run_labels
 
     report = run_labels(
@@ -423,6 +448,8 @@ def _labels(args: argparse.Namespace, beam_args: list[str]) -> int:
             merge_map=args.merge_map,
             uncertain_label=args.uncertain_label,
             review_below=args.review_below,
+            round=args.round,
+            previous_rounds=args.previous_rounds,
             lineage_db=args.lineage_db,
         ),
         beam_args,
@@ -445,6 +472,69 @@ def _labels(args: argparse.Namespace, beam_args: list[str]) -> int:
         "consensus.csv agreement.json review.csv annotations/ dead_letter/",
         file=sys.stderr,
     )
+    if report.get("rounds"):
+        print(rounds_table(report["rounds"]), file=sys.stderr)
+    return 0
+
+
+def _unstructured_labels(args: argparse.Namespace, beam_args: list[str], progress) -> int:
+    import json
+
+    from pipelines.errors import UsageError
+    from pipelines.label_rounds import rounds_table
+    from pipelines.labels_unstructured import UnstructuredLabelsConfig, conventions_text, run_unstructured_labels
+
+    box_cols = tuple(c.strip() for c in args.box_cols.split(","))
+    if len(box_cols) != 4:
+        raise UsageError(f"--box-cols needs four column names, got {args.box_cols!r}")
+    report = run_unstructured_labels(
+        UnstructuredLabelsConfig(
+            kind=args.kind,
+            annotations=args.annotations,
+            output=args.output,
+            item_col=args.item_col,
+            annotator_col=args.annotator_col,
+            label_col=args.label_col,
+            box_cols=box_cols,
+            iou_threshold=args.iou_threshold,
+            min_annotators=args.min_annotators,
+            normaliser=args.normaliser,
+            review_above=args.review_above,
+            round=args.round,
+            previous_rounds=args.previous_rounds,
+            lineage_db=args.lineage_db,
+        ),
+        beam_args,
+        progress,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True, default=str))
+    if args.quiet:
+        return 0
+    hlp = report["hlp"]
+    ci = "" if hlp["value"] is None else f" [{hlp['ci95'][0]:.3f}, {hlp['ci95'][1]:.3f}]"
+    if args.kind == "boxes":
+        measures = (
+            f"mean IoU {report['mean_iou'] or 0:.3f}, unmatched boxes {report['unmatched_share'] or 0:.1%}, "
+            f"box count differs on {report['count_disagreement'] or 0:.1%} of annotator pairs"
+        )
+    else:
+        measures = (
+            f"mean pairwise WER {report['mean_pairwise_wer'] or 0:.3f}, "
+            f"{report['unintelligible_tags']} unintelligible tags"
+        )
+    lines = [
+        f"skewless labels ({args.kind}): {report['annotations']:,} annotations of {report['items']:,} items by "
+        f"{report['annotators']:,} annotators ({report['dead_lettered']} dead-lettered)",
+        measures,
+        f"HLP {hlp['value'] if hlp['value'] is None else round(hlp['value'], 3)}{ci} ({hlp['measure']})",
+        *conventions_text(report),
+        f"{report['review_items']} items to review; outputs in {args.output}/: consensus.csv agreement.json "
+        "review.csv items/ dead_letter/" + (" rounds.json" if report.get("rounds") else ""),
+    ]
+    if report.get("rounds"):
+        lines.append(rounds_table(report["rounds"]))
+    print("\n".join(lines), file=sys.stderr)
     return 0
 
 

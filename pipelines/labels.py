@@ -13,6 +13,7 @@ iterative Dawid-Skene EM and the agreement measures, so tens of millions fit on 
 import csv
 import dataclasses
 import io
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ import yaml
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import agreement, consensus, lineage, outputs, read, run_record
+from pipelines import agreement, consensus, label_rounds, lineage, outputs, read, run_record
 from pipelines.errors import UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.write import WriteDeadLetters
@@ -55,6 +56,8 @@ class LabelsConfig:
         uncertain_label: A label meaning "unintelligible / cannot tell", kept out of the consensus
             and counted, or None.
         review_below: Items whose consensus confidence is below this go to review.
+        round: Name of this labelling round (``label_rounds``), or None.
+        previous_rounds: A ``rounds.json`` or labels output with earlier rounds (default: ``output``'s).
         lineage_db: The lineage store (default: ``lineage.default_db_path()``).
     """
 
@@ -69,6 +72,8 @@ class LabelsConfig:
     merge_map: str | None = None
     uncertain_label: str | None = None
     review_below: float = 0.7
+    round: str | None = None
+    previous_rounds: str | None = None
     lineage_db: str | None = None
 
 
@@ -436,6 +441,19 @@ def _labels_in_staging(config, files, columns, indices, merge, options, started,
         report["inputs"] = [
             {"uri": path, "bytes": size, "sha256": run_record.file_sha256(path)} for path, size in files
         ]
+        if config.round:
+            previous = label_rounds.load_rounds(config.previous_rounds or config.output)
+            report["round"] = config.round
+            report["rounds"] = label_rounds.update_rounds(
+                previous,
+                config.round,
+                "classes",
+                "percent agreement",
+                report["percent_agreement"],
+                report["per_class_agreement"],
+            )
+            with open(os.path.join(staging, "rounds.json"), "w", encoding="utf-8") as handle:
+                json.dump({"rounds": report["rounds"]}, handle, indent=2, sort_keys=True)
         report["seconds"] = round(time.time() - started, 3)
         _write_csv(
             os.path.join(staging, "consensus.csv"),
