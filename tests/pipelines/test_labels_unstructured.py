@@ -192,3 +192,17 @@ def test_transcripts_agreement_consensus_and_hlp(text_run):
     assert json.loads((text_run / "rounds.json").read_text())["rounds"][0]["per_class"]["all"] == pytest.approx(
         1 - report["mean_pairwise_wer"]
     )
+
+
+def test_rounds_work_for_classes_too(tmp_path, capsys):
+    out = tmp_path / "out"
+    first = [["i1", "a", "cat"], ["i1", "b", "dog"], ["i2", "a", "dog"], ["i2", "b", "dog"]]
+    second = [["i1", "a", "cat"], ["i1", "b", "cat"], ["i2", "a", "dog"], ["i2", "b", "dog"]]
+    for name, rows in (("v1", first), ("v2", second)):
+        path = _write(tmp_path / f"{name}.csv", ["item", "annotator", "label"], rows)
+        assert cli.main(["labels", "--annotations", path, "--output", str(out), "--round", name]) == 0
+    rounds = json.loads((out / "rounds.json").read_text())["rounds"]
+    assert [(r["round"], r["overall"]) for r in rounds] == [("v1", 0.5), ("v2", 1.0)]
+    assert rounds[1]["overall_change"] == 0.5 and rounds[1]["plateau"] is False
+    table = capsys.readouterr().err
+    assert "agreement by round (percent agreement)" in table and "1.000 (+0.500)" in table
