@@ -17,13 +17,10 @@ otherwise. Review-band pairs never remove anything: only match-band pairs form c
 
 import csv
 import dataclasses
-import heapq
 import io
 import json
 import os
 import time
-import typing
-import zlib
 from collections.abc import Sequence
 
 import apache_beam as beam
@@ -45,7 +42,6 @@ NAMESPACE = "skewless.dedup"
 POLICIES = ("flag", "keep-canonical")
 BANDS = ("match", "review", "distinct")
 _PAIR_CHUNK = 200_000
-_SHARD_BYTES = 4 << 20  # input bytes per shard of ids and of block keys
 # kind -> highest comparison level that still means "a different identifier": e-mails with neither the
 # same address nor the same local part (even if similar), phones that are not within one digit.
 IDENTIFIER_KINDS = {"email": 1, "phone": 0}
@@ -159,69 +155,44 @@ def _dead(source: str, raw: str, feature: str | None, reason: str):
 _csv_line = read.csv_line
 
 
-def _shard_of(key: str, shards: int) -> int:
-    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % shards
-
-
 class _KeepFirstOfEachId(beam.DoFn):
-    """One id shard: keeps one record per id (the first in sort order), dead-letters the others;
-    yields the kept records as one batch."""
+    """Keeps one record per id (the first in sort order); the others are dead letters."""
 
-    def __init__(self, columns: list[str], id_column: str):
-        self._columns, self._id = columns, id_column
+    def __init__(self, columns: list[str]):
+        self._columns = columns
 
     def process(self, element):
-        _, batches = element
-        by_id: dict[str, list[dict]] = {}
-        for batch in batches:
-            for record in batch:
-                by_id.setdefault(record[self._id], []).append(record)
-        kept = []
-        for record_id, records in by_id.items():
-            if len(records) > 1:
-                records = sorted(records, key=lambda r: [r[c] for c in self._columns])
-                for other in records[1:]:
-                    line = _csv_line([other[c] for c in self._columns])
-                    yield _dead("", line, None, f"repeated record id {record_id!r}")
-            kept.append(records[0])
-        if kept:
-            yield kept
+        record_id, records = element
+        records = sorted(records, key=lambda r: [r[c] for c in self._columns])
+        yield records[0]
+        for other in records[1:]:
+            yield _dead("", _csv_line([other[c] for c in self._columns]), None, f"repeated record id {record_id!r}")
 
 
 class ReadRecords(beam.PTransform):
-    """Reads headed CSV files into batches (lists) of record dicts with unique ids (``records``) and
-    dead letters (``dead_letter``). Records travel in batches, sharded by a hash of their id, so the
-    runner handles thousands of elements rather than millions."""
+    """Reads headed CSV files into record dicts (``main``) and dead letters (``dead_letter``)."""
 
-    def __init__(self, files: Sequence[tuple[str, int]], columns: list[str], id_column: str, shards: int):
+    def __init__(self, files: Sequence[tuple[str, int]], columns: list[str], id_column: str):
         super().__init__()
         self._ranges = read.plan_text_ranges(files)
-        self._columns, self._id, self._shards = columns, id_column, shards
+        self._columns, self._id = columns, id_column
 
     def expand(self, pbegin):
-        id_column, shards = self._id, self._shards
-
-        def by_shard(batch):
-            parts: dict[int, list] = {}
-            for record in batch:
-                parts.setdefault(_shard_of(record[id_column], shards), []).append(record)
-            return parts.items()
-
         parsed = (
             pbegin
             | "Ranges" >> beam.Create(self._ranges)
             | "Reshuffle" >> beam.Reshuffle()
             | "Parse"
             >> beam.ParDo(
-                read.ParseCsvRecords(self._columns, {self._id: "empty record id"}, NAMESPACE, "records", batched=True)
+                read.ParseCsvRecords(self._columns, {self._id: "empty record id"}, NAMESPACE, "records")
             ).with_outputs("dead_letter", main="records")
         )
         unique = (
             parsed.records
-            | "ShardById" >> beam.FlatMap(by_shard)
-            | "GroupByIdShard" >> beam.GroupByKey()
+            | "KeyById" >> beam.Map(lambda record, key: (record[key], record), self._id)
+            | "GroupById" >> beam.GroupByKey()
             | "KeepFirstOfEachId"
-            >> beam.ParDo(_KeepFirstOfEachId(self._columns, self._id)).with_outputs("dead_letter", main="records")
+            >> beam.ParDo(_KeepFirstOfEachId(self._columns)).with_outputs("dead_letter", main="records")
         )
         dead = (parsed.dead_letter, unique.dead_letter) | "MergeDeadLetters" >> beam.Flatten()
         return {"records": unique.records, "dead_letter": dead}
@@ -242,7 +213,7 @@ def normalise_record(record: dict, config: DedupConfig) -> tuple:
 
 
 class _CountTerms(beam.CombineFn):
-    """field -> value -> count, over batches of normalised records, for the term-frequency fields."""
+    """field -> value -> count, over the normalised values of the term-frequency fields."""
 
     def __init__(self, positions: dict[str, int]):
         self._positions = positions
@@ -250,13 +221,13 @@ class _CountTerms(beam.CombineFn):
     def create_accumulator(self):
         return {field: {} for field in self._positions}
 
-    def add_input(self, accumulator, batch):
+    def add_input(self, accumulator, element):
+        values = element[1]
         for field, position in self._positions.items():
-            counts = accumulator[field]
-            for _, values, _ in batch:
-                value = values[position]
-                if value is not None:
-                    counts[value] = counts.get(value, 0) + 1
+            value = values[position]
+            if value is not None:
+                counts = accumulator[field]
+                counts[value] = counts.get(value, 0) + 1
         return accumulator
 
     def merge_accumulators(self, accumulators):
@@ -278,12 +249,11 @@ class _CountTerms(beam.CombineFn):
 
 
 class ScorePairs(beam.DoFn):
-    """Scores the candidate pairs of blocks in vectorised chunks; yields (id_a, id_b, probability, band).
+    """Scores the candidate pairs of blocks in vectorised chunks; yields (id_a, id_b, probability).
 
-    Input: ``(shard, [[(rule index, block key, normalised record)]])``, blocks being split among
-    shards by a hash of their key. A pair that also shares the key of an earlier rule is skipped
-    (it is scored in that rule's block), so each pair is scored once. Only pairs at or above the
-    review threshold are emitted; every scored pair is counted.
+    Input: ``((rule index, block key), [normalised records])``. A pair that also shares the key of an
+    earlier rule is skipped (it is scored in that rule's block), so each pair is scored once. Only
+    pairs at or above the review threshold are emitted; every scored pair is counted.
     """
 
     def __init__(self, config: DedupConfig):
@@ -300,15 +270,8 @@ class ScorePairs(beam.DoFn):
         self._side_inputs = None
 
     def process(self, element, model, frequencies):
-        _, parts = element
-        blocks: dict[tuple[int, str], list] = {}
-        for part in parts:
-            for rule, key, record in part:
-                blocks.setdefault((rule, key), []).append(record)
-        for (rule, _), members in blocks.items():
-            yield from self._score_block(rule, members, model, frequencies)
-
-    def _score_block(self, rule, members, model, frequencies):
+        (rule, _), members = element
+        members = list(members)
         n = len(members)
         if n < 2:
             return
@@ -462,9 +425,8 @@ class _ChooseCanonical(beam.DoFn):
 
 
 class ApplyPolicy(beam.PTransform):
-    """Adds ``cluster_id``/``is_canonical`` to batches of records; under ``keep-canonical`` moves
-    non-canonical cluster members to ``removed`` (with cluster, canonical id and best match
-    probability). Outputs: ``records`` (batches), ``removed``."""
+    """Adds ``cluster_id``/``is_canonical``; under ``keep-canonical`` moves non-canonical cluster members
+    to ``removed`` (with cluster, canonical id and best match probability). Outputs: records, removed."""
 
     def __init__(self, config: DedupConfig, clusters, best_scores):
         super().__init__()
@@ -473,20 +435,17 @@ class ApplyPolicy(beam.PTransform):
     def expand(self, records):
         id_column = self._config.id
 
-        def route(batch, clusters):
-            singles = []
-            for record in batch:
-                cluster = clusters.get(record[id_column])
-                if cluster is None:
-                    singles.append({**record, "cluster_id": record[id_column], "is_canonical": "true"})
-                else:
-                    yield cluster, record
-            if singles:
-                yield beam.pvalue.TaggedOutput("single", singles)
+        def route(record, clusters):
+            cluster = clusters.get(record[id_column])
+            if cluster is None:
+                return beam.pvalue.TaggedOutput(
+                    "single", {**record, "cluster_id": record[id_column], "is_canonical": "true"}
+                )
+            return cluster, record
 
-        routed = records | "RouteByCluster" >> beam.FlatMap(
-            route, beam.pvalue.AsSingleton(self._clusters)
-        ).with_output_types(typing.Any).with_outputs("single", main="clustered")
+        routed = records | "RouteByCluster" >> beam.Map(route, beam.pvalue.AsSingleton(self._clusters)).with_outputs(
+            "single", main="clustered"
+        )
         chosen = (
             routed.clustered
             | "GroupByCluster" >> beam.GroupByKey()
@@ -495,10 +454,7 @@ class ApplyPolicy(beam.PTransform):
                 "removed", main="kept"
             )
         )
-        kept = (
-            routed.single,
-            chosen.kept | "OneRecordBatches" >> beam.Map(lambda r: [r]),
-        ) | "MergeKept" >> beam.Flatten()
+        kept = (routed.single, chosen.kept) | "MergeKept" >> beam.Flatten()
         return {"records": kept, "removed": chosen.removed}
 
 
@@ -525,8 +481,8 @@ def _review_rows(pairs, records, columns: list[str]):
         | "DistinctReviewIds" >> beam.Distinct()
         | "ReviewIdSet" >> beam.combiners.ToSet()
     )
-    in_review = records | "RecordsInReview" >> beam.FlatMap(
-        lambda batch, ids, key: [r for r in batch if r[key] in ids], beam.pvalue.AsSingleton(review_ids), columns[0]
+    in_review = records | "RecordsInReview" >> beam.Filter(
+        lambda record, ids, key: record[key] in ids, beam.pvalue.AsSingleton(review_ids), columns[0]
     )
     return (
         pairs.pipeline
@@ -541,20 +497,19 @@ def _review_rows(pairs, records, columns: list[str]):
 
 
 def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: dict | None):
-    shards = max(4, sum(size for _, size in files) // _SHARD_BYTES)
-    read_out = pipeline | "ReadRecords" >> ReadRecords(files, columns, config.id, shards)
+    read_out = pipeline | "ReadRecords" >> ReadRecords(files, columns, config.id)
     records = read_out["records"]
     read_out["dead_letter"] | "WriteDeadLetters" >> WriteDeadLetters(
         os.path.join(staging, "dead_letter", "dead_letter")
     )
-    normalised = records | "NormaliseRecords" >> beam.Map(lambda batch: [normalise_record(r, config) for r in batch])
+    normalised = records | "NormaliseRecords" >> beam.Map(normalise_record, config)
     positions = {f: i for i, (f, kind) in enumerate(config.fields.items()) if kind in matching.TF_KINDS}
     frequencies = normalised | "TermFrequencies" >> beam.CombineGlobally(_CountTerms(positions))
     if model is None:
         names = list(config.fields)
         model_pc = (
             normalised
-            | "SampleForTraining" >> beam.CombineGlobally(_SampleById(config.training_sample))
+            | "SampleForTraining" >> beam.combiners.Sample.FixedSizeGlobally(config.training_sample)
             | "FitModelWithSplink"
             >> beam.Map(
                 lambda sample: dedup_model.fit_model(
@@ -567,8 +522,9 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
     model_pc | "WriteModel" >> beam.Map(_write_json, os.path.join(staging, "model.json"))
     scored = (
         normalised
-        | "BlockRecords" >> beam.FlatMap(_block_shards, shards)
-        | "GroupByBlockShard" >> beam.GroupByKey()
+        | "BlockRecords"
+        >> beam.FlatMap(lambda r: [((rule, key), r) for rule, key in enumerate(r[2]) if key is not None])
+        | "GroupByBlock" >> beam.GroupByKey()
         | "ScorePairs"
         >> beam.ParDo(ScorePairs(config), beam.pvalue.AsSingleton(model_pc), beam.pvalue.AsSingleton(frequencies))
     )
@@ -610,13 +566,14 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
     decided = records | "ApplyPolicy" >> ApplyPolicy(config, clusters, best)
     out_columns = [*columns, "cluster_id", "is_canonical"]
 
-    def to_lines(batch):
-        beam.metrics.Metrics.counter(NAMESPACE, "records_kept").inc(len(batch))
-        return "\n".join(_csv_line([record[c] for c in out_columns]) for record in batch)
+    def count_kept(record):
+        beam.metrics.Metrics.counter(NAMESPACE, "records_kept").inc()
+        return [record[c] for c in out_columns]
 
     (
         decided["records"]
-        | "RecordsToCsv" >> beam.Map(to_lines)
+        | "CountKept" >> beam.Map(count_kept)
+        | "RecordsToCsv" >> beam.Map(_csv_line)
         | "WriteRecords"
         >> beam.io.WriteToText(
             os.path.join(staging, "records", "records"), file_name_suffix=".csv", header=_csv_line(out_columns)
@@ -628,49 +585,6 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
         | "WriteRemoved"
         >> beam.io.WriteToText(os.path.join(staging, "removed.jsonl"), num_shards=1, shard_name_template="")
     )
-
-
-def _block_shards(batch, shards: int):
-    """A batch of normalised records -> ``(shard, [(rule, key, record)])`` per shard of block keys."""
-    parts: dict[int, list] = {}
-    for record in batch:
-        for rule, key in enumerate(record[2]):
-            if key is not None:
-                parts.setdefault(_shard_of(f"{rule}\x1e{key}", shards), []).append((rule, key, record))
-    return parts.items()
-
-
-class _SampleById(beam.CombineFn):
-    """A deterministic sample of ``size`` normalised records: those with the smallest hash of their id."""
-
-    def __init__(self, size: int):
-        self._size = size
-
-    def create_accumulator(self):
-        return []
-
-    def add_input(self, heap, batch):
-        for record in batch:
-            priority = -zlib.crc32(record[0].encode("utf-8", "surrogatepass"))
-            item = (priority, record[0], record)
-            if len(heap) < self._size:
-                heapq.heappush(heap, item)
-            elif item > heap[0]:
-                heapq.heapreplace(heap, item)
-        return heap
-
-    def merge_accumulators(self, heaps):
-        merged = []
-        for heap in heaps:
-            for item in heap:
-                if len(merged) < self._size:
-                    heapq.heappush(merged, item)
-                elif item > merged[0]:
-                    heapq.heapreplace(merged, item)
-        return merged
-
-    def extract_output(self, heap):
-        return [record for _, _, record in sorted(heap, key=lambda item: item[1])]
 
 
 def _write_json(value, path: str) -> None:

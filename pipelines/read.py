@@ -403,8 +403,7 @@ class ParseCsvRecords(beam.DoFn):
 
     Ragged rows, and rows with an empty value in a ``required`` column, go to the ``dead_letter``
     output with their raw line and reason; every row is counted as ``<what>_read`` and each dead
-    letter as ``<what>_dead_lettered`` in ``namespace``. With ``batched`` the valid records of a
-    block come as one list.
+    letter as ``<what>_dead_lettered`` in ``namespace``.
 
     Args:
         columns: The file's columns (its header).
@@ -413,9 +412,8 @@ class ParseCsvRecords(beam.DoFn):
         what: Counter prefix (``records``, ``annotations``).
     """
 
-    def __init__(self, columns: list[str], required: dict[str, str], namespace: str, what: str, batched: bool = False):
+    def __init__(self, columns: list[str], required: dict[str, str], namespace: str, what: str):
         self._columns, self._required, self._namespace, self._what = columns, required, namespace, what
-        self._batched = batched
 
     def process(self, rng: TextRange):
         with FileSystems.open(rng.path, compression_type=CompressionTypes.AUTO) as handle:
@@ -448,16 +446,10 @@ class ParseCsvRecords(beam.DoFn):
             yield self._dead(source, raw, None, reason)
         columns = [as_text(table.column(c).combine_chunks()).to_pylist() for c in self._columns]
         required = [(self._columns.index(c), c, reason) for c, reason in self._required.items()]
-        batch = []
-        read_counter.inc(table.num_rows)
         for values in zip(*columns, strict=True):
+            read_counter.inc()
             empty = next(((c, reason) for i, c, reason in required if not values[i].strip()), None)
             if empty:
                 yield self._dead(source, csv_line(values), empty[0], empty[1])
                 continue
-            batch.append(dict(zip(self._columns, values, strict=True)))
-        if self._batched:
-            if batch:
-                yield batch
-        else:
-            yield from batch
+            yield dict(zip(self._columns, values, strict=True))
