@@ -355,6 +355,8 @@ def _labels_section(labels_dir: str | None, model_metrics: dict | None) -> str:
             "<section id='labels'><h2>Label agreement</h2>"
             f"<p class='bad'>No agreement.json in {_e(labels_dir)}</p></section>"
         )
+    if report.get("kind") in ("boxes", "text"):
+        return _unstructured_labels_section(report, model_metrics)
     hlp = report["hlp"]["vs_others"]
     measures = [
         ["percent agreement", report["percent_agreement"]],
@@ -395,6 +397,41 @@ def _labels_section(labels_dir: str | None, model_metrics: dict | None) -> str:
         f"<details><summary>Per-annotator quality ({len(quality_rows)})</summary>"
         + _table(["annotator", "annotations", "vs others", "vs gold", "spammer score", ""], quality_rows, sortable=True)
         + "</details></section>"
+    )
+
+
+def _unstructured_labels_section(report: dict, model_metrics: dict | None) -> str:
+    """The label section for ``--kind boxes`` or ``--kind text`` outputs."""
+    hlp = report["hlp"]
+    ci = "" if hlp["value"] is None else f"{hlp['value']:.4f} [{hlp['ci95'][0]:.4f}, {hlp['ci95'][1]:.4f}]"
+    if report["kind"] == "boxes":
+        measures = [
+            ["mean IoU of matched boxes", report["mean_iou"]],
+            ["share of boxes unmatched", report["unmatched_share"]],
+            ["annotator pairs with different box counts", report["count_disagreement"]],
+            ["class agreement of matched boxes", report["class_agreement"]],
+        ]
+        columns = ["annotator", "items", "boxes per item", "relative area", "mean IoU with others"]
+        keys = ["items", "boxes_per_item", "relative_area", "mean_iou_with_others"]
+    else:
+        measures = [
+            ["mean pairwise WER", report["mean_pairwise_wer"]],
+            ["unintelligible tags", report["unintelligible_tags"]],
+        ]
+        columns = ["annotator", "items", "words per item", "unintelligible tags", "mean pairwise WER"]
+        keys = ["items", "words_per_item", "unintelligible_tags", "mean_pairwise_wer"]
+    measures.append([f"HLP ({_e(hlp['measure'])})", ci or "-"])
+    if model_metrics:
+        measures.append(["model accuracy (eval)", model_metrics["accuracy"]])
+    stats = [[_e(name), *[entry.get(k) for k in keys]] for name, entry in report["annotators_stats"].items()]
+    conventions = [[_e(c["annotator"]), _e(c["convention"]), _e(c["detail"])] for c in report.get("conventions", [])]
+    return (
+        f"<section id='labels'><h2>Label agreement ({_e(report['kind'])})</h2><p>{report['annotations']:,} "
+        f"annotations of {report['items']:,} items by {report['annotators']:,} annotators; "
+        f"{report['review_items']:,} items to review.</p>"
+        f"{_table(['measure', 'value'], measures)}"
+        + (f"<h3>Conventions</h3>{_table(['annotator', 'convention', 'detail'], conventions)}" if conventions else "")
+        + f"<h3>Annotators</h3>{_table(columns, stats, sortable=True)}</section>"
     )
 
 

@@ -206,3 +206,14 @@ def test_rounds_work_for_classes_too(tmp_path, capsys):
     assert rounds[1]["overall_change"] == 0.5 and rounds[1]["plateau"] is False
     table = capsys.readouterr().err
     assert "agreement by round (percent agreement)" in table and "1.000 (+0.500)" in table
+
+
+def test_the_report_shows_box_agreement_and_conventions(boxes_run, text_run, tmp_path):
+    from pipelines import report
+
+    for labels_dir, expected in (
+        (boxes_run, ["Label agreement (boxes)", "merges boxes", "larger boxes"]),
+        (text_run, ["Label agreement (text)", "mean pairwise WER"]),
+    ):
+        page = open(report.write_report(str(tmp_path), labels_dir=str(labels_dir)), encoding="utf-8").read()
+        assert all(text in page for text in expected)
