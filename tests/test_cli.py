@@ -48,6 +48,7 @@ COMMANDS = [
     "infer-schema",
     "check-skew",
     "labels",
+    "dedup",
     "lineage",
     "report",
 ]
@@ -77,3 +78,52 @@ def test_an_unknown_flag_of_a_non_beam_command_is_a_one_line_usage_error(capsys)
 
     assert cli.main(["report", "out", "--colour"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == "skewless: error: unrecognized arguments: --colour"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["dedup", "--input", "{csv}", "--config", "{people}", "--output", "{out}"], "no column 'given_name'"),
+        (["dedup", "--input", "{csv}", "--config", "{csv}", "--output", "{out}"], "dedup config needs"),
+        (
+            ["labels", "--kind", "boxes", "--annotations", "{csv}", "--output", "{out}", "--item-col", "rec_id"],
+            "no column 'annotator'",
+        ),
+        (
+            [
+                "labels",
+                "--kind",
+                "boxes",
+                "--annotations",
+                "{csv}",
+                "--output",
+                "{out}",
+                "--item-col",
+                "rec_id",
+                "--annotator-col",
+                "b",
+            ],
+            "no column 'x_min'",
+        ),
+        (
+            ["labels", "--kind", "text", "--annotations", "{csv}", "--output", "{out}", "--label-col", "b"],
+            "no column 'item'",
+        ),
+        (
+            ["labels", "--kind", "boxes", "--annotations", "{csv}", "--output", "{out}", "--box-cols", "a,b"],
+            "four column",
+        ),
+        (["lineage", "row", "1", "--run", "{out}"], "not a `skewless run` output"),
+    ],
+)
+def test_new_commands_fail_bad_usage_in_one_line_and_write_nothing(tmp_path, capsys, argv, message):
+    from pipelines import cli
+    from tests.helpers import PROJECT_ROOT
+
+    (tmp_path / "in.csv").write_text("rec_id,b\n1,2\n")
+    values = {"csv": str(tmp_path / "in.csv"), "people": str(PROJECT_ROOT / "data" / "dedup" / "people.yaml")}
+    values["out"] = str(tmp_path / "out")
+    assert cli.main([arg.format(**values) for arg in argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert message in lines[-1] and lines[-1].startswith("skewless")
+    assert not (tmp_path / "out").exists()
