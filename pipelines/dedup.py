@@ -17,10 +17,12 @@ otherwise. Review-band pairs never remove anything: only match-band pairs form c
 
 import csv
 import dataclasses
+import heapq
 import io
 import json
 import os
 import time
+import zlib
 from collections.abc import Sequence
 
 import apache_beam as beam
@@ -509,7 +511,7 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
         names = list(config.fields)
         model_pc = (
             normalised
-            | "SampleForTraining" >> beam.combiners.Sample.FixedSizeGlobally(config.training_sample)
+            | "SampleForTraining" >> beam.CombineGlobally(SampleById(config.training_sample))
             | "FitModelWithSplink"
             >> beam.Map(
                 lambda sample: dedup_model.fit_model(
@@ -585,6 +587,38 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
         | "WriteRemoved"
         >> beam.io.WriteToText(os.path.join(staging, "removed.jsonl"), num_shards=1, shard_name_template="")
     )
+
+
+class SampleById(beam.CombineFn):
+    """A deterministic sample of ``size`` normalised records: those with the smallest CRC-32 of their
+    id (so a rerun fits the same model on the same data), returned in id order."""
+
+    def __init__(self, size: int):
+        self._size = size
+
+    def create_accumulator(self):
+        return []
+
+    def _push(self, heap: list, item) -> None:
+        if len(heap) < self._size:
+            heapq.heappush(heap, item)
+        elif item > heap[0]:
+            heapq.heapreplace(heap, item)
+
+    def add_input(self, heap, record):
+        self._push(heap, (-zlib.crc32(record[0].encode("utf-8", "surrogatepass")), record[0], record))
+        return heap
+
+    def merge_accumulators(self, heaps):
+        heaps = iter(heaps)
+        merged = next(heaps)
+        for heap in heaps:
+            for item in heap:
+                self._push(merged, item)
+        return merged
+
+    def extract_output(self, heap):
+        return [record for _, _, record in sorted(heap, key=lambda item: item[1])]
 
 
 def _write_json(value, path: str) -> None:

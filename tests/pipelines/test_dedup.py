@@ -235,3 +235,21 @@ def test_dedup_runs_are_recorded_in_the_lineage_store(people):
     runs = [r for r in store.runs() if r["command"] == "dedup" and r["status"] == "succeeded"]
     assert len(runs) >= 2
     store.close()
+
+
+def test_the_training_sample_is_deterministic_and_ordered():
+    from pipelines.dedup import SampleById
+
+    combine = SampleById(3)
+    records = [(f"id{i}", (), ()) for i in range(50)]
+    left = combine.create_accumulator()
+    for record in records[:25]:
+        left = combine.add_input(left, record)
+    right = combine.create_accumulator()
+    for record in reversed(records[25:]):
+        right = combine.add_input(right, record)
+    sample = combine.extract_output(combine.merge_accumulators([left, right]))
+    import zlib
+
+    expected = sorted(sorted(records, key=lambda r: zlib.crc32(r[0].encode()))[:3])
+    assert sample == expected
