@@ -46,8 +46,11 @@ def fit_model(records: list[dict], config) -> dict:
     import splink
     from splink import Linker, SettingsCreator, block_on
     from splink.backends.duckdb import DuckDBAPI
+    from splink.internals.exceptions import EMTrainingException
 
     logging.getLogger("splink").setLevel(logging.ERROR)
+    if len(records) < 2:
+        return _untrained_model(config, len(records), "fewer than 2 records: nothing to compare")
     columns = ["__id", *config.fields]
     frame = pd.DataFrame.from_records(records, columns=columns).astype({c: "string" for c in columns})
     rules = [block_on(*rule) for rule in config.blocking]
@@ -65,17 +68,27 @@ def fit_model(records: list[dict], config) -> dict:
     linker = Linker(table, settings, log_level="ERROR")
     pairs = len(frame) * (len(frame) - 1) / 2
     linker.training.estimate_u_using_random_sampling(max_pairs=min(config.u_max_pairs, max(pairs, 1)), seed=42)
-    skipped = []
+    skipped, no_pairs = [], 0
     for rule, fields in zip(rules, config.blocking, strict=True):
         before = linker.misc.save_model_to_json()
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(rule, record_sample_proportion=1.0)
-        except ValueError as error:
+        except (ValueError, EMTrainingException) as error:
             # splink 5.0 rejects an m that underflows to 0 (a level no match shows, on small or clean
-            # samples) and leaves the linker half-updated: carry on from the parameters before it.
+            # samples) and leaves the linker half-updated, and a rule with no pairs in the sample
+            # cannot be trained: carry on from the parameters before it.
             skipped.append(f"EM on blocking rule {list(fields)} skipped: {str(error).splitlines()[0][:200]}")
             logging.getLogger(__name__).warning(skipped[-1])
             linker = Linker(table, before, log_level="ERROR")
+            no_pairs += isinstance(error, EMTrainingException)
+    if no_pairs == len(rules) and len(frame) < config.training_sample:
+        # the sample is the whole input and no rule pairs any two records: there is nothing to score
+        return _untrained_model(config, len(frame), "no blocking rule gives a candidate pair: nothing to compare")
+    if len(skipped) == len(rules):
+        raise ValueError(
+            f"cannot fit the dedup model: EM failed on every blocking rule of the {len(frame)}-record sample "
+            f"(first: {skipped[0]}); pass --model with a model.json fitted on more data"
+        )
     prior = _estimate_prior(linker, len(frame))
     settings_out = linker.misc.save_model_to_json()
     by_column = {c["output_column_name"]: c for c in settings_out["comparisons"]}
@@ -94,6 +107,30 @@ def fit_model(records: list[dict], config) -> dict:
         "trained_on_records": len(frame),
         "training_notes": skipped,
         "estimated_with": f"splink {splink.__version__} (DuckDB): u by random sampling, m and prior by EM",
+    }
+
+
+def _untrained_model(config, records: int, why: str) -> dict:
+    """A model that scores nothing as a match (every Bayes factor 1, prior tiny), with the reason."""
+    return {
+        "version": MODEL_VERSION,
+        "probability_two_random_records_match": 1e-12,
+        "prior_match_weight": math.log2(1e-12 / (1 - 1e-12)),
+        "fields": {
+            field: {
+                "kind": kind,
+                "tf": kind in matching.TF_KINDS,
+                "levels": [
+                    {"label": label, "gamma": len(matching.LEVELS[kind]) - i, "m": None, "u": None}
+                    for i, (label, _, _) in enumerate(matching.LEVELS[kind])
+                ]
+                + [{"label": "else", "gamma": 0, "m": None, "u": None}],
+            }
+            for field, kind in config.fields.items()
+        },
+        "trained_on_records": records,
+        "training_notes": [f"not trained: {why}"],
+        "estimated_with": "nothing (untrained)",
     }
 
 

@@ -253,3 +253,15 @@ def test_the_training_sample_is_deterministic_and_ordered():
 
     expected = sorted(sorted(records, key=lambda r: zlib.crc32(r[0].encode()))[:3])
     assert sample == expected
+
+
+@pytest.mark.parametrize("rows", [0, 5])
+def test_inputs_too_small_to_pair_finish_with_an_untrained_model(tmp_path, rows):
+    lines = (PROJECT_ROOT / "data" / "people" / "signups.csv").read_text().splitlines()[: rows + 1]
+    path = tmp_path / "few.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    assert cli.main(["dedup", "--input", str(path), "--config", PEOPLE_CONFIG, "--output", str(out), "--quiet"]) == 0
+    summary = json.load(open(out / "dedup.json"))
+    assert summary["records"] == {"read": rows, "dead_lettered": 0, "kept": rows, "removed": 0}
+    assert json.load(open(out / "model.json"))["training_notes"][0].startswith("not trained")
