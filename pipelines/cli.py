@@ -513,21 +513,25 @@ def _unstructured_labels(args: argparse.Namespace, beam_args: list[str], progres
         return 0
     hlp = report["hlp"]
     ci = "" if hlp["value"] is None else f" [{hlp['ci95'][0]:.3f}, {hlp['ci95'][1]:.3f}]"
+
+    def shown(value, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
     if args.kind == "boxes":
         measures = (
-            f"mean IoU {report['mean_iou'] or 0:.3f}, unmatched boxes {report['unmatched_share'] or 0:.1%}, "
-            f"box count differs on {report['count_disagreement'] or 0:.1%} of annotator pairs"
+            f"mean IoU {shown(report['mean_iou'], '.3f')}, unmatched boxes {shown(report['unmatched_share'], '.1%')}, "
+            f"box count differs on {shown(report['count_disagreement'], '.1%')} of annotator pairs"
         )
     else:
         measures = (
-            f"mean pairwise WER {report['mean_pairwise_wer'] or 0:.3f}, "
+            f"mean pairwise WER {shown(report['mean_pairwise_wer'], '.3f')}, "
             f"{report['unintelligible_tags']} unintelligible tags"
         )
     lines = [
         f"skewless labels ({args.kind}): {report['annotations']:,} annotations of {report['items']:,} items by "
         f"{report['annotators']:,} annotators ({report['dead_lettered']} dead-lettered)",
         measures,
-        f"HLP {hlp['value'] if hlp['value'] is None else round(hlp['value'], 3)}{ci} ({hlp['measure']})",
+        f"HLP {shown(hlp['value'], '.3f')}{ci} ({hlp['measure']})",
         *conventions_text(report),
         f"{report['review_items']} items to review; outputs in {args.output}/: consensus.csv agreement.json "
         "review.csv items/ dead_letter/" + (" rounds.json" if report.get("rounds") else ""),
