@@ -106,6 +106,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
     run.add_argument("--no-report", action="store_true", help="do not write report.html")
+    run.add_argument(
+        "--analysis-cache",
+        metavar="DIR",
+        help="incremental analysis: each input file is a span; reuse the cached analysis of spans seen before",
+    )
     run.add_argument("--labels", metavar="CSV", help="consensus.csv from `skewless labels` to join by --label-key")
     run.add_argument("--label-key", metavar="COLUMN", help="raw column holding each row's item id (with --labels)")
     run.add_argument(
@@ -771,6 +776,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             labels=args.labels,
             label_key=args.label_key,
             label_policy=args.label_policy,
+            analysis_cache=args.analysis_cache,
         ),
         beam_args,
         progress,

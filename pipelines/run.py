@@ -53,6 +53,7 @@ class RunConfig:
         labels: A ``consensus.csv`` to join by ``label_key``, or None.
         label_key: The raw column holding the item id of each row.
         label_policy: ``drop``, ``keep`` or ``weight`` (see ``pipelines/join_labels.py``).
+        analysis_cache: A directory of per-span analyzer caches (``pipelines/incremental.py``), or None.
     """
 
     output: str
@@ -68,6 +69,7 @@ class RunConfig:
     labels: str | None = None
     label_key: str | None = None
     label_policy: str = "drop"
+    analysis_cache: str | None = None
 
 
 def _tensor_adapter_config(
@@ -83,13 +85,20 @@ def _tensor_adapter_config(
 
 
 def _build(
-    pipeline, config: RunConfig, dataset: schemas.Dataset, reader, staging: str, removed_ids: list[str] | None = None
+    pipeline,
+    config: RunConfig,
+    dataset: schemas.Dataset,
+    reader,
+    staging: str,
+    removed_ids: list[str] | None = None,
+    analyzed: bool = False,
 ) -> None:
     """Adds the run's transforms to ``pipeline``, writing under ``staging``.
 
     The input is read twice: once to validate, describe and analyze, once to transform and write.
     Reading again costs a second decode, but no step then holds the whole data set, so memory stays
-    flat however large the input (a runner keeps a PCollection that two phases consume).
+    flat however large the input (a runner keeps a PCollection that two phases consume). When
+    ``analyzed``, ``<staging>/transform_fn`` exists already (incremental analysis) and is read.
     """
     raw = pipeline | "ReadRawData" >> reader
     raw[read.ReadRawData.DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(
@@ -127,11 +136,14 @@ def _build(
     transform_config = _tensor_adapter_config(dataset.schema, passthrough)
     with tft_beam.Context(temp_dir=os.path.join(staging, "tmp"), passthrough_keys={name for name, _ in passthrough}):
         label_fields = join_labels.passthrough_fields(config.label_policy) if config.labels else []
-        transform_fn = (
-            analysis_splits[SplitTrainEval.TRAIN],
-            _tensor_adapter_config(dataset.schema, label_fields),  # the batches' exact columns
-        ) | "AnalyzeTrainData" >> tft_beam.AnalyzeDataset(dataset.preprocessing_fn())
-        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
+        if analyzed:
+            transform_fn = pipeline | "ReadTransformFn" >> tft_beam.ReadTransformFn(staging)
+        else:
+            transform_fn = (
+                analysis_splits[SplitTrainEval.TRAIN],
+                _tensor_adapter_config(dataset.schema, label_fields),  # the batches' exact columns
+            ) | "AnalyzeTrainData" >> tft_beam.AnalyzeDataset(dataset.preprocessing_fn())
+            _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
         again = (pipeline | "ReadRawDataAgain" >> reader.second_read())[read.ReadRawData.BATCHES]
         if removed is not None:
             again = again | "DropRemovedDuplicatesAgain" >> dedup.DropRemovedDuplicates(
@@ -251,6 +263,8 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
             raise UsageError(f"--label-key must name a raw column of the schema, got {config.label_key!r}")
         if config.label_policy not in join_labels.POLICIES:
             raise UsageError(f"--label-policy must be one of {', '.join(join_labels.POLICIES)}")
+    if config.analysis_cache and (config.labels or dataset.config.get("dedup")):
+        raise UsageError("--analysis-cache cannot be combined with --labels or a dataset with a dedup: section")
     dedup_config = None
     if dataset.config.get("dedup"):
         dedup_config = dedup.config_from_dict(dataset.config["dedup"])
@@ -350,10 +364,25 @@ def _run_in_staging(
             removed_ids = dedup.removed_ids(os.path.join(staging, "dedup"))
             record["dedup"] = {k: v for k, v in summary.items() if k not in ("inputs", "lineage_run_id")}
             timings["dedup"] = time.time() - deduplicating
+        if config.analysis_cache:
+            from pipelines import incremental
+
+            progress(f"incremental analysis with the cache in {config.analysis_cache}")
+            record["analysis"] = incremental.analyze_with_cache(
+                dataset,
+                files,
+                config.analysis_cache,
+                _tensor_adapter_config(dataset.schema),
+                config.eval_fraction,
+                options,
+                staging,
+                config.range_bytes,
+            )
+            timings["analysis"] = record["analysis"]["seconds"]
         pipeline_started = time.time()
         progress(f"reading, validating, analysing, transforming, writing on {runner_name(options)}")
         pipeline = beam.Pipeline(options=options)
-        _build(pipeline, config, dataset, reader, staging, removed_ids)
+        _build(pipeline, config, dataset, reader, staging, removed_ids, analyzed=bool(config.analysis_cache))
         result = pipeline.run()
         result.wait_until_finish()
         timings["pipeline"] = time.time() - pipeline_started

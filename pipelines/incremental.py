@@ -1,0 +1,74 @@
+"""Incremental analysis over spans: ``skewless run --analysis-cache DIR``.
+
+Daily pipelines analyze rolling windows of input files (spans). With an analysis cache, each input
+file is a span whose dataset key is its content hash (``span_<sha256 prefix>``); tf.Transform's
+``AnalyzeDatasetWithCache`` stores every analyzer's accumulators per span under DIR, and a later run
+over a window that shares spans reads those accumulators instead of the rows. A span counts as cached
+only when DIR holds every cache entry the current ``preprocessing_fn`` needs for it
+(``get_analysis_cache_entry_keys``): a changed preprocessing_fn or a changed file is analyzed again.
+
+The analysis runs as its own Beam pipeline (reading only the spans that are not cached) and writes
+``transform_fn/``; the main pipeline then validates, describes, transforms and writes all rows with
+that transform_fn. ``run.json`` records which spans were analyzed and which reused, and the time.
+"""
+
+import os
+import time
+
+import apache_beam as beam
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.beam import analysis_graph_builder, analyzer_cache
+from tfx_bsl.tfxio import tensor_adapter
+
+from pipelines import read, run_record
+from pipelines.split import SplitTrainEval
+
+__all__ = ["analyze_with_cache", "span_keys"]
+
+
+def span_keys(files) -> dict[str, analyzer_cache.DatasetKey]:
+    """input path -> dataset key named after the file's content (so a changed file is a new span)."""
+    return {path: analyzer_cache.DatasetKey(f"span_{run_record.file_sha256(path)[:32]}") for path, _ in files}
+
+
+def analyze_with_cache(
+    dataset, files, cache_dir: str, adapter_config, eval_fraction: float, options, staging: str, range_bytes: int
+) -> dict:
+    """Analyzes the train rows of the spans that are not cached, reusing the cache for the others;
+    writes ``<staging>/transform_fn`` and updates the cache.
+
+    Returns:
+        ``{"cache", "analyzed": [paths], "reused": [paths], "seconds"}``.
+    """
+    started = time.time()
+    preprocessing_fn = dataset.preprocessing_fn()
+    keys = span_keys(files)
+    specs = tensor_adapter.TensorAdapter(adapter_config).OriginalTypeSpecs()
+    needed = analysis_graph_builder.get_analysis_cache_entry_keys(preprocessing_fn, specs, list(keys.values()), False)
+    pipeline = beam.Pipeline(options=options)
+    analyzed, reused = [], []
+    with tft_beam.Context(temp_dir=os.path.join(staging, "tmp")):
+        input_cache = pipeline | "ReadAnalysisCache" >> analyzer_cache.ReadAnalysisCacheFromFS(
+            cache_dir, list(keys.values())
+        )
+        data = {}
+        for index, (path, size) in enumerate(files):
+            key = keys[path]
+            cached = input_cache.get(key)
+            if cached is not None and needed and set(needed) <= set(cached.cache_dict):
+                data[key] = pipeline | f"NoRowsForCachedSpan{index}" >> beam.Create([])
+                reused.append(path)
+                continue
+            reader = read.ReadRawData([(path, size)], dataset.schema, dataset.split_key, range_bytes, counted=False)
+            batches = (pipeline | f"ReadSpan{index}" >> reader)[read.ReadRawData.BATCHES]
+            data[key] = (batches | f"SplitSpan{index}" >> SplitTrainEval(eval_fraction))[SplitTrainEval.TRAIN]
+            analyzed.append(path)
+        transform_fn, output_cache = (data, input_cache, adapter_config) | "AnalyzeSpansWithCache" >> (
+            tft_beam.AnalyzeDatasetWithCache(preprocessing_fn, pipeline=pipeline)
+        )
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
+        _ = output_cache | "WriteAnalysisCache" >> analyzer_cache.WriteAnalysisCacheToFS(
+            pipeline, cache_dir, list(keys.values())
+        )
+    pipeline.run().wait_until_finish()
+    return {"cache": cache_dir, "analyzed": analyzed, "reused": reused, "seconds": round(time.time() - started, 3)}

@@ -1,0 +1,68 @@
+"""``skewless run --analysis-cache``: spans seen before are not analyzed again, and the result is the same."""
+
+import json
+
+import pytest
+
+from pipelines import cli, incremental
+from tests.helpers import sample_lines, transformed_rows
+
+ROWS_PER_SPAN = 1000
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("spans")
+    header, lines = sample_lines(3 * ROWS_PER_SPAN)
+    spans = []
+    for k in range(3):
+        path = folder / f"span{k + 1}.csv"
+        path.write_text("\n".join([header, *lines[k * ROWS_PER_SPAN : (k + 1) * ROWS_PER_SPAN]]) + "\n")
+        spans.append(str(path))
+    cache = str(folder / "cache")
+
+    def run(name, inputs, *extra):
+        out = folder / name
+        argv = ["run", "--output", str(out), "--no-report", "--quiet", *extra]
+        for path in inputs:
+            argv += ["--input", path]
+        assert cli.main(argv) == 0
+        return out
+
+    return {
+        "spans": spans,
+        "cold": run("cold", spans[:2], "--analysis-cache", cache),
+        "warm": run("warm", spans[1:], "--analysis-cache", cache),
+        "plain": run("plain", spans[1:]),
+    }
+
+
+def test_only_the_new_span_is_analyzed(runs):
+    cold = json.loads((runs["cold"] / "run.json").read_text())["analysis"]
+    warm = json.loads((runs["warm"] / "run.json").read_text())["analysis"]
+    assert (cold["analyzed"], cold["reused"]) == (runs["spans"][:2], [])
+    assert (warm["analyzed"], warm["reused"]) == (runs["spans"][2:], runs["spans"][1:2])
+
+
+def test_the_cached_analysis_equals_a_fresh_one(runs):
+    warm, plain = runs["warm"], runs["plain"]
+    for vocabulary in ("payment_type", "company"):
+        path = f"transform_fn/assets/{vocabulary}"
+        assert (warm / path).read_bytes() == (plain / path).read_bytes()
+    cached = {r["row_id"]: r for r in transformed_rows(warm, "train") + transformed_rows(warm, "eval")}
+    fresh = {r["row_id"]: r for r in transformed_rows(plain, "train") + transformed_rows(plain, "eval")}
+    assert cached.keys() == fresh.keys() and len(cached) == 2 * ROWS_PER_SPAN  # these sample rows are distinct
+    for key, row in cached.items():
+        for feature, values in row.items():
+            assert values == pytest.approx(fresh[key][feature], abs=1e-5), feature
+    record = json.loads((warm / "run.json").read_text())
+    assert record["parity"]["passed"] and record["counts"]["rows_read"] == 2 * ROWS_PER_SPAN
+
+
+def test_a_span_is_keyed_by_its_content(tmp_path):
+    one, two, same = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    one.write_text("x\n1\n")
+    two.write_text("x\n2\n")
+    same.write_text("x\n1\n")
+    keys = incremental.span_keys([(str(p), 4) for p in (one, two, same)])
+    assert keys[str(one)] == keys[str(same)] != keys[str(two)]
