@@ -22,7 +22,6 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 import yaml
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -96,22 +95,8 @@ class _ParseAnnotationRange(beam.DoFn):
         )
 
     def _parse(self, block: bytes, source: str):
-        ragged = []
-
-        def on_invalid_row(row) -> str:
-            ragged.append((row.text, f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"))
-            return "skip"
-
-        table = pa_csv.read_csv(
-            io.BytesIO(block),
-            read_options=pa_csv.ReadOptions(column_names=self._columns, use_threads=False),
-            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row, newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={c: pa.binary() for c in self._columns},
-                strings_can_be_null=False,
-                include_columns=[self._columns[i] for i in self._indices.values()],
-            ),
-        )
+        include = [self._columns[i] for i in self._indices.values()]
+        table, ragged = read.parse_csv_block(block, self._columns, include)
         for raw, reason in ragged:
             yield self._dead(source, raw, reason)
         values = {

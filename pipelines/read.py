@@ -398,6 +398,34 @@ def csv_line(values: Sequence[str]) -> str:
     return out.getvalue()
 
 
+def parse_csv_block(
+    block: bytes, columns: list[str], include: list[str] | None = None
+) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """Whole CSV lines (no header) as a table of binary columns, with pyarrow.
+
+    Returns:
+        The table (``include`` columns, default all) and ``(raw line, reason)`` for each row with the
+        wrong number of fields (skipped from the table).
+    """
+    ragged = []
+
+    def on_invalid_row(row) -> str:
+        ragged.append((row.text, f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"))
+        return "skip"
+
+    table = pa_csv.read_csv(
+        io.BytesIO(block),
+        read_options=pa_csv.ReadOptions(column_names=columns, use_threads=False),
+        parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row, newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={c: pa.binary() for c in columns},
+            strings_can_be_null=False,
+            include_columns=include or columns,
+        ),
+    )
+    return table, ragged
+
+
 class ParseCsvRecords(beam.DoFn):
     """Parses whole CSV lines of a ``TextRange`` into dicts of strings, with pyarrow.
 
@@ -426,20 +454,7 @@ class ParseCsvRecords(beam.DoFn):
         return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, None, raw, feature, reason))
 
     def _parse(self, block: bytes, source: str):
-        ragged = []
-
-        def on_invalid_row(row) -> str:
-            ragged.append((row.text, f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"))
-            return "skip"
-
-        table = pa_csv.read_csv(
-            io.BytesIO(block),
-            read_options=pa_csv.ReadOptions(column_names=self._columns, use_threads=False),
-            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row, newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={c: pa.binary() for c in self._columns}, strings_can_be_null=False
-            ),
-        )
+        table, ragged = parse_csv_block(block, self._columns)
         read_counter = beam.metrics.Metrics.counter(self._namespace, f"{self._what}_read")
         for raw, reason in ragged:
             read_counter.inc()
