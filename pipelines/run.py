@@ -322,9 +322,11 @@ def _record_lineage(recorder, config: RunConfig, dataset, record: dict, failure:
     recorder.input(
         str(schemas.SCHEMAS_DIR / dataset.name / dataset.config["schema"]), "Schema", schema_hash=schema_hash
     )
-    module = importlib.util.find_spec(dataset.preprocessing_fn_path.partition(":")[0])
-    if module and module.origin:
-        recorder.input(module.origin, "PreprocessingCode")
+    # the dataset's preprocessing_fn, and the shared helpers it runs with (row_id, metadata columns)
+    for name in (dataset.preprocessing_fn_path.partition(":")[0], "transforms.common"):
+        module = importlib.util.find_spec(name)
+        if module and module.origin:
+            recorder.input(module.origin, "PreprocessingCode")
     counts = record["counts"]
     outputs_by_type = [("dead_letter", "DeadLetters", counts["rows_dead_lettered"]), ("stats", "Statistics", None)]
     if config.write_report:

@@ -47,6 +47,7 @@ def test_upstream_of_the_trained_model_reaches_the_csv_with_its_sha256(chain, ca
     assert found[str(csv_path)]["rows"] == 600
     assert found[str(PROJECT_ROOT / "schemas" / "taxi" / "schema.pbtxt")]["type"] == "Schema"
     assert found[str(PROJECT_ROOT / "transforms" / "taxi.py")]["type"] == "PreprocessingCode"
+    assert found[str(PROJECT_ROOT / "transforms" / "common.py")]["type"] == "PreprocessingCode"  # row_id
 
 
 def test_runs_and_show_record_the_execution(chain, capsys):
