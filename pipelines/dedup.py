@@ -651,13 +651,7 @@ def run_dedup(
     started = time.time()
     config.validate()
     files = read.expand_patterns(list(inputs))
-    columns = read.csv_header(files[0][0])
-    for name in [config.id, *config.fields]:
-        if name not in columns:
-            raise UsageError(f"{files[0][0]}: no column {name!r} (columns: {', '.join(columns)})")
-    for path, _ in files[1:]:
-        if read.csv_header(path) != columns:
-            raise UsageError(f"{path}: header differs from {files[0][0]}'s")
+    columns = read.shared_csv_columns(files, [config.id, *config.fields])
     for reserved in ("cluster_id", "is_canonical"):
         if reserved in columns:
             raise UsageError(f"{files[0][0]}: column {reserved!r} is added by dedup; rename it")

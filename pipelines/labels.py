@@ -367,16 +367,10 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=_si
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}")
     files = read.expand_patterns(list(config.annotations))
     merge = _load_merge_map(config.merge_map)
-    columns = read.csv_header(files[0][0])
     wanted = {"item": config.item_col, "annotator": config.annotator_col, "label": config.label_col}
     if config.gold_col:
         wanted["gold"] = config.gold_col
-    missing = [name for name in wanted.values() if name not in columns]
-    if missing:
-        raise UsageError(f"{files[0][0]}: no column {missing[0]!r} (columns: {', '.join(columns)})")
-    for path, _ in files[1:]:
-        if read.csv_header(path) != columns:
-            raise UsageError(f"{path}: header differs from {files[0][0]}'s")
+    columns = read.shared_csv_columns(files, list(wanted.values()))
     indices = {key: columns.index(name) for key, name in wanted.items()}
     options = pipeline_options(list(beam_args))
     parameters = {k: v for k, v in dataclasses.asdict(config).items() if k != "lineage_db"}

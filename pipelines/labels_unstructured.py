@@ -324,15 +324,9 @@ def run_unstructured_labels(config: UnstructuredLabelsConfig, beam_args: Sequenc
         raise UsageError(f"--kind must be one of classes, {', '.join(KINDS)}")
     normaliser = _load_normaliser(config.normaliser)
     files = read.expand_patterns(list(config.annotations))
-    columns = read.csv_header(files[0][0])
     needed = [config.item_col, config.annotator_col]
     needed += list(config.box_cols) if config.kind == "boxes" else [config.label_col]
-    missing = [name for name in needed if name not in columns]
-    if missing:
-        raise UsageError(f"{files[0][0]}: no column {missing[0]!r} (columns: {', '.join(columns)})")
-    for path, _ in files[1:]:
-        if read.csv_header(path) != columns:
-            raise UsageError(f"{path}: header differs from {files[0][0]}'s")
+    columns = read.shared_csv_columns(files, needed)
     has_label = config.label_col in columns
     previous = label_rounds.load_rounds(config.previous_rounds or config.output)
     options = pipeline_options(list(beam_args))

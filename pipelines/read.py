@@ -391,6 +391,22 @@ def csv_header(path: str) -> list[str]:
     return next(csv.reader([line.rstrip("\r\n")]), [])
 
 
+def shared_csv_columns(files: Sequence[tuple[str, int]], required: Sequence[str]) -> list[str]:
+    """The header the CSV ``files`` share, checked to name every ``required`` column.
+
+    Raises:
+        UsageError: A required column is missing, or a file's header differs from the first's.
+    """
+    columns = csv_header(files[0][0])
+    missing = [name for name in required if name not in columns]
+    if missing:
+        raise UsageError(f"{files[0][0]}: no column {missing[0]!r} (columns: {', '.join(columns)})")
+    for path, _ in files[1:]:
+        if csv_header(path) != columns:
+            raise UsageError(f"{path}: header differs from {files[0][0]}'s")
+    return columns
+
+
 def csv_line(values: Sequence[str]) -> str:
     """One CSV line (no newline) of ``values``, quoted as needed."""
     out = io.StringIO()
