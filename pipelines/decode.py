@@ -93,6 +93,14 @@ def first_values(column: pa.Array) -> pa.Array:
     return pc.list_element(pc.if_else(has_values, column, None), 0)
 
 
+def first_values_as_text(column: pa.Array) -> list[str | None]:
+    """Each row's first value of a list column as text (bytes decoded, numbers formatted; None if empty)."""
+    return [
+        None if v is None else (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+        for v in first_values(column).to_pylist()
+    ]
+
+
 def _to_list_array(values: pa.Array) -> pa.LargeListArray:
     """Wraps a flat array into a list array with one value per row and null lists for nulls."""
     valid = np.asarray(values.is_valid())

@@ -149,9 +149,7 @@ def load_dedup_config(path: str) -> DedupConfig:
 
 def _dead(source: str, raw: str, feature: str | None, reason: str):
     beam.metrics.Metrics.counter(NAMESPACE, "records_dead_lettered").inc()
-    return beam.pvalue.TaggedOutput(
-        "dead_letter", {"source": source, "offset": None, "raw": raw, "feature": feature, "reason": reason}
-    )
+    return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, None, raw, feature, reason))
 
 
 _csv_line = read.csv_line
@@ -719,10 +717,7 @@ class DropRemovedDuplicates(beam.PTransform):
             if not removed:
                 yield element
                 return
-            values = decode.first_values(batch.column(batch.schema.get_field_index(id_column))).to_pylist()
-            ids = [
-                v.decode("utf-8", "replace") if isinstance(v, bytes) else None if v is None else str(v) for v in values
-            ]
+            ids = decode.first_values_as_text(batch.column(batch.schema.get_field_index(id_column)))
             keep = np.array([i not in removed for i in ids], dtype=bool)
             if not keep.all():
                 if counted:

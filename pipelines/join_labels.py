@@ -18,7 +18,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from pipelines.decode import first_values
+from pipelines.decode import first_values_as_text
 
 __all__ = [
     "AttachConsensusLabels",
@@ -65,21 +65,13 @@ class ReadConsensus(beam.PTransform):
         )
 
 
-def _key_text(column: pa.Array) -> list[str | None]:
-    first = first_values(column)
-    return [
-        None if v is None else (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
-        for v in first.to_pylist()
-    ]
-
-
 class _AttachLabels(beam.DoFn):
     def __init__(self, key: str, policy: str, counted: bool):
         self._key, self._policy, self._counted = key, policy, counted
 
     def process(self, element, labels: dict):
         batch, keys = element
-        items = _key_text(batch.column(batch.schema.get_field_index(self._key)))
+        items = first_values_as_text(batch.column(batch.schema.get_field_index(self._key)))
         found = [labels.get(item) if item is not None else None for item in items]
         usable = np.array([entry is not None and not entry[2] for entry in found], dtype=bool)
         if self._policy == "drop" and not usable.all():

@@ -26,7 +26,7 @@ import yaml
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import agreement, consensus, label_rounds, lineage, outputs, read, run_record
+from pipelines import agreement, consensus, decode, label_rounds, lineage, outputs, read, run_record
 from pipelines.errors import UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.write import WriteDeadLetters
@@ -90,9 +90,7 @@ class _ParseAnnotationRange(beam.DoFn):
 
     def _dead(self, source: str, raw: str, reason: str):
         beam.metrics.Metrics.counter("skewless", "annotations_dead_lettered").inc()
-        return beam.pvalue.TaggedOutput(
-            "dead_letter", {"source": source, "offset": None, "raw": raw, "feature": None, "reason": reason}
-        )
+        return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, None, raw, None, reason))
 
     def _parse(self, block: bytes, source: str):
         include = [self._columns[i] for i in self._indices.values()]

@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import boxes, label_rounds, lineage, outputs, read, run_record, transcripts
+from pipelines import boxes, decode, label_rounds, lineage, outputs, read, run_record, transcripts
 from pipelines.errors import UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.write import WriteDeadLetters
@@ -100,9 +100,7 @@ class _ParseAnnotation(beam.DoFn):
     def _dead(self, record: dict, reason: str):
         beam.metrics.Metrics.counter(NAMESPACE, "annotations_dead_lettered").inc()
         raw = read.csv_line(list(record.values()))
-        return beam.pvalue.TaggedOutput(
-            "dead_letter", {"source": "", "offset": None, "raw": raw, "feature": None, "reason": reason}
-        )
+        return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter("", None, raw, None, reason))
 
 
 def _summarise_boxes(element, threshold: float, min_annotators: int | None):
