@@ -671,20 +671,22 @@ def run_dedup(
     try:
         summary = _dedup_in_staging(config, files, columns, output, model, options, started, progress)
     except BaseException as error:
-        recorder.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
+        recorder.fail(error)
         raise
     for entry in summary["inputs"]:
         recorder.input(entry["uri"], "Records", sha256=entry["sha256"], rows=None)
-    for name, artifact_type in [
-        ("records", "DeduplicatedRecords"),
-        ("pairs.csv", "ScoredPairs"),
-        ("clusters.csv", "DuplicateClusters"),
-        ("review.csv", "ReviewList"),
-        ("model.json", "DedupModel"),
-        ("removed.jsonl", "RemovedRecords"),
-        ("dead_letter", "DeadLetters"),
-    ]:
-        recorder.output(os.path.join(output, name), artifact_type, name=name)
+    recorder.outputs_under(
+        output,
+        [
+            ("records", "DeduplicatedRecords"),
+            ("pairs.csv", "ScoredPairs"),
+            ("clusters.csv", "DuplicateClusters"),
+            ("review.csv", "ReviewList"),
+            ("model.json", "DedupModel"),
+            ("removed.jsonl", "RemovedRecords"),
+            ("dead_letter", "DeadLetters"),
+        ],
+    )
     recorder.finish("succeeded" if not summary.get("failure") else "failed", summary.get("failure"))
     summary["lineage_run_id"] = recorder.id
     if summary.get("failure"):

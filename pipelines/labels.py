@@ -376,18 +376,20 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=_si
     try:
         report = _labels_in_staging(config, files, columns, indices, merge, options, started, progress)
     except BaseException as error:
-        recorder.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
+        recorder.fail(error)
         raise
     progress("recording lineage")
     for entry in report["inputs"]:
         recorder.input(entry["uri"], "Annotations", sha256=entry["sha256"], rows=None)
-    for name, artifact_type in [
-        ("consensus.csv", "ConsensusLabels"),
-        ("agreement.json", "AgreementReport"),
-        ("review.csv", "ReviewList"),
-        ("dead_letter", "DeadLetters"),
-    ]:
-        recorder.output(os.path.join(config.output, name), artifact_type, name=name)
+    recorder.outputs_under(
+        config.output,
+        [
+            ("consensus.csv", "ConsensusLabels"),
+            ("agreement.json", "AgreementReport"),
+            ("review.csv", "ReviewList"),
+            ("dead_letter", "DeadLetters"),
+        ],
+    )
     recorder.finish("succeeded")
     report["lineage_run_id"] = recorder.id
     return report

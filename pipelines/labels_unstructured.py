@@ -335,18 +335,20 @@ def run_unstructured_labels(config: UnstructuredLabelsConfig, beam_args: Sequenc
     try:
         report = _in_staging(config, files, columns, has_label, normaliser, previous, options, started, progress)
     except BaseException as error:
-        recorder.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
+        recorder.fail(error)
         raise
     for entry in report["inputs"]:
         recorder.input(entry["uri"], "Annotations", sha256=entry["sha256"], rows=None)
-    for name, artifact_type in [
-        ("consensus.csv", "ConsensusLabels"),
-        ("agreement.json", "AgreementReport"),
-        ("review.csv", "ReviewList"),
-        ("items", "ItemSummaries"),
-        ("dead_letter", "DeadLetters"),
-    ]:
-        recorder.output(os.path.join(config.output, name), artifact_type, name=name)
+    recorder.outputs_under(
+        config.output,
+        [
+            ("consensus.csv", "ConsensusLabels"),
+            ("agreement.json", "AgreementReport"),
+            ("review.csv", "ReviewList"),
+            ("items", "ItemSummaries"),
+            ("dead_letter", "DeadLetters"),
+        ],
+    )
     recorder.finish("succeeded")
     report["lineage_run_id"] = recorder.id
     return report

@@ -448,6 +448,15 @@ class Recorder:
         """Records an output artifact (a file or a directory tree, hashed now)."""
         self._add("output", uri, artifact_type, **kwargs)
 
+    def outputs_under(self, directory: str, named_types: list[tuple[str, str]]) -> None:
+        """Records ``directory/<name>`` as an output of each ``(name, artifact type)``."""
+        for name, artifact_type in named_types:
+            self.output(os.path.join(directory, name), artifact_type, name=name)
+
+    def fail(self, error: BaseException) -> None:
+        """Closes the execution as ``failed`` with the error's type and (shortened) message."""
+        self.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
+
     def finish(self, status: str, reason: str | None = None) -> None:
         """Closes the execution as ``succeeded`` or ``failed``, with its artifacts and events."""
         if self._store:

@@ -303,7 +303,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
             config, dataset, reader, options, files, record, timings, started, progress, beam_args, dedup_config
         )
     except BaseException as error:
-        recorder.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
+        recorder.fail(error)
         raise
     progress("recording lineage")
     _record_lineage(recorder, config, dataset, record, failure)

@@ -101,7 +101,7 @@ def train(output_dir: str, label: str, epochs: int = 5, dataset: str | None = No
         excluded = schemas.load_dataset(dataset).not_model_inputs if dataset else ("row_id",)
         metrics = _train(output_dir, label, epochs, excluded)
     except BaseException as error:
-        recorder.finish("failed", f"{type(error).__name__}: {str(error).strip()[:300]}")
+        recorder.fail(error)
         raise
     recorder.input(os.path.join(output_dir, "transformed"), "TransformedExamples", name="transformed")
     recorder.input(os.path.join(output_dir, "transform_fn"), "TransformGraph", name="transform_fn")
