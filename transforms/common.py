@@ -35,14 +35,14 @@ def fill_in_missing(x: tf.Tensor | tf.SparseTensor, default=None) -> tf.Tensor:
 
 
 ROW_ID = "row_id"
-_MISSING = -0x2A2A2A2A2A2A2A2A  # stands for a missing number (a present value also sets its presence flag)
+_MISSING = -0x2A2A2A2A2A2A2A2A  # stands for a missing number (a present value equal to it would collide)
 
 
-def _canonical_int64(x: tf.Tensor | tf.SparseTensor) -> list[tf.Tensor]:
-    """One raw feature as exact int64 columns per row: strings by their 62-bit fingerprint (missing =
-    ''), numbers by their exact bits (floats bit-cast, no rounding) and a presence flag."""
+def _canonical_int64(x: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
+    """One raw feature as one exact int64 per row: strings by their 62-bit fingerprint (missing =
+    ''), numbers by their exact bits (floats bit-cast, no rounding), a missing number as ``_MISSING``."""
     if x.dtype == tf.string:
-        return [tf.strings.to_hash_bucket_fast(fill_in_missing(x, ""), 1 << 62)]
+        return tf.strings.to_hash_bucket_fast(fill_in_missing(x, ""), 1 << 62)
     values = fill_in_missing(x)
     if values.dtype == tf.float32:
         values = tf.cast(tf.bitcast(values, tf.int32), tf.int64)
@@ -54,7 +54,7 @@ def _canonical_int64(x: tf.Tensor | tf.SparseTensor) -> list[tf.Tensor]:
         ones = tf.SparseTensor(x.indices, tf.ones_like(x.values, dtype=tf.int64), [x.dense_shape[0], 1])
         present = tf.sparse.reduce_sum(ones, axis=1) > 0
         values = tf.where(present, values, tf.constant(_MISSING, tf.int64))
-    return [values]
+    return values
 
 
 def row_id(inputs: dict) -> tf.Tensor:
@@ -66,7 +66,7 @@ def row_id(inputs: dict) -> tf.Tensor:
     id; ``skewless lineage row`` finds the raw line(s) of an id. Identical raw records share an id
     (their content is the same); the run's inputs and lineage say which files they came from.
     """
-    columns = [column for name in sorted(inputs) for column in _canonical_int64(inputs[name])]
+    columns = [_canonical_int64(inputs[name]) for name in sorted(inputs)]
     fingerprint = tf.fingerprint(tf.stack(columns, axis=1))  # [batch, 8] uint8
     return tf.bitwise.bitwise_and(tf.bitcast(fingerprint, tf.int64), (1 << 62) - 1)
 
