@@ -3,6 +3,7 @@
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
 import sys
 
@@ -25,12 +26,25 @@ _PACKAGES = (
 _CHUNK = 8 << 20
 
 
+_LOCAL_HASHES: dict[tuple[str, int, int], str] = {}
+
+
 def file_sha256(path: str) -> str:
-    """SHA-256 of a file's bytes, read in chunks (never whole into memory), local or remote."""
+    """SHA-256 of a file's bytes, read in chunks (never whole into memory), local or remote.
+
+    A local file is hashed once per process while its size and modification time stay the same (a run
+    with a dedup stage or an analysis cache needs its inputs' hashes at two places).
+    """
+    stat = os.stat(path) if os.path.isfile(path) else None
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns) if stat else None
+    if key in _LOCAL_HASHES:
+        return _LOCAL_HASHES[key]
     digest = hashlib.sha256()
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
+    if key:
+        _LOCAL_HASHES[key] = digest.hexdigest()
     return digest.hexdigest()
 
 
