@@ -114,6 +114,19 @@ def test_an_unknown_flag_of_a_non_beam_command_is_a_one_line_usage_error(capsys)
             "four column",
         ),
         (["lineage", "row", "1", "--run", "{out}"], "not a `skewless run` output"),
+        (["dedup", "--input", "{reserved}", "--config", "{mini}", "--output", "{out}"], "column 'cluster_id' is added"),
+        (
+            ["dedup", "--input", "{csv}", "--config", "{mini}", "--output", "{out}", "--model", "{model}"],
+            "the model compares",
+        ),
+        (
+            ["labels", "--kind", "text", "--annotations", "{csv}", "--output", "{out}", "--normaliser", "{norm}"],
+            "unknown normaliser option 'colour'",
+        ),
+        (
+            ["run", "--output", "{out}", "--analysis-cache", "{cache}", "--labels", "{csv}", "--label-key", "company"],
+            "--analysis-cache cannot be combined",
+        ),
     ],
 )
 def test_new_commands_fail_bad_usage_in_one_line_and_write_nothing(tmp_path, capsys, argv, message):
@@ -121,9 +134,15 @@ def test_new_commands_fail_bad_usage_in_one_line_and_write_nothing(tmp_path, cap
     from tests.helpers import PROJECT_ROOT
 
     (tmp_path / "in.csv").write_text("rec_id,b\n1,2\n")
-    values = {"csv": str(tmp_path / "in.csv"), "people": str(PROJECT_ROOT / "data" / "dedup" / "people.yaml")}
-    values["out"] = str(tmp_path / "out")
+    (tmp_path / "reserved.csv").write_text("rec_id,b,cluster_id\n1,x,3\n")
+    (tmp_path / "mini.yaml").write_text("id: rec_id\nblocking: [[b]]\nfields: {b: name}\n")
+    (tmp_path / "model.json").write_text('{"version": 1, "fields": {"zz": {"kind": "name", "levels": []}}}')
+    (tmp_path / "norm.yaml").write_text("colour: true\n")
+    values = {name: str(tmp_path / name) for name in ("reserved.csv", "mini.yaml", "model.json", "norm.yaml")}
+    values = {name.split(".")[0]: path for name, path in values.items()}
+    values.update(csv=str(tmp_path / "in.csv"), out=str(tmp_path / "out"), cache=str(tmp_path / "cache"))
+    values["people"] = str(PROJECT_ROOT / "data" / "dedup" / "people.yaml")
     assert cli.main([arg.format(**values) for arg in argv]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert message in lines[-1] and lines[-1].startswith("skewless")
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
