@@ -61,3 +61,14 @@ def test_people_schema_matches_its_sample_and_its_dedup_section():
     dedup = dataset.config["dedup"]
     assert dedup["id"] in header and set(dedup["fields"]) <= set(header)
     assert {f.name: f.type for f in dataset.schema.feature}["postcode"] == schema_pb2.BYTES
+
+
+def test_config_columns_must_name_schema_features(tmp_path, monkeypatch):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / "schema.pbtxt").write_text('feature { name: "x" type: INT }\n')
+    monkeypatch.setattr(schemas, "SCHEMAS_DIR", tmp_path)
+    for key in ("split_key", "metadata_columns"):
+        (folder / "config.yaml").write_text(f"schema: schema.pbtxt\npreprocessing_fn: m:f\n{key}: [plant]\n")
+        with pytest.raises(ValueError, match=f"{key} names unknown features \\['plant'\\]"):
+            schemas.load_dataset("toy")
