@@ -6,6 +6,12 @@ Needs a `skewless run` output (for `serving_model/`) and, for `serving_default`,
 (`skewless train --transform-output out/demo`). Requests are raw serialized tf.Examples built from
 the bundled sample. Single-request latency: p50 and p99 over 2,000 calls of one example each;
 throughput: rows per second in batches of 1,000 over 3 seconds. Warm-up calls are not counted.
+
+The reference row is the baseline the serving issue names, measured here in the same process: the
+TFX taxi graph is the run's own transform graph without what Skewless adds (``row_id`` and the
+metadata columns, pruned from the outputs), behind the same ``tf.io.parse_example``, called as a
+plain ``tf.function`` (needs the run's ``transform_fn/``). Signatures and reference are measured
+alternately, ``--repeat`` times, so machine drift hits both alike.
 """
 
 import argparse
@@ -72,9 +78,31 @@ def measure(signature, examples: list[bytes]) -> dict:
     }
 
 
+def reference_graph(run_dir: pathlib.Path):
+    """The TFX taxi graph: the run's transform graph without row_id and metadata columns."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from transforms.common import ROW_ID
+
+    tft_output = tft.TFTransformOutput(str(run_dir))
+    spec = tft_output.raw_feature_spec()
+    layer = tft_output.transform_features_layer()
+    raw_names = set(spec)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def transform(examples):
+        outputs = layer(tf.io.parse_example(examples, spec))
+        return {k: v for k, v in outputs.items() if k != ROW_ID and k not in raw_names}
+
+    return lambda examples: transform(examples)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=pathlib.Path)
+    parser.add_argument("--repeat", type=int, default=1, help="measure every target this many times")
+    parser.add_argument("--no-reference", action="store_true", help="skip the TFX taxi graph reference")
     args = parser.parse_args()
     import tensorflow as tf
 
@@ -85,10 +113,14 @@ def main() -> None:
     targets = [("transform_features", args.run_dir / "serving_model", "transform_features")]
     if (args.run_dir / "model" / "serving").is_dir():
         targets.append(("serving_default", args.run_dir / "model" / "serving", "serving_default"))
-    print(f"{'signature':<20} {'p50 ms':>8} {'p99 ms':>8} {'rows/s (batch 1000)':>20}")
-    for name, path, signature_name in targets:
-        figures = measure(tf.saved_model.load(str(path)).signatures[signature_name], examples)
-        print(f"{name:<20} {figures['p50_ms']:>8.3f} {figures['p99_ms']:>8.3f} {figures['rows_per_s']:>20,.0f}")
+    functions = [(name, tf.saved_model.load(str(path)).signatures[signature]) for name, path, signature in targets]
+    if not args.no_reference:
+        functions.append(("reference: TFX taxi graph", reference_graph(args.run_dir)))
+    print(f"{'signature':<26} {'p50 ms':>8} {'p99 ms':>8} {'rows/s (batch 1000)':>20}")
+    for _ in range(args.repeat):
+        for name, function in functions:
+            figures = measure(function, examples)
+            print(f"{name:<26} {figures['p50_ms']:>8.3f} {figures['p99_ms']:>8.3f} {figures['rows_per_s']:>20,.0f}")
 
 
 if __name__ == "__main__":

@@ -38,23 +38,36 @@ ROW_ID = "row_id"
 _MISSING = -0x2A2A2A2A2A2A2A2A  # stands for a missing number (a present value equal to it would collide)
 
 
-def _canonical_int64(x: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
-    """One raw feature as one exact int64 per row: strings by their 62-bit fingerprint (missing =
-    ''), numbers by their exact bits (floats bit-cast, no rounding), a missing number as ``_MISSING``."""
-    if x.dtype == tf.string:
-        return tf.strings.to_hash_bucket_fast(fill_in_missing(x, ""), 1 << 62)
-    values = fill_in_missing(x)
+def _exact_int64(values: tf.Tensor) -> tf.Tensor:
+    """Numbers as int64 with their exact bits (floats bit-cast, no rounding); strings by their 62-bit
+    fingerprint."""
+    if values.dtype == tf.string:
+        return tf.strings.to_hash_bucket_fast(values, 1 << 62)
     if values.dtype == tf.float32:
-        values = tf.cast(tf.bitcast(values, tf.int32), tf.int64)
-    elif values.dtype == tf.float64:
-        values = tf.bitcast(values, tf.int64)
+        return tf.cast(tf.bitcast(values, tf.int32), tf.int64)
+    if values.dtype == tf.float64:
+        return tf.bitcast(values, tf.int64)
+    return tf.cast(values, tf.int64)
+
+
+def _canonical_int64(x: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
+    """One raw feature as one exact int64 per row (``_exact_int64``); a missing string counts as
+    ``''``, a missing number as ``_MISSING``.
+
+    A sparse feature's present values are converted first and then scattered into the dense column
+    with the missing marker as default (one scatter per feature). Filling the column, converting it
+    and masking the missing rows afterwards gave the same ids but cut serving throughput from about
+    0.7M to 0.47M rows/s (``benchmarks/serving_benchmark.py``).
+    """
+    if not isinstance(x, tf.SparseTensor):
+        return _exact_int64(tf.reshape(x, [-1]))
+    if x.dtype == tf.string:
+        missing = tf.strings.to_hash_bucket_fast(tf.constant(""), 1 << 62)
     else:
-        values = tf.cast(values, tf.int64)
-    if isinstance(x, tf.SparseTensor):
-        ones = tf.SparseTensor(x.indices, tf.ones_like(x.values, dtype=tf.int64), [x.dense_shape[0], 1])
-        present = tf.sparse.reduce_sum(ones, axis=1) > 0
-        values = tf.where(present, values, tf.constant(_MISSING, tf.int64))
-    return values
+        missing = tf.constant(_MISSING, tf.int64)
+    values = _exact_int64(x.values)
+    dense = tf.sparse.to_dense(tf.SparseTensor(x.indices, values, [x.dense_shape[0], 1]), default_value=missing)
+    return tf.reshape(dense, [-1])
 
 
 def row_id(inputs: dict) -> tf.Tensor:
