@@ -6,6 +6,7 @@ large CSV files in byte ranges so that the work spreads over workers, decodes in
 two PCollections: ``batches`` of ``(RecordBatch, row_key_hashes)`` and ``dead_letter`` dicts.
 """
 
+import concurrent.futures
 import copy
 import csv
 import dataclasses
@@ -20,7 +21,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipelines import decode
+from pipelines import decode, overlap
 from pipelines.errors import UsageError
 
 __all__ = ["CSV", "PARQUET", "TFRECORD", "ReadRawData", "expand_patterns", "input_format_of"]
@@ -203,15 +204,21 @@ class _DecodeBlocks(beam.DoFn):
         self._rows_dead = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_dead_lettered")
         self._decode_msecs = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "decode_msecs")
 
-    def _emit(self, block: decode.DecodedBlock, source: str, started: float):
+    def setup(self):
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="skewless-decode")
+
+    def teardown(self):
+        self._executor.shutdown(wait=True)
+
+    def _emit(self, block: decode.DecodedBlock, source: str, seconds: float):
         if not self._counted:  # a second read of the same data: rows and dead letters count once
             if block.batch is not None:
                 yield block.batch, block.keys
             return
         self._rows_read.inc(block.rows_read)
         beam.metrics.Metrics.counter(ROWS_BY_SOURCE_NAMESPACE, source).inc(block.rows_read)
-        if started:
-            self._decode_msecs.inc(int((time.perf_counter() - started) * 1000))
+        if seconds:
+            self._decode_msecs.inc(int(seconds * 1000))
         for record in block.dead_letters:
             self._rows_dead.inc()
             reason = record["reason"].split(":")[0]
@@ -233,12 +240,18 @@ class _DecodeCsvRange(_DecodeBlocks):
         if rng.header_error:
             yield from self._emit(decode.undecodable_lines(data, rng.path, begin, rng.header_error), rng.path, 0.0)
             return
-        for block, offset in _blocks(data, _BLOCK_BYTES):
+
+        def decode_block(item: tuple[bytes, int]) -> tuple[decode.DecodedBlock, float]:
+            block, offset = item
             started = time.perf_counter()
             decoded = decode.decode_csv_block(
                 block, rng.columns, self._schema, rng.path, begin + offset, self._split_key, self._delimiter
             )
-            yield from self._emit(decoded, rng.path, started)
+            return decoded, time.perf_counter() - started
+
+        # the next blocks decode on a background thread while this one goes down the stage
+        for decoded, seconds in overlap.in_background(decode_block, _blocks(data, _BLOCK_BYTES), self._executor):
+            yield from self._emit(decoded, rng.path, seconds)
 
 
 class _DecodeParquetFile(_DecodeBlocks):
@@ -247,11 +260,15 @@ class _DecodeParquetFile(_DecodeBlocks):
 
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             parquet = pq.ParquetFile(handle)
-            for batch in parquet.iter_batches(batch_size=65536):
+
+            def decode_batch(batch: pa.RecordBatch) -> tuple[decode.DecodedBlock, float]:
                 started = time.perf_counter()
-                table = pa.Table.from_batches([batch])
-                decoded = decode.decode_table(table, self._schema, path, self._split_key)
-                yield from self._emit(decoded, path, started)
+                decoded = decode.decode_table(pa.Table.from_batches([batch]), self._schema, path, self._split_key)
+                return decoded, time.perf_counter() - started
+
+            batches = parquet.iter_batches(batch_size=65536)
+            for decoded, seconds in overlap.in_background(decode_batch, batches, self._executor):
+                yield from self._emit(decoded, path, seconds)
 
 
 class _DecodeExampleBatch(_DecodeBlocks):
@@ -262,7 +279,7 @@ class _DecodeExampleBatch(_DecodeBlocks):
         for source, records in by_source.items():
             started = time.perf_counter()
             decoded = decode.decode_examples(records, self._schema, source, first_index=None)
-            yield from self._emit(decoded, source, started)
+            yield from self._emit(decoded, source, time.perf_counter() - started)
 
 
 class ReadRawData(beam.PTransform):

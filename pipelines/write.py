@@ -10,7 +10,9 @@ import google_crc32c
 import pyarrow as pa
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.utils.windowed_value import WindowedValue
 
+from pipelines import overlap
 from pipelines.parity import RAW_EXAMPLE_COLUMN, encode_pair
 
 __all__ = ["EncodeExamples", "WriteDeadLetters", "WriteExamples", "WriteParityPairs", "frame_tfrecords", "gzip_member"]
@@ -41,12 +43,35 @@ def frame_tfrecords(records: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
+def _encode_batch(encoder, batch: pa.RecordBatch) -> tuple[bytes, list[bytes], int, float]:
+    """Encodes, frames and compresses one transformed batch; returns the gzip member, the parity
+    pairs of its sampled rows, its row count and the seconds it took."""
+    started = time.perf_counter()
+    index = batch.schema.get_field_index(RAW_EXAMPLE_COLUMN)
+    raw_examples = batch.column(index).to_pylist() if index >= 0 else None
+    # passthrough columns (parity sample, slice copies) are not transformed features
+    batch = batch.select([name for name in batch.schema.names if not name.startswith("__")])
+    examples = encoder.encode(batch)
+    # one element per batch, framed and compressed here (in parallel on every worker):
+    # Beam's per-element cost is paid once per batch
+    framed = gzip_member(frame_tfrecords(examples))
+    pairs = []
+    if raw_examples is not None:
+        pairs = [encode_pair(raw[0], example) for raw, example in zip(raw_examples, examples, strict=True) if raw]
+    return framed, pairs, len(examples), time.perf_counter() - started
+
+
 class _EncodeExamples(beam.DoFn):
-    """Encodes transformed RecordBatches into serialized tf.Examples, one C++ call per batch."""
+    """Encodes transformed RecordBatches into serialized tf.Examples, one C++ call per batch.
+
+    The encoding, framing and compression of a batch run on a background thread
+    (``pipelines/overlap.py``) while the stage transforms the next batches.
+    """
 
     def __init__(self, counter_name: str):
         self._counter_name = counter_name
         self._encoder = None
+        self._background = None
 
     def setup(self):
         from tfx_bsl.coders import example_coder
@@ -54,25 +79,34 @@ class _EncodeExamples(beam.DoFn):
         self._encoder = example_coder.RecordBatchToExamplesEncoder()
         self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, self._counter_name)
         self._msecs = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "encode_msecs")
+        self._background = overlap.InBackground()
 
-    def process(self, element: tuple[pa.RecordBatch, dict]):
+    def process(
+        self, element: tuple[pa.RecordBatch, dict], window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam
+    ):
         batch, _ = element
-        started = time.perf_counter()
-        index = batch.schema.get_field_index(RAW_EXAMPLE_COLUMN)
-        raw_examples = batch.column(index).to_pylist() if index >= 0 else None
-        # passthrough columns (parity sample, slice copies) are not transformed features
-        batch = batch.select([name for name in batch.schema.names if not name.startswith("__")])
-        examples = self._encoder.encode(batch)
-        self._rows.inc(len(examples))
-        # one element per batch, framed and compressed here (in parallel on every worker):
-        # Beam's per-element cost is paid once per batch
-        framed = gzip_member(frame_tfrecords(examples))
-        self._msecs.inc(int((time.perf_counter() - started) * 1000))
+        for result, _ in self._background.submit(_encode_batch, self._encoder, batch, context=(window, timestamp)):
+            yield from self._outputs(result)
+
+    def finish_bundle(self):
+        for result, (window, timestamp) in self._background.drain():
+            for output in self._outputs(result):
+                if isinstance(output, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(output.tag, WindowedValue(output.value, timestamp, [window]))
+                else:
+                    yield WindowedValue(output, timestamp, [window])
+
+    def teardown(self):
+        if self._background is not None:
+            self._background.close()
+
+    def _outputs(self, result):
+        framed, pairs, rows, seconds = result
+        self._rows.inc(rows)
+        self._msecs.inc(int(seconds * 1000))
         yield framed
-        if raw_examples is not None:
-            for raw, example in zip(raw_examples, examples, strict=True):
-                if raw:
-                    yield beam.pvalue.TaggedOutput(EncodeExamples.PARITY, encode_pair(raw[0], example))
+        for pair in pairs:
+            yield beam.pvalue.TaggedOutput(EncodeExamples.PARITY, pair)
 
 
 class EncodeExamples(beam.PTransform):

@@ -1,0 +1,79 @@
+"""Overlapping a DoFn's heavy per-batch work with the rest of its fused stage.
+
+A runner executes a fused stage on one Python thread: while a block of CSV is decoded, nothing
+downstream runs, and while a batch is encoded and compressed, nothing upstream does. The heavy
+calls here (pyarrow's CSV reader and compute kernels, zlib, the tf.Example encoder) release the
+GIL, so running them on one background thread, a bounded number of batches ahead, uses a second
+core even on the in-process runner. Results come back in submission order; at most ``depth``
+batches are in flight, so memory stays bounded.
+
+Beam's metrics and outputs belong to the DoFn's own thread: work functions return plain values
+and the DoFn counts and yields them.
+"""
+
+import collections
+import concurrent.futures
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+__all__ = ["InBackground", "in_background"]
+
+DEFAULT_DEPTH = 2
+
+
+def in_background(
+    function: Callable[[Any], Any],
+    items: Iterable[Any],
+    executor: concurrent.futures.Executor,
+    depth: int = DEFAULT_DEPTH,
+) -> Iterator[Any]:
+    """``map(function, items)``, computed on ``executor`` up to ``depth`` items ahead of the consumer.
+
+    An exception raised by ``function`` is raised here, at the item that raised it.
+    """
+    pending: collections.deque = collections.deque()
+    for item in items:
+        pending.append(executor.submit(function, item))
+        if len(pending) > depth:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+class InBackground:
+    """Runs work submitted from ``process`` calls in the background, returning results in order.
+
+    ``submit`` returns the results that are due (the oldest once more than ``depth`` are in
+    flight); ``drain`` returns the rest and is called from ``finish_bundle``. Each result comes back
+    with the context it was submitted with (e.g. the element's window and timestamp).
+    """
+
+    def __init__(self, depth: int = DEFAULT_DEPTH):
+        self._depth = depth
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: collections.deque = collections.deque()
+
+    def submit(self, function: Callable[..., Any], *args, context: Any = None) -> list[tuple[Any, Any]]:
+        """Starts ``function(*args)``; returns ``(result, context)`` pairs that are due now."""
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="skewless")
+        self._pending.append((self._executor.submit(function, *args), context))
+        due = []
+        while len(self._pending) > self._depth:
+            future, ctx = self._pending.popleft()
+            due.append((future.result(), ctx))
+        return due
+
+    def drain(self) -> list[tuple[Any, Any]]:
+        """Waits for all work in flight; returns its ``(result, context)`` pairs in order."""
+        done = []
+        while self._pending:
+            future, ctx = self._pending.popleft()
+            done.append((future.result(), ctx))
+        return done
+
+    def close(self) -> None:
+        """Stops the background thread (after ``drain``)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
