@@ -13,6 +13,8 @@ Output, one JSON document::
     {"slices": {"ALL": {"num_rows": N, "features": {name: {...}}}, "payment_type=Cash": {...}}}
 """
 
+import collections
+import concurrent.futures
 import dataclasses
 import json
 import math
@@ -22,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines import overlap
 from pipelines.decode import first_values
 
 __all__ = [
@@ -287,22 +290,43 @@ class AttachSliceColumns(beam.PTransform):
 
 class _AccumulateSlices(beam.DoFn):
     """Partial statistics per bundle (combiner lifting by hand): only accumulators leave the stage
-    that produced the batches, whatever the runner's fusion does with the branches around it."""
+    that produced the batches, whatever the runner's fusion does with the branches around it.
+
+    Batches are added on one background thread, in order (``pipelines/overlap.py``: the sketches
+    and pyarrow kernels release the GIL), while the stage goes on; ``finish_bundle`` waits for them.
+    """
 
     def __init__(self, slice_columns: list[str], boundaries: dict[str, list[float]] | None):
         self._slice_columns = slice_columns
         self._combine = _SummaryCombineFn(boundaries)
         self._accumulators: dict[str, dict] = {}
+        self._pending: collections.deque = collections.deque()
+        self._executor = None
+
+    def setup(self):
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="skewless-stats")
+
+    def teardown(self):
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
     def start_bundle(self):
         self._accumulators = {}
+        self._pending = collections.deque()
 
-    def process(self, batch: pa.RecordBatch):
+    def _add(self, batch: pa.RecordBatch) -> None:
         for key, part in slice_batches(batch, self._slice_columns):
             accumulator = self._accumulators.get(key) or self._combine.create_accumulator()
             self._accumulators[key] = self._combine.add_input(accumulator, part)
 
+    def process(self, batch: pa.RecordBatch):
+        self._pending.append(self._executor.submit(self._add, batch))
+        while len(self._pending) > overlap.DEFAULT_DEPTH:
+            self._pending.popleft().result()
+
     def finish_bundle(self):
+        while self._pending:
+            self._pending.popleft().result()
         for key, accumulator in self._accumulators.items():
             yield beam.transforms.window.GlobalWindows.windowed_value((key, accumulator))
         self._accumulators = {}
