@@ -31,6 +31,7 @@ setup(
         "splink>=5,<6",
         "rapidfuzz>=3.6",
         "scipy>=1.10",
+        "isal>=1.6",
     ],
     extras_require={
         "test": ["pytest>=8", "ruff==0.17.6", "build>=1", "recordlinkage>=0.16"],

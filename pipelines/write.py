@@ -3,7 +3,6 @@
 import json
 import struct
 import time
-import zlib
 
 import apache_beam as beam
 import google_crc32c
@@ -11,8 +10,9 @@ import pyarrow as pa
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.utils.windowed_value import WindowedValue
+from isal import isal_zlib
 
-from pipelines import overlap
+from pipelines import example_encoding, overlap
 from pipelines.parity import RAW_EXAMPLE_COLUMN, encode_pair
 
 __all__ = ["EncodeExamples", "WriteDeadLetters", "WriteExamples", "WriteParityPairs", "frame_tfrecords", "gzip_member"]
@@ -24,8 +24,12 @@ GZIP_LEVEL = 1  # the output is written once and read a few times: favour speed
 
 
 def gzip_member(data: bytes, level: int = GZIP_LEVEL) -> bytes:
-    """``data`` as one gzip member; concatenated members form a valid gzip file."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    """``data`` as one gzip member; concatenated members form a valid gzip file.
+
+    Compressed with ISA-L (``isal``): standard gzip, about 5x faster than zlib at level 1 on
+    transformed examples (0.6 against 3.0 microseconds a row) and slightly smaller.
+    """
+    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
     return compressor.compress(data) + compressor.flush()
 
 
@@ -45,20 +49,26 @@ def frame_tfrecords(records: list[bytes]) -> bytes:
 
 def _encode_batch(encoder, batch: pa.RecordBatch) -> tuple[bytes, list[bytes], int, float]:
     """Encodes, frames and compresses one transformed batch; returns the gzip member, the parity
-    pairs of its sampled rows, its row count and the seconds it took."""
+    pairs of its sampled rows, its row count and the seconds it took.
+
+    Batches of one int64 or float32 per row and column (the usual transformed features) take the
+    vectorised encoder (``pipelines/example_encoding.py``); any other, ``tfx_bsl``'s.
+    """
     started = time.perf_counter()
     index = batch.schema.get_field_index(RAW_EXAMPLE_COLUMN)
-    raw_examples = batch.column(index).to_pylist() if index >= 0 else None
+    raw_examples = batch.column(index).to_pylist() if index >= 0 else [None] * batch.num_rows
+    sampled = [row for row, raw in enumerate(raw_examples) if raw]
     # passthrough columns (parity sample, slice copies) are not transformed features
     batch = batch.select([name for name in batch.schema.names if not name.startswith("__")])
-    examples = encoder.encode(batch)
+    if example_encoding.can_encode(batch):
+        records, examples = example_encoding.encode_framed(batch, sampled)
+    else:
+        encoded = encoder.encode(batch)
+        records, examples = frame_tfrecords(encoded), {row: encoded[row] for row in sampled}
     # one element per batch, framed and compressed here (in parallel on every worker):
     # Beam's per-element cost is paid once per batch
-    framed = gzip_member(frame_tfrecords(examples))
-    pairs = []
-    if raw_examples is not None:
-        pairs = [encode_pair(raw[0], example) for raw, example in zip(raw_examples, examples, strict=True) if raw]
-    return framed, pairs, len(examples), time.perf_counter() - started
+    pairs = [encode_pair(raw_examples[row][0], examples[row]) for row in sampled]
+    return gzip_member(records), pairs, batch.num_rows, time.perf_counter() - started
 
 
 class _EncodeExamples(beam.DoFn):

@@ -1,0 +1,153 @@
+"""Vectorised encoding of transformed RecordBatches into framed tf.Example TFRecords.
+
+Transformed features are most often one int64 or float32 per row. For such a batch every example
+has the same layout up to the varint bytes of its integers, so the protobuf wire format can be
+written for all rows at once with numpy: each column becomes a ``[rows, width]`` byte matrix (with
+a mask of the bytes each row uses), the matrices are put side by side and the masked bytes read out
+row by row. That is several times faster than one protobuf message per row
+(``tfx_bsl``'s ``RecordBatchToExamplesEncoder``, about 4 microseconds a row on the taxi features),
+which stays the encoder for any other batch (strings, lists, missing values).
+
+Wire format written (proto3, what ``tf.train.Example.SerializeToString`` writes for such rows up to
+the order of the map entries, which parsers ignore)::
+
+    Example   = 0x0A varint(len) Features
+    Features  = (0x0A varint(len) Entry)*           one per column, in column order
+    Entry     = 0x0A varint(len(key)) key 0x12 varint(len) Feature
+    Feature   = 0x12 0x06 (0x0A 0x04 float32)       float_list, packed
+              | 0x1A varint(s+2) (0x0A s varint(v))  int64_list, packed, s = bytes of varint(v)
+"""
+
+import google_crc32c
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["can_encode", "encode_framed"]
+
+_MAX_KEY = 100  # keeps every length prefix below one single-byte varint (< 128)
+_SUPPORTED = (pa.int64(), pa.float32())
+
+
+def _values(column: pa.Array) -> np.ndarray | None:
+    """The one value of each row of a list column, or None when a row has not exactly one."""
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        return None
+    if column.type.value_type not in _SUPPORTED or column.null_count:
+        return None
+    offsets = column.offsets.to_numpy()
+    if not np.array_equal(np.diff(offsets), np.ones(len(column), dtype=offsets.dtype)):
+        return None
+    values = column.values.slice(offsets[0], len(column))
+    return None if values.null_count else values.to_numpy(zero_copy_only=False)
+
+
+def can_encode(batch: pa.RecordBatch) -> bool:
+    """Whether ``encode_framed`` handles this batch (one int64 or float32 per row in every column,
+    short names)."""
+    return batch.num_rows > 0 and all(
+        len(name.encode()) <= _MAX_KEY and _values(column) is not None
+        for name, column in zip(batch.schema.names, batch.columns, strict=True)
+    )
+
+
+def _varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Varint bytes of unsigned 64-bit values: a ``[n, width]`` matrix (width: the longest) and
+    each row's byte count."""
+    values = values.astype(np.uint64, copy=False)
+    top = int(values.max()) if len(values) else 0
+    width = max(1, (top.bit_length() + 6) // 7)
+    shifts = np.arange(width, dtype=np.uint64) * np.uint64(7)
+    groups = (values[:, None] >> shifts) & np.uint64(0x7F)
+    sizes = 1 + (values[:, None] >> shifts[1:] != 0).sum(axis=1)
+    more = np.arange(width) < (sizes[:, None] - 1)  # every byte but the last sets the high bit
+    return (groups | (more.astype(np.uint64) << np.uint64(7))).astype(np.uint8), sizes
+
+
+def _masked_crcs(crcs: np.ndarray) -> np.ndarray:
+    crcs = crcs.astype(np.uint32)
+    return (((crcs >> np.uint32(15)) | (crcs << np.uint32(17))) + np.uint32(0xA282EAD8)).astype("<u4")
+
+
+def _entry_head(key: bytes, float_value: bool) -> np.ndarray:
+    """The bytes of a map entry before its value; the length bytes of int64 entries are 0 here."""
+    if float_value:
+        head = [0x0A, len(key) + 12, 0x0A, len(key), *key, 0x12, 8, 0x12, 6, 0x0A, 4]
+    else:
+        head = [0x0A, 0, 0x0A, len(key), *key, 0x12, 0, 0x1A, 0, 0x0A, 0]
+    return np.array(head, dtype=np.uint8)
+
+
+_FRAME_HEAD, _HEADER, _FRAME_TAIL = 12, 6, 4  # length + its CRC; Example tag + varint; data CRC
+
+
+def encode_framed(batch: pa.RecordBatch, keep_rows: np.ndarray | None = None) -> tuple[bytes, dict[int, bytes]]:
+    """Encodes a batch that ``can_encode`` accepts as TFRecord file content.
+
+    Every row is laid out in one ``[rows, width]`` byte matrix (frame head, Example header, each
+    column's entry, frame tail) with a mask of the bytes it uses; reading the masked bytes out row
+    by row gives the examples (to checksum) and then the framed records.
+
+    Args:
+        batch: Columns of one int64 or float32 per row.
+        keep_rows: Row indices whose serialized examples are also returned (the parity sample).
+
+    Returns:
+        The framed records (length, masked CRC of it, example, masked CRC of it; one per row, in
+        row order) and ``{row: serialized example}`` for ``keep_rows``.
+    """
+    rows = batch.num_rows
+    entries = []
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        values = _values(column)
+        head = _entry_head(name.encode(), values.dtype == np.float32)
+        if values.dtype == np.float32:
+            entries.append((head, values.astype("<f4", copy=False).view(np.uint8).reshape(rows, 4), None))
+        else:
+            entries.append((head, *_varints(values.astype(np.int64, copy=False).view(np.uint64))))
+    width = _FRAME_HEAD + _HEADER + sum(len(h) + v.shape[1] for h, v, _ in entries) + _FRAME_TAIL
+    out = np.empty((rows, width), dtype=np.uint8)
+    used = np.ones((rows, width), dtype=bool)
+    features_length = np.zeros(rows, dtype=np.int64)
+    at = _FRAME_HEAD + _HEADER
+    for head, value, sizes in entries:
+        end = at + len(head)
+        out[:, at:end] = head
+        out[:, end : end + value.shape[1]] = value
+        if sizes is None:
+            features_length += len(head) + value.shape[1]
+        else:
+            out[:, at + 1] = len(head) - 2 + sizes  # entry length
+            out[:, end - 5] = sizes + 4  # Feature length
+            out[:, end - 3] = sizes + 2  # Int64List length
+            out[:, end - 1] = sizes  # packed values length
+            used[:, end : end + value.shape[1]] = np.arange(value.shape[1]) < sizes[:, None]
+            features_length += len(head) + sizes
+        at = end + value.shape[1]
+    header, header_sizes = _varints(features_length)
+    if header.shape[1] > _HEADER - 1:
+        raise ValueError("example too long for the vectorised encoder")
+    start = _FRAME_HEAD
+    out[:, start] = 0x0A
+    out[:, start + 1 : start + 1 + header.shape[1]] = header
+    used[:, start + 1 : start + _HEADER] = np.arange(_HEADER - 1) < header_sizes[:, None]
+    used[:, :_FRAME_HEAD] = False
+    used[:, -_FRAME_TAIL:] = False
+    data = out[used].tobytes()
+    lengths = 1 + header_sizes + features_length
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    data_crcs = np.fromiter(
+        (google_crc32c.value(data[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)),
+        dtype=np.uint32,
+        count=rows,
+    )
+    length_bytes = lengths.astype("<u8")
+    distinct, which = np.unique(length_bytes, return_inverse=True)
+    length_crcs = _masked_crcs(np.array([google_crc32c.value(d.tobytes()) for d in distinct], dtype=np.uint32))
+    out[:, :8] = length_bytes.view(np.uint8).reshape(rows, 8)
+    out[:, 8:12] = length_crcs[which].view(np.uint8).reshape(rows, 4)
+    out[:, -4:] = _masked_crcs(data_crcs).view(np.uint8).reshape(rows, 4)
+    used[:, :_FRAME_HEAD] = True
+    used[:, -_FRAME_TAIL:] = True
+    kept = {int(i): data[starts[i] : ends[i]] for i in (keep_rows if keep_rows is not None else ())}
+    return out[used].tobytes(), kept
