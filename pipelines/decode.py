@@ -225,6 +225,77 @@ def _decode_text_table(
     return _finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source, row_reasons)
 
 
+_ARROW_CSV_TYPES = {schema_pb2.INT: pa.int64(), schema_pb2.FLOAT: pa.float64(), schema_pb2.BYTES: pa.binary()}
+
+
+def _typed_columns(
+    data: bytes,
+    column_names: Sequence[str],
+    schema: schema_pb2.Schema,
+    delimiter: str,
+    on_invalid_row: Callable,
+    ragged: dict[int, str],
+    line_count: int,
+) -> pa.Table | None:
+    """The fast path: Arrow's CSV converters parse numeric columns while reading.
+
+    Returns None (the block then takes the careful, cell-by-cell-validated path) as soon as any
+    cell is not plainly valid: Arrow refuses a number (junk, a lone space, overflow), a float is not
+    finite or beyond float32, or the block holds "0x" (Arrow would read a hexadecimal int).
+    Otherwise every number is what the careful path would parse: both use Arrow's string-to-number
+    conversion (which trims spaces, as the careful path does), a float as float64 first.
+    ``tests/pipelines/test_decode.py`` checks both paths give the same batches and dead letters.
+    """
+    if b"0x" in data or b"0X" in data:  # Arrow reads "0x1F" as an int; the schema's ints are decimal
+        return None
+    types = {f.name: _ARROW_CSV_TYPES[f.type] for f in schema.feature}
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(column_names=list(column_names), use_threads=False),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter, ignore_empty_lines=False, invalid_row_handler=on_invalid_row
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={c: types.get(c, pa.binary()) for c in column_names},
+                null_values=[""],
+                strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows + len(ragged) != line_count:  # a quoted cell spanning lines
+        return None
+    for feature in schema.feature:
+        if feature.type == schema_pb2.FLOAT:
+            column = table.column(feature.name)
+            wide = pc.or_kleene(pc.invert(pc.is_finite(column)), pc.greater(pc.abs(column), _FLOAT32_MAX))
+            if pc.any(wide).as_py():
+                return None
+    return table
+
+
+def _decode_typed_table(
+    table: pa.Table,
+    schema: schema_pb2.Schema,
+    keys: np.ndarray,
+    raw_of: Callable[[int], tuple[int | None, str]],
+    source: str,
+    row_reasons: dict[int, tuple[str | None, str]] | None = None,
+) -> DecodedBlock:
+    """Validates a table whose numeric columns Arrow has parsed (``_typed_columns``)."""
+    columns, parse_invalid = {}, {}
+    for feature in schema.feature:
+        column = table.column(feature.name).combine_chunks()
+        if feature.type == schema_pb2.BYTES:
+            column, invalid, reason_of = _parse_column(column, feature)
+            parse_invalid[feature.name] = (invalid, reason_of)
+        elif feature.type == schema_pb2.FLOAT:
+            column = pc.cast(column, pa.float32(), safe=False)  # rounds, as float(text) into a FloatList
+        columns[feature.name] = _to_list_array(column)
+    return _finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source, row_reasons)
+
+
 def _cell_text(value) -> bytes:
     """A JSON value as the text a CSV cell would hold ('' for missing)."""
     if isinstance(value, list) and len(value) <= 1:
@@ -297,8 +368,11 @@ def decode_csv_block(
 ) -> DecodedBlock:
     """Decodes whole CSV lines (no header) into a list-typed batch and dead letters.
 
-    Parsing is vectorised in Arrow; Python touches each line only to hash it. A line whose quoting
-    makes it span several lines sends the block through a slower line-by-line path.
+    Parsing is vectorised in Arrow; Python touches each line only to hash it. A block of plainly
+    valid cells has its numbers parsed by Arrow's CSV reader (``_typed_columns``); a block with any
+    doubtful cell is read as text and every cell validated (the careful path, which words the dead
+    letters). A line whose quoting makes it span several lines sends the block through a slower
+    line-by-line path.
 
     Args:
         data: Complete lines of CSV, newline-terminated except maybe the last.
@@ -323,21 +397,26 @@ def decode_csv_block(
         ragged[row.number - 1] = f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"
         return "skip"
 
-    try:
-        table = pa_csv.read_csv(
-            io.BytesIO(data),
-            read_options=pa_csv.ReadOptions(column_names=list(column_names), use_threads=False),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=delimiter, ignore_empty_lines=False, invalid_row_handler=on_invalid_row
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={c: pa.binary() for c in column_names}, strings_can_be_null=False
-            ),
-        )
-    except pa.ArrowInvalid:
-        table = None
-    if table is None or table.num_rows + len(ragged) != len(lines):
-        table, ragged = _parse_lines_one_by_one(lines, column_names, delimiter)
+    typed_columns = _typed_columns(data, column_names, schema, delimiter, on_invalid_row, ragged, len(lines))
+    if typed_columns is None:
+        ragged.clear()
+        try:
+            table = pa_csv.read_csv(
+                io.BytesIO(data),
+                read_options=pa_csv.ReadOptions(column_names=list(column_names), use_threads=False),
+                parse_options=pa_csv.ParseOptions(
+                    delimiter=delimiter, ignore_empty_lines=False, invalid_row_handler=on_invalid_row
+                ),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types={c: pa.binary() for c in column_names}, strings_can_be_null=False
+                ),
+            )
+        except pa.ArrowInvalid:
+            table = None
+        if table is None or table.num_rows + len(ragged) != len(lines):
+            table, ragged = _parse_lines_one_by_one(lines, column_names, delimiter)
+    else:
+        table = typed_columns
 
     line_lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
     line_starts = np.concatenate([[0], np.cumsum(line_lengths + 1)])
@@ -362,7 +441,10 @@ def decode_csv_block(
         i = parsed_lines[row]
         return offset_of(i), _text(lines[i])
 
-    block = _decode_text_table(table, schema, keys, raw_of, source, row_reasons)
+    if typed_columns is not None:
+        block = _decode_typed_table(table, schema, keys, raw_of, source, row_reasons)
+    else:
+        block = _decode_text_table(table, schema, keys, raw_of, source, row_reasons)
     block.dead_letters = dead + block.dead_letters
     block.rows_read = len(lines)
     return block

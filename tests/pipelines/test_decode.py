@@ -158,3 +158,77 @@ def test_decode_examples_dead_letters_undecodable_and_invalid_records():
         (13, "n", "missing required feature"),
     ]
     assert block.rows_read == 4
+
+
+EQUIVALENCE_SCHEMA = text_format.Parse(
+    """
+    feature { name: "n" type: INT value_count { min: 0 max: 1 } }
+    feature { name: "x" type: FLOAT value_count { min: 0 max: 1 } }
+    feature { name: "s" type: BYTES value_count { min: 0 max: 1 } }
+    """,
+    schema_pb2.Schema(),
+)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # plainly valid cells: the fast path (Arrow's converters) decodes them
+        b"a,007,1e5\nb,+5,.5\nc,-0,5.\nd,,+1.5\n,9223372036854775807,3.4028234e38\n"
+        b'"e",-9223372036854775808,1e-50\n"",42,""\nf,"3",-2.5E-3\n g , 1 , 2.5 \n',
+        # one bad cell each: the block takes the careful path, with dead letters
+        b"a,1,nan\nb,2,1.5\n",
+        b"a,1,inf\n",
+        b"a,1,3.5e38\n",
+        b"a,9223372036854775808,1\n",
+        b"a,1.0,1\nb,2,2\n",
+        b"a, ,1\n",
+        b"a,0x10,1\n",
+        b"a,-0X1f,1\n",
+        b"a,1,0x1p3\n",
+        b"a,1,1,extra\nb,2,2\n",
+        b"\xff,1,1\nb,2,2\n",
+        b'a,1,"2\n.5"\nb,3,4\n',
+    ],
+)
+def test_the_fast_path_decodes_exactly_as_the_careful_path(data, monkeypatch):
+    """Arrow's CSV converters (fast path) and the cell-by-cell validated parse (careful path) give
+    the same batch, keys and dead letters for any block."""
+    fast = decode.decode_csv_block(data, COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
+    monkeypatch.setattr(decode, "_typed_columns", lambda *args: None)
+    careful = decode.decode_csv_block(data, COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
+    assert (fast.batch is None) == (careful.batch is None)
+    if fast.batch is not None:
+        assert fast.batch.equals(careful.batch), (fast.batch.to_pylist(), careful.batch.to_pylist())
+    assert fast.keys.tolist() == careful.keys.tolist()
+    assert fast.dead_letters == careful.dead_letters
+    assert fast.rows_read == careful.rows_read
+
+
+def test_plainly_valid_blocks_take_the_fast_path(monkeypatch):
+    calls = []
+    real = decode._decode_typed_table
+    monkeypatch.setattr(decode, "_decode_typed_table", lambda *args: calls.append(1) or real(*args))
+    block = decode.decode_csv_block(b"a,1,2.5\nb,,\n", COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
+    assert calls == [1]
+    assert _rows(block) == [{"n": [1], "x": [2.5], "s": [b"a"]}, {"n": None, "x": None, "s": [b"b"]}]
+    decode.decode_csv_block(b"a,1,nan\n", COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
+    assert calls == [1]
+
+
+def test_the_bundled_taxi_sample_decodes_the_same_on_both_paths(monkeypatch):
+    import pathlib
+
+    import schemas
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "data" / "taxi" / "data.csv"
+    header, _, data = path.read_bytes().partition(b"\n")
+    columns = header.decode().strip().split(",")
+    schema = schemas.load_dataset("taxi").schema
+    fast = decode.decode_csv_block(data, columns, schema, "data.csv")
+    monkeypatch.setattr(decode, "_typed_columns", lambda *args: None)
+    careful = decode.decode_csv_block(data, columns, schema, "data.csv")
+    assert fast.batch.num_rows == fast.rows_read == 15002
+    assert fast.batch.equals(careful.batch)
+    assert fast.keys.tolist() == careful.keys.tolist()
+    assert fast.dead_letters == careful.dead_letters == []
