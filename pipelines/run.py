@@ -182,11 +182,11 @@ def _build(
     eval_ = transformed_eval | "EncodeEvalData" >> EncodeExamples("rows_eval")
     train.examples | "WriteTrainData" >> WriteExamples(os.path.join(staging, "transformed", "train"))
     eval_.examples | "WriteEvalData" >> WriteExamples(os.path.join(staging, "transformed", "eval"))
-    (
-        (train[EncodeExamples.PARITY], eval_[EncodeExamples.PARITY])
-        | "FlattenParityPairs" >> beam.Flatten()
-        | "WriteParityPairs" >> WriteParityPairs(os.path.join(staging, parity.PAIRS_PREFIX))
-    )
+    # one sink per split, written where the pairs are made: a Flatten of the two made the runner
+    # hold every pair in memory until both were complete
+    prefix = os.path.join(staging, parity.PAIRS_PREFIX)
+    train[EncodeExamples.PARITY] | "WriteTrainParityPairs" >> WriteParityPairs(f"{prefix}-train")
+    eval_[EncodeExamples.PARITY] | "WriteEvalParityPairs" >> WriteParityPairs(f"{prefix}-eval")
 
 
 def _counts(counters: dict[tuple[str, str], int]) -> dict:
