@@ -153,7 +153,11 @@ def test_verify_parity_fails_on_a_tampered_pair(run_dir, tmp_path, capsys):
     out, _ = run_dir
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    (pairs_file,) = (copy / "parity").glob("pairs-*.jsonl")
+    assert sorted(path.name for path in (copy / "parity").glob("pairs-*.jsonl")) == [
+        "pairs-eval-00000-of-00001.jsonl",
+        "pairs-train-00000-of-00001.jsonl",
+    ]
+    pairs_file = copy / "parity" / "pairs-train-00000-of-00001.jsonl"
     pairs = [json.loads(line) for line in pairs_file.read_text().splitlines()]
     example = tf.train.Example.FromString(base64.b64decode(pairs[3]["transformed"]))
     fare = example.features.feature["fare_xf"].float_list.value
