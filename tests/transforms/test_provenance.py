@@ -36,6 +36,22 @@ def test_row_id_is_a_fingerprint_of_all_raw_values():
     assert _ids(["a"], [1.5]) == [ids[0]]  # stable across calls (and processes: it is a fingerprint)
 
 
+def test_row_id_is_the_fingerprint_of_the_documented_int64_row():
+    """Pins the definition (ids written by earlier runs must stay valid): per raw feature in name
+    order, a string's 62-bit hash ('' when missing), a float's bits, an int, or the missing marker;
+    farmhash64 of that row, masked to 62 bits."""
+    inputs = {
+        "y": _sparse([7, None], tf.int64),
+        "x": tf.constant([[1.5], [-2.0]], tf.float32),
+        "s": _sparse([None, "abc"], tf.string),
+    }
+    strings = tf.strings.to_hash_bucket_fast(tf.constant(["", "abc"]), 1 << 62).numpy()
+    floats = np.array([1.5, -2.0], np.float32).view(np.int32).astype(np.int64)
+    rows = np.array([[strings[0], floats[0], 7], [strings[1], floats[1], common._MISSING]], np.int64)
+    expected = tf.bitcast(tf.fingerprint(tf.constant(rows)), tf.int64).numpy() & ((1 << 62) - 1)
+    assert common.row_id(inputs).numpy().tolist() == expected.tolist()
+
+
 def test_with_provenance_adds_row_id_and_metadata_without_touching_the_rest():
     def preprocessing_fn(inputs):
         return {"name_xf": tf.strings.upper(common.fill_in_missing(inputs["name"]))}
