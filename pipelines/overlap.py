@@ -72,6 +72,12 @@ class InBackground:
             done.append((future.result(), ctx))
         return done
 
+    def discard(self) -> None:
+        """Waits for work left in flight by a failed bundle and drops it (and its errors)."""
+        while self._pending:
+            future, _ = self._pending.popleft()
+            concurrent.futures.wait([future])
+
     def close(self) -> None:
         """Stops the background thread (after ``drain``)."""
         if self._executor is not None:

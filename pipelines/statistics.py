@@ -311,6 +311,8 @@ class _AccumulateSlices(beam.DoFn):
             self._executor.shutdown(wait=True)
 
     def start_bundle(self):
+        # work a failed bundle left in flight must finish before the accumulators are replaced
+        concurrent.futures.wait(self._pending)
         self._accumulators = {}
         self._pending = collections.deque()
 

@@ -91,6 +91,9 @@ class _EncodeExamples(beam.DoFn):
         self._msecs = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "encode_msecs")
         self._background = overlap.InBackground()
 
+    def start_bundle(self):
+        self._background.discard()  # left over only if the previous bundle failed
+
     def process(
         self, element: tuple[pa.RecordBatch, dict], window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam
     ):

@@ -109,3 +109,23 @@ def test_encode_examples_outputs_every_batch_and_parity_pair_of_a_bundle():
         raw = encoded[EncodeExamples.PARITY] | beam.Map(lambda line: json.loads(line)["raw"])
         expected = [base64.b64encode(f"raw{v}".encode()).decode() for v in sorted(sampled)]
         assert_that(raw, equal_to(expected), label="ParityPairs")
+
+
+def test_discard_waits_for_and_drops_the_work_of_a_failed_bundle():
+    background = overlap.InBackground(depth=5)
+    finished = []
+
+    def slow(item):
+        time.sleep(0.02)
+        finished.append(item)
+        if item == 1:
+            raise RuntimeError("bundle failed")
+        return item
+
+    for item in range(3):
+        assert background.submit(slow, item) == []
+    background.discard()
+    assert sorted(finished) == [0, 1, 2]
+    assert background.drain() == []
+    assert background.submit(lambda x: x, 7) == [] and background.drain() == [(7, None)]
+    background.close()
