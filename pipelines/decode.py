@@ -216,13 +216,38 @@ def _decode_text_table(
     source: str,
     row_reasons: dict[int, tuple[str | None, str]] | None = None,
 ) -> DecodedBlock:
-    """Parses a table of text cells (one binary column per feature) and validates it."""
+    """Parses a table of text cells (one binary column per feature) and validates it.
+
+    Numeric columns that Arrow's CSV reader has parsed already (``_typed_columns``) are taken as
+    they are, floats rounded to float32 as ``float(text)`` into a FloatList would be.
+    """
     columns, parse_invalid = {}, {}
     for feature in schema.feature:
-        values, invalid, reason_of = _parse_column(table.column(feature.name).combine_chunks(), feature)
+        column = table.column(feature.name).combine_chunks()
+        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+            columns[feature.name] = _to_list_array(pc.cast(column, ARROW_VALUE_TYPES[feature.type], safe=False))
+            continue
+        values, invalid, reason_of = _parse_column(column, feature)
         columns[feature.name] = _to_list_array(values)
         parse_invalid[feature.name] = (invalid, reason_of)
     return _finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source, row_reasons)
+
+
+def _read_csv(
+    data: bytes, column_names: Sequence[str], delimiter: str, on_invalid_row: Callable, column_types: dict, **convert
+) -> pa.Table | None:
+    """A block of CSV lines read by Arrow with the given column types, or None if Arrow refuses it."""
+    try:
+        return pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(column_names=list(column_names), use_threads=False),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter, ignore_empty_lines=False, invalid_row_handler=on_invalid_row
+            ),
+            convert_options=pa_csv.ConvertOptions(column_types=column_types, strings_can_be_null=False, **convert),
+        )
+    except pa.ArrowInvalid:
+        return None
 
 
 _ARROW_CSV_TYPES = {schema_pb2.INT: pa.int64(), schema_pb2.FLOAT: pa.float64(), schema_pb2.BYTES: pa.binary()}
@@ -249,22 +274,9 @@ def _typed_columns(
     if b"0x" in data or b"0X" in data:  # Arrow reads "0x1F" as an int; the schema's ints are decimal
         return None
     types = {f.name: _ARROW_CSV_TYPES[f.type] for f in schema.feature}
-    try:
-        table = pa_csv.read_csv(
-            io.BytesIO(data),
-            read_options=pa_csv.ReadOptions(column_names=list(column_names), use_threads=False),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=delimiter, ignore_empty_lines=False, invalid_row_handler=on_invalid_row
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={c: types.get(c, pa.binary()) for c in column_names},
-                null_values=[""],
-                strings_can_be_null=False,
-            ),
-        )
-    except pa.ArrowInvalid:
-        return None
-    if table.num_rows + len(ragged) != line_count:  # a quoted cell spanning lines
+    column_types = {c: types.get(c, pa.binary()) for c in column_names}
+    table = _read_csv(data, column_names, delimiter, on_invalid_row, column_types, null_values=[""])
+    if table is None or table.num_rows + len(ragged) != line_count:  # refused, or a quoted cell spans lines
         return None
     for feature in schema.feature:
         if feature.type == schema_pb2.FLOAT:
@@ -273,27 +285,6 @@ def _typed_columns(
             if pc.any(wide).as_py():
                 return None
     return table
-
-
-def _decode_typed_table(
-    table: pa.Table,
-    schema: schema_pb2.Schema,
-    keys: np.ndarray,
-    raw_of: Callable[[int], tuple[int | None, str]],
-    source: str,
-    row_reasons: dict[int, tuple[str | None, str]] | None = None,
-) -> DecodedBlock:
-    """Validates a table whose numeric columns Arrow has parsed (``_typed_columns``)."""
-    columns, parse_invalid = {}, {}
-    for feature in schema.feature:
-        column = table.column(feature.name).combine_chunks()
-        if feature.type == schema_pb2.BYTES:
-            column, invalid, reason_of = _parse_column(column, feature)
-            parse_invalid[feature.name] = (invalid, reason_of)
-        elif feature.type == schema_pb2.FLOAT:
-            column = pc.cast(column, pa.float32(), safe=False)  # rounds, as float(text) into a FloatList
-        columns[feature.name] = _to_list_array(column)
-    return _finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source, row_reasons)
 
 
 def _cell_text(value) -> bytes:
@@ -397,26 +388,12 @@ def decode_csv_block(
         ragged[row.number - 1] = f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"
         return "skip"
 
-    typed_columns = _typed_columns(data, column_names, schema, delimiter, on_invalid_row, ragged, len(lines))
-    if typed_columns is None:
+    table = _typed_columns(data, column_names, schema, delimiter, on_invalid_row, ragged, len(lines))
+    if table is None:  # the careful path: every cell as text, validated
         ragged.clear()
-        try:
-            table = pa_csv.read_csv(
-                io.BytesIO(data),
-                read_options=pa_csv.ReadOptions(column_names=list(column_names), use_threads=False),
-                parse_options=pa_csv.ParseOptions(
-                    delimiter=delimiter, ignore_empty_lines=False, invalid_row_handler=on_invalid_row
-                ),
-                convert_options=pa_csv.ConvertOptions(
-                    column_types={c: pa.binary() for c in column_names}, strings_can_be_null=False
-                ),
-            )
-        except pa.ArrowInvalid:
-            table = None
+        table = _read_csv(data, column_names, delimiter, on_invalid_row, {c: pa.binary() for c in column_names})
         if table is None or table.num_rows + len(ragged) != len(lines):
             table, ragged = _parse_lines_one_by_one(lines, column_names, delimiter)
-    else:
-        table = typed_columns
 
     line_lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
     line_starts = np.concatenate([[0], np.cumsum(line_lengths + 1)])
@@ -441,10 +418,7 @@ def decode_csv_block(
         i = parsed_lines[row]
         return offset_of(i), _text(lines[i])
 
-    if typed_columns is not None:
-        block = _decode_typed_table(table, schema, keys, raw_of, source, row_reasons)
-    else:
-        block = _decode_text_table(table, schema, keys, raw_of, source, row_reasons)
+    block = _decode_text_table(table, schema, keys, raw_of, source, row_reasons)
     block.dead_letters = dead + block.dead_letters
     block.rows_read = len(lines)
     return block

@@ -206,14 +206,14 @@ def test_the_fast_path_decodes_exactly_as_the_careful_path(data, monkeypatch):
 
 
 def test_plainly_valid_blocks_take_the_fast_path(monkeypatch):
-    calls = []
-    real = decode._decode_typed_table
-    monkeypatch.setattr(decode, "_decode_typed_table", lambda *args: calls.append(1) or real(*args))
+    tables = []
+    real = decode._typed_columns
+    monkeypatch.setattr(decode, "_typed_columns", lambda *args: tables.append(real(*args)) or tables[-1])
     block = decode.decode_csv_block(b"a,1,2.5\nb,,\n", COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
-    assert calls == [1]
+    assert tables[0].column("n").type == pa.int64() and tables[0].column("x").type == pa.float64()
     assert _rows(block) == [{"n": [1], "x": [2.5], "s": [b"a"]}, {"n": None, "x": None, "s": [b"b"]}]
     decode.decode_csv_block(b"a,1,nan\n", COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
-    assert calls == [1]
+    assert tables[1] is None
 
 
 def test_the_bundled_taxi_sample_decodes_the_same_on_both_paths(monkeypatch):
