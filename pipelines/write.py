@@ -72,7 +72,7 @@ def _encode_batch(encoder, batch: pa.RecordBatch) -> tuple[bytes, list[bytes], i
 
 
 class _EncodeExamples(beam.DoFn):
-    """Encodes transformed RecordBatches into serialized tf.Examples, one C++ call per batch.
+    """Encodes transformed RecordBatches into framed, gzipped tf.Examples, one call per batch.
 
     The encoding, framing and compression of a batch run on a background thread
     (``pipelines/overlap.py``) while the stage transforms the next batches.
