@@ -4,9 +4,9 @@ Transformed features are most often one int64 or float32 per row. For such a bat
 has the same layout up to the varint bytes of its integers, so the protobuf wire format can be
 written for all rows at once with numpy: each column becomes a ``[rows, width]`` byte matrix (with
 a mask of the bytes each row uses), the matrices are put side by side and the masked bytes read out
-row by row. That is several times faster than one protobuf message per row
-(``tfx_bsl``'s ``RecordBatchToExamplesEncoder``, about 4 microseconds a row on the taxi features),
-which stays the encoder for any other batch (strings, lists, missing values).
+row by row. Encoding and framing the taxi features this way takes about 2.8 microseconds a row,
+against 5.0 for one protobuf message per row (``tfx_bsl``'s ``RecordBatchToExamplesEncoder``, about
+4) plus framing; ``tfx_bsl`` stays the encoder for any other batch (strings, lists, missing values).
 
 Wire format written (proto3, what ``tf.train.Example.SerializeToString`` writes for such rows up to
 the order of the map entries, which parsers ignore)::
