@@ -668,14 +668,9 @@ def run_dedup(
             raise CheckFailed(f"dedup: {summary['failure']}")
         return summary
     recorder = lineage.Recorder("dedup", parameters, ("dedup", output), runner_name(options), lineage_db)
-    try:
-        summary = _dedup_in_staging(config, files, columns, output, model, options, started, progress)
-    except BaseException as error:
-        recorder.fail(error)
-        raise
-    for entry in summary["inputs"]:
-        recorder.input(entry["uri"], "Records", sha256=entry["sha256"], rows=None)
-    recorder.outputs_under(
+    summary = recorder.record_job(
+        lambda: _dedup_in_staging(config, files, columns, output, model, options, started, progress),
+        "Records",
         output,
         [
             ("records", "DeduplicatedRecords"),
@@ -687,8 +682,6 @@ def run_dedup(
             ("dead_letter", "DeadLetters"),
         ],
     )
-    recorder.finish("succeeded" if not summary.get("failure") else "failed", summary.get("failure"))
-    summary["lineage_run_id"] = recorder.id
     if summary.get("failure"):
         raise CheckFailed(summary["failure"])
     return summary

@@ -373,15 +373,15 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=_si
     options = pipeline_options(list(beam_args))
     parameters = {k: v for k, v in dataclasses.asdict(config).items() if k != "lineage_db"}
     recorder = lineage.Recorder("labels", parameters, ("labels", config.output), None, config.lineage_db)
-    try:
+
+    def job() -> dict:
         report = _labels_in_staging(config, files, columns, indices, merge, options, started, progress)
-    except BaseException as error:
-        recorder.fail(error)
-        raise
-    progress("recording lineage")
-    for entry in report["inputs"]:
-        recorder.input(entry["uri"], "Annotations", sha256=entry["sha256"], rows=None)
-    recorder.outputs_under(
+        progress("recording lineage")
+        return report
+
+    return recorder.record_job(
+        job,
+        "Annotations",
         config.output,
         [
             ("consensus.csv", "ConsensusLabels"),
@@ -390,9 +390,6 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=_si
             ("dead_letter", "DeadLetters"),
         ],
     )
-    recorder.finish("succeeded")
-    report["lineage_run_id"] = recorder.id
-    return report
 
 
 def _labels_in_staging(config, files, columns, indices, merge, options, started, progress) -> dict:

@@ -332,14 +332,9 @@ def run_unstructured_labels(config: UnstructuredLabelsConfig, beam_args: Sequenc
     recorder = lineage.Recorder(
         "labels", parameters, ("labels", config.output), runner_name(options), config.lineage_db
     )
-    try:
-        report = _in_staging(config, files, columns, has_label, normaliser, previous, options, started, progress)
-    except BaseException as error:
-        recorder.fail(error)
-        raise
-    for entry in report["inputs"]:
-        recorder.input(entry["uri"], "Annotations", sha256=entry["sha256"], rows=None)
-    recorder.outputs_under(
+    return recorder.record_job(
+        lambda: _in_staging(config, files, columns, has_label, normaliser, previous, options, started, progress),
+        "Annotations",
         config.output,
         [
             ("consensus.csv", "ConsensusLabels"),
@@ -349,9 +344,6 @@ def run_unstructured_labels(config: UnstructuredLabelsConfig, beam_args: Sequenc
             ("dead_letter", "DeadLetters"),
         ],
     )
-    recorder.finish("succeeded")
-    report["lineage_run_id"] = recorder.id
-    return report
 
 
 def _in_staging(config, files, columns, has_label, normaliser, previous, options, started, progress) -> dict:

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -452,6 +452,29 @@ class Recorder:
         """Records ``directory/<name>`` as an output of each ``(name, artifact type)``."""
         for name, artifact_type in named_types:
             self.output(os.path.join(directory, name), artifact_type, name=name)
+
+    def record_job(
+        self, job: Callable[[], dict], input_type: str, output_dir: str, named_types: list[tuple[str, str]]
+    ) -> dict:
+        """Runs a job and records it: its report's ``inputs`` (``uri``, ``sha256``) as ``input_type``,
+        ``output_dir/<name>`` for each ``(name, artifact type)``, and the outcome (failed with the
+        error if the job raises, or with the report's ``failure`` if it has one).
+
+        Returns:
+            The job's report, with ``lineage_run_id`` added.
+        """
+        try:
+            report = job()
+        except BaseException as error:
+            self.fail(error)
+            raise
+        for entry in report["inputs"]:
+            self.input(entry["uri"], input_type, sha256=entry["sha256"], rows=None)
+        self.outputs_under(output_dir, named_types)
+        failure = report.get("failure")
+        self.finish("failed" if failure else "succeeded", failure)
+        report["lineage_run_id"] = self.id
+        return report
 
     def fail(self, error: BaseException) -> None:
         """Closes the execution as ``failed`` with the error's type and (shortened) message."""
