@@ -95,7 +95,7 @@ def reference_graph(run_dir: pathlib.Path):
         outputs = layer(tf.io.parse_example(examples, spec))
         return {k: v for k, v in outputs.items() if k != ROW_ID and k not in raw_names}
 
-    return lambda examples: transform(examples)
+    return transform
 
 
 def main() -> None:

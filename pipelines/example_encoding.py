@@ -22,7 +22,7 @@ import google_crc32c
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["can_encode", "encode_framed"]
+__all__ = ["encode_framed"]
 
 _MAX_KEY = 100  # keeps every length prefix below one single-byte varint (< 128)
 _SUPPORTED = (pa.int64(), pa.float32())
@@ -39,15 +39,6 @@ def _values(column: pa.Array) -> np.ndarray | None:
         return None
     values = column.values.slice(offsets[0], len(column))
     return None if values.null_count else values.to_numpy(zero_copy_only=False)
-
-
-def can_encode(batch: pa.RecordBatch) -> bool:
-    """Whether ``encode_framed`` handles this batch (one int64 or float32 per row in every column,
-    short names)."""
-    return batch.num_rows > 0 and all(
-        len(name.encode()) <= _MAX_KEY and _values(column) is not None
-        for name, column in zip(batch.schema.names, batch.columns, strict=True)
-    )
 
 
 def _varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,8 +71,8 @@ def _entry_head(key: bytes, float_value: bool) -> np.ndarray:
 _FRAME_HEAD, _HEADER, _FRAME_TAIL = 12, 6, 4  # length + its CRC; Example tag + varint; data CRC
 
 
-def encode_framed(batch: pa.RecordBatch, keep_rows: np.ndarray | None = None) -> tuple[bytes, dict[int, bytes]]:
-    """Encodes a batch that ``can_encode`` accepts as TFRecord file content.
+def encode_framed(batch: pa.RecordBatch, keep_rows: np.ndarray | None = None) -> tuple[bytes, dict[int, bytes]] | None:
+    """Encodes a batch of one int64 or float32 per row in every column as TFRecord file content.
 
     Every row is laid out in one ``[rows, width]`` byte matrix (frame head, Example header, each
     column's entry, frame tail) with a mask of the bytes it uses; reading the masked bytes out row
@@ -93,12 +84,17 @@ def encode_framed(batch: pa.RecordBatch, keep_rows: np.ndarray | None = None) ->
 
     Returns:
         The framed records (length, masked CRC of it, example, masked CRC of it; one per row, in
-        row order) and ``{row: serialized example}`` for ``keep_rows``.
+        row order) and ``{row: serialized example}`` for ``keep_rows``; None for any other batch
+        (empty, another layout, a name over 100 bytes), which the caller encodes otherwise.
     """
     rows = batch.num_rows
+    if rows == 0:
+        return None
     entries = []
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
         values = _values(column)
+        if values is None or len(name.encode()) > _MAX_KEY:
+            return None
         head = _entry_head(name.encode(), values.dtype == np.float32)
         if values.dtype == np.float32:
             entries.append((head, values.astype("<f4", copy=False).view(np.uint8).reshape(rows, 4), None))
@@ -124,8 +120,8 @@ def encode_framed(batch: pa.RecordBatch, keep_rows: np.ndarray | None = None) ->
             features_length += len(head) + sizes
         at = end + value.shape[1]
     header, header_sizes = _varints(features_length)
-    if header.shape[1] > _HEADER - 1:
-        raise ValueError("example too long for the vectorised encoder")
+    if header.shape[1] > _HEADER - 1:  # examples of 2**28 bytes or more
+        return None
     start = _FRAME_HEAD
     out[:, start] = 0x0A
     out[:, start + 1 : start + 1 + header.shape[1]] = header

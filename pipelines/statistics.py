@@ -13,8 +13,6 @@ Output, one JSON document::
     {"slices": {"ALL": {"num_rows": N, "features": {name: {...}}}, "payment_type=Cash": {...}}}
 """
 
-import collections
-import concurrent.futures
 import dataclasses
 import json
 import math
@@ -300,21 +298,19 @@ class _AccumulateSlices(beam.DoFn):
         self._slice_columns = slice_columns
         self._combine = _SummaryCombineFn(boundaries)
         self._accumulators: dict[str, dict] = {}
-        self._pending: collections.deque = collections.deque()
-        self._executor = None
+        self._background = None
 
     def setup(self):
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="skewless-stats")
+        self._background = overlap.InBackground()
 
     def teardown(self):
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        if self._background is not None:
+            self._background.close()
 
     def start_bundle(self):
         # work a failed bundle left in flight must finish before the accumulators are replaced
-        concurrent.futures.wait(self._pending)
+        self._background.discard()
         self._accumulators = {}
-        self._pending = collections.deque()
 
     def _add(self, batch: pa.RecordBatch) -> None:
         for key, part in slice_batches(batch, self._slice_columns):
@@ -322,13 +318,10 @@ class _AccumulateSlices(beam.DoFn):
             self._accumulators[key] = self._combine.add_input(accumulator, part)
 
     def process(self, batch: pa.RecordBatch):
-        self._pending.append(self._executor.submit(self._add, batch))
-        while len(self._pending) > overlap.DEFAULT_DEPTH:
-            self._pending.popleft().result()
+        self._background.submit(self._add, batch)  # adds in order, on one thread; nothing to emit
 
     def finish_bundle(self):
-        while self._pending:
-            self._pending.popleft().result()
+        self._background.drain()
         for key, accumulator in self._accumulators.items():
             yield beam.transforms.window.GlobalWindows.windowed_value((key, accumulator))
         self._accumulators = {}

@@ -60,8 +60,9 @@ def _encode_batch(encoder, batch: pa.RecordBatch) -> tuple[bytes, list[bytes], i
     sampled = [row for row, raw in enumerate(raw_examples) if raw]
     # passthrough columns (parity sample, slice copies) are not transformed features
     batch = batch.select([name for name in batch.schema.names if not name.startswith("__")])
-    if example_encoding.can_encode(batch):
-        records, examples = example_encoding.encode_framed(batch, sampled)
+    vectorised = example_encoding.encode_framed(batch, sampled)
+    if vectorised is not None:
+        records, examples = vectorised
     else:
         encoded = encoder.encode(batch)
         records, examples = frame_tfrecords(encoded), {row: encoded[row] for row in sampled}
