@@ -101,49 +101,57 @@ def encode_framed(batch: pa.RecordBatch, keep_rows: np.ndarray | None = None) ->
         else:
             entries.append((head, *_varints(values.astype(np.int64, copy=False).view(np.uint64))))
     width = _FRAME_HEAD + _HEADER + sum(len(h) + v.shape[1] for h, v, _ in entries) + _FRAME_TAIL
+    # the bytes (and mask) every row shares, set once and copied to all rows
+    template = np.zeros(width, dtype=np.uint8)
+    used_template = np.ones(width, dtype=bool)
+    template[_FRAME_HEAD] = 0x0A  # Example.features
+    at = _FRAME_HEAD + _HEADER
+    for head, value, sizes in entries:
+        template[at : at + len(head)] = head
+        if sizes is not None:  # bytes beyond the shortest varint of the column: set per row below
+            used_template[at + len(head) + int(sizes.min()) : at + len(head) + value.shape[1]] = False
+        at += len(head) + value.shape[1]
+    used_template[_FRAME_HEAD + 1 : _FRAME_HEAD + _HEADER] = False  # the Example's length, per row
     out = np.empty((rows, width), dtype=np.uint8)
-    used = np.ones((rows, width), dtype=bool)
-    features_length = np.zeros(rows, dtype=np.int64)
+    out[:] = template
+    used = np.empty((rows, width), dtype=bool)
+    used[:] = used_template
+    features_length = np.full(rows, sum(len(h) for h, _, _ in entries), dtype=np.int64)
     at = _FRAME_HEAD + _HEADER
     for head, value, sizes in entries:
         end = at + len(head)
-        out[:, at:end] = head
         out[:, end : end + value.shape[1]] = value
         if sizes is None:
-            features_length += len(head) + value.shape[1]
+            features_length += value.shape[1]
         else:
             out[:, at + 1] = len(head) - 2 + sizes  # entry length
             out[:, end - 5] = sizes + 4  # Feature length
             out[:, end - 3] = sizes + 2  # Int64List length
             out[:, end - 1] = sizes  # packed values length
-            used[:, end : end + value.shape[1]] = np.arange(value.shape[1]) < sizes[:, None]
-            features_length += len(head) + sizes
+            shortest = int(sizes.min())
+            if shortest < value.shape[1]:
+                used[:, end + shortest : end + value.shape[1]] = np.arange(shortest, value.shape[1]) < sizes[:, None]
+            features_length += sizes
         at = end + value.shape[1]
     header, header_sizes = _varints(features_length)
     if header.shape[1] > _HEADER - 1:  # examples of 2**28 bytes or more
         return None
-    start = _FRAME_HEAD
-    out[:, start] = 0x0A
-    out[:, start + 1 : start + 1 + header.shape[1]] = header
-    used[:, start + 1 : start + _HEADER] = np.arange(_HEADER - 1) < header_sizes[:, None]
-    used[:, :_FRAME_HEAD] = False
-    used[:, -_FRAME_TAIL:] = False
-    data = out[used].tobytes()
+    out[:, _FRAME_HEAD + 1 : _FRAME_HEAD + 1 + header.shape[1]] = header
+    used[:, _FRAME_HEAD + 1 : _FRAME_HEAD + _HEADER] = np.arange(_HEADER - 1) < header_sizes[:, None]
     lengths = 1 + header_sizes + features_length
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    data_crcs = np.fromiter(
-        (google_crc32c.value(data[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)),
-        dtype=np.uint32,
-        count=rows,
-    )
     length_bytes = lengths.astype("<u8")
     distinct, which = np.unique(length_bytes, return_inverse=True)
     length_crcs = _masked_crcs(np.array([google_crc32c.value(d.tobytes()) for d in distinct], dtype=np.uint32))
     out[:, :8] = length_bytes.view(np.uint8).reshape(rows, 8)
     out[:, 8:12] = length_crcs[which].view(np.uint8).reshape(rows, 4)
-    out[:, -4:] = _masked_crcs(data_crcs).view(np.uint8).reshape(rows, 4)
-    used[:, :_FRAME_HEAD] = True
-    used[:, -_FRAME_TAIL:] = True
-    kept = {int(i): data[starts[i] : ends[i]] for i in (keep_rows if keep_rows is not None else ())}
-    return out[used].tobytes(), kept
+    # the framed records with their data CRCs still to fill in: one gather of the used bytes
+    framed = out[used]
+    ends = np.cumsum(lengths + _FRAME_HEAD + _FRAME_TAIL)
+    starts = ends - lengths - _FRAME_TAIL  # where each example starts
+    data = framed.tobytes()
+    slices = map(slice, starts.tolist(), (ends - _FRAME_TAIL).tolist())
+    data_crcs = np.fromiter(map(google_crc32c.value, map(data.__getitem__, slices)), dtype=np.uint32, count=rows)
+    tails = (ends - _FRAME_TAIL)[:, None] + np.arange(_FRAME_TAIL)
+    framed[tails] = _masked_crcs(data_crcs).view(np.uint8).reshape(rows, _FRAME_TAIL)
+    kept = {int(i): data[starts[i] : ends[i] - _FRAME_TAIL] for i in (keep_rows if keep_rows is not None else ())}
+    return framed.tobytes(), kept

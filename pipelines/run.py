@@ -1,9 +1,10 @@
 """The ``skewless run`` job: read, validate, split, analyze and transform, write, record.
 
 ```
-ReadRawData -> SplitTrainEval -> AnalyzeAndTransformDataset(train) -> WriteTrainData
-                              -> TransformDataset(eval, same transform_fn) -> WriteEvalData
-            -> WriteDeadLetters                   transform_fn -> WriteTransformFn
+ReadRawData -> AttachRawExamples -> SplitTrainEval -> AnalyzeDataset(train) -> transform_fn -> WriteTransformFn
+            -> WriteDeadLetters                    -> SpillBatches (Arrow files)
+            -> GeneratePreTransformStatistics         -> ReadSpilledBatches -> TransformDataset(train, eval)
+                                                      -> statistics, EncodeExamples -> WriteTrainData, WriteEvalData
 ```
 Everything is written into a staging sibling of the output directory, which is renamed into place
 when the run ends; a run that fails a check publishes only its dead letters and ``run.json``.
@@ -22,7 +23,20 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 import schemas
-from pipelines import decode, dedup, export, join_labels, lineage, outputs, parity, read, report, run_record, statistics
+from pipelines import (
+    decode,
+    dedup,
+    export,
+    join_labels,
+    lineage,
+    outputs,
+    parity,
+    read,
+    report,
+    run_record,
+    spill,
+    statistics,
+)
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.read import input_format_of
@@ -95,9 +109,10 @@ def _build(
 ) -> None:
     """Adds the run's transforms to ``pipeline``, writing under ``staging``.
 
-    The input is read twice: once to validate, describe and analyze, once to transform and write.
-    Reading again costs a second decode, but no step then holds the whole data set, so memory stays
-    flat however large the input (a runner keeps a PCollection that two phases consume). When
+    The data goes through twice: the first pass reads, validates, describes and analyzes, and
+    writes the validated, split batches to Arrow files under ``<staging>/tmp/spill``; the second
+    reads those back to transform and write them (``pipelines/spill.py``). No step holds the whole
+    data set, so memory stays flat however large the input, and the input is decoded once. When
     ``analyzed``, ``<staging>/transform_fn`` exists already (incremental analysis) and is read.
     """
     raw = pipeline | "ReadRawData" >> reader
@@ -105,13 +120,11 @@ def _build(
         os.path.join(staging, "dead_letter", "dead_letter")
     )
     raw_batches = raw[read.ReadRawData.BATCHES]
-    removed = None
     if removed_ids is not None:
         removed = pipeline | "DuplicatesRemovedByDedup" >> beam.Create([frozenset(removed_ids)])
         raw_batches = raw_batches | "DropRemovedDuplicates" >> dedup.DropRemovedDuplicates(
             removed, dataset.config["dedup"]["id"], counted=True
         )
-    consensus = None
     if config.labels:
         consensus = pipeline | "ReadConsensus" >> join_labels.ReadConsensus(config.labels)
         joined = raw_batches | "JoinConsensusLabels" >> join_labels.AttachConsensusLabels(
@@ -128,45 +141,42 @@ def _build(
         | "WritePreTransformStatistics"
         >> statistics.WriteStatistics(os.path.join(staging, "stats", "pre_transform.json"))
     )
-    analysis_splits = raw_batches | "SplitForAnalysis" >> SplitTrainEval(config.eval_fraction)
     fields = {f.name: f.type for f in decode.arrow_schema(dataset.schema)}
     passthrough = join_labels.passthrough_fields(config.label_policy) if config.labels else []
     passthrough += [(parity.RAW_EXAMPLE_COLUMN, pa.large_list(pa.large_binary()))]
     passthrough += [(statistics.SLICE_PREFIX + name, fields[name]) for name in config.slice_by]
-    transform_config = _tensor_adapter_config(dataset.schema, passthrough)
+    transform_config = _tensor_adapter_config(dataset.schema, passthrough)  # the batches' exact columns
+    splits = (
+        raw_batches
+        | "AttachRawExamples" >> parity.AttachRawExamples(config.parity_fraction)
+        | "AttachSliceColumns" >> statistics.AttachSliceColumns(config.slice_by)
+        | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
+    )
+    # the second pass reads the first pass's batches back from Arrow files (pipelines/spill.py)
+    spill_prefix = os.path.join(staging, "tmp", "spill")
+    spilled = (
+        splits[SplitTrainEval.TRAIN]
+        | "SpillTrainBatches" >> spill.SpillBatches(f"{spill_prefix}/train", SplitTrainEval.TRAIN),
+        splits[SplitTrainEval.EVAL]
+        | "SpillEvalBatches" >> spill.SpillBatches(f"{spill_prefix}/eval", SplitTrainEval.EVAL),
+    ) | "FlattenSpilledFiles" >> beam.Flatten()
+    spilled = spilled | "ReadSpilledBatches" >> spill.ReadSpilledBatches([SplitTrainEval.TRAIN, SplitTrainEval.EVAL])
+    train_batches, eval_batches = spilled[SplitTrainEval.TRAIN], spilled[SplitTrainEval.EVAL]
     with tft_beam.Context(temp_dir=os.path.join(staging, "tmp"), passthrough_keys={name for name, _ in passthrough}):
-        label_fields = join_labels.passthrough_fields(config.label_policy) if config.labels else []
         if analyzed:
             transform_fn = pipeline | "ReadTransformFn" >> tft_beam.ReadTransformFn(staging)
         else:
             transform_fn = (
-                analysis_splits[SplitTrainEval.TRAIN],
-                _tensor_adapter_config(dataset.schema, label_fields),  # the batches' exact columns
+                splits[SplitTrainEval.TRAIN],
+                transform_config,
             ) | "AnalyzeTrainData" >> tft_beam.AnalyzeDataset(dataset.preprocessing_fn())
             _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
-        again = (pipeline | "ReadRawDataAgain" >> reader.second_read())[read.ReadRawData.BATCHES]
-        if removed is not None:
-            again = again | "DropRemovedDuplicatesAgain" >> dedup.DropRemovedDuplicates(
-                removed, dataset.config["dedup"]["id"], counted=False
-            )
-        if config.labels:
-            again = (
-                again
-                | "JoinConsensusLabelsAgain"
-                >> join_labels.AttachConsensusLabels(consensus, config.label_key, config.label_policy, counted=False)
-            )["batches"]
-        splits = (
-            again
-            | "AttachRawExamples" >> parity.AttachRawExamples(config.parity_fraction)
-            | "AttachSliceColumns" >> statistics.AttachSliceColumns(config.slice_by)
-            | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
-        )
         transformed_train, _ = (
-            (splits[SplitTrainEval.TRAIN], transform_config),
+            (train_batches, transform_config),
             transform_fn,
         ) | "TransformTrainData" >> tft_beam.TransformDataset(output_record_batches=True)
         transformed_eval, _ = (
-            (splits[SplitTrainEval.EVAL], transform_config),
+            (eval_batches, transform_config),
             transform_fn,
         ) | "TransformEvalData" >> tft_beam.TransformDataset(output_record_batches=True)
     (

@@ -1,0 +1,140 @@
+"""Keeping the validated batches of a run's first pass for its second, in Arrow IPC files.
+
+``skewless run`` needs its data twice: once to analyze (the transform graph's constants need a full
+pass over the training data) and once to transform with the result. Holding the batches between
+the passes would make memory grow with the data; decoding the input again costs a second parse and
+validation. Instead the first pass writes the batches, as they go by, into LZ4-compressed Arrow IPC
+streams under the run's temporary directory, and the second pass reads them back: no second
+decode, memory flat, and the files live where the runner's temp files do (local disk, or
+``gs://`` on Dataflow).
+
+A bundle starts a new file every ``file_bytes`` of batch data, so the second pass has one element
+per file to spread over its workers. The files are deleted with the run's temporary directory.
+"""
+
+import uuid
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.utils.windowed_value import WindowedValue
+
+from pipelines import overlap
+
+__all__ = ["ReadSpilledBatches", "SpillBatches"]
+
+DEFAULT_FILE_BYTES = 128 << 20  # of uncompressed batch data: about 400k taxi rows
+_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+
+
+class _SpillFile:
+    """One IPC stream being written; used by one thread at a time."""
+
+    def __init__(self, prefix: str, schema: pa.Schema):
+        self.path = f"{prefix}-{uuid.uuid4().hex}.arrows"
+        self.schema = schema
+        self.bytes = 0
+        self._handle = FileSystems.create(self.path)
+        self._writer = pa.ipc.new_stream(self._handle, schema, options=_OPTIONS)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self.bytes += batch.nbytes
+
+    def close(self) -> str:
+        self._writer.close()
+        self._handle.close()
+        return self.path
+
+
+class _WriteSpill(beam.DoFn):
+    """Writes batches to IPC files on a background thread; outputs each file's path once closed."""
+
+    def __init__(self, prefix: str, tag: str, file_bytes: int):
+        self._prefix = prefix
+        self._tag = tag
+        self._file_bytes = file_bytes
+        self._file: _SpillFile | None = None
+        self._context = None
+        self._background = None
+
+    def setup(self):
+        self._background = overlap.InBackground()
+
+    def teardown(self):
+        if self._background is not None:
+            self._background.close()
+
+    def start_bundle(self):
+        self._background.discard()  # left over only if the previous bundle failed
+        self._file = None
+        self._context = None
+
+    def _write(self, batch: pa.RecordBatch) -> list[str]:
+        """Runs on the background thread (one at a time, in order); returns the paths it closed."""
+        closed = []
+        if self._file is not None and (self._file.bytes >= self._file_bytes or batch.schema != self._file.schema):
+            closed.append(self._file.close())
+            self._file = None
+        if self._file is None:
+            self._file = _SpillFile(self._prefix, batch.schema)
+        self._file.write(batch)
+        return closed
+
+    def process(self, batch: pa.RecordBatch, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+        self._context = (window, timestamp)
+        for paths, _ in self._background.submit(self._write, batch, context=self._context):
+            for path in paths:
+                yield self._tag, path
+
+    def finish_bundle(self):
+        done = self._background.drain()
+        if self._file is not None:
+            done.append(([self._file.close()], self._context))
+            self._file = None
+        for paths, (window, timestamp) in done:
+            for path in paths:
+                yield WindowedValue((self._tag, path), timestamp, [window])
+
+
+class SpillBatches(beam.PTransform):
+    """Writes RecordBatches to LZ4 Arrow IPC stream files ``<prefix>-<uuid>.arrows``.
+
+    Returns ``(tag, path)`` for each file written (read them back with ``ReadSpilledBatches``); the
+    tag names the PCollection the batches came from.
+    """
+
+    def __init__(self, prefix: str, tag: str, file_bytes: int = DEFAULT_FILE_BYTES):
+        super().__init__()
+        self._prefix = prefix
+        self._tag = tag
+        self._file_bytes = file_bytes
+
+    def expand(self, batches):
+        return batches | "WriteIpcFiles" >> beam.ParDo(_WriteSpill(self._prefix, self._tag, self._file_bytes))
+
+
+def _read_spill_file(element: tuple[str, str]):
+    tag, path = element
+    with FileSystems.open(path) as handle:
+        for batch in pa.ipc.open_stream(handle):
+            yield beam.pvalue.TaggedOutput(tag, batch)
+
+
+class ReadSpilledBatches(beam.PTransform):
+    """Reads back the batches of the ``(tag, path)`` files ``SpillBatches`` wrote, one output per tag.
+
+    The files are spread over workers, and all tags are read in one stage. The reshuffle also makes
+    sure no file is read before the stage that wrote it has finished.
+    """
+
+    def __init__(self, tags: list[str]):
+        super().__init__()
+        self._tags = list(tags)
+
+    def expand(self, files):
+        return (
+            files
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadIpcFiles" >> beam.FlatMap(_read_spill_file).with_outputs(*self._tags)
+        )
