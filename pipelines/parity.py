@@ -48,12 +48,14 @@ class _AttachRawExamples(beam.DoFn):
     def process(self, element: tuple[pa.RecordBatch, np.ndarray]):
         batch, keys = element
         sampled = parity_mask(keys, self._fraction)
-        column = [None] * batch.num_rows
-        if sampled.any():
-            encoded = self._encoder.encode(batch.filter(pa.array(sampled)))
-            for row, example in zip(np.flatnonzero(sampled), encoded, strict=True):
-                column[row] = [example]
-        yield batch.append_column(RAW_EXAMPLE_COLUMN, pa.array(column, pa.large_list(pa.large_binary()))), keys
+        rows = np.flatnonzero(sampled)
+        examples = self._encoder.encode(batch.take(pa.array(rows))) if rows.size else []
+        offsets = np.zeros(batch.num_rows + 1, dtype=np.int64)
+        offsets[rows + 1] = 1
+        column = pa.LargeListArray.from_arrays(
+            pa.array(np.cumsum(offsets)), pa.array(examples, pa.large_binary()), mask=pa.array(~sampled)
+        )
+        yield batch.append_column(RAW_EXAMPLE_COLUMN, column), keys
 
 
 class AttachRawExamples(beam.PTransform):

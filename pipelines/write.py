@@ -6,7 +6,9 @@ import time
 
 import apache_beam as beam
 import google_crc32c
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.utils.windowed_value import WindowedValue
@@ -56,8 +58,11 @@ def _encode_batch(encoder, batch: pa.RecordBatch) -> tuple[bytes, list[bytes], i
     """
     started = time.perf_counter()
     index = batch.schema.get_field_index(RAW_EXAMPLE_COLUMN)
-    raw_examples = batch.column(index).to_pylist() if index >= 0 else [None] * batch.num_rows
-    sampled = [row for row, raw in enumerate(raw_examples) if raw]
+    raw_examples, sampled = {}, []
+    if index >= 0:
+        column = batch.column(index)
+        sampled = np.flatnonzero(pc.fill_null(pc.list_value_length(column), 0).to_numpy() > 0).tolist()
+        raw_examples = dict(zip(sampled, column.take(pa.array(sampled, pa.int64())).to_pylist(), strict=True))
     # passthrough columns (parity sample, slice copies) are not transformed features
     batch = batch.select([name for name in batch.schema.names if not name.startswith("__")])
     vectorised = example_encoding.encode_framed(batch, sampled)

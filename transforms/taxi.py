@@ -60,8 +60,15 @@ def preprocessing_fn(inputs: dict) -> dict:
         value = tf.cast(fill_in_missing(inputs[key]), tf.float32)
         outputs[transformed_name(key)] = tft.scale_to_z_score(value)
     for key in VOCAB_FEATURE_KEYS:
+        value = fill_in_missing(inputs[key])
+        # unit weights: the same frequency-ordered vocabulary, but each batch is reduced to its
+        # distinct tokens and their counts in the graph, instead of one Beam element per row
         outputs[transformed_name(key)] = tft.compute_and_apply_vocabulary(
-            fill_in_missing(inputs[key]), top_k=VOCAB_SIZE, num_oov_buckets=OOV_SIZE, vocab_filename=key
+            value,
+            top_k=VOCAB_SIZE,
+            num_oov_buckets=OOV_SIZE,
+            vocab_filename=key,
+            weights=tf.ones_like(value, dtype=tf.float32),
         )
     for key in BUCKET_FEATURE_KEYS:
         outputs[transformed_name(key)] = tft.bucketize(fill_in_missing(inputs[key]), FEATURE_BUCKET_COUNT)
