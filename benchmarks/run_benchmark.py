@@ -9,7 +9,9 @@ Each run is a fresh process under /usr/bin/time, so the figures include start-up
 pipeline construction) as a user sees them: `skewless run` (validate, analyze, transform, write
 gzip TFRecords, export, parity, statistics, report, lineage) and `benchmarks/taxi_poc.py` (pandas:
 read the CSV, the same preparation, write Parquet). Peak RSS is the largest of the process and its
-waited-for children (worker processes in multi-processing mode). `--no-poc` skips pandas.
+waited-for children (worker processes in multi-processing mode). `--no-poc` skips pandas;
+`--poc-memory-limit-gb` caps the POC's address space (at this machine's memory, it shows the size
+where pandas no longer fits: `--rows 45000000 --poc-memory-limit-gb 23`).
 """
 
 import argparse
@@ -18,6 +20,7 @@ import os
 import pathlib
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -30,15 +33,23 @@ HERE = pathlib.Path(__file__).resolve().parent
 SKEWLESS = shutil.which("skewless", path=os.path.dirname(sys.executable)) or "skewless"
 
 
-def _timed(command: list[str]) -> tuple[float, float, str]:
-    """Runs a command under /usr/bin/time -v; returns wall seconds, peak RSS in MB, stderr."""
-    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{command[0]} failed:\n{result.stderr[-2000:]}")
+def _timed(command: list[str], memory_limit_gb: float | None = None) -> tuple[float, float, str, int]:
+    """Runs a command under /usr/bin/time -v; returns wall seconds, peak RSS in MB, stderr, exit code.
+
+    ``memory_limit_gb`` caps the command's address space (``RLIMIT_AS``): allocations beyond it
+    fail, as they would on a machine with that much memory and no swap.
+    """
+
+    def limit() -> None:
+        if memory_limit_gb:
+            size = int(memory_limit_gb * (1 << 30))
+            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True, preexec_fn=limit)
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", result.stderr)
     hours, minutes, seconds = (float(g) if g else 0.0 for g in wall.groups())
     peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
-    return hours * 3600 + minutes * 60 + seconds, peak_kb / 1024, result.stderr
+    return hours * 3600 + minutes * 60 + seconds, peak_kb / 1024, result.stderr, result.returncode
 
 
 def measure(input_csv: pathlib.Path, beam_args: list[str]) -> dict:
@@ -46,7 +57,9 @@ def measure(input_csv: pathlib.Path, beam_args: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="skewless-bench-") as tmp:
         out = pathlib.Path(tmp) / "out"
         command = [SKEWLESS, "run", "--input", str(input_csv), "--output", str(out), "--quiet", *beam_args]
-        wall, peak, _ = _timed(command)
+        wall, peak, stderr, code = _timed(command)
+        if code:
+            raise SystemExit(f"skewless run failed:\n{stderr[-2000:]}")
         record = json.loads((out / "run.json").read_text())
     return {
         "wall_s": wall,
@@ -56,11 +69,14 @@ def measure(input_csv: pathlib.Path, beam_args: list[str]) -> dict:
     }
 
 
-def measure_poc(input_csv: pathlib.Path) -> dict:
-    """Runs the pandas POC once on ``input_csv``; returns wall seconds and peak RSS."""
+def measure_poc(input_csv: pathlib.Path, memory_limit_gb: float | None = None) -> dict:
+    """Runs the pandas POC once on ``input_csv``; returns wall seconds and peak RSS, and ``failed``
+    (the last line of its error) when it could not finish, e.g. out of memory under the limit."""
     with tempfile.TemporaryDirectory(prefix="skewless-bench-poc-") as tmp:
-        wall, peak, _ = _timed([sys.executable, str(HERE / "taxi_poc.py"), str(input_csv), f"{tmp}/out.parquet"])
-    return {"wall_s": wall, "peak_rss_mb": peak}
+        command = [sys.executable, str(HERE / "taxi_poc.py"), str(input_csv), f"{tmp}/out.parquet"]
+        wall, peak, stderr, code = _timed(command, memory_limit_gb)
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("\t")]
+    return {"wall_s": wall, "peak_rss_mb": peak, "failed": (lines[-1] if lines else f"exit {code}") if code else None}
 
 
 def main() -> None:
@@ -68,6 +84,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[15000, 1_000_000])
     parser.add_argument("--data-dir", type=pathlib.Path, default=HERE / "data")
     parser.add_argument("--no-poc", action="store_true", help="do not run the pandas POC")
+    parser.add_argument(
+        "--poc-memory-limit-gb",
+        type=float,
+        help="cap the POC's address space (e.g. at this machine's memory, to show where it no longer fits)",
+    )
     parser.add_argument("beam_args", nargs="*", help="Beam flags after --, e.g. --direct_num_workers=2")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -79,10 +100,14 @@ def main() -> None:
             generate(rows, path)
         ours = measure(path, args.beam_args)
         assert ours["rows"] == rows, ours
-        poc = None if args.no_poc else measure_poc(path)
-        poc_text = (
-            f"{poc['wall_s']:>9.1f} {poc['peak_rss_mb']:>8,.0f} {ours['wall_s'] / poc['wall_s']:>6.1f}" if poc else ""
-        )
+        poc = None if args.no_poc else measure_poc(path, args.poc_memory_limit_gb)
+        if poc is None:
+            poc_text = ""
+        elif poc["failed"]:
+            failed = poc["failed"][:80]
+            poc_text = f"  pandas failed after {poc['wall_s']:.1f} s at {poc['peak_rss_mb']:,.0f} MB: {failed}"
+        else:
+            poc_text = f"{poc['wall_s']:>9.1f} {poc['peak_rss_mb']:>8,.0f} {ours['wall_s'] / poc['wall_s']:>6.1f}"
         rate = rows / ours["wall_s"]
         print(f"{rows:>12,} {ours['wall_s']:>10.1f} {rate:>9,.0f} {ours['peak_rss_mb']:>8,.0f} {poc_text}", flush=True)
 
