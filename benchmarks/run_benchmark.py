@@ -75,7 +75,11 @@ def measure_poc(input_csv: pathlib.Path, memory_limit_gb: float | None = None) -
     with tempfile.TemporaryDirectory(prefix="skewless-bench-poc-") as tmp:
         command = [sys.executable, str(HERE / "taxi_poc.py"), str(input_csv), f"{tmp}/out.parquet"]
         wall, peak, stderr, code = _timed(command, memory_limit_gb)
-    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("\t")]
+    lines = [
+        line
+        for line in stderr.splitlines()
+        if line.strip() and not line.startswith(("\t", "Command exited", "Command terminated"))
+    ]
     return {"wall_s": wall, "peak_rss_mb": peak, "failed": (lines[-1] if lines else f"exit {code}") if code else None}
 
 

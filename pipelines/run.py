@@ -10,7 +10,6 @@ Everything is written into a staging sibling of the output directory, which is r
 when the run ends; a run that fails a check publishes only its dead letters and ``run.json``.
 """
 
-import concurrent.futures
 import dataclasses
 import os
 import sys
@@ -392,10 +391,6 @@ def _run_in_staging(
                 config.range_bytes,
             )
             timings["analysis"] = record["analysis"]["seconds"]
-        # the inputs' SHA-256 (for the run record and lineage) is computed while the pipeline runs
-        hashing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="skewless-sha256")
-        hashes = {path: hashing.submit(run_record.file_sha256, path) for path, _ in files}
-        hashing.shutdown(wait=False)
         pipeline_started = time.time()
         progress(f"reading, validating, analysing, transforming, writing on {runner_name(options)}")
         pipeline = beam.Pipeline(options=options)
@@ -428,7 +423,7 @@ def _run_in_staging(
             outputs.remove_tree(os.path.join(staging, "stats", "post_transform.json"))
         by_source = {name: value for (space, name), value in counters.items() if space == read.ROWS_BY_SOURCE_NAMESPACE}
         record["inputs"] = [
-            {"uri": path, "bytes": size, "sha256": hashes[path].result(), "rows": by_source.get(path, 0)}
+            {"uri": path, "bytes": size, "sha256": run_record.file_sha256(path), "rows": by_source.get(path, 0)}
             for path, size in files
         ]
         timings["finish"] = time.time() - finishing - timings.get("export", 0) - timings.get("parity", 0)
