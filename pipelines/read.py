@@ -43,7 +43,7 @@ _SUFFIXES = {
     ".tfrecords.gz": TFRECORD,
 }
 DEFAULT_RANGE_BYTES = 32 << 20
-_BLOCK_BYTES = 4 << 20
+_BLOCK_BYTES = 8 << 20
 _TFRECORD_BATCH = 2000
 
 
