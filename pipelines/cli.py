@@ -111,6 +111,13 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
     run.add_argument("--no-report", action="store_true", help="do not write report.html")
     run.add_argument(
+        "--output-format",
+        choices=["tfrecord", "parquet"],
+        default="tfrecord",
+        help="transformed/ as gzip TFRecords of tf.Examples (default; what `skewless train` reads) or as "
+        "snappy Parquet files, one column per transformed feature",
+    )
+    run.add_argument(
         "--analysis-cache",
         metavar="DIR",
         help="incremental analysis: each input file is a span; reuse the cached analysis of spans seen before",
@@ -697,7 +704,13 @@ def _train(args: argparse.Namespace, beam_args: list[str]) -> int:
     run_json = os.path.join(args.transform_output, "run.json")
     if not os.path.isfile(run_json):
         raise UsageError(f"{args.transform_output} has no run.json: is it a `skewless run` output?")
-    dataset = json.load(open(run_json))["dataset"]
+    record = json.load(open(run_json))
+    dataset = record["dataset"]
+    if record.get("parameters", {}).get("output_format", "tfrecord") != "tfrecord":
+        raise UsageError(
+            f"{args.transform_output} was written with --output-format {record['parameters']['output_format']}: "
+            "`skewless train` reads tf.Example TFRecords (rerun without --output-format)"
+        )
     label = args.label or schemas.load_dataset(dataset).label
     if not label:
         raise UsageError("the dataset config names no label: pass --label")
@@ -781,6 +794,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             label_key=args.label_key,
             label_policy=args.label_policy,
             analysis_cache=args.analysis_cache,
+            output_format=args.output_format,
         ),
         beam_args,
         progress,

@@ -22,23 +22,31 @@ import google_crc32c
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["encode_framed"]
+__all__ = ["encode_framed", "one_value_per_row"]
 
 _MAX_KEY = 100  # keeps every length prefix below one single-byte varint (< 128)
 _SUPPORTED = (pa.int64(), pa.float32())
 
 
-def _values(column: pa.Array) -> np.ndarray | None:
-    """The one value of each row of a list column, or None when a row has not exactly one."""
-    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
-        return None
-    if column.type.value_type not in _SUPPORTED or column.null_count:
+def one_value_per_row(column: pa.Array) -> pa.Array | None:
+    """The values of a list column whose every row holds exactly one (non-null) value, else None."""
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)) or column.null_count:
         return None
     offsets = column.offsets.to_numpy()
     if not np.array_equal(np.diff(offsets), np.ones(len(column), dtype=offsets.dtype)):
         return None
     values = column.values.slice(offsets[0], len(column))
-    return None if values.null_count else values.to_numpy(zero_copy_only=False)
+    return None if values.null_count else values
+
+
+def _values(column: pa.Array) -> np.ndarray | None:
+    """The one value of each row of an int64 or float32 list column, or None when a row has not exactly one."""
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        return None
+    if column.type.value_type not in _SUPPORTED:
+        return None
+    values = one_value_per_row(column)
+    return None if values is None else values.to_numpy(zero_copy_only=False)
 
 
 def _varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -41,10 +41,12 @@ from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.read import input_format_of
 from pipelines.split import SplitTrainEval
-from pipelines.write import EncodeExamples, WriteDeadLetters, WriteExamples, WriteParityPairs
+from pipelines.write import EncodeExamples, WriteDeadLetters, WriteExamples, WriteParityPairs, WriteParquet
 
 __all__ = ["RunConfig", "TRANSFORM_OUTPUTS", "run"]
 
+TFRECORD, PARQUET = "tfrecord", "parquet"
+OUTPUT_FORMATS = (TFRECORD, PARQUET)
 TRANSFORM_OUTPUTS = ("transform_fn", "transformed_metadata", "metadata", "transformed", "parity", "serving_model")
 # with --labels, rows the label policy drops are in dropped/ (kept on failure, like dead_letter/)
 
@@ -68,6 +70,8 @@ class RunConfig:
         label_key: The raw column holding the item id of each row.
         label_policy: ``drop``, ``keep`` or ``weight`` (see ``pipelines/join_labels.py``).
         analysis_cache: A directory of per-span analyzer caches (``pipelines/incremental.py``), or None.
+        output_format: ``tfrecord`` (gzip tf.Examples, what ``skewless train`` reads) or ``parquet``
+            (snappy Parquet, one plain column per transformed feature).
     """
 
     output: str
@@ -84,6 +88,7 @@ class RunConfig:
     label_key: str | None = None
     label_policy: str = "drop"
     analysis_cache: str | None = None
+    output_format: str = "tfrecord"
 
 
 def _tensor_adapter_config(
@@ -188,15 +193,24 @@ def _build(
         | "WritePostTransformStatistics"
         >> statistics.WriteStatistics(os.path.join(staging, "stats", "post_transform.json"))
     )
-    train = transformed_train | "EncodeTrainData" >> EncodeExamples("rows_train")
-    eval_ = transformed_eval | "EncodeEvalData" >> EncodeExamples("rows_eval")
-    train.examples | "WriteTrainData" >> WriteExamples(os.path.join(staging, "transformed", "train"))
-    eval_.examples | "WriteEvalData" >> WriteExamples(os.path.join(staging, "transformed", "eval"))
+    if config.output_format == PARQUET:
+        train_pairs = transformed_train | "WriteTrainData" >> WriteParquet(
+            os.path.join(staging, "transformed", "train"), "rows_train"
+        )
+        eval_pairs = transformed_eval | "WriteEvalData" >> WriteParquet(
+            os.path.join(staging, "transformed", "eval"), "rows_eval"
+        )
+    else:
+        train = transformed_train | "EncodeTrainData" >> EncodeExamples("rows_train")
+        eval_ = transformed_eval | "EncodeEvalData" >> EncodeExamples("rows_eval")
+        train.examples | "WriteTrainData" >> WriteExamples(os.path.join(staging, "transformed", "train"))
+        eval_.examples | "WriteEvalData" >> WriteExamples(os.path.join(staging, "transformed", "eval"))
+        train_pairs, eval_pairs = train[EncodeExamples.PARITY], eval_[EncodeExamples.PARITY]
     # one sink per split, written where the pairs are made: a Flatten of the two made the runner
     # hold every pair in memory until both were complete
     prefix = os.path.join(staging, parity.PAIRS_PREFIX)
-    train[EncodeExamples.PARITY] | "WriteTrainParityPairs" >> WriteParityPairs(f"{prefix}-train")
-    eval_[EncodeExamples.PARITY] | "WriteEvalParityPairs" >> WriteParityPairs(f"{prefix}-eval")
+    train_pairs | "WriteTrainParityPairs" >> WriteParityPairs(f"{prefix}-train")
+    eval_pairs | "WriteEvalParityPairs" >> WriteParityPairs(f"{prefix}-eval")
 
 
 def _counts(counters: dict[tuple[str, str], int]) -> dict:
@@ -260,6 +274,8 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
         dataset = schemas.load_dataset(config.dataset)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if config.output_format not in OUTPUT_FORMATS:
+        raise UsageError(f"--output-format must be one of {', '.join(OUTPUT_FORMATS)}, got {config.output_format!r}")
     if not 0.0 <= config.eval_fraction < 1.0:
         raise UsageError(f"--eval-fraction must be in [0, 1), got {config.eval_fraction}")
     patterns = list(config.inputs) or [str(dataset.sample)]
@@ -298,6 +314,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
             "labels": config.labels,
             "label_key": config.label_key,
             "label_policy": config.label_policy if config.labels else None,
+            "output_format": config.output_format,
             "runner": runner_name(options),
             "pipeline_options": options.get_all_options(drop_default=True),
         },

@@ -3,21 +3,33 @@
 import json
 import struct
 import time
+import uuid
 
 import apache_beam as beam
 import google_crc32c
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils.windowed_value import WindowedValue
 from isal import isal_zlib
 
 from pipelines import example_encoding, overlap
 from pipelines.parity import RAW_EXAMPLE_COLUMN, encode_pair
 
-__all__ = ["EncodeExamples", "WriteDeadLetters", "WriteExamples", "WriteParityPairs", "frame_tfrecords", "gzip_member"]
+__all__ = [
+    "EncodeExamples",
+    "WriteDeadLetters",
+    "WriteExamples",
+    "WriteParityPairs",
+    "WriteParquet",
+    "flat_table",
+    "frame_tfrecords",
+    "gzip_member",
+]
 
 METRICS_NAMESPACE = "skewless"
 
@@ -49,6 +61,19 @@ def frame_tfrecords(records: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
+def _split_parity_sample(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[int], dict[int, list[bytes]]]:
+    """The transformed features of a batch (passthrough columns dropped), the rows of the parity
+    sample and each sampled row's raw example."""
+    index = batch.schema.get_field_index(RAW_EXAMPLE_COLUMN)
+    raw_examples, sampled = {}, []
+    if index >= 0:
+        column = batch.column(index)
+        sampled = np.flatnonzero(pc.fill_null(pc.list_value_length(column), 0).to_numpy() > 0).tolist()
+        raw_examples = dict(zip(sampled, column.take(pa.array(sampled, pa.int64())).to_pylist(), strict=True))
+    # passthrough columns (parity sample, slice copies) are not transformed features
+    return batch.select([name for name in batch.schema.names if not name.startswith("__")]), sampled, raw_examples
+
+
 def _encode_batch(encoder, batch: pa.RecordBatch) -> tuple[bytes, list[bytes], int, float]:
     """Encodes, frames and compresses one transformed batch; returns the gzip member, the parity
     pairs of its sampled rows, its row count and the seconds it took.
@@ -57,14 +82,7 @@ def _encode_batch(encoder, batch: pa.RecordBatch) -> tuple[bytes, list[bytes], i
     vectorised encoder (``pipelines/example_encoding.py``); any other, ``tfx_bsl``'s.
     """
     started = time.perf_counter()
-    index = batch.schema.get_field_index(RAW_EXAMPLE_COLUMN)
-    raw_examples, sampled = {}, []
-    if index >= 0:
-        column = batch.column(index)
-        sampled = np.flatnonzero(pc.fill_null(pc.list_value_length(column), 0).to_numpy() > 0).tolist()
-        raw_examples = dict(zip(sampled, column.take(pa.array(sampled, pa.int64())).to_pylist(), strict=True))
-    # passthrough columns (parity sample, slice copies) are not transformed features
-    batch = batch.select([name for name in batch.schema.names if not name.startswith("__")])
+    batch, sampled, raw_examples = _split_parity_sample(batch)
     vectorised = example_encoding.encode_framed(batch, sampled)
     if vectorised is not None:
         records, examples = vectorised
@@ -148,6 +166,92 @@ class EncodeExamples(beam.PTransform):
         return transformed | "Encode" >> beam.ParDo(_EncodeExamples(self._counter_name)).with_outputs(
             self.PARITY, main="examples"
         )
+
+
+def flat_table(batch: pa.RecordBatch) -> pa.Table:
+    """Transformed features as a table of plain columns: a list column whose every row holds
+    exactly one value becomes a column of those values; any other column stays a list column."""
+    columns = []
+    for column in batch.columns:
+        values = example_encoding.one_value_per_row(column)
+        columns.append(values if values is not None else column)
+    return pa.Table.from_arrays(columns, names=batch.schema.names)
+
+
+class _WriteParquetFiles(beam.DoFn):
+    """Writes transformed batches to one Parquet file per bundle (``<prefix>-<uuid>.parquet``), on a
+    background thread (``pipelines/overlap.py``); outputs the parity pairs of sampled rows."""
+
+    def __init__(self, prefix: str, counter_name: str):
+        self._prefix = prefix
+        self._counter_name = counter_name
+        self._file = None
+        self._background = None
+
+    def setup(self):
+        from tfx_bsl.coders import example_coder
+
+        self._encoder = example_coder.RecordBatchToExamplesEncoder()
+        self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, self._counter_name)
+        self._msecs = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "encode_msecs")
+        self._background = overlap.InBackground()
+
+    def teardown(self):
+        if self._background is not None:
+            self._background.close()
+
+    def start_bundle(self):
+        self._background.discard()  # left over only if the previous bundle failed
+        self._file = None
+
+    def _write(self, batch: pa.RecordBatch) -> tuple[list[str], int, float]:
+        started = time.perf_counter()
+        features, sampled, raw_examples = _split_parity_sample(batch)
+        table = flat_table(features)
+        if self._file is None:
+            handle = FileSystems.create(f"{self._prefix}-{uuid.uuid4().hex}.parquet")
+            self._file = (handle, pq.ParquetWriter(handle, table.schema, compression="snappy"))
+        self._file[1].write_table(table)
+        examples = self._encoder.encode(features.take(pa.array(sampled, pa.int64()))) if sampled else []
+        pairs = [encode_pair(raw_examples[row][0], example) for row, example in zip(sampled, examples, strict=True)]
+        return pairs, features.num_rows, time.perf_counter() - started
+
+    def _outputs(self, result):
+        pairs, rows, seconds = result
+        self._rows.inc(rows)
+        self._msecs.inc(int(seconds * 1000))
+        yield from pairs
+
+    def process(self, batch_and_passthrough, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+        batch, _ = batch_and_passthrough
+        for result, _ in self._background.submit(self._write, batch, context=(window, timestamp)):
+            yield from self._outputs(result)
+
+    def finish_bundle(self):
+        done = self._background.drain()
+        if self._file is not None:
+            handle, writer = self._file
+            writer.close()
+            handle.close()
+            self._file = None
+        for result, (window, timestamp) in done:
+            for pair in self._outputs(result):
+                yield WindowedValue(pair, timestamp, [window])
+
+
+class WriteParquet(beam.PTransform):
+    """Writes tf.Transform's ``(RecordBatch, passthrough)`` output as Parquet files
+    ``<prefix>-<uuid>.parquet`` (snappy; one value per row becomes a plain column, see
+    ``flat_table``); returns the parity pairs of sampled rows, as ``EncodeExamples`` does. Counts rows
+    in the ``skewless`` counter ``counter_name``."""
+
+    def __init__(self, file_path_prefix: str, counter_name: str):
+        super().__init__()
+        self._prefix = file_path_prefix
+        self._counter_name = counter_name
+
+    def expand(self, transformed):
+        return transformed | "WriteParquetFiles" >> beam.ParDo(_WriteParquetFiles(self._prefix, self._counter_name))
 
 
 class _FramedRecordsSink(filebasedsink.FileBasedSink):
