@@ -16,7 +16,10 @@ import concurrent.futures
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["InBackground", "in_background"]
+import apache_beam as beam
+from apache_beam.utils.windowed_value import WindowedValue
+
+__all__ = ["BackgroundDoFn", "InBackground", "in_background"]
 
 DEFAULT_DEPTH = 2
 
@@ -83,3 +86,33 @@ class InBackground:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+
+
+class BackgroundDoFn(beam.DoFn):
+    """A DoFn whose per-element work goes to ``self._background`` (an ``InBackground``).
+
+    Subclasses submit work in ``process`` and drain it in ``finish_bundle``, where what they output
+    must be windowed by hand: ``windowed`` does it for the context each item was submitted with.
+    Work a failed bundle left in flight is dropped when the next bundle starts.
+    """
+
+    def setup(self):
+        self._background = InBackground()
+
+    def teardown(self):
+        if getattr(self, "_background", None) is not None:
+            self._background.close()
+
+    def start_bundle(self):
+        self._background.discard()
+
+    @staticmethod
+    def windowed(outputs: Iterable[Any], context: tuple[Any, Any]) -> Iterator[Any]:
+        """``outputs`` (values or ``TaggedOutput``) as windowed values for ``finish_bundle``;
+        ``context`` is the ``(window, timestamp)`` of the element they came from."""
+        window, timestamp = context
+        for output in outputs:
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                yield beam.pvalue.TaggedOutput(output.tag, WindowedValue(output.value, timestamp, [window]))
+            else:
+                yield WindowedValue(output, timestamp, [window])

@@ -17,7 +17,6 @@ import uuid
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines import overlap
 
@@ -47,8 +46,8 @@ class _SpillFile:
         return self.path
 
 
-class _WriteSpill(beam.DoFn):
-    """Writes batches to IPC files on a background thread; outputs each file's path once closed."""
+class _WriteSpill(overlap.BackgroundDoFn):
+    """Writes batches to IPC files on a background thread; outputs ``(tag, path)`` of each file once closed."""
 
     def __init__(self, prefix: str, tag: str, file_bytes: int):
         self._prefix = prefix
@@ -56,17 +55,9 @@ class _WriteSpill(beam.DoFn):
         self._file_bytes = file_bytes
         self._file: _SpillFile | None = None
         self._context = None
-        self._background = None
-
-    def setup(self):
-        self._background = overlap.InBackground()
-
-    def teardown(self):
-        if self._background is not None:
-            self._background.close()
 
     def start_bundle(self):
-        self._background.discard()  # left over only if the previous bundle failed
+        super().start_bundle()
         self._file = None
         self._context = None
 
@@ -92,9 +83,8 @@ class _WriteSpill(beam.DoFn):
         if self._file is not None:
             done.append(([self._file.close()], self._context))
             self._file = None
-        for paths, (window, timestamp) in done:
-            for path in paths:
-                yield WindowedValue((self._tag, path), timestamp, [window])
+        for paths, context in done:
+            yield from self.windowed([(self._tag, path) for path in paths], context)
 
 
 class SpillBatches(beam.PTransform):

@@ -286,7 +286,7 @@ class AttachSliceColumns(beam.PTransform):
         return batches | "CopySliceColumns" >> beam.Map(_attach_slice_columns, self._columns)
 
 
-class _AccumulateSlices(beam.DoFn):
+class _AccumulateSlices(overlap.BackgroundDoFn):
     """Partial statistics per bundle (combiner lifting by hand): only accumulators leave the stage
     that produced the batches, whatever the runner's fusion does with the branches around it.
 
@@ -298,18 +298,10 @@ class _AccumulateSlices(beam.DoFn):
         self._slice_columns = slice_columns
         self._combine = _SummaryCombineFn(boundaries)
         self._accumulators: dict[str, dict] = {}
-        self._background = None
-
-    def setup(self):
-        self._background = overlap.InBackground()
-
-    def teardown(self):
-        if self._background is not None:
-            self._background.close()
 
     def start_bundle(self):
-        # work a failed bundle left in flight must finish before the accumulators are replaced
-        self._background.discard()
+        # work a failed bundle left in flight finishes (is discarded) before the accumulators are replaced
+        super().start_bundle()
         self._accumulators = {}
 
     def _add(self, batch: pa.RecordBatch) -> None:

@@ -14,7 +14,6 @@ import pyarrow.parquet as pq
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.utils.windowed_value import WindowedValue
 from isal import isal_zlib
 
 from pipelines import example_encoding, overlap
@@ -95,28 +94,33 @@ def _encode_batch(encoder, batch: pa.RecordBatch) -> tuple[bytes, list[bytes], i
     return gzip_member(records), pairs, batch.num_rows, time.perf_counter() - started
 
 
-class _EncodeExamples(beam.DoFn):
+class _TransformedBatchesDoFn(overlap.BackgroundDoFn):
+    """Shared by the writers of transformed batches: the tf.Example encoder (for the parity sample
+    and batches the vectorised encoder does not take), the row counter and the encoding time."""
+
+    def __init__(self, counter_name: str):
+        self._counter_name = counter_name
+        self._encoder = None
+
+    def setup(self):
+        from tfx_bsl.coders import example_coder
+
+        super().setup()
+        self._encoder = example_coder.RecordBatchToExamplesEncoder()
+        self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, self._counter_name)
+        self._msecs = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "encode_msecs")
+
+    def _count(self, rows: int, seconds: float) -> None:
+        self._rows.inc(rows)
+        self._msecs.inc(int(seconds * 1000))
+
+
+class _EncodeExamples(_TransformedBatchesDoFn):
     """Encodes transformed RecordBatches into framed, gzipped tf.Examples, one call per batch.
 
     The encoding, framing and compression of a batch run on a background thread
     (``pipelines/overlap.py``) while the stage transforms the next batches.
     """
-
-    def __init__(self, counter_name: str):
-        self._counter_name = counter_name
-        self._encoder = None
-        self._background = None
-
-    def setup(self):
-        from tfx_bsl.coders import example_coder
-
-        self._encoder = example_coder.RecordBatchToExamplesEncoder()
-        self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, self._counter_name)
-        self._msecs = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "encode_msecs")
-        self._background = overlap.InBackground()
-
-    def start_bundle(self):
-        self._background.discard()  # left over only if the previous bundle failed
 
     def process(
         self, element: tuple[pa.RecordBatch, dict], window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam
@@ -126,21 +130,12 @@ class _EncodeExamples(beam.DoFn):
             yield from self._outputs(result)
 
     def finish_bundle(self):
-        for result, (window, timestamp) in self._background.drain():
-            for output in self._outputs(result):
-                if isinstance(output, beam.pvalue.TaggedOutput):
-                    yield beam.pvalue.TaggedOutput(output.tag, WindowedValue(output.value, timestamp, [window]))
-                else:
-                    yield WindowedValue(output, timestamp, [window])
-
-    def teardown(self):
-        if self._background is not None:
-            self._background.close()
+        for result, context in self._background.drain():
+            yield from self.windowed(self._outputs(result), context)
 
     def _outputs(self, result):
         framed, pairs, rows, seconds = result
-        self._rows.inc(rows)
-        self._msecs.inc(int(seconds * 1000))
+        self._count(rows, seconds)
         yield framed
         for pair in pairs:
             yield beam.pvalue.TaggedOutput(EncodeExamples.PARITY, pair)
@@ -178,33 +173,21 @@ def flat_table(batch: pa.RecordBatch) -> pa.Table:
     return pa.Table.from_arrays(columns, names=batch.schema.names)
 
 
-class _WriteParquetFiles(beam.DoFn):
+class _WriteParquetFiles(_TransformedBatchesDoFn):
     """Writes transformed batches to one Parquet file per bundle (``<prefix>-<uuid>.parquet``), on a
     background thread (``pipelines/overlap.py``); outputs the parity pairs of sampled rows."""
 
     def __init__(self, prefix: str, counter_name: str):
+        super().__init__(counter_name)
         self._prefix = prefix
-        self._counter_name = counter_name
         self._file = None
-        self._background = None
-
-    def setup(self):
-        from tfx_bsl.coders import example_coder
-
-        self._encoder = example_coder.RecordBatchToExamplesEncoder()
-        self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, self._counter_name)
-        self._msecs = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "encode_msecs")
-        self._background = overlap.InBackground()
-
-    def teardown(self):
-        if self._background is not None:
-            self._background.close()
 
     def start_bundle(self):
-        self._background.discard()  # left over only if the previous bundle failed
+        super().start_bundle()
         self._file = None
 
     def _write(self, batch: pa.RecordBatch) -> tuple[list[str], int, float]:
+        """Runs on the background thread (one batch at a time, in order)."""
         started = time.perf_counter()
         features, sampled, raw_examples = _split_parity_sample(batch)
         table = flat_table(features)
@@ -218,8 +201,7 @@ class _WriteParquetFiles(beam.DoFn):
 
     def _outputs(self, result):
         pairs, rows, seconds = result
-        self._rows.inc(rows)
-        self._msecs.inc(int(seconds * 1000))
+        self._count(rows, seconds)
         yield from pairs
 
     def process(self, batch_and_passthrough, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
@@ -234,9 +216,8 @@ class _WriteParquetFiles(beam.DoFn):
             writer.close()
             handle.close()
             self._file = None
-        for result, (window, timestamp) in done:
-            for pair in self._outputs(result):
-                yield WindowedValue(pair, timestamp, [window])
+        for result, context in done:
+            yield from self.windowed(self._outputs(result), context)
 
 
 class WriteParquet(beam.PTransform):
