@@ -372,7 +372,8 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=_si
     indices = {key: columns.index(name) for key, name in wanted.items()}
     options = pipeline_options(list(beam_args))
     parameters = {k: v for k, v in dataclasses.asdict(config).items() if k != "lineage_db"}
-    recorder = lineage.Recorder("labels", parameters, ("labels", config.output), None, config.lineage_db)
+    runner = runner_name(options)
+    recorder = lineage.Recorder("labels", parameters, ("labels", config.output), runner, config.lineage_db)
 
     def job() -> dict:
         report = _labels_in_staging(config, files, columns, indices, merge, options, started, progress)

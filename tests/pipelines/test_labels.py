@@ -16,8 +16,18 @@ RTE_COLUMNS = ["--item-col", "orig_id", "--annotator-col", "!amt_worker_ids", "-
 def rte(tmp_path_factory):
     out = tmp_path_factory.mktemp("rte") / "out"
     argv = ["labels", "--annotations", str(RTE), "--output", str(out), *RTE_COLUMNS, "--gold-col", "gold"]
-    assert cli.main(argv) == 0
+    assert cli.main([*argv, "--lineage-db", str(out.parent / "lineage.db")]) == 0
     return out
+
+
+def test_lineage_records_the_labels_run_and_its_runner(rte, capsys):
+    db = str(rte.parent / "lineage.db")
+    capsys.readouterr()
+    assert cli.main(["lineage", "runs", "--json", "--lineage-db", db]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [(r["command"], r["status"]) for r in runs] == [("labels", "succeeded")]
+    assert cli.main(["lineage", "show", runs[0]["id"], "--json", "--lineage-db", db]) == 0
+    assert json.loads(capsys.readouterr().out)["runner"] == "FnApiRunner"
 
 
 def test_rte_outputs_and_counts(rte):
