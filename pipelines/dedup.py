@@ -696,16 +696,16 @@ def removed_ids(output: str) -> list[str]:
 class DropRemovedDuplicates(beam.PTransform):
     """Drops rows of ``(RecordBatch, keys)`` pairs whose id the dedup policy removed.
 
-    Counted (once, on the counted read) as dropped by policy, reason ``duplicate removed by dedup``;
-    the rows themselves are in ``dedup/removed.jsonl``.
+    Counted as dropped by policy, reason ``duplicate removed by dedup``; the rows themselves are in
+    ``dedup/removed.jsonl``.
     """
 
-    def __init__(self, removed, id_column: str, counted: bool):
+    def __init__(self, removed, id_column: str):
         super().__init__()
-        self._removed, self._id, self._counted = removed, id_column, counted
+        self._removed, self._id = removed, id_column
 
     def expand(self, batches):
-        id_column, counted = self._id, self._counted
+        id_column = self._id
 
         def drop(element, removed):
             batch, keys = element
@@ -715,10 +715,9 @@ class DropRemovedDuplicates(beam.PTransform):
             ids = decode.first_values_as_text(batch.column(batch.schema.get_field_index(id_column)))
             keep = np.array([i not in removed for i in ids], dtype=bool)
             if not keep.all():
-                if counted:
-                    dropped = int((~keep).sum())
-                    beam.metrics.Metrics.counter("skewless", "rows_dropped_by_policy").inc(dropped)
-                    beam.metrics.Metrics.counter("skewless.dropped_reasons", "duplicate removed by dedup").inc(dropped)
+                dropped = int((~keep).sum())
+                beam.metrics.Metrics.counter("skewless", "rows_dropped_by_policy").inc(dropped)
+                beam.metrics.Metrics.counter("skewless.dropped_reasons", "duplicate removed by dedup").inc(dropped)
                 batch, keys = batch.filter(pa.array(keep)), keys[keep]
             if batch.num_rows:
                 yield batch, keys

@@ -66,8 +66,8 @@ class ReadConsensus(beam.PTransform):
 
 
 class _AttachLabels(beam.DoFn):
-    def __init__(self, key: str, policy: str, counted: bool):
-        self._key, self._policy, self._counted = key, policy, counted
+    def __init__(self, key: str, policy: str):
+        self._key, self._policy = key, policy
 
     def process(self, element, labels: dict):
         batch, keys = element
@@ -77,14 +77,13 @@ class _AttachLabels(beam.DoFn):
         if self._policy == "drop" and not usable.all():
             for row in np.flatnonzero(~usable):
                 reason = "no consensus label" if found[row] is None else "consensus flagged for review"
-                if self._counted:
-                    beam.metrics.Metrics.counter("skewless", "rows_dropped_by_policy").inc()
-                    beam.metrics.Metrics.counter("skewless.dropped_reasons", reason).inc()
-                    row_values = batch.slice(int(row), 1).to_pylist()[0]
-                    yield beam.pvalue.TaggedOutput(
-                        DROPPED,
-                        {"item": items[row], "reason": reason, "row": json.dumps(row_values, default=_text)},
-                    )
+                beam.metrics.Metrics.counter("skewless", "rows_dropped_by_policy").inc()
+                beam.metrics.Metrics.counter("skewless.dropped_reasons", reason).inc()
+                row_values = batch.slice(int(row), 1).to_pylist()[0]
+                yield beam.pvalue.TaggedOutput(
+                    DROPPED,
+                    {"item": items[row], "reason": reason, "row": json.dumps(row_values, default=_text)},
+                )
             keep = pa.array(usable)
             batch, keys, found = batch.filter(keep), keys[usable], [f for f, u in zip(found, usable, strict=True) if u]
         if batch.num_rows == 0:
@@ -105,14 +104,14 @@ def _text(value):
 class AttachConsensusLabels(beam.PTransform):
     """Adds the consensus label columns to ``(RecordBatch, keys)`` pairs under a policy.
 
-    Returns the pairs (main output) and ``dropped`` records (only when ``counted``).
+    Returns the pairs (main output) and ``dropped`` records, each counted as dropped by policy.
     """
 
-    def __init__(self, consensus, key: str, policy: str, counted: bool):
+    def __init__(self, consensus, key: str, policy: str):
         super().__init__()
-        self._consensus, self._key, self._policy, self._counted = consensus, key, policy, counted
+        self._consensus, self._key, self._policy = consensus, key, policy
 
     def expand(self, batches):
         return batches | "LookUpConsensus" >> beam.ParDo(
-            _AttachLabels(self._key, self._policy, self._counted), beam.pvalue.AsDict(self._consensus)
+            _AttachLabels(self._key, self._policy), beam.pvalue.AsDict(self._consensus)
         ).with_outputs(DROPPED, main="batches")

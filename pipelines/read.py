@@ -7,7 +7,6 @@ two PCollections: ``batches`` of ``(RecordBatch, row_key_hashes)`` and ``dead_le
 """
 
 import concurrent.futures
-import copy
 import csv
 import dataclasses
 import io
@@ -211,7 +210,7 @@ class _DecodeBlocks(beam.DoFn):
         self._executor.shutdown(wait=True)
 
     def _emit(self, block: decode.DecodedBlock, source: str, seconds: float):
-        if not self._counted:  # a second read of the same data: rows and dead letters count once
+        if not self._counted:  # data counted elsewhere (a separate analysis read): no counters, no dead letters
             if block.batch is not None:
                 yield block.batch, block.keys
             return
@@ -311,7 +310,8 @@ class ReadRawData(beam.PTransform):
             split_key: Columns whose values key the train/eval split (empty: the whole record).
             range_bytes: Size of the byte ranges an uncompressed CSV file is cut into.
             delimiter: CSV field delimiter.
-            counted: False for a second read of the same data: no counters, no dead letters.
+            counted: False for data whose rows and dead letters are counted elsewhere (the separate
+                read of ``--analysis-cache``): no counters, no dead letters.
         """
         super().__init__()
         formats = {input_format_of(path) for path, _ in files}
@@ -329,12 +329,6 @@ class ReadRawData(beam.PTransform):
         elif self._format == PARQUET:
             for path, _ in self._files:
                 _check_parquet_columns(path, schema)
-
-    def second_read(self) -> "ReadRawData":
-        """The same read again, without counters or dead letters (they count once, in the first)."""
-        again = copy.copy(self)
-        again._counted = False
-        return again
 
     def expand(self, pbegin):
         tags = (self.DEAD_LETTER,)

@@ -128,12 +128,12 @@ def _build(
     if removed_ids is not None:
         removed = pipeline | "DuplicatesRemovedByDedup" >> beam.Create([frozenset(removed_ids)])
         raw_batches = raw_batches | "DropRemovedDuplicates" >> dedup.DropRemovedDuplicates(
-            removed, dataset.config["dedup"]["id"], counted=True
+            removed, dataset.config["dedup"]["id"]
         )
     if config.labels:
         consensus = pipeline | "ReadConsensus" >> join_labels.ReadConsensus(config.labels)
         joined = raw_batches | "JoinConsensusLabels" >> join_labels.AttachConsensusLabels(
-            consensus, config.label_key, config.label_policy, counted=True
+            consensus, config.label_key, config.label_policy
         )
         joined[join_labels.DROPPED] | "WriteDroppedRows" >> WriteDeadLetters(
             os.path.join(staging, "dropped", "dropped")
