@@ -176,7 +176,7 @@ def _build(
                 transform_config,
             ) | "AnalyzeTrainData" >> tft_beam.AnalyzeDataset(dataset.preprocessing_fn())
             _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
-        transformed_train, _ = (
+        transformed_train, transformed_metadata = (
             (train_batches, transform_config),
             transform_fn,
         ) | "TransformTrainData" >> tft_beam.TransformDataset(output_record_batches=True)
@@ -194,11 +194,12 @@ def _build(
         >> statistics.WriteStatistics(os.path.join(staging, "stats", "post_transform.json"))
     )
     if config.output_format == PARQUET:
+        metadata, temp_dir = transformed_metadata.deferred_metadata, os.path.join(staging, "tmp", "parquet")
         train_pairs = transformed_train | "WriteTrainData" >> WriteParquet(
-            os.path.join(staging, "transformed", "train"), "rows_train"
+            os.path.join(staging, "transformed", "train"), "rows_train", f"{temp_dir}/train", metadata
         )
         eval_pairs = transformed_eval | "WriteEvalData" >> WriteParquet(
-            os.path.join(staging, "transformed", "eval"), "rows_eval"
+            os.path.join(staging, "transformed", "eval"), "rows_eval", f"{temp_dir}/eval", metadata
         )
     else:
         train = transformed_train | "EncodeTrainData" >> EncodeExamples("rows_train")

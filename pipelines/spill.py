@@ -58,7 +58,9 @@ class _WriteSpill(overlap.BackgroundDoFn):
 
     def start_bundle(self):
         super().start_bundle()
-        self._file = None
+        if self._file is not None:  # left open by a failed bundle; its path was never output
+            self._file.close()
+            self._file = None
         self._context = None
 
     def _write(self, batch: pa.RecordBatch) -> list[str]:

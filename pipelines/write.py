@@ -1,6 +1,7 @@
 """Writing outputs: transformed tf.Examples as gzip TFRecord shards, parity pairs and dead letters."""
 
 import json
+import os
 import struct
 import time
 import uuid
@@ -16,7 +17,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from isal import isal_zlib
 
-from pipelines import example_encoding, overlap
+from pipelines import example_encoding, outputs, overlap
 from pipelines.parity import RAW_EXAMPLE_COLUMN, encode_pair
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "WriteParityPairs",
     "WriteParquet",
     "flat_table",
+    "publish_file",
+    "scalar_features",
     "frame_tfrecords",
     "gzip_member",
 ]
@@ -163,38 +166,87 @@ class EncodeExamples(beam.PTransform):
         )
 
 
-def flat_table(batch: pa.RecordBatch) -> pa.Table:
-    """Transformed features as a table of plain columns: a list column whose every row holds
-    exactly one value becomes a column of those values; any other column stays a list column."""
+def scalar_features(metadata) -> frozenset[str]:
+    """The transformed features of one value a row (``FixedLenFeature`` of shape ``[]``), from
+    tf.Transform's transformed ``DatasetMetadata``."""
+    import tensorflow as tf
+    from tensorflow_transform.tf_metadata import schema_utils
+
+    specs = schema_utils.schema_as_feature_spec(metadata.schema).feature_spec
+    return frozenset(
+        name for name, spec in specs.items() if isinstance(spec, tf.io.FixedLenFeature) and not list(spec.shape)
+    )
+
+
+def flat_table(batch: pa.RecordBatch, scalars: frozenset[str]) -> pa.Table:
+    """Transformed features as a table: a feature in ``scalars`` becomes a plain column of its one
+    value a row; any other stays a list column. The choice is the schema's, never the batch's, so
+    every file of a run has the same columns.
+
+    Raises:
+        ValueError: A feature in ``scalars`` has a row without exactly one value.
+    """
     columns = []
-    for column in batch.columns:
-        values = example_encoding.one_value_per_row(column)
-        columns.append(values if values is not None else column)
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if name in scalars:
+            values = example_encoding.one_value_per_row(column)
+            if values is None:
+                raise ValueError(f"transformed feature {name!r} has a row without exactly one value")
+            column = values
+        columns.append(column)
     return pa.Table.from_arrays(columns, names=batch.schema.names)
 
 
-class _WriteParquetFiles(_TransformedBatchesDoFn):
-    """Writes transformed batches to one Parquet file per bundle (``<prefix>-<uuid>.parquet``), on a
-    background thread (``pipelines/overlap.py``); outputs the parity pairs of sampled rows."""
+def publish_file(temp_path: str, prefix: str) -> str:
+    """Moves a file a finished bundle wrote to ``<prefix>-<its name>``; done already is no error
+    (a retried step), so only files of bundles that succeeded reach the output."""
+    final = f"{prefix}-{temp_path.rsplit('/', 1)[-1]}"
+    if FileSystems.exists(temp_path):
+        if outputs.is_local(final):
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+        FileSystems.rename([temp_path], [final])
+    elif not FileSystems.exists(final):
+        raise FileNotFoundError(f"neither {temp_path} nor {final} exists")
+    return final
 
-    def __init__(self, prefix: str, counter_name: str):
+
+class _WriteParquetFiles(_TransformedBatchesDoFn):
+    """Writes transformed batches to one Parquet file per bundle in a temporary directory, on a
+    background thread (``pipelines/overlap.py``); outputs the parity pairs of sampled rows and,
+    tagged ``files``, the path of the file once the bundle is done."""
+
+    FILES = "files"
+
+    def __init__(self, temp_dir: str, counter_name: str):
         super().__init__(counter_name)
-        self._prefix = prefix
+        self._temp_dir = temp_dir
         self._file = None
+        self._context = None
+        self._scalars: frozenset[str] | None = None  # from the side input, the same for every batch
 
     def start_bundle(self):
         super().start_bundle()
-        self._file = None
+        if self._file is not None:  # left open by a failed bundle: never published
+            self._close()
+        self._context = None
 
-    def _write(self, batch: pa.RecordBatch) -> tuple[list[str], int, float]:
+    def _close(self) -> str:
+        path, handle, writer = self._file
+        self._file = None
+        writer.close()
+        handle.close()
+        return path
+
+    def _write(self, batch: pa.RecordBatch, scalars: frozenset[str]) -> tuple[list[str], int, float]:
         """Runs on the background thread (one batch at a time, in order)."""
         started = time.perf_counter()
         features, sampled, raw_examples = _split_parity_sample(batch)
-        table = flat_table(features)
+        table = flat_table(features, scalars)
         if self._file is None:
-            handle = FileSystems.create(f"{self._prefix}-{uuid.uuid4().hex}.parquet")
-            self._file = (handle, pq.ParquetWriter(handle, table.schema, compression="snappy"))
-        self._file[1].write_table(table)
+            path = FileSystems.join(self._temp_dir, f"{uuid.uuid4().hex}.parquet")
+            handle = FileSystems.create(path)
+            self._file = (path, handle, pq.ParquetWriter(handle, table.schema, compression="snappy"))
+        self._file[2].write_table(table)
         examples = self._encoder.encode(features.take(pa.array(sampled, pa.int64()))) if sampled else []
         pairs = [encode_pair(raw_examples[row][0], example) for row, example in zip(sampled, examples, strict=True)]
         return pairs, features.num_rows, time.perf_counter() - started
@@ -204,35 +256,61 @@ class _WriteParquetFiles(_TransformedBatchesDoFn):
         self._count(rows, seconds)
         yield from pairs
 
-    def process(self, batch_and_passthrough, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+    def process(
+        self, batch_and_passthrough, metadata, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam
+    ):
         batch, _ = batch_and_passthrough
-        for result, _ in self._background.submit(self._write, batch, context=(window, timestamp)):
+        self._context = (window, timestamp)
+        if self._scalars is None:
+            self._scalars = scalar_features(metadata)
+        submitted = self._background.submit(self._write, batch, self._scalars, context=self._context)
+        for result, _ in submitted:
             yield from self._outputs(result)
 
     def finish_bundle(self):
         done = self._background.drain()
-        if self._file is not None:
-            handle, writer = self._file
-            writer.close()
-            handle.close()
-            self._file = None
         for result, context in done:
             yield from self.windowed(self._outputs(result), context)
+        if self._file is not None:
+            path = self._close()
+            yield from self.windowed([beam.pvalue.TaggedOutput(self.FILES, path)], self._context)
 
 
 class WriteParquet(beam.PTransform):
     """Writes tf.Transform's ``(RecordBatch, passthrough)`` output as Parquet files
-    ``<prefix>-<uuid>.parquet`` (snappy; one value per row becomes a plain column, see
-    ``flat_table``); returns the parity pairs of sampled rows, as ``EncodeExamples`` does. Counts rows
-    in the ``skewless`` counter ``counter_name``."""
+    ``<prefix>-<uuid>.parquet`` (snappy; a feature of one value a row is a plain column, see
+    ``flat_table``); returns the parity pairs of sampled rows, as ``EncodeExamples`` does. Counts
+    rows in the ``skewless`` counter ``counter_name``.
 
-    def __init__(self, file_path_prefix: str, counter_name: str):
+    Each bundle writes its file in ``temp_dir``; files are moved into place only after every
+    bundle that wrote them succeeded (a reshuffle commits them), as Beam's own file sinks do, so a
+    retried bundle never leaves a partial or duplicate file in the output.
+
+    Args:
+        file_path_prefix: Where the files go, e.g. ``<output>/transformed/train``.
+        counter_name: The row counter.
+        temp_dir: Where bundles write before the files are moved.
+        metadata: tf.Transform's transformed metadata (``TransformDataset``'s deferred metadata):
+            which features are of one value a row.
+    """
+
+    def __init__(self, file_path_prefix: str, counter_name: str, temp_dir: str, metadata):
         super().__init__()
         self._prefix = file_path_prefix
         self._counter_name = counter_name
+        self._temp_dir = temp_dir
+        self._metadata = metadata
 
     def expand(self, transformed):
-        return transformed | "WriteParquetFiles" >> beam.ParDo(_WriteParquetFiles(self._prefix, self._counter_name))
+        written = transformed | "WriteParquetFiles" >> beam.ParDo(
+            _WriteParquetFiles(self._temp_dir, self._counter_name), beam.pvalue.AsSingleton(self._metadata)
+        ).with_outputs(_WriteParquetFiles.FILES, main="pairs")
+        (
+            written[_WriteParquetFiles.FILES]
+            | "CommitFiles" >> beam.Reshuffle()
+            | "PublishFiles" >> beam.Map(publish_file, self._prefix)
+        )
+        return written.pairs
 
 
 class _FramedRecordsSink(filebasedsink.FileBasedSink):

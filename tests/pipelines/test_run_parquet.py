@@ -54,6 +54,7 @@ def test_run_record_names_the_format_and_counts_every_row(runs):
     assert _parquet_table(runs["parquet"], "train").num_rows == counts["rows_train"]
     assert _parquet_table(runs["parquet"], "eval").num_rows == counts["rows_eval"]
     assert not glob.glob(os.path.join(runs["parquet"], "transformed", "*.tfrecord.gz"))
+    assert not os.path.exists(runs["parquet"] / "tmp")  # bundles' files were moved, the rest removed
     assert record["parity"]["passed"] and record["parity"]["rows_checked"] > 0
 
 
@@ -75,3 +76,43 @@ def test_columns_are_plain_and_values_equal_the_tfrecord_output(runs):
 def test_train_refuses_a_parquet_output(runs, capsys):
     assert cli.main(["train", "--transform-output", str(runs["parquet"])]) == 2
     assert "--output-format parquet" in capsys.readouterr().err
+
+
+def test_plain_columns_follow_the_schema_not_the_batch():
+    import pyarrow as pa
+
+    from pipelines.write import flat_table
+
+    one_each = pa.array([[1], [2]], pa.large_list(pa.int64()))
+    batch = pa.RecordBatch.from_arrays([one_each, one_each], names=["scalar", "varlen"])
+    table = flat_table(batch, frozenset({"scalar"}))
+    # a VarLen feature whose rows happen to hold one value each stays a list column
+    assert table.schema.field("scalar").type == pa.int64()
+    assert table.schema.field("varlen").type == pa.large_list(pa.int64())
+    assert table.column("scalar").to_pylist() == [1, 2]
+    missing = pa.RecordBatch.from_arrays([pa.array([[1], []], pa.large_list(pa.int64()))], names=["scalar"])
+    with pytest.raises(ValueError, match="'scalar' has a row without exactly one value"):
+        flat_table(missing, frozenset({"scalar"}))
+
+
+def test_scalar_features_are_the_fixed_len_features_of_shape_empty(runs):
+    import tensorflow_transform as tft
+
+    from pipelines.write import scalar_features
+
+    metadata = tft.TFTransformOutput(str(runs["parquet"])).transformed_metadata
+    assert scalar_features(metadata) == frozenset(_parquet_table(runs["parquet"], "train").column_names)
+
+
+def test_publishing_moves_a_finished_file_once(tmp_path):
+    from pipelines.write import publish_file
+
+    temp = tmp_path / "tmp" / "abc.parquet"
+    temp.parent.mkdir()
+    temp.write_bytes(b"data")
+    final = publish_file(str(temp), str(tmp_path / "transformed" / "train"))
+    assert final == str(tmp_path / "transformed" / "train-abc.parquet")
+    assert not temp.exists() and (tmp_path / "transformed" / "train-abc.parquet").read_bytes() == b"data"
+    assert publish_file(str(temp), str(tmp_path / "transformed" / "train")) == final  # a retry: no error
+    with pytest.raises(FileNotFoundError):
+        publish_file(str(tmp_path / "tmp" / "lost.parquet"), str(tmp_path / "transformed" / "train"))
