@@ -127,6 +127,7 @@ def test_an_unknown_flag_of_a_non_beam_command_is_a_one_line_usage_error(capsys)
             ["run", "--output", "{out}", "--analysis-cache", "{cache}", "--labels", "{csv}", "--label-key", "company"],
             "--analysis-cache cannot be combined",
         ),
+        (["run", "--output", "{out}", "--output-format", "csv"], "argument --output-format: invalid choice: 'csv'"),
     ],
 )
 def test_new_commands_fail_bad_usage_in_one_line_and_write_nothing(tmp_path, capsys, argv, message):
