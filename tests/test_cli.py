@@ -1,5 +1,6 @@
 """The real ``skewless`` console script, in a subprocess, as users call it."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -8,12 +9,14 @@ import sys
 import pytest
 
 SKEWLESS = shutil.which("skewless", path=os.path.dirname(sys.executable))
+BUFFERED = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # as in a shell
 
 
 @pytest.mark.skipif(SKEWLESS is None, reason="the package is not installed (run `make test`)")
 class TestConsoleScript:
     def test_help_lists_the_commands(self):
-        result = subprocess.run([SKEWLESS, "--help"], capture_output=True, text=True, check=True)
+        # stdout to a pipe is block-buffered: the fast exit must flush it
+        result = subprocess.run([SKEWLESS, "--help"], capture_output=True, text=True, check=True, env=BUFFERED)
         assert "run" in result.stdout and "usage: skewless" in result.stdout
 
     def test_run_help_shows_options_and_examples(self):
@@ -32,6 +35,27 @@ class TestConsoleScript:
         *progress, error = result.stderr.strip().splitlines()
         assert error == f"skewless run: error: no input file matches {tmp_path / 'none.csv'}"
         assert all(line.startswith("[") for line in progress)  # stage lines, then the one-line error
+
+    def test_a_run_exits_0_with_its_outputs_published_and_its_summary_flushed(self, tmp_path):
+        from tests.helpers import PROJECT_ROOT
+
+        lines = (PROJECT_ROOT / "data" / "taxi" / "data.csv").read_text().splitlines(keepends=True)
+        (tmp_path / "in.csv").write_text("".join(lines[:401]))
+        out = tmp_path / "out"
+        result = subprocess.run(
+            [SKEWLESS, "run", "--input", str(tmp_path / "in.csv"), "--output", str(out), "--no-report"],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        # the last line, written just before the fast exit; no report.html was asked for
+        assert result.stderr.rstrip().endswith("parity/ run.json")
+        assert not (out / "report.html").exists()
+        record = json.loads((out / "run.json").read_text())
+        assert record["status"] == "succeeded"
+        assert record["counts"]["rows_train"] + record["counts"]["rows_eval"] == 400
+        assert (out / "serving_model" / "saved_model.pb").exists()
+        assert not [path for path in tmp_path.iterdir() if path.name not in ("in.csv", "out")]
 
     def test_missing_command_exits_2(self):
         result = subprocess.run([SKEWLESS], capture_output=True, text=True)
