@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench clean browser
+.PHONY: install demo test lint format bench baselines clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ browser:
 
 test: lint browser
 	$(BIN)/python -m pytest
+
+# recordlinkage (the dedup benchmark's baseline) brings scikit-learn, which Keras imports on every
+# `import tensorflow` when present (+1.3 s a start): it gets its own environment.
+baselines:
+	test -x .venv-baselines/bin/python || $(PYTHON) -m venv .venv-baselines
+	.venv-baselines/bin/python -m pip install --quiet -e '.[baselines]'
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_benchmark.py --rows 15000 1000000

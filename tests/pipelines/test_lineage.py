@@ -150,7 +150,12 @@ def test_openlineage_events_go_to_the_configured_transport(tmp_path, monkeypatch
 def test_sources_inventory_is_registered_and_listed(tmp_path, capsys):
     db = str(tmp_path / "store.db")
     registered = _query(db, "sources", "--register", str(PROJECT_ROOT / "data" / "sources.yaml"), capsys=capsys)
-    assert [s["name"] for s in registered] == ["chicago_taxi_full", "chicago_taxi_sample", "rte_crowd_labels"]
+    assert [s["name"] for s in registered] == [
+        "chicago_taxi_full",
+        "chicago_taxi_sample",
+        "febrl_synthetic_people",
+        "rte_crowd_labels",
+    ]
     assert registered[1]["properties"]["cost"] == "free"
 
 
