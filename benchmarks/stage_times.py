@@ -36,7 +36,7 @@ def main(argv: list[str]) -> None:
     started = time.perf_counter()
     code = skewless(argv)
     print(f"total {time.perf_counter() - started:.1f} s, in stages {sum(seconds.values()):.1f} s (exit {code})")
-    for name, spent in seconds.most_common(8):
+    for name, spent in seconds.most_common(int(__import__("os").environ.get("STAGES", "8"))):
         print(f"{spent:8.2f} s {bundles[name]:4d} bundles  {name[:150]}")
 
 
