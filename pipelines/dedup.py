@@ -500,7 +500,7 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
     read_out = pipeline | "ReadRecords" >> ReadRecords(files, columns, config.id)
     records = read_out["records"]
     read_out["dead_letter"] | "WriteDeadLetters" >> WriteDeadLetters(
-        os.path.join(staging, "dead_letter", "dead_letter")
+        os.path.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
     )
     normalised = records | "NormaliseRecords" >> beam.Map(normalise_record, config)
     positions = {f: i for i, (f, kind) in enumerate(config.fields.items()) if kind in matching.TF_KINDS}

@@ -398,7 +398,9 @@ def _labels_in_staging(config, files, columns, indices, merge, options, started,
         progress(f"reading, validating and normalising annotations on {runner_name(options)}")
         pipeline = beam.Pipeline(options=options)
         parsed = pipeline | "ReadAnnotations" >> ReadAnnotations(files, columns, indices, merge)
-        parsed.dead_letter | "WriteDeadLetters" >> WriteDeadLetters(os.path.join(staging, "dead_letter", "dead_letter"))
+        parsed.dead_letter | "WriteDeadLetters" >> WriteDeadLetters(
+            os.path.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
+        )
         parsed.annotations | "WriteAnnotations" >> beam.io.WriteToParquetBatched(
             os.path.join(staging, "annotations", "annotations"), _ANNOTATION_SCHEMA, file_name_suffix=".parquet"
         )

@@ -366,7 +366,10 @@ def _in_staging(config, files, columns, has_label, normaliser, previous, options
         (
             (records.dead_letter, parsed.dead_letter)
             | "MergeDeadLetters" >> beam.Flatten()
-            | "WriteDeadLetters" >> WriteDeadLetters(os.path.join(staging, "dead_letter", "dead_letter"))
+            | "WriteDeadLetters"
+            >> WriteDeadLetters(
+                os.path.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
+            )
         )
         grouped = parsed.annotations | "GroupByItem" >> beam.GroupByKey()
         if config.kind == "boxes":

@@ -7,7 +7,14 @@ import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
-__all__ = ["is_local", "publish", "remove_tree", "staged_directory"]
+__all__ = ["TEMP", "is_local", "publish", "remove_tree", "staged_directory", "temp_dir"]
+
+TEMP = "tmp"  # a job's scratch space inside its staging directory: deleted, never published
+
+
+def temp_dir(staging: str, name: str) -> str:
+    """A scratch directory ``<staging>/tmp/<name>`` (deleted before the staging is published)."""
+    return os.path.join(staging, TEMP, name)
 
 
 def is_local(path: str) -> bool:
@@ -54,7 +61,8 @@ def staged_directory(final: str):
         final: The output directory the user asked for.
 
     Yields:
-        The staging directory path (created).
+        The staging directory path (created). Its ``tmp/`` (:func:`temp_dir`) is deleted before
+        the rest is published.
     """
     final = final.rstrip("/")
     if is_local(final):
@@ -67,4 +75,5 @@ def staged_directory(final: str):
     except BaseException:
         remove_tree(staging)
         raise
+    remove_tree(os.path.join(staging, TEMP))
     publish(staging, final)

@@ -122,7 +122,7 @@ def _build(
     """
     raw = pipeline | "ReadRawData" >> reader
     raw[read.ReadRawData.DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(
-        os.path.join(staging, "dead_letter", "dead_letter")
+        os.path.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
     )
     raw_batches = raw[read.ReadRawData.BATCHES]
     if removed_ids is not None:
@@ -136,7 +136,7 @@ def _build(
             consensus, config.label_key, config.label_policy
         )
         joined[join_labels.DROPPED] | "WriteDroppedRows" >> WriteDeadLetters(
-            os.path.join(staging, "dropped", "dropped")
+            os.path.join(staging, "dropped", "dropped"), outputs.temp_dir(staging, "dropped")
         )
         raw_batches = joined["batches"]
     (
@@ -204,14 +204,18 @@ def _build(
     else:
         train = transformed_train | "EncodeTrainData" >> EncodeExamples("rows_train")
         eval_ = transformed_eval | "EncodeEvalData" >> EncodeExamples("rows_eval")
-        train.examples | "WriteTrainData" >> WriteExamples(os.path.join(staging, "transformed", "train"))
-        eval_.examples | "WriteEvalData" >> WriteExamples(os.path.join(staging, "transformed", "eval"))
+        train.examples | "WriteTrainData" >> WriteExamples(
+            os.path.join(staging, "transformed", "train"), outputs.temp_dir(staging, "transformed")
+        )
+        eval_.examples | "WriteEvalData" >> WriteExamples(
+            os.path.join(staging, "transformed", "eval"), outputs.temp_dir(staging, "transformed")
+        )
         train_pairs, eval_pairs = train[EncodeExamples.PARITY], eval_[EncodeExamples.PARITY]
     # one sink per split, written where the pairs are made: a Flatten of the two made the runner
     # hold every pair in memory until both were complete
     prefix = os.path.join(staging, parity.PAIRS_PREFIX)
-    train_pairs | "WriteTrainParityPairs" >> WriteParityPairs(f"{prefix}-train")
-    eval_pairs | "WriteEvalParityPairs" >> WriteParityPairs(f"{prefix}-eval")
+    train_pairs | "WriteTrainParityPairs" >> WriteParityPairs(f"{prefix}-train", outputs.temp_dir(staging, "parity"))
+    eval_pairs | "WriteEvalParityPairs" >> WriteParityPairs(f"{prefix}-eval", outputs.temp_dir(staging, "parity"))
 
 
 def _counts(counters: dict[tuple[str, str], int]) -> dict:

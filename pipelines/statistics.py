@@ -21,6 +21,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines import overlap
 from pipelines.decode import first_values
@@ -378,11 +379,14 @@ class WriteStatistics(beam.PTransform):
         self._path = path
 
     def expand(self, statistics):
-        return (
-            statistics
-            | "ToJson" >> beam.Map(lambda stats: json.dumps(stats, indent=1, sort_keys=True))
-            | "WriteJson" >> beam.io.WriteToText(self._path, num_shards=1, shard_name_template="")
-        )
+        return statistics | "WriteJson" >> beam.Map(_write_json, self._path)
+
+
+def _write_json(stats: dict, path: str) -> str:
+    """Writes the one statistics dict (a retried write writes the same bytes again)."""
+    with FileSystems.create(path, mime_type="application/json") as handle:
+        handle.write(f"{json.dumps(stats, indent=1, sort_keys=True)}\n".encode())
+    return path
 
 
 def statistics_of(

@@ -20,6 +20,16 @@ def test_a_successful_block_publishes_and_replaces_the_old_output(tmp_path):
     assert os.listdir(tmp_path) == ["out"]
 
 
+def test_the_scratch_directory_is_never_published(tmp_path):
+    final = tmp_path / "out"
+    with outputs.staged_directory(str(final)) as staging:
+        assert outputs.temp_dir(staging, "spill") == os.path.join(staging, "tmp", "spill")
+        os.makedirs(outputs.temp_dir(staging, "spill"))
+        open(os.path.join(outputs.temp_dir(staging, "spill"), "left.arrow"), "w").close()
+        open(os.path.join(staging, "run.json"), "w").close()
+    assert sorted(os.listdir(final)) == ["run.json"]
+
+
 def test_a_failing_block_leaves_the_previous_output_untouched_and_no_staging(tmp_path):
     final = tmp_path / "out"
     final.mkdir()
@@ -37,3 +47,38 @@ def test_a_failing_first_run_creates_nothing(tmp_path):
         with outputs.staged_directory(str(tmp_path / "new" / "out")):
             raise KeyboardInterrupt
     assert os.listdir(tmp_path / "new") == []
+
+
+def test_bundle_files_hold_every_element_once_and_only_published_files_remain(tmp_path):
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipelines.write import WriteBundleFiles
+
+    prefix, temp = str(tmp_path / "out" / "part"), str(tmp_path / "tmp" / "part")
+    lines = [f"line {i}\n".encode() for i in range(1000)]
+
+    def published_files(paths):
+        assert all(os.path.dirname(path) == str(tmp_path / "out") for path in paths)
+        assert all(os.path.basename(path).startswith("part-") and path.endswith(".txt") for path in paths)
+        assert sorted(paths) == sorted(str(path) for path in (tmp_path / "out").iterdir())
+
+    with TestPipeline() as pipeline:
+        written = (
+            pipeline
+            | beam.Create(lines)
+            | "Rebundle" >> beam.Reshuffle()  # elements arrive in more than one bundle or order
+            | WriteBundleFiles(prefix, temp, ".txt")
+        )
+        assert_that(written, published_files)
+        empty = (
+            pipeline
+            | "None" >> beam.Create([], reshuffle=False)
+            | "WriteNone" >> WriteBundleFiles(str(tmp_path / "empty" / "part"), str(tmp_path / "tmp" / "empty"), ".txt")
+        )
+        assert_that(empty, equal_to([]), label="NoFiles")
+    contents = sorted(line for path in (tmp_path / "out").iterdir() for line in path.read_bytes().splitlines(True))
+    assert contents == sorted(lines)
+    assert os.listdir(tmp_path / "empty") == []  # the directory says "nothing": no file
+    assert not os.path.exists(temp) or os.listdir(temp) == []  # every bundle's file moved into place
