@@ -3,7 +3,7 @@
 ```
 ReadRawData -> AttachRawExamples -> SplitTrainEval -> AnalyzeDataset(train) -> transform_fn -> WriteTransformFn
             -> WriteDeadLetters                    -> SpillBatches (Arrow files)
-            -> GeneratePreTransformStatistics         -> ReadSpilledBatches -> TransformDataset(train, eval)
+            -> GeneratePreTransformStatistics         -> ReadSpilledBatches -> TransformDataset (train + eval)
                                                       -> statistics, EncodeExamples -> WriteTrainData, WriteEvalData
 ```
 Everything is written into a staging sibling of the output directory, which is renamed into place
@@ -47,6 +47,7 @@ __all__ = ["RunConfig", "TRANSFORM_OUTPUTS", "run"]
 
 TFRECORD, PARQUET = "tfrecord", "parquet"
 OUTPUT_FORMATS = (TFRECORD, PARQUET)
+SPLIT_COLUMN = "__split__"  # the second pass's batches: 0 train, 1 eval (pipelines/spill.py)
 TRANSFORM_OUTPUTS = ("transform_fn", "transformed_metadata", "metadata", "transformed", "parity", "serving_model")
 # with --labels, rows the label policy drops are in dropped/ (kept on failure, like dead_letter/)
 
@@ -165,9 +166,12 @@ def _build(
         splits[SplitTrainEval.EVAL]
         | "SpillEvalBatches" >> spill.SpillBatches(f"{spill_prefix}/eval", SplitTrainEval.EVAL),
     ) | "FlattenSpilledFiles" >> beam.Flatten()
-    spilled = spilled | "ReadSpilledBatches" >> spill.ReadSpilledBatches([SplitTrainEval.TRAIN, SplitTrainEval.EVAL])
-    train_batches, eval_batches = spilled[SplitTrainEval.TRAIN], spilled[SplitTrainEval.EVAL]
-    with tft_beam.Context(temp_dir=os.path.join(staging, "tmp"), passthrough_keys={name for name, _ in passthrough}):
+    splits_read = [SplitTrainEval.TRAIN, SplitTrainEval.EVAL]
+    spilled = spilled | "ReadSpilledBatches" >> spill.ReadSpilledBatches(splits_read, SPLIT_COLUMN)
+    # the second pass transforms both splits in one step, with the split column passed through
+    spilled_config = _tensor_adapter_config(dataset.schema, [*passthrough, (SPLIT_COLUMN, pa.large_list(pa.int64()))])
+    passthrough_keys = {name for name, _ in passthrough} | {SPLIT_COLUMN}
+    with tft_beam.Context(temp_dir=os.path.join(staging, "tmp"), passthrough_keys=passthrough_keys):
         if analyzed:
             transform_fn = pipeline | "ReadTransformFn" >> tft_beam.ReadTransformFn(staging)
         else:
@@ -176,23 +180,20 @@ def _build(
                 transform_config,
             ) | "AnalyzeTrainData" >> tft_beam.AnalyzeDataset(dataset.preprocessing_fn())
             _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
-        transformed_train, transformed_metadata = (
-            (train_batches, transform_config),
+        transformed, transformed_metadata = (
+            (spilled, spilled_config),
             transform_fn,
-        ) | "TransformTrainData" >> tft_beam.TransformDataset(output_record_batches=True)
-        transformed_eval, _ = (
-            (eval_batches, transform_config),
-            transform_fn,
-        ) | "TransformEvalData" >> tft_beam.TransformDataset(output_record_batches=True)
+        ) | "TransformData" >> tft_beam.TransformDataset(output_record_batches=True)
+    routed = transformed | "RouteSplits" >> beam.FlatMap(_route_split, splits_read).with_outputs(
+        *splits_read, main="batches"
+    )
     (
-        (
-            transformed_train | "DropTrainPassthroughDicts" >> beam.Map(lambda element: element[0]),
-            transformed_eval | "DropEvalPassthroughDicts" >> beam.Map(lambda element: element[0]),
-        )
+        routed.batches
         | "GeneratePostTransformStatistics" >> statistics.GenerateStatistics(config.slice_by)
         | "WritePostTransformStatistics"
         >> statistics.WriteStatistics(os.path.join(staging, "stats", "post_transform.json"))
     )
+    transformed_train, transformed_eval = routed[SplitTrainEval.TRAIN], routed[SplitTrainEval.EVAL]
     if config.output_format == PARQUET:
         metadata, temp_dir = transformed_metadata.deferred_metadata, os.path.join(staging, "tmp", "parquet")
         train_pairs = transformed_train | "WriteTrainData" >> WriteParquet(
@@ -216,6 +217,16 @@ def _build(
     prefix = os.path.join(staging, parity.PAIRS_PREFIX)
     train_pairs | "WriteTrainParityPairs" >> WriteParityPairs(f"{prefix}-train", outputs.temp_dir(staging, "parity"))
     eval_pairs | "WriteEvalParityPairs" >> WriteParityPairs(f"{prefix}-eval", outputs.temp_dir(staging, "parity"))
+
+
+def _route_split(element: tuple[pa.RecordBatch, dict], splits: list[str]):
+    """A transformed batch without the split column tf.Transform passed through: as it is (for the
+    statistics of both splits) and, tagged with its split, with its passthrough dict (to be written)."""
+    batch, passthrough = element
+    split = spill.tag_of(batch.column(SPLIT_COLUMN), splits)
+    batch = batch.drop_columns([SPLIT_COLUMN])
+    yield batch
+    yield beam.pvalue.TaggedOutput(split, (batch, passthrough))
 
 
 def _counts(counters: dict[tuple[str, str], int]) -> dict:

@@ -15,12 +15,13 @@ per file to spread over its workers. The files are deleted with the run's tempor
 import uuid
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import overlap
 
-__all__ = ["ReadSpilledBatches", "SpillBatches"]
+__all__ = ["ReadSpilledBatches", "SpillBatches", "tag_of"]
 
 DEFAULT_FILE_BYTES = 128 << 20  # of uncompressed batch data: about 400k taxi rows
 _OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
@@ -106,27 +107,39 @@ class SpillBatches(beam.PTransform):
         return batches | "WriteIpcFiles" >> beam.ParDo(_WriteSpill(self._prefix, self._tag, self._file_bytes))
 
 
-def _read_spill_file(element: tuple[str, str]):
+def _read_spill_file(element: tuple[str, str], tags: list[str], tag_column: str):
     tag, path = element
+    index = tags.index(tag)
     with FileSystems.open(path) as handle:
         for batch in pa.ipc.open_stream(handle):
-            yield beam.pvalue.TaggedOutput(tag, batch)
+            rows = batch.num_rows
+            column = pa.LargeListArray.from_arrays(np.arange(rows + 1, dtype=np.int64), np.full(rows, index, np.int64))
+            yield batch.append_column(tag_column, column)
+
+
+def tag_of(batch_tags: pa.Array, tags: list[str]) -> str:
+    """The tag of a batch ``ReadSpilledBatches`` read, from its ``tag_column`` (one value for all rows)."""
+    return tags[batch_tags[0].as_py()[0]]
 
 
 class ReadSpilledBatches(beam.PTransform):
-    """Reads back the batches of the ``(tag, path)`` files ``SpillBatches`` wrote, one output per tag.
+    """Reads back the batches of the ``(tag, path)`` files ``SpillBatches`` wrote, as one collection.
 
-    The files are spread over workers, and all tags are read in one stage. The reshuffle also makes
-    sure no file is read before the stage that wrote it has finished.
+    Each batch gets the column ``tag_column`` (``large_list<int64>`` of one value a row, the shape
+    tf.Transform passes through): the index of its tag in ``tags``, the same for all its rows (a
+    file holds one tag). So one step (one tf.Transform graph, loaded once) serves every tag, and
+    :func:`tag_of` tells the batches apart afterwards. The files are spread over workers, and the
+    reshuffle also makes sure no file is read before the stage that wrote it has finished.
     """
 
-    def __init__(self, tags: list[str]):
+    def __init__(self, tags: list[str], tag_column: str):
         super().__init__()
         self._tags = list(tags)
+        self._tag_column = tag_column
 
     def expand(self, files):
         return (
             files
             | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadIpcFiles" >> beam.FlatMap(_read_spill_file).with_outputs(*self._tags)
+            | "ReadIpcFiles" >> beam.FlatMap(_read_spill_file, self._tags, self._tag_column)
         )

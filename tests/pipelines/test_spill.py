@@ -10,7 +10,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.spill import ReadSpilledBatches, SpillBatches
+from pipelines.spill import ReadSpilledBatches, SpillBatches, tag_of
 
 
 def _batch(start: int, rows: int, extra: bool = False) -> pa.RecordBatch:
@@ -45,15 +45,24 @@ def spilled(tmp_path_factory):
             p | "Train" >> beam.Create(train) | "SpillTrain" >> SpillBatches(f"{directory}/train", "train", file_bytes),
             p | "Eval" >> beam.Create(eval_) | "SpillEval" >> SpillBatches(f"{directory}/eval", "eval", file_bytes),
         ) | beam.Flatten()
-        read = files | ReadSpilledBatches(["train", "eval"])
-        assert_that(read["train"] | "TrainRows" >> beam.FlatMap(_rows), equal_to(expected_train), label="TrainRows")
-        assert_that(read["eval"] | "EvalRows" >> beam.FlatMap(_rows), equal_to(expected_eval), label="EvalRows")
+        read = files | ReadSpilledBatches(["train", "eval"], "tag") | beam.Map(_by_tag, ["train", "eval"])
+        train_rows = read | "TrainRows" >> beam.FlatMap(lambda tagged: _rows(tagged[1]) if tagged[0] == "train" else [])
+        eval_rows = read | "EvalRows" >> beam.FlatMap(lambda tagged: _rows(tagged[1]) if tagged[0] == "eval" else [])
+        assert_that(train_rows, equal_to(expected_train), label="TrainRows")
+        assert_that(eval_rows, equal_to(expected_eval), label="EvalRows")
         assert_that(
             files | "Tags" >> beam.Map(lambda f: (f[0], os.path.basename(f[1]).split("-")[0])),
             lambda got: _check_tags(got),
             label="Tags",
         )
     return directory
+
+
+def _by_tag(batch: pa.RecordBatch, tags: list[str]) -> tuple[str, pa.RecordBatch]:
+    """The batch's tag (checked to be one for all its rows) and the batch without the tag column."""
+    column = batch.column("tag")
+    assert column.type == pa.large_list(pa.int64()) and len({tuple(v) for v in column.to_pylist()}) == 1
+    return tag_of(column, tags), batch.drop_columns(["tag"])
 
 
 def _check_tags(got):
