@@ -12,6 +12,10 @@ read the CSV, the same preparation, write Parquet). Peak RSS is the largest of t
 waited-for children (worker processes in multi-processing mode). `--no-poc` skips pandas;
 `--poc-memory-limit-gb` caps the POC's address space (at this machine's memory, it shows the size
 where pandas no longer fits: `--rows 45000000 --poc-memory-limit-gb 23`).
+
+`--repeat N` runs each size N times, skewless and pandas back to back each time, and adds a median
+line (median wall times, the largest peak, the median of the back-to-back ratios): on a shared
+machine a burst of load can slow one run by a third, and a pair measured together is hit alike.
 """
 
 import argparse
@@ -22,6 +26,7 @@ import platform
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,6 +88,33 @@ def measure_poc(input_csv: pathlib.Path, memory_limit_gb: float | None = None) -
     return {"wall_s": wall, "peak_rss_mb": peak, "failed": (lines[-1] if lines else f"exit {code}") if code else None}
 
 
+def summarise(pairs: list[tuple[dict, dict | None]]) -> dict:
+    """Median wall times, largest peaks and the median of the per-pair ratios of repeated runs."""
+    ours = [o for o, _ in pairs]
+    pocs = [p for _, p in pairs if p and not p["failed"]]
+    summary = {
+        "wall_s": statistics.median(o["wall_s"] for o in ours),
+        "peak_rss_mb": max(o["peak_rss_mb"] for o in ours),
+        "poc_wall_s": statistics.median(p["wall_s"] for p in pocs) if pocs else None,
+        "poc_peak_rss_mb": max(p["peak_rss_mb"] for p in pocs) if pocs else None,
+    }
+    ratios = [o["wall_s"] / p["wall_s"] for o, p in pairs if p and not p["failed"]]
+    summary["ratio"] = statistics.median(ratios) if ratios else None
+    return summary
+
+
+def _line(label: str, rows: int, ours: dict, poc: dict | None, ratio: float | None = None) -> str:
+    if poc is None:
+        poc_text = ""
+    elif poc.get("failed"):
+        poc_text = f"  pandas failed after {poc['wall_s']:.1f} s at {poc['peak_rss_mb']:,.0f} MB: {poc['failed'][:80]}"
+    else:
+        ratio = ours["wall_s"] / poc["wall_s"] if ratio is None else ratio
+        poc_text = f"{poc['wall_s']:>9.1f} {poc['peak_rss_mb']:>8,.0f} {ratio:>6.1f}"
+    rate = rows / ours["wall_s"]
+    return f"{label:>12} {ours['wall_s']:>10.1f} {rate:>9,.0f} {ours['peak_rss_mb']:>8,.0f} {poc_text}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[15000, 1_000_000])
@@ -93,6 +125,7 @@ def main() -> None:
         type=float,
         help="cap the POC's address space (e.g. at this machine's memory, to show where it no longer fits)",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per size, with a median line")
     parser.add_argument("beam_args", nargs="*", help="Beam flags after --, e.g. --direct_num_workers=2")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -102,18 +135,21 @@ def main() -> None:
         path = args.data_dir / f"taxi_{rows}.csv"
         if not path.exists():
             generate(rows, path)
-        ours = measure(path, args.beam_args)
-        assert ours["rows"] == rows, ours
-        poc = None if args.no_poc else measure_poc(path, args.poc_memory_limit_gb)
-        if poc is None:
-            poc_text = ""
-        elif poc["failed"]:
-            failed = poc["failed"][:80]
-            poc_text = f"  pandas failed after {poc['wall_s']:.1f} s at {poc['peak_rss_mb']:,.0f} MB: {failed}"
-        else:
-            poc_text = f"{poc['wall_s']:>9.1f} {poc['peak_rss_mb']:>8,.0f} {ours['wall_s'] / poc['wall_s']:>6.1f}"
-        rate = rows / ours["wall_s"]
-        print(f"{rows:>12,} {ours['wall_s']:>10.1f} {rate:>9,.0f} {ours['peak_rss_mb']:>8,.0f} {poc_text}", flush=True)
+        pairs = []
+        for _ in range(args.repeat):
+            ours = measure(path, args.beam_args)
+            assert ours["rows"] == rows, ours
+            poc = None if args.no_poc else measure_poc(path, args.poc_memory_limit_gb)
+            pairs.append((ours, poc))
+            print(_line(f"{rows:,}", rows, ours, poc), flush=True)
+        if args.repeat > 1:
+            median = summarise(pairs)
+            poc = (
+                None
+                if median["poc_wall_s"] is None
+                else {"wall_s": median["poc_wall_s"], "peak_rss_mb": median["poc_peak_rss_mb"]}
+            )
+            print(_line("median", rows, median, poc, median["ratio"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -19,3 +19,20 @@ def test_memory_limit_makes_an_oversized_allocation_fail():
     assert "MemoryError" in stderr or "Unable to allocate" in stderr
     _, _, _, code = run_benchmark._timed([sys.executable, "-c", "x = bytearray(100 << 20)"], memory_limit_gb=1.0)
     assert code == 0
+
+
+def test_repeated_runs_are_summarised_by_medians_of_back_to_back_pairs():
+    pairs = [
+        ({"wall_s": 30.0, "peak_rss_mb": 1500}, {"wall_s": 10.0, "peak_rss_mb": 600, "failed": None}),
+        ({"wall_s": 40.0, "peak_rss_mb": 1600}, {"wall_s": 20.0, "peak_rss_mb": 610, "failed": None}),
+        ({"wall_s": 35.0, "peak_rss_mb": 1400}, {"wall_s": 10.0, "peak_rss_mb": 590, "failed": None}),
+    ]
+    summary = run_benchmark.summarise(pairs)
+    assert summary == {
+        "wall_s": 35.0,
+        "peak_rss_mb": 1600,
+        "poc_wall_s": 10.0,
+        "poc_peak_rss_mb": 610,
+        "ratio": 3.0,  # the pairs' ratios are 3.0, 2.0 and 3.5: not the medians' 35 / 10
+    }
+    assert run_benchmark.summarise([(pairs[0][0], None)])["ratio"] is None
