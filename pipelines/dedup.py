@@ -34,6 +34,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines import decode, dedup_model, lineage, matching, outputs, read, run_record
+from pipelines.coders import KeyedBatch
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.write import WriteDeadLetters
@@ -720,7 +721,7 @@ class DropRemovedDuplicates(beam.PTransform):
                 beam.metrics.Metrics.counter("skewless.dropped_reasons", "duplicate removed by dedup").inc(dropped)
                 batch, keys = batch.filter(pa.array(keep)), keys[keep]
             if batch.num_rows:
-                yield batch, keys
+                yield KeyedBatch(batch, keys)
 
         return batches | "DropRemoved" >> beam.FlatMap(drop, beam.pvalue.AsSingleton(self._removed))
 

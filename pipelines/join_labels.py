@@ -18,6 +18,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
+from pipelines.coders import KeyedBatch
 from pipelines.decode import first_values_as_text
 
 __all__ = [
@@ -94,7 +95,7 @@ class _AttachLabels(beam.DoFn):
         batch = batch.append_column(CONFIDENCE_COLUMN, pa.array(confidences, pa.large_list(pa.float32())))
         if self._policy == "weight":
             batch = batch.append_column(WEIGHT_COLUMN, pa.array(confidences, pa.large_list(pa.float32())))
-        yield batch, keys
+        yield KeyedBatch(batch, keys)
 
 
 def _text(value):

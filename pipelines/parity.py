@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.coders import KeyedBatch
+
 __all__ = [
     "AttachRawExamples",
     "PAIRS_PREFIX",
@@ -45,7 +47,7 @@ class _AttachRawExamples(beam.DoFn):
 
         self._encoder = example_coder.RecordBatchToExamplesEncoder()
 
-    def process(self, element: tuple[pa.RecordBatch, np.ndarray]):
+    def process(self, element):  # (batch, keys): a KeyedBatch or a plain tuple
         batch, keys = element
         sampled = parity_mask(keys, self._fraction)
         rows = np.flatnonzero(sampled)
@@ -55,7 +57,7 @@ class _AttachRawExamples(beam.DoFn):
         column = pa.LargeListArray.from_arrays(
             pa.array(np.cumsum(offsets)), pa.array(examples, pa.large_binary()), mask=pa.array(~sampled)
         )
-        yield batch.append_column(RAW_EXAMPLE_COLUMN, column), keys
+        yield KeyedBatch(batch.append_column(RAW_EXAMPLE_COLUMN, column), keys)
 
 
 class AttachRawExamples(beam.PTransform):

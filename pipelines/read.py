@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from pipelines import decode, overlap
+from pipelines.coders import KeyedBatch
 from pipelines.errors import UsageError
 
 __all__ = ["CSV", "PARQUET", "TFRECORD", "ReadRawData", "expand_patterns", "input_format_of"]
@@ -212,7 +213,7 @@ class _DecodeBlocks(beam.DoFn):
     def _emit(self, block: decode.DecodedBlock, source: str, seconds: float):
         if not self._counted:  # data counted elsewhere (a separate analysis read): no counters, no dead letters
             if block.batch is not None:
-                yield block.batch, block.keys
+                yield KeyedBatch(block.batch, block.keys)
             return
         self._rows_read.inc(block.rows_read)
         beam.metrics.Metrics.counter(ROWS_BY_SOURCE_NAMESPACE, source).inc(block.rows_read)
@@ -225,7 +226,7 @@ class _DecodeBlocks(beam.DoFn):
             beam.metrics.Metrics.counter(DEAD_LETTER_FEATURE_NAMESPACE, f"{record['feature'] or ''}|{reason}").inc()
             yield beam.pvalue.TaggedOutput(ReadRawData.DEAD_LETTER, record)
         if block.batch is not None:
-            yield block.batch, block.keys
+            yield KeyedBatch(block.batch, block.keys)
 
 
 class _DecodeCsvRange(_DecodeBlocks):

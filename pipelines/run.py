@@ -24,6 +24,7 @@ from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 import schemas
 from pipelines import (
+    coders,
     decode,
     dedup,
     export,
@@ -140,9 +141,10 @@ def _build(
             os.path.join(staging, "dropped", "dropped"), outputs.temp_dir(staging, "dropped")
         )
         raw_batches = joined["batches"]
+    coders.of_type(raw_batches, coders.KeyedBatch)
     (
         raw_batches
-        | "DropRowKeys" >> beam.Map(lambda element: element[0])
+        | "DropRowKeys" >> beam.Map(lambda element: element[0]).with_output_types(pa.RecordBatch)
         | "GeneratePreTransformStatistics" >> statistics.GenerateStatistics(config.slice_by)
         | "WritePreTransformStatistics"
         >> statistics.WriteStatistics(os.path.join(staging, "stats", "pre_transform.json"))
@@ -152,12 +154,13 @@ def _build(
     passthrough += [(parity.RAW_EXAMPLE_COLUMN, pa.large_list(pa.large_binary()))]
     passthrough += [(statistics.SLICE_PREFIX + name, fields[name]) for name in config.slice_by]
     transform_config = _tensor_adapter_config(dataset.schema, passthrough)  # the batches' exact columns
-    splits = (
-        raw_batches
-        | "AttachRawExamples" >> parity.AttachRawExamples(config.parity_fraction)
-        | "AttachSliceColumns" >> statistics.AttachSliceColumns(config.slice_by)
-        | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
+    with_examples = raw_batches | "AttachRawExamples" >> parity.AttachRawExamples(config.parity_fraction)
+    with_slices = coders.of_type(with_examples, coders.KeyedBatch) | "AttachSliceColumns" >> (
+        statistics.AttachSliceColumns(config.slice_by)
     )
+    splits = coders.of_type(with_slices, coders.KeyedBatch) | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
+    for split in (SplitTrainEval.TRAIN, SplitTrainEval.EVAL):
+        coders.of_record_batches(splits[split])
     # the second pass reads the first pass's batches back from Arrow files (pipelines/spill.py)
     spill_prefix = os.path.join(staging, "tmp", "spill")
     spilled = (
@@ -167,7 +170,9 @@ def _build(
         | "SpillEvalBatches" >> spill.SpillBatches(f"{spill_prefix}/eval", SplitTrainEval.EVAL),
     ) | "FlattenSpilledFiles" >> beam.Flatten()
     splits_read = [SplitTrainEval.TRAIN, SplitTrainEval.EVAL]
-    spilled = spilled | "ReadSpilledBatches" >> spill.ReadSpilledBatches(splits_read, SPLIT_COLUMN)
+    spilled = coders.of_record_batches(
+        spilled | "ReadSpilledBatches" >> spill.ReadSpilledBatches(splits_read, SPLIT_COLUMN)
+    )
     # the second pass transforms both splits in one step, with the split column passed through
     spilled_config = _tensor_adapter_config(dataset.schema, [*passthrough, (SPLIT_COLUMN, pa.large_list(pa.int64()))])
     passthrough_keys = {name for name, _ in passthrough} | {SPLIT_COLUMN}
@@ -188,7 +193,7 @@ def _build(
         *splits_read, main="batches"
     )
     (
-        routed.batches
+        coders.of_record_batches(routed.batches)
         | "GeneratePostTransformStatistics" >> statistics.GenerateStatistics(config.slice_by)
         | "WritePostTransformStatistics"
         >> statistics.WriteStatistics(os.path.join(staging, "stats", "post_transform.json"))

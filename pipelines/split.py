@@ -26,7 +26,7 @@ class _Split(beam.DoFn):
     def __init__(self, eval_fraction: float):
         self._eval_fraction = eval_fraction
 
-    def process(self, element: tuple[pa.RecordBatch, np.ndarray]):
+    def process(self, element):  # (batch, keys): a KeyedBatch or a plain tuple
         batch, keys = element
         is_eval = eval_mask(keys, self._eval_fraction)
         if (~is_eval).any():

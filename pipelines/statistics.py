@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import overlap
+from pipelines.coders import KeyedBatch
 from pipelines.decode import first_values
 
 __all__ = [
@@ -268,11 +269,11 @@ def _assemble(slices: list[tuple[str, dict]], given: dict[str, list[float]] | No
     return {"slices": {key: slices[key] for key in sorted(slices)}}
 
 
-def _attach_slice_columns(element: tuple[pa.RecordBatch, np.ndarray], columns: list[str]):
+def _attach_slice_columns(element, columns: list[str]):  # (batch, keys): a KeyedBatch or a plain tuple
     batch, keys = element
     for name in columns:
         batch = batch.append_column(SLICE_PREFIX + name, batch.column(batch.schema.get_field_index(name)))
-    return batch, keys
+    return KeyedBatch(batch, keys)
 
 
 class AttachSliceColumns(beam.PTransform):
