@@ -23,13 +23,21 @@ def is_local(path: str) -> bool:
 
 
 def remove_tree(path: str) -> None:
-    """Deletes a directory tree (or a file), local or remote, if it exists."""
+    """Deletes a directory tree (or a file), local or remote, if it exists.
+
+    On an object store a "directory" is only a name prefix (``exists`` is false for it), so every
+    object under ``<path>/`` is matched and deleted.
+    """
     if is_local(path):
         if os.path.isfile(path):
             os.remove(path)
         shutil.rmtree(path, ignore_errors=True)
-    elif FileSystems.exists(path):
-        FileSystems.delete([path])
+        return
+    targets = [metadata.path for metadata in FileSystems.match([path.rstrip("/") + "/**"])[0].metadata_list]
+    if FileSystems.exists(path):
+        targets.append(path)
+    if targets:
+        FileSystems.delete(targets)
 
 
 def publish(staging: str, final: str) -> None:

@@ -82,3 +82,28 @@ def test_bundle_files_hold_every_element_once_and_only_published_files_remain(tm
     assert contents == sorted(lines)
     assert os.listdir(tmp_path / "empty") == []  # the directory says "nothing": no file
     assert not os.path.exists(temp) or os.listdir(temp) == []  # every bundle's file moved into place
+
+
+def test_a_remote_tree_is_deleted_object_by_object(monkeypatch):
+    from types import SimpleNamespace
+
+    from pipelines.outputs import FileSystems
+
+    objects = {"gs://b/out/tmp/spill/a.arrows", "gs://b/out/tmp/parity/p.jsonl", "gs://b/out/run.json"}
+
+    def match(patterns):
+        (pattern,) = patterns
+        assert pattern == "gs://b/out/tmp/**"
+        found = [SimpleNamespace(path=path) for path in sorted(objects) if path.startswith("gs://b/out/tmp/")]
+        return [SimpleNamespace(metadata_list=found)]
+
+    def delete(paths):
+        for path in paths:
+            objects.remove(path)
+
+    monkeypatch.setattr(FileSystems, "match", staticmethod(match))
+    monkeypatch.setattr(FileSystems, "exists", staticmethod(lambda path: path in objects))  # a prefix: False
+    monkeypatch.setattr(FileSystems, "delete", staticmethod(delete))
+    outputs.remove_tree("gs://b/out/tmp/")
+    assert objects == {"gs://b/out/run.json"}
+    outputs.remove_tree("gs://b/out/tmp")  # nothing left: no error
