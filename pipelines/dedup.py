@@ -34,7 +34,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines import decode, dedup_model, lineage, matching, outputs, read, run_record
-from pipelines.coders import KeyedBatch
+from pipelines.coders import KeyedBatch, of_type
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.write import WriteDeadLetters
@@ -723,7 +723,9 @@ class DropRemovedDuplicates(beam.PTransform):
             if batch.num_rows:
                 yield KeyedBatch(batch, keys)
 
-        return batches | "DropRemoved" >> beam.FlatMap(drop, beam.pvalue.AsSingleton(self._removed))
+        return of_type(
+            batches | "DropRemoved" >> beam.FlatMap(drop, beam.pvalue.AsSingleton(self._removed)), KeyedBatch
+        )
 
 
 def _dedup_in_staging(config, files, columns, output, model, options, started, progress) -> dict:

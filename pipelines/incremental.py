@@ -20,7 +20,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.beam import analysis_graph_builder, analyzer_cache
 from tfx_bsl.tfxio import tensor_adapter
 
-from pipelines import read, run_record
+from pipelines import outputs, read, run_record
 from pipelines.split import SplitTrainEval
 
 __all__ = ["analyze_with_cache", "span_keys"]
@@ -47,7 +47,7 @@ def analyze_with_cache(
     needed = analysis_graph_builder.get_analysis_cache_entry_keys(preprocessing_fn, specs, list(keys.values()), False)
     pipeline = beam.Pipeline(options=options)
     analyzed, reused = [], []
-    with tft_beam.Context(temp_dir=os.path.join(staging, "tmp")):
+    with tft_beam.Context(temp_dir=os.path.join(staging, outputs.TEMP)):
         input_cache = pipeline | "ReadAnalysisCache" >> analyzer_cache.ReadAnalysisCacheFromFS(
             cache_dir, list(keys.values())
         )

@@ -18,7 +18,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from pipelines.coders import KeyedBatch
+from pipelines.coders import KeyedBatch, of_type
 from pipelines.decode import first_values_as_text
 
 __all__ = [
@@ -113,6 +113,8 @@ class AttachConsensusLabels(beam.PTransform):
         self._consensus, self._key, self._policy = consensus, key, policy
 
     def expand(self, batches):
-        return batches | "LookUpConsensus" >> beam.ParDo(
+        joined = batches | "LookUpConsensus" >> beam.ParDo(
             _AttachLabels(self._key, self._policy), beam.pvalue.AsDict(self._consensus)
         ).with_outputs(DROPPED, main="batches")
+        of_type(joined.batches, KeyedBatch)  # sized without pickling (pipelines/coders.py)
+        return joined

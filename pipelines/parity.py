@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.coders import KeyedBatch
+from pipelines.coders import KeyedBatch, of_type
 
 __all__ = [
     "AttachRawExamples",
@@ -68,7 +68,8 @@ class AttachRawExamples(beam.PTransform):
         self._fraction = fraction
 
     def expand(self, batches):
-        return batches | "EncodeSampledRawRows" >> beam.ParDo(_AttachRawExamples(self._fraction))
+        with_examples = batches | "EncodeSampledRawRows" >> beam.ParDo(_AttachRawExamples(self._fraction))
+        return of_type(with_examples, KeyedBatch)
 
 
 def encode_pair(raw: bytes, transformed: bytes) -> str:

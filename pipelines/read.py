@@ -20,7 +20,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipelines import decode, overlap
+from pipelines import coders, decode, overlap
 from pipelines.coders import KeyedBatch
 from pipelines.errors import UsageError
 
@@ -332,6 +332,11 @@ class ReadRawData(beam.PTransform):
                 _check_parquet_columns(path, schema)
 
     def expand(self, pbegin):
+        decoded = self._decode(pbegin)
+        coders.of_type(decoded[self.BATCHES], KeyedBatch)  # sized without pickling (pipelines/coders.py)
+        return decoded
+
+    def _decode(self, pbegin):
         tags = (self.DEAD_LETTER,)
         if self._format == CSV:
             return (

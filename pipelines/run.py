@@ -141,7 +141,6 @@ def _build(
             os.path.join(staging, "dropped", "dropped"), outputs.temp_dir(staging, "dropped")
         )
         raw_batches = joined["batches"]
-    coders.of_type(raw_batches, coders.KeyedBatch)
     (
         raw_batches
         | "DropRowKeys" >> beam.Map(lambda element: element[0]).with_output_types(pa.RecordBatch)
@@ -154,15 +153,14 @@ def _build(
     passthrough += [(parity.RAW_EXAMPLE_COLUMN, pa.large_list(pa.large_binary()))]
     passthrough += [(statistics.SLICE_PREFIX + name, fields[name]) for name in config.slice_by]
     transform_config = _tensor_adapter_config(dataset.schema, passthrough)  # the batches' exact columns
-    with_examples = raw_batches | "AttachRawExamples" >> parity.AttachRawExamples(config.parity_fraction)
-    with_slices = coders.of_type(with_examples, coders.KeyedBatch) | "AttachSliceColumns" >> (
-        statistics.AttachSliceColumns(config.slice_by)
+    splits = (
+        raw_batches
+        | "AttachRawExamples" >> parity.AttachRawExamples(config.parity_fraction)
+        | "AttachSliceColumns" >> statistics.AttachSliceColumns(config.slice_by)
+        | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
     )
-    splits = coders.of_type(with_slices, coders.KeyedBatch) | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
-    for split in (SplitTrainEval.TRAIN, SplitTrainEval.EVAL):
-        coders.of_record_batches(splits[split])
     # the second pass reads the first pass's batches back from Arrow files (pipelines/spill.py)
-    spill_prefix = os.path.join(staging, "tmp", "spill")
+    spill_prefix = outputs.temp_dir(staging, "spill")
     spilled = (
         splits[SplitTrainEval.TRAIN]
         | "SpillTrainBatches" >> spill.SpillBatches(f"{spill_prefix}/train", SplitTrainEval.TRAIN),
@@ -170,13 +168,11 @@ def _build(
         | "SpillEvalBatches" >> spill.SpillBatches(f"{spill_prefix}/eval", SplitTrainEval.EVAL),
     ) | "FlattenSpilledFiles" >> beam.Flatten()
     splits_read = [SplitTrainEval.TRAIN, SplitTrainEval.EVAL]
-    spilled = coders.of_record_batches(
-        spilled | "ReadSpilledBatches" >> spill.ReadSpilledBatches(splits_read, SPLIT_COLUMN)
-    )
+    spilled = spilled | "ReadSpilledBatches" >> spill.ReadSpilledBatches(splits_read, SPLIT_COLUMN)
     # the second pass transforms both splits in one step, with the split column passed through
     spilled_config = _tensor_adapter_config(dataset.schema, [*passthrough, (SPLIT_COLUMN, pa.large_list(pa.int64()))])
     passthrough_keys = {name for name, _ in passthrough} | {SPLIT_COLUMN}
-    with tft_beam.Context(temp_dir=os.path.join(staging, "tmp"), passthrough_keys=passthrough_keys):
+    with tft_beam.Context(temp_dir=os.path.join(staging, outputs.TEMP), passthrough_keys=passthrough_keys):
         if analyzed:
             transform_fn = pipeline | "ReadTransformFn" >> tft_beam.ReadTransformFn(staging)
         else:
@@ -200,7 +196,7 @@ def _build(
     )
     transformed_train, transformed_eval = routed[SplitTrainEval.TRAIN], routed[SplitTrainEval.EVAL]
     if config.output_format == PARQUET:
-        metadata, temp_dir = transformed_metadata.deferred_metadata, os.path.join(staging, "tmp", "parquet")
+        metadata, temp_dir = transformed_metadata.deferred_metadata, outputs.temp_dir(staging, "parquet")
         train_pairs = transformed_train | "WriteTrainData" >> WriteParquet(
             os.path.join(staging, "transformed", "train"), "rows_train", f"{temp_dir}/train", metadata
         )
@@ -442,7 +438,6 @@ def _run_in_staging(
         timings["encode_cpu"] = counters.get((read.METRICS_NAMESPACE, "encode_msecs"), 0) / 1000
         finishing = time.time()
         metadata_io.write_metadata(dataset_metadata.DatasetMetadata(dataset.schema), os.path.join(staging, "metadata"))
-        outputs.remove_tree(os.path.join(staging, "tmp"))
         failure = _check_counts(counts, config.max_invalid_fraction)
         if not failure:
             progress("exporting the serving model")

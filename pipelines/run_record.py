@@ -59,10 +59,10 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def write_json(path: str, payload: dict) -> None:
-    """Writes ``payload`` as indented JSON to a local or remote path."""
+def write_json(path: str, payload: dict, indent: int = 2) -> None:
+    """Writes ``payload`` as indented JSON (keys sorted) to a local or remote path."""
     with FileSystems.create(path) as handle:
-        handle.write(json.dumps(payload, indent=2, sort_keys=True, default=str).encode() + b"\n")
+        handle.write(json.dumps(payload, indent=indent, sort_keys=True, default=str).encode() + b"\n")
 
 
 def command_line() -> list[str]:

@@ -20,6 +20,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import overlap
+from pipelines.coders import of_record_batches
 
 __all__ = ["ReadSpilledBatches", "SpillBatches", "tag_of"]
 
@@ -138,8 +139,9 @@ class ReadSpilledBatches(beam.PTransform):
         self._tag_column = tag_column
 
     def expand(self, files):
-        return (
+        batches = (
             files
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadIpcFiles" >> beam.FlatMap(_read_spill_file, self._tags, self._tag_column)
         )
+        return of_record_batches(batches)  # sized without pickling (pipelines/coders.py)

@@ -4,6 +4,8 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
+from pipelines.coders import of_record_batches
+
 __all__ = ["SplitTrainEval", "eval_mask"]
 
 _BUCKETS = 10_000
@@ -52,6 +54,9 @@ class SplitTrainEval(beam.PTransform):
         self._eval_fraction = eval_fraction
 
     def expand(self, batches):
-        return batches | "SplitByKeyHash" >> beam.ParDo(_Split(self._eval_fraction)).with_outputs(
+        splits = batches | "SplitByKeyHash" >> beam.ParDo(_Split(self._eval_fraction)).with_outputs(
             self.EVAL, main=self.TRAIN
         )
+        for split in (self.TRAIN, self.EVAL):
+            of_record_batches(splits[split])  # sized without pickling (pipelines/coders.py)
+        return splits

@@ -14,17 +14,15 @@ Output, one JSON document::
 """
 
 import dataclasses
-import json
 import math
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.io.filesystems import FileSystems
 
-from pipelines import overlap
-from pipelines.coders import KeyedBatch
+from pipelines import overlap, run_record
+from pipelines.coders import KeyedBatch, of_type
 from pipelines.decode import first_values
 
 __all__ = [
@@ -285,7 +283,7 @@ class AttachSliceColumns(beam.PTransform):
         self._columns = list(columns)
 
     def expand(self, batches):
-        return batches | "CopySliceColumns" >> beam.Map(_attach_slice_columns, self._columns)
+        return of_type(batches | "CopySliceColumns" >> beam.Map(_attach_slice_columns, self._columns), KeyedBatch)
 
 
 class _AccumulateSlices(overlap.BackgroundDoFn):
@@ -385,8 +383,7 @@ class WriteStatistics(beam.PTransform):
 
 def _write_json(stats: dict, path: str) -> str:
     """Writes the one statistics dict (a retried write writes the same bytes again)."""
-    with FileSystems.create(path, mime_type="application/json") as handle:
-        handle.write(f"{json.dumps(stats, indent=1, sort_keys=True)}\n".encode())
+    run_record.write_json(path, stats, indent=1)
     return path
 
 
