@@ -402,33 +402,25 @@ class WriteExamples(beam.PTransform):
         return framed_batches | "WriteTFRecords" >> WriteBundleFiles(self._prefix, self._temp_dir, ".tfrecord.gz")
 
 
-class WriteParityPairs(beam.PTransform):
+class _WriteJsonLines(beam.PTransform):
+    """Writes records (dicts, or JSON strings as they are) as JSON lines to ``<prefix>-<uuid>.jsonl``."""
+
+    def __init__(self, file_path_prefix: str, temp_dir: str):
+        super().__init__()
+        self._prefix = file_path_prefix
+        self._temp_dir = temp_dir
+
+    def expand(self, records):
+        return (
+            records
+            | "ToJsonLines" >> beam.Map(json_line)
+            | "WriteJsonLines" >> WriteBundleFiles(self._prefix, self._temp_dir, ".jsonl")
+        )
+
+
+class WriteParityPairs(_WriteJsonLines):
     """Writes parity pairs (JSON lines) to ``<prefix>-<uuid>.jsonl``."""
 
-    def __init__(self, file_path_prefix: str, temp_dir: str):
-        super().__init__()
-        self._prefix = file_path_prefix
-        self._temp_dir = temp_dir
 
-    def expand(self, pairs):
-        return (
-            pairs
-            | "ToJsonLines" >> beam.Map(json_line)
-            | "WriteJsonLines" >> WriteBundleFiles(self._prefix, self._temp_dir, ".jsonl")
-        )
-
-
-class WriteDeadLetters(beam.PTransform):
+class WriteDeadLetters(_WriteJsonLines):
     """Writes dead-letter dicts as JSON lines to ``<prefix>-<uuid>.jsonl`` (none: no file)."""
-
-    def __init__(self, file_path_prefix: str, temp_dir: str):
-        super().__init__()
-        self._prefix = file_path_prefix
-        self._temp_dir = temp_dir
-
-    def expand(self, dead_letters):
-        return (
-            dead_letters
-            | "ToJsonLines" >> beam.Map(json_line)
-            | "WriteJsonLines" >> WriteBundleFiles(self._prefix, self._temp_dir, ".jsonl")
-        )
