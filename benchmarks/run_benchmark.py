@@ -128,6 +128,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per size, with a median line")
     parser.add_argument("beam_args", nargs="*", help="Beam flags after --, e.g. --direct_num_workers=2")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"beam args: {' '.join(args.beam_args) or '(default in-process runner)'}")
     print(f"{'rows':>12} {'skewless s':>10} {'rows/s':>9} {'peak MB':>8} {'pandas s':>9} {'peak MB':>8} {'ratio':>6}")

@@ -2,6 +2,8 @@
 
 import sys
 
+import pytest
+
 from benchmarks import run_benchmark
 
 
@@ -36,3 +38,11 @@ def test_repeated_runs_are_summarised_by_medians_of_back_to_back_pairs():
         "ratio": 3.0,  # the pairs' ratios are 3.0, 2.0 and 3.5: not the medians' 35 / 10
     }
     assert run_benchmark.summarise([(pairs[0][0], None)])["ratio"] is None
+
+
+def test_a_repeat_below_one_is_a_one_line_usage_error(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["run_benchmark.py", "--rows", "15000", "--repeat", "0"])
+    with pytest.raises(SystemExit) as exit_:
+        run_benchmark.main()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("--repeat must be at least 1, got 0")
