@@ -2,6 +2,8 @@
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipelines import signatures
+
 __all__ = ["LOCAL_RUNNER", "SkewlessPipelineOptions", "pipeline_options", "runner_name"]
 
 # Beam 2.77's DirectRunner first tries to download the Prism runner binary; the FnApiRunner runs
@@ -42,6 +44,7 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     Returns:
         The options; ``--runner`` unset or ``DirectRunner`` becomes ``FnApiRunner``.
     """
+    signatures.install()  # the pipeline about to be built inspects its DoFns' methods once each
     options = SkewlessPipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
     if standard.runner in _REPLACED_RUNNERS:

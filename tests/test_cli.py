@@ -171,3 +171,11 @@ def test_new_commands_fail_bad_usage_in_one_line_and_write_nothing(tmp_path, cap
     lines = capsys.readouterr().err.strip().splitlines()
     assert message in lines[-1] and lines[-1].startswith("skewless")
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_importing_the_pipelines_loads_keras_2_only():
+    # TensorFlow loads Keras 3 (and pandas) at import unless TF_USE_LEGACY_KERAS is set first
+    env = {name: value for name, value in os.environ.items() if name != "TF_USE_LEGACY_KERAS"}
+    code = "import sys, pipelines.run; print(sorted({'keras', 'tf_keras'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "['tf_keras']"

@@ -1,0 +1,86 @@
+"""Memoised DoFn inspection: the answers of Beam's own function, each computed once."""
+
+import functools
+import gc
+
+import apache_beam as beam
+import pytest
+from apache_beam.coders import VarIntCoder
+from apache_beam.transforms import core, userstate
+
+from pipelines import signatures
+
+
+class _Stateful(beam.DoFn):
+    COUNT = userstate.ReadModifyWriteStateSpec("count", VarIntCoder())
+
+    def process(self, element, count=beam.DoFn.StateParam(COUNT), *args, flag=True):  # noqa: B008 - Beam's idiom
+        yield element
+
+
+def _with_defaults(a, b=1, *rest, c=2, **more):
+    return a
+
+
+def _callables():
+    return [
+        _with_defaults,
+        lambda x, y=3: x,
+        _Stateful().process,
+        _Stateful().setup,
+        functools.partial(_with_defaults, 1),
+        len,
+        str.upper,
+        beam.Map(lambda row, side=None: row).fn.process,
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_callables())))
+def test_each_answer_is_beams_own(index):
+    f = _callables()[index]
+    expected = signatures._original(f)
+    assert signatures.cached_function_args_defaults(f) == expected
+    assert signatures.cached_function_args_defaults(f) == expected  # from the cache, where cached
+
+
+def test_a_function_and_the_function_under_bound_methods_are_inspected_once(monkeypatch):
+    calls = []
+    monkeypatch.setattr(signatures, "_original", lambda f: calls.append(f) or (["x"], [1]))
+
+    def fn(x=1):
+        return x
+
+    class Fn(beam.DoFn):
+        def process(self, x=1):
+            yield x
+
+    for _ in range(3):
+        signatures.cached_function_args_defaults(fn)
+        signatures.cached_function_args_defaults(Fn().process)  # a new instance, the same function under it
+    assert len(calls) == 2
+    partial = functools.partial(fn)
+    signatures.cached_function_args_defaults(partial)
+    signatures.cached_function_args_defaults(partial)
+    assert len(calls) == 4  # other callables are inspected every time
+
+
+def test_answers_are_fresh_lists_and_functions_are_held_weakly():
+    def fn(a, b=[]):  # noqa: B006 - a default value to return
+        return a
+
+    args, defaults = signatures.cached_function_args_defaults(fn)
+    args.append("changed")
+    defaults.clear()
+    assert signatures.cached_function_args_defaults(fn) == (["a", "b"], [[]])
+    before = len(signatures._of_functions)
+    del fn
+    gc.collect()
+    assert len(signatures._of_functions) == before - 1
+
+
+def test_installed_beam_still_finds_state_specs():
+    signatures.install()
+    assert core.get_function_args_defaults is signatures.cached_function_args_defaults
+    states, timers = userstate.get_dofn_specs(_Stateful())
+    assert [spec.name for spec in states] == ["count"] and not timers
+    assert userstate.is_stateful_dofn(_Stateful()) and not userstate.is_stateful_dofn(beam.Map(len).fn)
