@@ -44,10 +44,12 @@ def analyze_with_cache(
     preprocessing_fn = dataset.preprocessing_fn()
     keys = span_keys(files)
     specs = tensor_adapter.TensorAdapter(adapter_config).OriginalTypeSpecs()
-    needed = analysis_graph_builder.get_analysis_cache_entry_keys(preprocessing_fn, specs, list(keys.values()), False)
+    needed = analysis_graph_builder.get_analysis_cache_entry_keys(
+        preprocessing_fn, specs, list(keys.values()), dataset.tf_compat_v1
+    )
     pipeline = beam.Pipeline(options=options)
     analyzed, reused = [], []
-    with tft_beam.Context(temp_dir=os.path.join(staging, outputs.TEMP)):
+    with tft_beam.Context(temp_dir=os.path.join(staging, outputs.TEMP), force_tf_compat_v1=dataset.tf_compat_v1):
         input_cache = pipeline | "ReadAnalysisCache" >> analyzer_cache.ReadAnalysisCacheFromFS(
             cache_dir, list(keys.values())
         )

@@ -2,7 +2,7 @@
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines import signatures
+from pipelines import tuning
 
 __all__ = ["LOCAL_RUNNER", "SkewlessPipelineOptions", "pipeline_options", "runner_name"]
 
@@ -44,7 +44,7 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     Returns:
         The options; ``--runner`` unset or ``DirectRunner`` becomes ``FnApiRunner``.
     """
-    signatures.install()  # the pipeline about to be built inspects its DoFns' methods once each
+    tuning.install()  # DoFn inspection memoised, bundles end without waiting out a 200 ms sampler sleep
     options = SkewlessPipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
     if standard.runner in _REPLACED_RUNNERS:

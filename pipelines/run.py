@@ -172,7 +172,11 @@ def _build(
     # the second pass transforms both splits in one step, with the split column passed through
     spilled_config = _tensor_adapter_config(dataset.schema, [*passthrough, (SPLIT_COLUMN, pa.large_list(pa.int64()))])
     passthrough_keys = {name for name, _ in passthrough} | {SPLIT_COLUMN}
-    with tft_beam.Context(temp_dir=os.path.join(staging, outputs.TEMP), passthrough_keys=passthrough_keys):
+    with tft_beam.Context(
+        temp_dir=os.path.join(staging, outputs.TEMP),
+        passthrough_keys=passthrough_keys,
+        force_tf_compat_v1=dataset.tf_compat_v1,
+    ):
         if analyzed:
             transform_fn = pipeline | "ReadTransformFn" >> tft_beam.ReadTransformFn(staging)
         else:

@@ -55,6 +55,18 @@ class Dataset:
         return schema_utils.schema_as_feature_spec(self.schema).feature_spec
 
     @property
+    def tf_compat_v1(self) -> bool:
+        """Whether tf.Transform traces the ``preprocessing_fn`` into a TF1 graph (config ``tf_compat_v1``,
+        default true) rather than a ``tf.function``.
+
+        Both give the same transformed values and the same serving model (a TF2 SavedModel either
+        way); the TF1 graph is built and saved in 1.5-2 s less per run, as tf.Transform then traces
+        the function three times less. A ``preprocessing_fn`` that needs ``tf.function`` semantics
+        sets ``tf_compat_v1: false``.
+        """
+        return self.config.get("tf_compat_v1", True)
+
+    @property
     def metadata_columns(self) -> tuple[str, ...]:
         """Raw columns carried into the transformed examples as they are (config ``metadata_columns``)."""
         return tuple(self.config.get("metadata_columns") or ())
@@ -124,6 +136,8 @@ def load_dataset(name: str) -> Dataset:
     unknown = set(config.get("metadata_columns") or ()) - {f.name for f in schema.feature}
     if unknown:
         raise ValueError(f"{config_path}: metadata_columns names unknown features {sorted(unknown)}")
+    if not isinstance(config.get("tf_compat_v1", True), bool):
+        raise ValueError(f"{config_path}: tf_compat_v1 must be true or false")
     sample = config.get("sample")
     return Dataset(
         name=name,

@@ -50,3 +50,12 @@ def transformed_rows(output_dir, split: str) -> list[dict]:
 def as_multiset(rows: list[dict]) -> list[tuple]:
     """Rows as a sorted list of sorted item tuples, to compare regardless of order."""
     return sorted(tuple(sorted(row.items())) for row in rows)
+
+
+def saved_model_tags(model_dir) -> list[list[str]]:
+    """The tags of each MetaGraph in a SavedModel: ``[["transform"]]`` for tf.Transform's TF1 graphs,
+    ``[["serve"]]`` for TF2 SavedModels."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model = saved_model_pb2.SavedModel.FromString((pathlib.Path(model_dir) / "saved_model.pb").read_bytes())
+    return [list(graph.meta_info_def.tags) for graph in model.meta_graphs]

@@ -10,7 +10,7 @@ import pytest
 import tensorflow_transform as tft
 
 from pipelines import cli
-from tests.helpers import as_multiset, read_tfrecords, sample_lines, transformed_rows
+from tests.helpers import as_multiset, read_tfrecords, sample_lines, saved_model_tags, transformed_rows
 
 N_GOOD = 3000
 BAD_LINES = {
@@ -88,6 +88,9 @@ def test_transform_output_loads_with_raw_and_transformed_specs(run_dir, taxi_dat
         + ["big_tipper", "row_id"]  # provenance: every example carries its row_id
     )
     assert output.vocabulary_by_name("payment_type")[:2] == [b"Cash", b"Credit Card"]
+    # taxi's preprocessing_fn is traced into a TF1 graph (tf_compat_v1); serving gets a TF2 SavedModel
+    assert saved_model_tags(run_dir / "transform_fn") == [["transform"]]
+    assert saved_model_tags(run_dir / "serving_model") == [["serve"]]
 
 
 def test_every_row_is_accounted_for(run_dir, sample):

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from pipelines import cli
-from tests.helpers import PROJECT_ROOT, parse_examples, read_tfrecords
+from tests.helpers import PROJECT_ROOT, parse_examples, read_tfrecords, saved_model_tags
 
 SAMPLE = PROJECT_ROOT / "data" / "people" / "signups.csv"
 
@@ -54,6 +54,8 @@ def test_transformed_values_and_serving_parity(run_dir):
     assert {row["has_phone_xf"] for row in rows} == {(0,), (1,)}
     vocabulary = open(os.path.join(run_dir, "transform_fn", "assets", "channel")).read().split()
     assert sorted(vocabulary) == ["app", "web"]
+    # people's preprocessing_fn is traced as a tf.function (tf_compat_v1: false), into a TF2 SavedModel
+    assert saved_model_tags(os.path.join(run_dir, "transform_fn")) == [["serve"]]
 
 
 def test_report_and_lineage_show_the_dedup_stage(run_dir):

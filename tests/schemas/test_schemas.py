@@ -72,3 +72,21 @@ def test_config_columns_must_name_schema_features(tmp_path, monkeypatch):
         (folder / "config.yaml").write_text(f"schema: schema.pbtxt\npreprocessing_fn: m:f\n{key}: [plant]\n")
         with pytest.raises(ValueError, match=f"{key} names unknown features \\['plant'\\]"):
             schemas.load_dataset("toy")
+
+
+def test_tf_compat_v1_defaults_to_true_and_must_be_a_boolean(tmp_path, monkeypatch):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / "schema.pbtxt").write_text('feature { name: "x" type: INT }\n')
+    monkeypatch.setattr(schemas, "SCHEMAS_DIR", tmp_path)
+    (folder / "config.yaml").write_text("schema: schema.pbtxt\npreprocessing_fn: m:f\n")
+    assert schemas.load_dataset("toy").tf_compat_v1 is True
+    (folder / "config.yaml").write_text("schema: schema.pbtxt\npreprocessing_fn: m:f\ntf_compat_v1: false\n")
+    assert schemas.load_dataset("toy").tf_compat_v1 is False
+    (folder / "config.yaml").write_text("schema: schema.pbtxt\npreprocessing_fn: m:f\ntf_compat_v1: 'no'\n")
+    with pytest.raises(ValueError, match="tf_compat_v1 must be true or false"):
+        schemas.load_dataset("toy")
+
+
+def test_the_bundled_datasets_exercise_both_tracing_modes():
+    assert schemas.load_dataset("taxi").tf_compat_v1 and not schemas.load_dataset("people").tf_compat_v1

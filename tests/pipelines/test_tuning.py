@@ -1,14 +1,18 @@
-"""Memoised DoFn inspection: the answers of Beam's own function, each computed once."""
+"""Beam tuned in this process: memoised DoFn inspection (Beam's own answers, each computed once) and
+a shorter state-sampling period."""
 
 import functools
 import gc
+import weakref
 
 import apache_beam as beam
 import pytest
 from apache_beam.coders import VarIntCoder
+from apache_beam.runners.worker import bundle_processor, statesampler
 from apache_beam.transforms import core, userstate
+from apache_beam.utils.counters import CounterFactory
 
-from pipelines import signatures
+from pipelines import tuning
 
 
 class _Stateful(beam.DoFn):
@@ -38,14 +42,14 @@ def _callables():
 @pytest.mark.parametrize("index", range(len(_callables())))
 def test_each_answer_is_beams_own(index):
     f = _callables()[index]
-    expected = signatures._original(f)
-    assert signatures.cached_function_args_defaults(f) == expected
-    assert signatures.cached_function_args_defaults(f) == expected  # from the cache, where cached
+    expected = tuning._original(f)
+    assert tuning.cached_function_args_defaults(f) == expected
+    assert tuning.cached_function_args_defaults(f) == expected  # from the cache, where cached
 
 
 def test_a_function_and_the_function_under_bound_methods_are_inspected_once(monkeypatch):
     calls = []
-    monkeypatch.setattr(signatures, "_original", lambda f: calls.append(f) or (["x"], [1]))
+    monkeypatch.setattr(tuning, "_original", lambda f: calls.append(f) or (["x"], [1]))
 
     def fn(x=1):
         return x
@@ -55,12 +59,12 @@ def test_a_function_and_the_function_under_bound_methods_are_inspected_once(monk
             yield x
 
     for _ in range(3):
-        signatures.cached_function_args_defaults(fn)
-        signatures.cached_function_args_defaults(Fn().process)  # a new instance, the same function under it
+        tuning.cached_function_args_defaults(fn)
+        tuning.cached_function_args_defaults(Fn().process)  # a new instance, the same function under it
     assert len(calls) == 2
     partial = functools.partial(fn)
-    signatures.cached_function_args_defaults(partial)
-    signatures.cached_function_args_defaults(partial)
+    tuning.cached_function_args_defaults(partial)
+    tuning.cached_function_args_defaults(partial)
     assert len(calls) == 4  # other callables are inspected every time
 
 
@@ -68,19 +72,30 @@ def test_answers_are_fresh_lists_and_functions_are_held_weakly():
     def fn(a, b=[]):  # noqa: B006 - a default value to return
         return a
 
-    args, defaults = signatures.cached_function_args_defaults(fn)
+    args, defaults = tuning.cached_function_args_defaults(fn)
     args.append("changed")
     defaults.clear()
-    assert signatures.cached_function_args_defaults(fn) == (["a", "b"], [[]])
-    before = len(signatures._of_functions)
+    assert tuning.cached_function_args_defaults(fn) == (["a", "b"], [[]])
+    held = weakref.ref(fn)
+    assert held in [weakref.ref(key) for key in tuning._of_functions.keys()]
     del fn
     gc.collect()
-    assert len(signatures._of_functions) == before - 1
+    assert held() is None  # the cache did not keep it alive
 
 
 def test_installed_beam_still_finds_state_specs():
-    signatures.install()
-    assert core.get_function_args_defaults is signatures.cached_function_args_defaults
+    tuning.install()
+    assert core.get_function_args_defaults is tuning.cached_function_args_defaults
     states, timers = userstate.get_dofn_specs(_Stateful())
     assert [spec.name for spec in states] == ["count"] and not timers
     assert userstate.is_stateful_dofn(_Stateful()) and not userstate.is_stateful_dofn(beam.Map(len).fn)
+
+
+def test_installed_samplers_sleep_at_most_the_short_period():
+    tuning.install()
+    assert bundle_processor.statesampler.StateSampler is statesampler.StateSampler  # the one bundles make
+    sampler = statesampler.StateSampler("stage", CounterFactory())
+    assert sampler.sampling_period_ms == tuning.SAMPLING_PERIOD_MS == 10
+    sampler.start()
+    sampler.stop()
+    assert sampler.finished
