@@ -59,10 +59,11 @@ class Dataset:
         """Whether tf.Transform traces the ``preprocessing_fn`` into a TF1 graph (config ``tf_compat_v1``,
         default true) rather than a ``tf.function``.
 
-        Both give the same transformed values and the same serving model (a TF2 SavedModel either
-        way); the TF1 graph is built and saved in 1.5-2 s less per run, as tf.Transform then traces
-        the function three times less. A ``preprocessing_fn`` that needs ``tf.function`` semantics
-        sets ``tf_compat_v1: false``.
+        Both give the same vocabularies and transformed values (on the taxi sample, float32 z-scores
+        differed in the last bit or two for 40% of rows; every other value was equal) and the same
+        kind of serving model (a TF2 SavedModel either way, checked for parity with the pipeline);
+        the TF1 graph is traced and saved in 1.5-2 s less per run. A ``preprocessing_fn`` that needs
+        ``tf.function`` semantics sets ``tf_compat_v1: false``.
         """
         return self.config.get("tf_compat_v1", True)
 
