@@ -50,6 +50,7 @@ class TestConsoleScript:
         assert result.returncode == 0, result.stderr
         # the last line, written just before the fast exit; no report.html was asked for
         assert result.stderr.rstrip().endswith("parity/ run.json")
+        assert "WARNING" not in result.stderr  # tf.Transform's TF1-mode notice is expected, not shown
         assert not (out / "report.html").exists()
         record = json.loads((out / "run.json").read_text())
         assert record["status"] == "succeeded"
@@ -179,3 +180,13 @@ def test_importing_the_pipelines_loads_keras_2_only():
     code = "import sys, pipelines.run; print(sorted({'keras', 'tf_keras'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.strip() == "['tf_keras']"
+
+
+def test_loading_tensorflow_tunes_the_collector_and_the_gil_switch_interval():
+    import gc
+
+    from pipelines import cli
+
+    cli._load_tensorflow()  # what every command that runs a pipeline does first
+    assert gc.get_threshold() == cli.GC_THRESHOLDS
+    assert sys.getswitchinterval() == pytest.approx(cli.SWITCH_INTERVAL_S)
