@@ -659,7 +659,8 @@ def _compare_poc(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _load_tensorflow():
-    """Imports TensorFlow with its native start-up notices hidden, then tunes the garbage collector."""
+    """Imports TensorFlow with its native start-up notices hidden, then tunes the garbage collector
+    and the GIL's switch interval for the pipeline that follows."""
     with _native_stderr_silenced():
         import tensorflow as tf
         import tensorflow_transform  # noqa: F401 - sets TF_USE_LEGACY_KERAS before Keras loads
