@@ -91,16 +91,14 @@ def measure_poc(input_csv: pathlib.Path, memory_limit_gb: float | None = None) -
 def summarise(pairs: list[tuple[dict, dict | None]]) -> dict:
     """Median wall times, largest peaks and the median of the per-pair ratios of repeated runs."""
     ours = [o for o, _ in pairs]
-    pocs = [p for _, p in pairs if p and not p["failed"]]
-    summary = {
+    with_poc = [(o, p) for o, p in pairs if p and not p["failed"]]
+    return {
         "wall_s": statistics.median(o["wall_s"] for o in ours),
         "peak_rss_mb": max(o["peak_rss_mb"] for o in ours),
-        "poc_wall_s": statistics.median(p["wall_s"] for p in pocs) if pocs else None,
-        "poc_peak_rss_mb": max(p["peak_rss_mb"] for p in pocs) if pocs else None,
+        "poc_wall_s": statistics.median(p["wall_s"] for _, p in with_poc) if with_poc else None,
+        "poc_peak_rss_mb": max(p["peak_rss_mb"] for _, p in with_poc) if with_poc else None,
+        "ratio": statistics.median(o["wall_s"] / p["wall_s"] for o, p in with_poc) if with_poc else None,
     }
-    ratios = [o["wall_s"] / p["wall_s"] for o, p in pairs if p and not p["failed"]]
-    summary["ratio"] = statistics.median(ratios) if ratios else None
-    return summary
 
 
 def _line(label: str, rows: int, ours: dict, poc: dict | None, ratio: float | None = None) -> str:

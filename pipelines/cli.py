@@ -661,13 +661,13 @@ def _compare_poc(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _load_tensorflow():
     """Imports TensorFlow with its native start-up notices hidden, with the garbage collector
     tuned first, and sets the GIL's switch interval for the pipeline that follows."""
-    gc.set_threshold(*GC_THRESHOLDS)  # before the imports: TensorFlow's alone ran 826 collections, 0.5 s
+    _tune_garbage_collector()  # before the imports: TensorFlow's alone ran 826 collections, 0.5 s
     with _native_stderr_silenced():
         import tensorflow as tf
         import tensorflow_transform  # noqa: F401 - its native notices hidden too
 
         tf.config.list_physical_devices("GPU")  # probes CUDA now, while its notices are hidden
-    _tune_garbage_collector()
+    gc.freeze()  # what the imports made is long-lived: never scanned again
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
@@ -686,11 +686,10 @@ def _tune_garbage_collector() -> None:
     Importing TensorFlow, tracing graphs and building a Beam pipeline allocate millions of
     long-lived objects: with Python's default thresholds (700, 10, 10) a 15k-row ``skewless run``
     spent 1.3 s in 1,700 collections, 0.9 s of it in full ones re-scanning them; with these, set
-    before the imports, about 20 collections and 0.2 s. The objects the imports made are then
-    frozen (never scanned again). Data moves in Arrow batches, a few Python objects per thousands
-    of rows, so memory is not affected (see docs/performance.md).
+    before the imports (whose objects ``_load_tensorflow`` then freezes), about 20 collections and
+    0.2 s. Data moves in Arrow batches, a few Python objects per thousands of rows, so memory is not
+    affected (see docs/performance.md).
     """
-    gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
 
 
