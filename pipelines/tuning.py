@@ -1,4 +1,4 @@
-"""Two of Beam's own costs in this process, cut without changing what a pipeline computes.
+"""Three of Beam's own costs in this process, cut without changing what a pipeline computes.
 
 **DoFn inspection, memoised.** Beam 2.77 inspects the signature of every method of a DoFn each time
 it asks whether the DoFn uses state or timers (``userstate.get_dofn_specs``: ``dir(dofn)``, and
@@ -18,15 +18,22 @@ that thread, so it waits out the current sleep: up to 0.2 s at the end of every 
 more than a second, 0.4-0.6 s over a run's 63 stages. The period is capped at
 ``SAMPLING_PERIOD_MS`` instead; the sampler sleeps without the GIL, so sampling more often costs
 nothing measurable.
+
+**Sizing cached side inputs without walking every module.** The SDK worker weighs each value it
+caches (side inputs, mostly) with ``objsize``, which excludes the globals of every loaded module
+from the size and so lists the 5,000 modules of a TensorFlow process on each call: 2.5 ms a call,
+0.1 s of a 15k-row run. :func:`deep_size` gives the same size with the ids of those globals
+listed once, again whenever the number of loaded modules changes.
 """
 
+import sys
 import types
 import weakref
 
-from apache_beam.runners.worker import statesampler
+from apache_beam.runners.worker import statecache, statesampler
 from apache_beam.transforms import core
 
-__all__ = ["SAMPLING_PERIOD_MS", "cached_function_args_defaults", "install"]
+__all__ = ["SAMPLING_PERIOD_MS", "cached_function_args_defaults", "deep_size", "install"]
 
 SAMPLING_PERIOD_MS = 10
 
@@ -57,7 +64,43 @@ def cached_function_args_defaults(f) -> tuple[list, list]:
     return list(args), list(defaults)
 
 
+_beams_deep_size = statecache.get_deep_size
+_globals_ids: tuple[int, frozenset[int]] = (-1, frozenset())  # (modules loaded, ids of their globals)
+
+
+def _ids_of_modules_globals() -> frozenset[int]:
+    global _globals_ids
+    loaded = len(sys.modules)
+    if _globals_ids[0] != loaded:
+        dicts = (getattr(module, "__dict__", None) for module in list(sys.modules.values()))
+        _globals_ids = (loaded, frozenset(id(d) for d in dicts if d is not None))
+    return _globals_ids[1]
+
+
+def deep_size(*objs) -> int:
+    """``statecache.get_deep_size(*objs)``: Beam's measure of a cached value, modules' globals
+    excluded, with those globals listed once rather than on every call.
+
+    Args:
+        objs: The values to measure.
+
+    Returns:
+        Their deep size in bytes.
+    """
+    excluded = set(_ids_of_modules_globals())
+    excluded.add(id(None))
+    return statecache.objsize.get_deep_size(  # the measure Beam's statecache uses
+        *objs,
+        get_size_func=statecache._size_func,
+        get_referents_func=statecache._get_referents_func,
+        filter_func=statecache._filter_func,
+        exclude_modules_globals=False,
+        exclude_set=excluded,
+    )
+
+
 def install() -> None:
-    """Makes Beam in this process use both (idempotent)."""
+    """Makes Beam in this process use all three (idempotent)."""
     core.get_function_args_defaults = cached_function_args_defaults
     statesampler.StateSampler.__init__.__defaults__ = (SAMPLING_PERIOD_MS,)
+    statecache.get_deep_size = deep_size

@@ -99,3 +99,22 @@ def test_installed_samplers_sleep_at_most_the_short_period():
     sampler.start()
     sampler.stop()
     assert sampler.finished
+
+
+def test_deep_sizes_are_beams_own_and_follow_newly_loaded_modules(monkeypatch):
+    import json
+    import sys
+    import types
+
+    from apache_beam.runners.worker import statecache
+
+    values = [{"a": [1, 2, 3], "b": "x" * 100}, [vars(json), list(range(50))], ("path", None), b"y" * 4096]
+    for value in values:
+        assert tuning.deep_size(value) == tuning._beams_deep_size(value), value
+    module = types.ModuleType("skewless_tuning_test_module")
+    module.payload = list(range(1000))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    held = [vars(module)]  # a module's globals: excluded once the module is loaded
+    assert tuning.deep_size(held) == tuning._beams_deep_size(held) < 1000
+    tuning.install()
+    assert statecache.get_deep_size is tuning.deep_size
