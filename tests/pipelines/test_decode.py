@@ -232,3 +232,20 @@ def test_the_bundled_taxi_sample_decodes_the_same_on_both_paths(monkeypatch):
     assert fast.batch.equals(careful.batch)
     assert fast.keys.tolist() == careful.keys.tolist()
     assert fast.dead_letters == careful.dead_letters == []
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"0x1F", True),
+        (b"a,-0X1f\n", True),
+        (b"a,1,0x", True),
+        (b"", False),
+        (b"0", False),
+        (b"x0,X0,Taxi 0,10 x", False),
+        (b"0\nx", False),
+        (b"0\xf8", False),  # 0xF8 | 0x20 is not "x"
+    ],
+)
+def test_hex_prefixes_are_found_anywhere_in_a_block(data, expected):
+    assert decode._has_hex_prefix(data) is expected
