@@ -79,7 +79,9 @@ def _entry_head(key: bytes, float_value: bool) -> np.ndarray:
 _FRAME_HEAD, _HEADER, _FRAME_TAIL = 12, 6, 4  # length + its CRC; Example tag + varint; data CRC
 
 
-def encode_framed(batch: pa.RecordBatch, keep_rows: np.ndarray | None = None) -> tuple[bytes, dict[int, bytes]] | None:
+def encode_framed(
+    batch: pa.RecordBatch, keep_rows: np.ndarray | None = None
+) -> tuple[memoryview, dict[int, bytes]] | None:
     """Encodes a batch of one int64 or float32 per row in every column as TFRecord file content.
 
     Every row is laid out in one ``[rows, width]`` byte matrix (frame head, Example header, each
@@ -92,8 +94,9 @@ def encode_framed(batch: pa.RecordBatch, keep_rows: np.ndarray | None = None) ->
 
     Returns:
         The framed records (length, masked CRC of it, example, masked CRC of it; one per row, in
-        row order) and ``{row: serialized example}`` for ``keep_rows``; None for any other batch
-        (empty, another layout, a name over 100 bytes), which the caller encodes otherwise.
+        row order; a view of the encoder's buffer, not a copy: hundreds of bytes a row) and
+        ``{row: serialized example}`` for ``keep_rows``; None for any other batch (empty, another
+        layout, a name over 100 bytes), which the caller encodes otherwise.
     """
     rows = batch.num_rows
     if rows == 0:
@@ -162,4 +165,4 @@ def encode_framed(batch: pa.RecordBatch, keep_rows: np.ndarray | None = None) ->
     tails = (ends - _FRAME_TAIL)[:, None] + np.arange(_FRAME_TAIL)
     framed[tails] = _masked_crcs(data_crcs).view(np.uint8).reshape(rows, _FRAME_TAIL)
     kept = {int(i): data[starts[i] : ends[i] - _FRAME_TAIL] for i in (keep_rows if keep_rows is not None else ())}
-    return framed.tobytes(), kept
+    return memoryview(framed), kept

@@ -176,11 +176,14 @@ def _read_lines_in_range(handle, start: int, end: int | None) -> tuple[bytes, in
         if handle.read(1) != b"\n":
             partial = handle.readline()  # the rest of a line owned by the previous range
             begin = start + len(partial)
+    if begin >= end:
+        return b"", begin
+    # the last line is the one holding byte end - 1: find where it ends, then read once (appending
+    # the rest of that line to a block of tens of MB would copy the block)
+    handle.seek(end - 1)
+    last = handle.readline()
     handle.seek(begin)
-    data = handle.read(max(end - begin, 0))
-    if data and not data.endswith(b"\n"):
-        data += handle.readline()
-    return data, begin
+    return (handle.read(end - 1 + len(last) - begin) if last else handle.read()), begin
 
 
 def _blocks(data: bytes, block_bytes: int) -> Iterable[tuple[bytes, int]]:

@@ -41,8 +41,8 @@ METRICS_NAMESPACE = "skewless"
 GZIP_LEVEL = 1  # the output is written once and read a few times: favour speed
 
 
-def gzip_member(data: bytes, level: int = GZIP_LEVEL) -> bytes:
-    """``data`` as one gzip member; concatenated members form a valid gzip file.
+def gzip_member(data: bytes | memoryview, level: int = GZIP_LEVEL) -> bytes:
+    """``data`` (any bytes-like object) as one gzip member; concatenated members form a valid gzip file.
 
     Compressed with ISA-L (``isal``): standard gzip, about 5x faster than zlib at level 1 on
     transformed examples (0.6 against 3.0 microseconds a row) and slightly smaller.
