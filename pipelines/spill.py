@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import overlap
+from pipelines import outputs, overlap
 from pipelines.coders import of_record_batches
 
 __all__ = ["ReadSpilledBatches", "SpillBatches", "tag_of"]
@@ -111,7 +111,9 @@ class SpillBatches(beam.PTransform):
 def _read_spill_file(element: tuple[str, str], tags: list[str], tag_column: str):
     tag, path = element
     index = tags.index(tag)
-    with FileSystems.open(path) as handle:
+    # a local file is read by Arrow's own file reader (native reads, without the GIL); through a
+    # Python file object every read would hold the GIL and copy once more
+    with pa.OSFile(path) if outputs.is_local(path) else FileSystems.open(path) as handle:
         for batch in pa.ipc.open_stream(handle):
             rows = batch.num_rows
             column = pa.LargeListArray.from_arrays(np.arange(rows + 1, dtype=np.int64), np.full(rows, index, np.int64))
