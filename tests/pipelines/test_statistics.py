@@ -92,3 +92,29 @@ def test_given_bins_are_counted_exactly_and_own_bins_come_from_the_sketch():
     own = statistics.statistics_of(_batches())["slices"]["ALL"]["features"]["x"]["histogram"]
     # values 1..5 against their own quantile bins: every value in a bin of its own, none lost
     assert sum(own["counts"]) == 5 and max(own["counts"]) <= 2
+
+
+@pytest.mark.parametrize(
+    ("numbers", "counted"),
+    [
+        ([float(h % 24) for h in range(100_000)], True),  # hours: counted, one weighted value each
+        ([-3.0, -3.0, 7.0, 0.0, 2.0] * 10, True),  # negative integers too
+        ([float(i * 1000) for i in range(5000)] * 2, False),  # ids spread wide: added one by one
+    ],
+)
+def test_integers_counted_into_the_sketch_give_the_same_quantiles(numbers, counted, monkeypatch):
+    import numpy as np
+    from tfx_bsl import sketches
+
+    added = []
+    plain, counted_sketch = (sketches.QuantilesSketch(0.005, 1 << 32, 1) for _ in range(2))
+    plain.AddValues(pa.array(numbers))
+
+    class Recording:
+        def AddValues(self, *args):  # noqa: N802 - the sketch's own method name
+            added.append(len(args[0]))
+            counted_sketch.AddValues(*args)
+
+    statistics._add_to_sketch(Recording(), np.array(numbers), integers=True)
+    assert added == [len(set(numbers)) if counted else len(numbers)]
+    assert counted_sketch.GetQuantiles(20).to_pylist() == plain.GetQuantiles(20).to_pylist()
