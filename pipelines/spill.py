@@ -12,6 +12,7 @@ A bundle starts a new file every ``file_bytes`` of batch data, so the second pas
 per file to spread over its workers. The files are deleted with the run's temporary directory.
 """
 
+import os
 import uuid
 
 import apache_beam as beam
@@ -35,7 +36,11 @@ class _SpillFile:
         self.path = f"{prefix}-{uuid.uuid4().hex}.arrows"
         self.schema = schema
         self.bytes = 0
-        self._handle = FileSystems.create(self.path)
+        if outputs.is_local(self.path):  # Arrow's own writer: native writes, without the GIL
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            self._handle = pa.OSFile(self.path, "wb")
+        else:
+            self._handle = FileSystems.create(self.path)
         self._writer = pa.ipc.new_stream(self._handle, schema, options=_OPTIONS)
 
     def write(self, batch: pa.RecordBatch) -> None:

@@ -90,3 +90,19 @@ def test_files_are_lz4_compressed_ipc_streams(spilled):
         batches = list(pa.ipc.open_stream(handle))
     assert sum(b.num_rows for b in batches) in (100, 200)
     assert os.path.getsize(path) < sum(b.nbytes for b in batches)
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_a_spill_file_reads_back_through_arrow_or_beam_filesystems(tmp_path, monkeypatch, local):
+    """Local files go through Arrow's native file; others (gs://) through Beam's FileSystems."""
+    from pipelines import outputs, spill
+
+    monkeypatch.setattr(outputs, "is_local", lambda path: local)
+    batches = [_batch(0, 5), _batch(5, 3)]
+    written = spill._SpillFile(str(tmp_path / "new_dir" / "train"), batches[0].schema)
+    for batch in batches:
+        written.write(batch)
+    path = written.close()
+    read = list(spill._read_spill_file(("eval", path), ["train", "eval"], "tag"))
+    assert [_rows(b.drop_columns(["tag"])) for b in read] == [_rows(b) for b in batches]
+    assert [tag_of(b.column("tag"), ["train", "eval"]) for b in read] == ["eval", "eval"]
