@@ -249,3 +249,12 @@ def test_the_bundled_taxi_sample_decodes_the_same_on_both_paths(monkeypatch):
 )
 def test_hex_prefixes_are_found_anywhere_in_a_block(data, expected):
     assert decode._has_hex_prefix(data) is expected
+
+
+def test_row_key_hashes_are_zlib_crc32():
+    """The split depends on these values: they must stay CRC-32, whatever computes it."""
+    import zlib
+
+    keys = [b"", b"a", b"2,Taxi Affiliation Services,5.25", bytes(range(256)) * 40]
+    assert decode.row_key_hashes(keys).tolist() == [zlib.crc32(k) for k in keys]
+    assert decode.row_key_hashes(keys).dtype == np.uint32
