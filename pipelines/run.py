@@ -198,7 +198,9 @@ def _build(
         | "WritePostTransformStatistics"
         >> statistics.WriteStatistics(os.path.join(staging, "stats", "post_transform.json"))
     )
-    transformed_train, transformed_eval = routed[SplitTrainEval.TRAIN], routed[SplitTrainEval.EVAL]
+    # typed, so that Beam sizes their batches from the buffers rather than by pickling a sample
+    transformed_train = coders.of_record_batches(routed[SplitTrainEval.TRAIN])
+    transformed_eval = coders.of_record_batches(routed[SplitTrainEval.EVAL])
     if config.output_format == PARQUET:
         metadata, temp_dir = transformed_metadata.deferred_metadata, outputs.temp_dir(staging, "parquet")
         train_pairs = transformed_train | "WriteTrainData" >> WriteParquet(
@@ -226,12 +228,13 @@ def _build(
 
 def _route_split(element: tuple[pa.RecordBatch, dict], splits: list[str]):
     """A transformed batch without the split column tf.Transform passed through: as it is (for the
-    statistics of both splits) and, tagged with its split, with its passthrough dict (to be written)."""
-    batch, passthrough = element
+    statistics of both splits) and tagged with its split (to be written). The passthrough dict is
+    dropped: the batch holds the passthrough columns too."""
+    batch, _ = element
     split = spill.tag_of(batch.column(SPLIT_COLUMN), splits)
     batch = batch.drop_columns([SPLIT_COLUMN])
     yield batch
-    yield beam.pvalue.TaggedOutput(split, (batch, passthrough))
+    yield beam.pvalue.TaggedOutput(split, batch)
 
 
 def _counts(counters: dict[tuple[str, str], int]) -> dict:

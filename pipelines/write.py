@@ -127,10 +127,7 @@ class _EncodeExamples(_TransformedBatchesDoFn):
     (``pipelines/overlap.py``) while the stage transforms the next batches.
     """
 
-    def process(
-        self, element: tuple[pa.RecordBatch, dict], window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam
-    ):
-        batch, _ = element
+    def process(self, batch: pa.RecordBatch, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
         for result, _ in self._background.submit(_encode_batch, self._encoder, batch, context=(window, timestamp)):
             yield from self._outputs(result)
 
@@ -147,7 +144,7 @@ class _EncodeExamples(_TransformedBatchesDoFn):
 
 
 class EncodeExamples(beam.PTransform):
-    """Turns tf.Transform's ``(RecordBatch, passthrough)`` output into serialized tf.Examples.
+    """Turns transformed RecordBatches (tf.Transform's output batches) into serialized tf.Examples.
 
     Returns the examples (main output: one element per batch, its records framed as TFRecord file
     content and gzip-compressed as one gzip member) and, for rows of the parity sample, JSON lines
@@ -259,9 +256,8 @@ class _WriteParquetFiles(_TransformedBatchesDoFn):
         yield from pairs
 
     def process(
-        self, batch_and_passthrough, metadata, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam
+        self, batch: pa.RecordBatch, metadata, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam
     ):
-        batch, _ = batch_and_passthrough
         self._context = (window, timestamp)
         if self._scalars is None:
             self._scalars = scalar_features(metadata)
@@ -279,7 +275,7 @@ class _WriteParquetFiles(_TransformedBatchesDoFn):
 
 
 class WriteParquet(beam.PTransform):
-    """Writes tf.Transform's ``(RecordBatch, passthrough)`` output as Parquet files
+    """Writes transformed RecordBatches (tf.Transform's output batches) as Parquet files
     ``<prefix>-<uuid>.parquet`` (snappy; a feature of one value a row is a plain column, see
     ``flat_table``); returns the parity pairs of sampled rows, as ``EncodeExamples`` does. Counts
     rows in the ``skewless`` counter ``counter_name``.

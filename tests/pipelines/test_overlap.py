@@ -101,7 +101,7 @@ def _decode_member(member: bytes) -> list[int]:
 def test_encode_examples_outputs_every_batch_and_parity_pair_of_a_bundle():
     """Seven batches in one bundle: some come out of ``process``, the rest out of ``finish_bundle``."""
     sampled = {3, 250, 699}
-    batches = [(_transformed_batch(100 * i, 100, sampled), {}) for i in range(7)]
+    batches = [_transformed_batch(100 * i, 100, sampled) for i in range(7)]
     with TestPipeline() as pipeline:
         encoded = pipeline | beam.Create(batches, reshuffle=False) | EncodeExamples("rows_test")
         rows = encoded.examples | "Decode" >> beam.FlatMap(_decode_member)
