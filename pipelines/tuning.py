@@ -1,4 +1,4 @@
-"""Three of Beam's own costs in this process, cut without changing what a pipeline computes.
+"""Four of Beam's own costs in this process, cut without changing what a pipeline computes.
 
 **DoFn inspection, memoised.** Beam 2.77 inspects the signature of every method of a DoFn each time
 it asks whether the DoFn uses state or timers (``userstate.get_dofn_specs``: ``dir(dofn)``, and
@@ -11,6 +11,13 @@ under it, as ``inspect.signature`` of a bound method is the function's signature
 parameter, whatever the instance. Functions are held weakly, so a pipeline's lambdas do not outlive
 it. Callables of other kinds (partials, callable objects, builtins) are inspected every time, as
 before. Each call returns fresh lists, so a caller changing them cannot change the cache.
+
+**A DoFn's state and timer specs, remembered per DoFn.** ``userstate.get_dofn_specs`` walks
+``dir(dofn)`` and wraps every method to find them; Beam asks again for the same DoFn object while
+applying, translating and running it: 2,046 calls for about 260 DoFns in a 15k-row run, 0.2 s.
+:func:`cached_dofn_specs` answers from a cache keyed by the DoFn object (held weakly; a DoFn that
+cannot be, or is not hashable, is inspected every time). Specs come from the methods, which a
+DoFn does not change once built; each call returns fresh sets.
 
 **A shorter state-sampling period.** Each bundle starts a thread that samples which step is running
 (Beam's msec counters), sleeping a period that grows from 2 ms to 200 ms; ending the bundle joins
@@ -31,9 +38,9 @@ import types
 import weakref
 
 from apache_beam.runners.worker import statecache, statesampler
-from apache_beam.transforms import core
+from apache_beam.transforms import core, userstate
 
-__all__ = ["SAMPLING_PERIOD_MS", "cached_function_args_defaults", "deep_size", "install"]
+__all__ = ["SAMPLING_PERIOD_MS", "cached_dofn_specs", "cached_function_args_defaults", "deep_size", "install"]
 
 SAMPLING_PERIOD_MS = 10
 
@@ -62,6 +69,29 @@ def cached_function_args_defaults(f) -> tuple[list, list]:
         found = cache[key] = _original(f)
     args, defaults = found
     return list(args), list(defaults)
+
+
+_beams_dofn_specs = userstate.get_dofn_specs
+_specs_of_dofns: "weakref.WeakKeyDictionary[object, tuple]" = weakref.WeakKeyDictionary()
+
+
+def cached_dofn_specs(dofn) -> tuple[set, set]:
+    """``userstate.get_dofn_specs(dofn)``, remembered per DoFn object.
+
+    Args:
+        dofn: The DoFn Beam inspects.
+
+    Returns:
+        ``(state specs, timer specs)``, as Beam's own function returns them.
+    """
+    try:
+        found = _specs_of_dofns.get(dofn)
+    except TypeError:  # not weakly referenceable, or not hashable
+        return _beams_dofn_specs(dofn)
+    if found is None:
+        found = _specs_of_dofns[dofn] = _beams_dofn_specs(dofn)
+    states, timers = found
+    return set(states), set(timers)
 
 
 _beams_deep_size = statecache.get_deep_size
@@ -100,7 +130,8 @@ def deep_size(*objs) -> int:
 
 
 def install() -> None:
-    """Makes Beam in this process use all three (idempotent)."""
+    """Makes Beam in this process use all four (idempotent)."""
     core.get_function_args_defaults = cached_function_args_defaults
+    userstate.get_dofn_specs = cached_dofn_specs
     statesampler.StateSampler.__init__.__defaults__ = (SAMPLING_PERIOD_MS,)
     statecache.get_deep_size = deep_size

@@ -118,3 +118,26 @@ def test_deep_sizes_are_beams_own_and_follow_newly_loaded_modules(monkeypatch):
     assert tuning.deep_size(held) == tuning._beams_deep_size(held) < 1000
     tuning.install()
     assert statecache.get_deep_size is tuning.deep_size
+
+
+def test_dofn_specs_are_beams_own_remembered_per_dofn(monkeypatch):
+    class Unhashable(beam.DoFn):
+        __hash__ = None
+
+        def process(self, element):
+            yield element
+
+    stateful, plain, unhashable = _Stateful(), beam.Map(len).fn, Unhashable()  # (Map asks for its specs)
+    calls = []
+    beams = tuning._beams_dofn_specs
+    monkeypatch.setattr(tuning, "_beams_dofn_specs", lambda dofn: calls.append(dofn) or beams(dofn))
+    monkeypatch.setattr(tuning, "_specs_of_dofns", weakref.WeakKeyDictionary())
+    for dofn in (stateful, plain, unhashable):
+        assert tuning.cached_dofn_specs(dofn) == beams(dofn)
+        assert tuning.cached_dofn_specs(dofn) == beams(dofn)
+    assert calls == [stateful, plain, unhashable, unhashable]  # the unhashable one every time
+    states, _ = tuning.cached_dofn_specs(stateful)
+    states.clear()  # a caller changing the answer does not change the cache
+    assert [spec.name for spec in tuning.cached_dofn_specs(stateful)[0]] == ["count"]
+    tuning.install()
+    assert userstate.get_dofn_specs is tuning.cached_dofn_specs
