@@ -8,7 +8,7 @@ every schema feature is in exactly one group below.
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from transforms.common import fill_in_missing, transformed_name
+from transforms.common import fill_in_missing, transformed_name, vocabulary_ids
 
 __all__ = [
     "BUCKET_FEATURE_KEYS",
@@ -61,15 +61,9 @@ def preprocessing_fn(inputs: dict) -> dict:
         outputs[transformed_name(key)] = tft.scale_to_z_score(value)
     for key in VOCAB_FEATURE_KEYS:
         value = fill_in_missing(inputs[key])
-        # unit weights: the same frequency-ordered vocabulary, but each batch is reduced to its
-        # distinct tokens and their counts in the graph, instead of one Beam element per row
-        outputs[transformed_name(key)] = tft.compute_and_apply_vocabulary(
-            value,
-            top_k=VOCAB_SIZE,
-            num_oov_buckets=OOV_SIZE,
-            vocab_filename=key,
-            weights=tf.ones_like(value, dtype=tf.float32),
-        )
+        # exact, tft.vocabulary's vocabulary here: 61 companies and 7 payment types, fewer than
+        # VOCAB_SIZE distinct values (see common.vocabulary_ids)
+        outputs[transformed_name(key)] = vocabulary_ids(value, VOCAB_SIZE, OOV_SIZE, vocab_filename=key)
     for key in BUCKET_FEATURE_KEYS:
         outputs[transformed_name(key)] = tft.bucketize(fill_in_missing(inputs[key]), FEATURE_BUCKET_COUNT)
     for key in CATEGORICAL_FEATURE_KEYS:
