@@ -44,7 +44,7 @@ __all__ = ["SAMPLING_PERIOD_MS", "cached_dofn_specs", "cached_function_args_defa
 
 SAMPLING_PERIOD_MS = 10
 
-_original = core.get_function_args_defaults
+_beams_function_args_defaults = core.get_function_args_defaults
 _of_functions: "weakref.WeakKeyDictionary[types.FunctionType, tuple]" = weakref.WeakKeyDictionary()
 _of_methods: "weakref.WeakKeyDictionary[types.FunctionType, tuple]" = weakref.WeakKeyDictionary()
 
@@ -63,10 +63,10 @@ def cached_function_args_defaults(f) -> tuple[list, list]:
     elif type(f) is types.FunctionType:
         cache, key = _of_functions, f
     else:
-        return _original(f)
+        return _beams_function_args_defaults(f)
     found = cache.get(key)
     if found is None:
-        found = cache[key] = _original(f)
+        found = cache[key] = _beams_function_args_defaults(f)
     args, defaults = found
     return list(args), list(defaults)
 

@@ -42,14 +42,14 @@ def _callables():
 @pytest.mark.parametrize("index", range(len(_callables())))
 def test_each_answer_is_beams_own(index):
     f = _callables()[index]
-    expected = tuning._original(f)
+    expected = tuning._beams_function_args_defaults(f)
     assert tuning.cached_function_args_defaults(f) == expected
     assert tuning.cached_function_args_defaults(f) == expected  # from the cache, where cached
 
 
 def test_a_function_and_the_function_under_bound_methods_are_inspected_once(monkeypatch):
     calls = []
-    monkeypatch.setattr(tuning, "_original", lambda f: calls.append(f) or (["x"], [1]))
+    monkeypatch.setattr(tuning, "_beams_function_args_defaults", lambda f: calls.append(f) or (["x"], [1]))
 
     def fn(x=1):
         return x
