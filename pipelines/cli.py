@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-__all__ = ["main"]
+__all__ = ["load_tensorflow", "main"]
 
 _EPILOG_RUN = """examples:
   skewless run --output out/demo
@@ -384,7 +384,7 @@ def _lineage(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.lineage import LineageStore
 
     if args.query == "row":
-        _load_tensorflow()
+        load_tensorflow()
         from pipelines.trace import find_rows
 
         result = find_rows(args.run, set(args.row_id))
@@ -609,7 +609,7 @@ def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     progress = _progress_printer(args.quiet)
     progress("loading TensorFlow and Beam")
-    _load_tensorflow()
+    load_tensorflow()
     from pipelines.skew import check_skew
 
     progress("reading, validating and describing the serving inputs on Beam")
@@ -640,7 +640,7 @@ def _compare_poc(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     if not os.path.isdir(os.path.join(args.dir, "serving_model")):
         raise UsageError(f"{args.dir} has no serving_model/: is it a `skewless run` output?")
-    _load_tensorflow()
+    load_tensorflow()
     from pipelines.compare_poc import compare_poc
 
     report = compare_poc(args.poc, args.input, args.dir)
@@ -658,7 +658,7 @@ def _compare_poc(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
-def _load_tensorflow():
+def load_tensorflow():
     """Imports TensorFlow with its native start-up notices hidden, with the garbage collector
     tuned first, and sets the GIL's switch interval for the pipeline that follows."""
     _tune_garbage_collector()  # before the imports: TensorFlow's alone ran 826 collections, 0.5 s
@@ -686,7 +686,7 @@ def _tune_garbage_collector() -> None:
     Importing TensorFlow, tracing graphs and building a Beam pipeline allocate millions of
     long-lived objects: with Python's default thresholds (700, 10, 10) a 15k-row ``skewless run``
     spent 1.3 s in 1,700 collections, 0.9 s of it in full ones re-scanning them; with these, set
-    before the imports (whose objects ``_load_tensorflow`` then freezes), about 20 collections and
+    before the imports (whose objects ``load_tensorflow`` then freezes), about 20 collections and
     0.2 s. Data moves in Arrow batches, a few Python objects per thousands of rows, so memory is not
     affected (see docs/performance.md).
     """
@@ -712,7 +712,7 @@ def _verify_parity(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     if not os.path.isdir(os.path.join(args.dir, "parity")) and "://" not in args.dir:
         raise UsageError(f"{args.dir} has no parity/ sample: is it a `skewless run` output?")
-    _load_tensorflow()
+    load_tensorflow()
     from pipelines import parity
 
     report = parity.verify_parity(args.dir, args.model, args.max_rows)
@@ -744,7 +744,7 @@ def _train(args: argparse.Namespace, beam_args: list[str]) -> int:
     label = args.label or schemas.load_dataset(dataset).label
     if not label:
         raise UsageError("the dataset config names no label: pass --label")
-    _load_tensorflow()
+    load_tensorflow()
     from pipelines import train
 
     try:
@@ -765,7 +765,7 @@ def _serve(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     if not os.path.isfile(os.path.join(args.model, "saved_model.pb")):
         raise UsageError(f"{args.model} is not a SavedModel directory")
-    _load_tensorflow()
+    load_tensorflow()
     from pipelines import serving
 
     model = serving.ServingModel(args.model)
@@ -805,7 +805,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     started = time.time()
     progress = _progress_printer(args.quiet)
     progress("loading TensorFlow, tf.Transform and Beam")
-    _load_tensorflow()
+    load_tensorflow()
     from pipelines import run as run_job
 
     progress("planning the inputs")

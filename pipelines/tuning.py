@@ -1,4 +1,5 @@
-"""Four of Beam's own costs in this process, cut without changing what a pipeline computes.
+"""Four of Beam's own costs in this process, cut without changing what a pipeline computes, and
+its local worker processes started quietly.
 
 **DoFn inspection, memoised.** Beam 2.77 inspects the signature of every method of a DoFn each time
 it asks whether the DoFn uses state or timers (``userstate.get_dofn_specs``: ``dir(dofn)``, and
@@ -26,6 +27,11 @@ more than a second, 0.4-0.6 s over a run's 63 stages. The period is capped at
 ``SAMPLING_PERIOD_MS`` instead; the sampler sleeps without the GIL, so sampling more often costs
 nothing measurable.
 
+**Quiet local worker processes.** ``--direct_running_mode=multi_processing`` starts its workers
+with ``python -m apache_beam.runners.worker.sdk_worker_main``; that command is swapped for
+``python -m pipelines.worker`` (``WORKER_MODULE``), which imports TensorFlow with its native notices
+hidden and then runs the same Beam worker.
+
 **Sizing cached side inputs without walking every module.** The SDK worker weighs each value it
 caches (side inputs, mostly) with ``objsize``, which excludes the globals of every loaded module
 from the size and so lists the 5,000 modules of a TensorFlow process on each call: 2.5 ms a call,
@@ -38,9 +44,18 @@ import types
 import weakref
 
 from apache_beam.runners.worker import statecache, statesampler
-from apache_beam.transforms import core, userstate
+from apache_beam.transforms import core, environments, userstate
 
-__all__ = ["SAMPLING_PERIOD_MS", "cached_dofn_specs", "cached_function_args_defaults", "deep_size", "install"]
+__all__ = [
+    "BEAMS_WORKER_MODULE",
+    "SAMPLING_PERIOD_MS",
+    "WORKER_MODULE",
+    "cached_dofn_specs",
+    "cached_function_args_defaults",
+    "deep_size",
+    "install",
+    "quiet_worker_environment",
+]
 
 SAMPLING_PERIOD_MS = 10
 
@@ -129,8 +144,21 @@ def deep_size(*objs) -> int:
     )
 
 
+BEAMS_WORKER_MODULE = "apache_beam.runners.worker.sdk_worker_main"
+WORKER_MODULE = "pipelines.worker"
+_beams_subprocess_environment = environments.SubprocessSDKEnvironment.from_command_string.__func__
+
+
+def quiet_worker_environment(cls, command_string: str):
+    """``SubprocessSDKEnvironment.from_command_string``, with Beam's worker module replaced by
+    ``WORKER_MODULE`` in the command (any other command is left as it is)."""
+    command = command_string.replace(f"-m {BEAMS_WORKER_MODULE}", f"-m {WORKER_MODULE}")
+    return _beams_subprocess_environment(cls, command)
+
+
 def install() -> None:
-    """Makes Beam in this process use all four (idempotent)."""
+    """Makes Beam in this process use all five (idempotent)."""
+    environments.SubprocessSDKEnvironment.from_command_string = classmethod(quiet_worker_environment)
     core.get_function_args_defaults = cached_function_args_defaults
     userstate.get_dofn_specs = cached_dofn_specs
     statesampler.StateSampler.__init__.__defaults__ = (SAMPLING_PERIOD_MS,)

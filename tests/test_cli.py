@@ -187,13 +187,13 @@ def test_loading_tensorflow_tunes_the_collector_and_the_gil_switch_interval():
 
     from pipelines import cli
 
-    cli._load_tensorflow()  # what every command that runs a pipeline does first
+    cli.load_tensorflow()  # what every command that runs a pipeline does first
     assert gc.get_threshold() == cli.GC_THRESHOLDS
     assert sys.getswitchinterval() == pytest.approx(cli.SWITCH_INTERVAL_S)
 
 
 def test_the_collector_is_tuned_before_tensorflow_is_imported():
     # with Python's default thresholds the import alone ran ~800 collections, 5 of them full
-    code = "import gc; from pipelines import cli; cli._load_tensorflow(); print(gc.get_stats()[2]['collections'])"
+    code = "import gc; from pipelines import cli; cli.load_tensorflow(); print(gc.get_stats()[2]['collections'])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "0"

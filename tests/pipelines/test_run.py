@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import zlib
 
 import pytest
@@ -189,10 +190,23 @@ def test_run_json_records_inputs_parameters_and_versions(run_dir, sample):
 
 @pytest.fixture(scope="module")
 def multiprocess_rerun_dir(sample, tmp_path_factory):
+    """A rerun with two worker processes; what they (and the run) wrote to stderr is kept in
+    ``stderr.txt`` beside the output (the workers write to file descriptor 2 directly)."""
     path, _, _ = sample
-    out = tmp_path_factory.mktemp("rerun") / "out"
-    argv = ["run", "--input", str(path), "--output", str(out)]
-    assert cli.main(argv + ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]) == 0
+    base = tmp_path_factory.mktemp("rerun")
+    out = base / "out"
+    argv = ["run", "--input", str(path), "--output", str(out), "--quiet"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(base / "stderr.txt", "wb") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            code = cli.main(argv + ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+    assert code == 0, (base / "stderr.txt").read_text()
     return out
 
 
@@ -207,6 +221,13 @@ def test_a_multiprocess_rerun_gives_identical_records_and_vocabularies(run_dir, 
         ).read_bytes()
     record = json.loads((multiprocess_rerun_dir / "run.json").read_text())
     assert record["parameters"]["pipeline_options"]["direct_running_mode"] == "multi_processing"
+
+
+def test_worker_processes_start_without_tensorflow_notices(multiprocess_rerun_dir):
+    """Workers run ``pipelines.worker``: TensorFlow's native notices (oneDNN, CUDA) and its Python
+    INFO lines stay off stderr, which a quiet run leaves empty."""
+    stderr = (multiprocess_rerun_dir.parent / "stderr.txt").read_text()
+    assert stderr == "", stderr[:2000]
 
 
 def _touch_pid_file(_, directory: str) -> None:

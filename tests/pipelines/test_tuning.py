@@ -141,3 +141,15 @@ def test_dofn_specs_are_beams_own_remembered_per_dofn(monkeypatch):
     assert [spec.name for spec in tuning.cached_dofn_specs(stateful)[0]] == ["count"]
     tuning.install()
     assert userstate.get_dofn_specs is tuning.cached_dofn_specs
+
+
+def test_local_worker_processes_run_the_quiet_worker_module():
+    from apache_beam.transforms import environments
+
+    tuning.install()
+    python = "/venv/bin/python -m "
+    beams = environments.SubprocessSDKEnvironment.from_command_string(python + tuning.BEAMS_WORKER_MODULE)
+    assert beams.command_string == python + "pipelines.worker" == python + tuning.WORKER_MODULE
+    other = environments.SubprocessSDKEnvironment.from_command_string("my-worker --flag")
+    assert other.command_string == "my-worker --flag"
+    assert isinstance(other, environments.SubprocessSDKEnvironment)

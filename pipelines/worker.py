@@ -1,0 +1,31 @@
+"""Beam's SDK worker for local ``multi_processing`` runs, with TensorFlow's start-up notices hidden.
+
+``--direct_running_mode=multi_processing`` starts each worker process as ``python -m
+apache_beam.runners.worker.sdk_worker_main``. TensorFlow, imported there when the first
+tf.Transform DoFn is unpickled, prints its native oneDNN and CUDA notices to stderr, which no
+environment variable turns off: six lines a worker under the run's own summary.
+``pipelines.tuning`` has Beam start this module instead. It loads TensorFlow as the CLI does
+(notices hidden, garbage collector tuned: ``cli.load_tensorflow``) and then runs Beam's worker
+main, unchanged.
+"""
+
+import logging
+import sys
+
+
+def main() -> None:
+    """Loads TensorFlow quietly, then runs Beam's SDK worker (it reads its addresses from the
+    environment Beam gives the process)."""
+    from pipelines.cli import load_tensorflow
+
+    load_tensorflow()
+    # TensorFlow, imported before Beam sets up the worker's logging, gave its logger a handler of
+    # its own: keep its INFO and WARNING lines off stderr, as the CLI does in the main process
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    from apache_beam.runners.worker import sdk_worker_main
+
+    sdk_worker_main.main(sys.argv)
+
+
+if __name__ == "__main__":
+    main()
