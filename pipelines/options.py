@@ -44,7 +44,7 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     Returns:
         The options; ``--runner`` unset or ``DirectRunner`` becomes ``FnApiRunner``.
     """
-    tuning.install()  # DoFn inspection memoised, bundles end without waiting out a 200 ms sampler sleep
+    tuning.install()  # Beam's own costs cut and local worker processes started quietly (see pipelines/tuning.py)
     options = SkewlessPipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
     if standard.runner in _REPLACED_RUNNERS:

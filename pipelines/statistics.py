@@ -155,7 +155,8 @@ class _SummaryCombineFn(beam.CombineFn):
     def add_input(self, accumulator, batch: pa.RecordBatch):
         accumulator["num_rows"] += batch.num_rows
         for name, column in _feature_columns(batch):
-            numeric = _is_numeric(_value_type(column))
+            value_type = _value_type(column)
+            numeric = _is_numeric(value_type)
             feature = accumulator["features"].get(name) or _new_accumulator(numeric)
             accumulator["features"][name] = feature
             values, lengths = _flat(column)
@@ -171,7 +172,7 @@ class _SummaryCombineFn(beam.CombineFn):
                     feature.total_squares += float(np.square(numbers).sum())
                     feature.minimum = min(feature.minimum, float(numbers.min()))
                     feature.maximum = max(feature.maximum, float(numbers.max()))
-                    _add_to_sketch(feature.sketch, numbers, pa.types.is_integer(_value_type(column)))
+                    _add_to_sketch(feature.sketch, numbers, pa.types.is_integer(value_type))
                 if name in self._boundaries:
                     counts = count_into_bins(numbers, self._boundaries[name])
                     feature.bin_counts = counts if feature.bin_counts is None else feature.bin_counts + counts
