@@ -436,6 +436,7 @@ def _run_in_staging(
         progress(f"reading, validating, analysing, transforming, writing on {runner_name(options)}")
         pipeline = beam.Pipeline(options=options)
         _build(pipeline, config, dataset, reader, staging, removed_ids, analyzed=bool(config.analysis_cache))
+        hashes = run_record.FileHashes([path for path, _ in files])  # beside the pipeline, for run.json
         result = pipeline.run()
         result.wait_until_finish()
         timings["pipeline"] = time.time() - pipeline_started
@@ -462,9 +463,9 @@ def _run_in_staging(
                 outputs.remove_tree(os.path.join(staging, name))
             outputs.remove_tree(os.path.join(staging, "stats", "post_transform.json"))
         by_source = {name: value for (space, name), value in counters.items() if space == read.ROWS_BY_SOURCE_NAMESPACE}
+        sha256 = hashes.result()
         record["inputs"] = [
-            {"uri": path, "bytes": size, "sha256": run_record.file_sha256(path), "rows": by_source.get(path, 0)}
-            for path, size in files
+            {"uri": path, "bytes": size, "sha256": sha256[path], "rows": by_source.get(path, 0)} for path, size in files
         ]
         timings["finish"] = time.time() - finishing - timings.get("export", 0) - timings.get("parity", 0)
         timings["total"] = time.time() - started

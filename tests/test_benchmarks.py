@@ -7,31 +7,42 @@ import pytest
 from benchmarks import run_benchmark
 
 
-def test_timed_reports_wall_time_peak_memory_and_exit_code():
-    wall, peak_mb, _, code = run_benchmark._timed([sys.executable, "-c", "x = bytearray(200 << 20)"])
-    assert code == 0
-    assert 0 < wall < 60
-    assert peak_mb > 200  # the 200 MiB buffer is resident
+def test_timed_reports_wall_and_cpu_time_peak_memory_and_exit_code():
+    busy = (
+        "import time; x = bytearray(200 << 20); end = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    )
+    timed = run_benchmark._timed([sys.executable, "-c", busy])
+    assert timed.code == 0
+    assert 0.3 <= timed.cpu_s <= timed.wall_s + 0.05 < 60
+    assert timed.peak_rss_mb > 200  # the 200 MiB buffer is resident
+
+
+def test_cpus_pins_the_command_and_its_children_to_that_many_cores():
+    script = "import os, subprocess, sys; print(len(os.sched_getaffinity(0))); sys.stdout.flush(); " + (
+        "subprocess.run([sys.executable, '-c', 'import os; print(len(os.sched_getaffinity(0)))'])"
+    )
+    command = ["/bin/sh", "-c", f'{sys.executable} -c "{script}" >&2']
+    assert run_benchmark._timed(command, cpus=1).stderr.split()[:2] == ["1", "1"]
 
 
 def test_memory_limit_makes_an_oversized_allocation_fail():
     script = "import numpy; numpy.ones(1 << 28)"  # 2 GiB of float64
-    _, _, stderr, code = run_benchmark._timed([sys.executable, "-c", script], memory_limit_gb=1.0)
-    assert code != 0
-    assert "MemoryError" in stderr or "Unable to allocate" in stderr
-    _, _, _, code = run_benchmark._timed([sys.executable, "-c", "x = bytearray(100 << 20)"], memory_limit_gb=1.0)
-    assert code == 0
+    timed = run_benchmark._timed([sys.executable, "-c", script], memory_limit_gb=1.0)
+    assert timed.code != 0
+    assert "MemoryError" in timed.stderr or "Unable to allocate" in timed.stderr
+    assert run_benchmark._timed([sys.executable, "-c", "x = bytearray(100 << 20)"], memory_limit_gb=1.0).code == 0
 
 
 def test_repeated_runs_are_summarised_by_medians_of_back_to_back_pairs():
     pairs = [
-        ({"wall_s": 30.0, "peak_rss_mb": 1500}, {"wall_s": 10.0, "peak_rss_mb": 600, "failed": None}),
-        ({"wall_s": 40.0, "peak_rss_mb": 1600}, {"wall_s": 20.0, "peak_rss_mb": 610, "failed": None}),
-        ({"wall_s": 35.0, "peak_rss_mb": 1400}, {"wall_s": 10.0, "peak_rss_mb": 590, "failed": None}),
+        ({"wall_s": 30.0, "cpu_s": 40.0, "peak_rss_mb": 1500}, {"wall_s": 10.0, "peak_rss_mb": 600, "failed": None}),
+        ({"wall_s": 40.0, "cpu_s": 50.0, "peak_rss_mb": 1600}, {"wall_s": 20.0, "peak_rss_mb": 610, "failed": None}),
+        ({"wall_s": 35.0, "cpu_s": 60.0, "peak_rss_mb": 1400}, {"wall_s": 10.0, "peak_rss_mb": 590, "failed": None}),
     ]
     summary = run_benchmark.summarise(pairs)
     assert summary == {
         "wall_s": 35.0,
+        "cpu_s": 50.0,
         "peak_rss_mb": 1600,
         "poc_wall_s": 10.0,
         "poc_peak_rss_mb": 610,
@@ -46,3 +57,11 @@ def test_a_repeat_below_one_is_a_one_line_usage_error(monkeypatch, capsys):
         run_benchmark.main()
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith("--repeat must be at least 1, got 0")
+
+
+def test_more_cpus_than_available_is_a_one_line_usage_error(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["run_benchmark.py", "--rows", "15000", "--cpus", "999"])
+    with pytest.raises(SystemExit) as exit_:
+        run_benchmark.main()
+    assert exit_.value.code == 2
+    assert "--cpus must be between 1 and the" in capsys.readouterr().err.strip().splitlines()[-1]
