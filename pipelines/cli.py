@@ -14,6 +14,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from pipelines import lazy_imports
+
 __all__ = ["load_tensorflow", "main"]
 
 _EPILOG_RUN = """examples:
@@ -660,9 +662,10 @@ def _compare_poc(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 def load_tensorflow():
     """Imports TensorFlow with its native start-up notices hidden, with the garbage collector
-    tuned first, and sets the GIL's switch interval for the pipeline that follows."""
+    tuned first and the modules it never needs deferred (``pipelines.lazy_imports``), and sets the
+    GIL's switch interval for the pipeline that follows."""
     _tune_garbage_collector()  # before the imports: TensorFlow's alone ran 826 collections, 0.5 s
-    with _native_stderr_silenced():
+    with _native_stderr_silenced(), lazy_imports.deferred():
         import tensorflow as tf
         import tensorflow_transform  # noqa: F401 - its native notices hidden too
 

@@ -1,0 +1,45 @@
+"""Deferring the modules TensorFlow imports at start-up that a Skewless job never uses.
+
+``import tensorflow`` loads Google's API discovery client (for its GCE cluster resolver: e-mail
+parsing, httplib2, oauth2client) and, through Keras, SciPy's image and linear-algebra packages: 0.15-0.25
+s of a command's start. Inside :func:`deferred`, those modules are created with the standard library's
+:class:`importlib.util.LazyLoader`: the importer gets a module object at once, and the module's code runs
+the first time one of its attributes is used, so anything that does use them still works, unchanged.
+Only modules that their importers bind without touching an attribute are listed: a module whose
+attributes are read at import time (``from scipy.sparse import issparse``) would load at once anyway.
+"""
+
+import contextlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+from collections.abc import Iterator
+
+__all__ = ["DEFERRED", "deferred"]
+
+DEFERRED = frozenset({"googleapiclient.discovery", "scipy.linalg", "scipy.ndimage"})
+
+
+class _DeferringFinder(importlib.abc.MetaPathFinder):
+    """Finds the ``DEFERRED`` modules as the path finder does, with a lazy loader around theirs."""
+
+    def find_spec(self, name, path, target=None):
+        if name not in DEFERRED:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        return spec
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Imports inside the block load the ``DEFERRED`` modules lazily (on first attribute use)."""
+    finder = _DeferringFinder()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
