@@ -1,12 +1,14 @@
 """Deferring the modules TensorFlow imports at start-up that a Skewless job never uses.
 
 ``import tensorflow`` loads Google's API discovery client (for its GCE cluster resolver: e-mail
-parsing, httplib2, oauth2client) and, through Keras, SciPy's image and linear-algebra packages: 0.15-0.3
-s of CPU (about 0.1 s of wall time) at the start of every process that loads TensorFlow. Inside :func:`deferred`, those modules are created with the standard library's
-:class:`importlib.util.LazyLoader`: the importer gets a module object at once, and the module's code runs
-the first time one of its attributes is used, so anything that does use them still works, unchanged.
-Only modules that their importers bind without touching an attribute are listed: a module whose
-attributes are read at import time (``from scipy.sparse import issparse``) would load at once anyway.
+parsing, httplib2, oauth2client) and, through Keras, SciPy's image and linear-algebra packages:
+0.15-0.3 s of CPU (about 0.1 s of wall time) at the start of every process that loads TensorFlow.
+Inside :func:`deferred`, those modules are created with the standard library's
+:class:`importlib.util.LazyLoader`: the importer gets a module object at once, and the module's
+code runs the first time one of its attributes is used, so anything that does use them still
+works, unchanged. Only modules that their importers bind without touching an attribute are listed:
+a module whose attributes are read at import time (``from scipy.sparse import issparse``) would
+load at once anyway.
 """
 
 import contextlib
