@@ -10,13 +10,15 @@ then runs, each as the real console script:
 3. plain: spans 2..8 without a cache (analysis inside the main pipeline, for the total).
 
 and prints the analysis time of runs 1 and 2 (``run.json: timings.analysis``), their ratio, and each
-run's wall time.
+run's wall time. ``--repeat N`` repeats runs 1 and 2 N times (each pair with a fresh cache, back to
+back, so a burst of load hits both alike) and prints the median of the pairs' ratios.
 """
 
 import argparse
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,28 +44,38 @@ def _run(spans: list[str], out: str, cache: str | None, lineage: str) -> tuple[f
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows-per-span", type=int, default=500_000)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="cold/warm pairs, each with a fresh cache, and their median ratio"
+    )
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
     with tempfile.TemporaryDirectory() as folder:
         spans = [
             str(generate_taxi.generate(args.rows_per_span, pathlib.Path(folder, f"span{k}.csv"), seed=k))
             for k in range(1, 9)
         ]
-        cache, lineage = os.path.join(folder, "cache"), os.path.join(folder, "lineage.db")
-        cold_s, cold = _run(spans[:7], os.path.join(folder, "cold"), cache, lineage)
-        warm_s, warm = _run(spans[1:], os.path.join(folder, "warm"), cache, lineage)
+        lineage = os.path.join(folder, "lineage.db")
+        print(f"{7 * args.rows_per_span:,} rows per run (7 spans of {args.rows_per_span:,})")
+        print(f"{'run':<34} {'analysis s':>10} {'wall s':>8}  spans analyzed / reused")
+        ratios = []
+        for attempt in range(args.repeat):
+            cache = os.path.join(folder, f"cache{attempt}")
+            cold_s, cold = _run(spans[:7], os.path.join(folder, f"cold{attempt}"), cache, lineage)
+            warm_s, warm = _run(spans[1:], os.path.join(folder, f"warm{attempt}"), cache, lineage)
+            for label, wall, record in (
+                ("cold: spans 1..7, empty cache", cold_s, cold),
+                ("warm: spans 2..8, cache of 1..7", warm_s, warm),
+            ):
+                analysis = record["analysis"]
+                counts = f"{len(analysis['analyzed'])} / {len(analysis['reused'])}"
+                print(f"{label:<34} {record['timings']['analysis']:>10.1f} {wall:>8.1f}  {counts}", flush=True)
+            ratios.append(cold["timings"]["analysis"] / warm["timings"]["analysis"])
+            print(f"analysis {ratios[-1]:.1f}x faster with the cache", flush=True)
         plain_s, _ = _run(spans[1:], os.path.join(folder, "plain"), None, lineage)
-    rows = 7 * args.rows_per_span
-    cold_a, warm_a = cold["timings"]["analysis"], warm["timings"]["analysis"]
-    print(f"{rows:,} rows per run (7 spans of {args.rows_per_span:,})")
-    print(f"{'run':<34} {'analysis s':>10} {'wall s':>8}  spans analyzed / reused")
-    for label, seconds, wall, record in (
-        ("cold: spans 1..7, empty cache", cold_a, cold_s, cold),
-        ("warm: spans 2..8, cache of 1..7", warm_a, warm_s, warm),
-    ):
-        counts = f"{len(record['analysis']['analyzed'])} / {len(record['analysis']['reused'])}"
-        print(f"{label:<34} {seconds:>10.1f} {wall:>8.1f}  {counts}")
     print(f"{'plain: spans 2..8, no cache':<34} {'(inside)':>10} {plain_s:>8.1f}")
-    print(f"analysis {cold_a / warm_a:.1f}x faster with the cache")
+    if args.repeat > 1:
+        print(f"median of {args.repeat} back-to-back pairs: {statistics.median(ratios):.1f}x")
     return 0
 
 

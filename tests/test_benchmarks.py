@@ -65,3 +65,12 @@ def test_more_cpus_than_available_is_a_one_line_usage_error(monkeypatch, capsys)
         run_benchmark.main()
     assert exit_.value.code == 2
     assert "--cpus must be between 1 and the" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_an_incremental_repeat_below_one_is_a_one_line_usage_error(capsys):
+    from benchmarks import incremental_benchmark
+
+    with pytest.raises(SystemExit) as exit_:
+        incremental_benchmark.main(["--repeat", "0"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("--repeat must be at least 1, got 0")
