@@ -28,7 +28,8 @@ __all__ = ["analyze_with_cache", "span_keys"]
 
 def span_keys(files) -> dict[str, analyzer_cache.DatasetKey]:
     """input path -> dataset key named after the file's content (so a changed file is a new span)."""
-    return {path: analyzer_cache.DatasetKey(f"span_{run_record.file_sha256(path)[:32]}") for path, _ in files}
+    hashes = run_record.files_sha256([path for path, _ in files], threads=os.cpu_count() or 1)
+    return {path: analyzer_cache.DatasetKey(f"span_{digest[:32]}") for path, digest in hashes.items()}
 
 
 def analyze_with_cache(

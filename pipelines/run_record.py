@@ -1,5 +1,6 @@
 """The run record (``run.json``): inputs with hashes, parameters, versions, timings and counts."""
 
+import concurrent.futures
 import hashlib
 import importlib.metadata
 import json
@@ -12,7 +13,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
-__all__ = ["FileHashes", "collect_counters", "file_sha256", "package_versions", "write_json"]
+__all__ = ["FileHashes", "collect_counters", "file_sha256", "files_sha256", "package_versions", "write_json"]
 
 _PACKAGES = (
     "skewless",
@@ -47,6 +48,13 @@ def file_sha256(path: str) -> str:
     if key:
         _LOCAL_HASHES[key] = digest.hexdigest()
     return digest.hexdigest()
+
+
+def files_sha256(paths: list[str], threads: int = 2) -> dict[str, str]:
+    """``{path: SHA-256}`` of several files, hashed ``threads`` at a time: ``hashlib`` and file
+    reads release the GIL, so seven 60 MB spans take half the time on two cores."""
+    with concurrent.futures.ThreadPoolExecutor(max(1, min(threads, len(paths)))) as pool:
+        return dict(zip(paths, pool.map(file_sha256, paths), strict=True))
 
 
 class FileHashes:

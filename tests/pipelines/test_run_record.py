@@ -33,6 +33,18 @@ def test_background_hashes_equal_hashlib_and_name_every_file(tmp_path):
     assert hashes.result() == {path: hashlib.sha256(open(path, "rb").read()).hexdigest() for path in paths}
 
 
+def test_files_hashed_two_at_a_time_equal_hashlib(tmp_path):
+    paths = []
+    for index in range(5):
+        path = tmp_path / f"span{index}.csv"
+        path.write_bytes(bytes([index]) * (index << 20))  # 0 to 4 MiB
+        paths.append(str(path))
+    expected = {path: hashlib.sha256(open(path, "rb").read()).hexdigest() for path in paths}
+    assert run_record.files_sha256(paths, threads=2) == expected
+    assert list(run_record.files_sha256(paths[::-1], threads=2)) == paths[::-1]  # in the order given
+    assert run_record.files_sha256([], threads=2) == {}
+
+
 def test_a_background_hashing_error_is_raised_by_result(tmp_path):
     hashes = run_record.FileHashes([str(tmp_path / "missing.csv")])
     with pytest.raises(Exception, match="missing.csv"):  # Beam's FileSystems raises its own error type
