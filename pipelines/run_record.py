@@ -52,8 +52,11 @@ def file_sha256(path: str) -> str:
 
 def files_sha256(paths: list[str], threads: int = 2) -> dict[str, str]:
     """``{path: SHA-256}`` of several files, hashed ``threads`` at a time: ``hashlib`` and file
-    reads release the GIL, so seven 60 MB spans take half the time on two cores."""
-    with concurrent.futures.ThreadPoolExecutor(max(1, min(threads, len(paths)))) as pool:
+    reads release the GIL, so seven 60 MB spans take half the time on two cores. One thread, or one
+    file, is hashed in the calling thread."""
+    if threads <= 1 or len(paths) <= 1:
+        return {path: file_sha256(path) for path in paths}
+    with concurrent.futures.ThreadPoolExecutor(min(threads, len(paths))) as pool:
         return dict(zip(paths, pool.map(file_sha256, paths), strict=True))
 
 
@@ -71,15 +74,16 @@ class FileHashes:
     """
 
     def __init__(self, paths: list[str]):
-        self._paths = list(paths)
-        self._hashes: list[str] = []
+        self._hashes: dict[str, str] = {}
         self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._hash_all, name="skewless-hash-inputs", daemon=True)
+        self._thread = threading.Thread(
+            target=self._hash_all, args=(list(paths),), name="skewless-hash-inputs", daemon=True
+        )
         self._thread.start()
 
-    def _hash_all(self) -> None:
+    def _hash_all(self, paths: list[str]) -> None:
         try:
-            self._hashes = [file_sha256(path) for path in self._paths]
+            self._hashes = files_sha256(paths, threads=1)  # one at a time: the pipeline has the cores
         except Exception as error:  # noqa: BLE001 - re-raised in the caller's thread by result()
             self._error = error
 
@@ -88,7 +92,7 @@ class FileHashes:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return dict(zip(self._paths, self._hashes, strict=True))
+        return self._hashes
 
 
 def package_versions() -> dict[str, str]:
