@@ -59,7 +59,7 @@ def analyze_with_cache(
             key = keys[path]
             cached = input_cache.get(key)
             if cached is not None and needed and set(needed) <= set(cached.cache_dict):
-                data[key] = pipeline | f"NoRowsForCachedSpan{index}" >> beam.Create([])
+                data[key] = None  # tf.Transform reads no rows for it: no stages of its own either
                 reused.append(path)
                 continue
             reader = read.ReadRawData([(path, size)], dataset.schema, dataset.split_key, range_bytes, counted=False)

@@ -1,6 +1,7 @@
 """``skewless run --analysis-cache``: spans seen before are not analyzed again, and the result is the same."""
 
 import json
+import pathlib
 
 import pytest
 
@@ -33,7 +34,9 @@ def runs(tmp_path_factory):
         "spans": spans,
         "cold": run("cold", spans[:2], "--analysis-cache", cache),
         "warm": run("warm", spans[1:], "--analysis-cache", cache),
+        "again": run("again", spans[1:], "--analysis-cache", cache),
         "plain": run("plain", spans[1:]),
+        "cache": cache,
     }
 
 
@@ -42,10 +45,26 @@ def test_only_the_new_span_is_analyzed(runs):
     warm = json.loads((runs["warm"] / "run.json").read_text())["analysis"]
     assert (cold["analyzed"], cold["reused"]) == (runs["spans"][:2], [])
     assert (warm["analyzed"], warm["reused"]) == (runs["spans"][2:], runs["spans"][1:2])
+    again = json.loads((runs["again"] / "run.json").read_text())["analysis"]
+    assert (again["analyzed"], again["reused"]) == ([], runs["spans"][1:])
 
 
-def test_the_cached_analysis_equals_a_fresh_one(runs):
-    warm, plain = runs["warm"], runs["plain"]
+def test_each_span_caches_one_entry_per_analyzer(runs):
+    """The taxi preprocessing_fn has four analyzers (z-scores, two vocabularies, quantiles), so each
+    span's cache holds four entries beside its metadata."""
+    spans = sorted(pathlib.Path(runs["cache"]).iterdir())
+    assert len(spans) == 3
+    for span in spans:
+        assert sorted(path.name for path in span.iterdir()) == [
+            *(f"{index}-00000-of-00001.gz" for index in range(4)),
+            "MANIFEST",
+            "METADATA-00000-of-00001",
+        ]
+
+
+@pytest.mark.parametrize("name", ["warm", "again"])
+def test_the_cached_analysis_equals_a_fresh_one(runs, name):
+    warm, plain = runs[name], runs["plain"]
     for vocabulary in ("payment_type", "company"):
         path = f"transform_fn/assets/{vocabulary}"
         assert (warm / path).read_bytes() == (plain / path).read_bytes()
