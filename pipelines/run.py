@@ -6,6 +6,8 @@ ReadRawData -> AttachRawExamples -> SplitTrainEval -> AnalyzeDataset(train) -> t
             -> GeneratePreTransformStatistics         -> ReadSpilledBatches -> TransformDataset (train + eval)
                                                       -> statistics, EncodeExamples -> WriteTrainData, WriteEvalData
 ```
+With ``--analysis-cache`` the transform_fn is made first (``pipelines/incremental.py``), so one pass
+does it all: SplitTrainEval -> TagTrainBatches, TagEvalBatches -> TransformDataset, nothing spilled.
 Everything is written into a staging sibling of the output directory, which is renamed into place
 when the run ends; a run that fails a check publishes only its dead letters and ``run.json``.
 """
@@ -120,7 +122,8 @@ def _build(
     writes the validated, split batches to Arrow files under ``<staging>/tmp/spill``; the second
     reads those back to transform and write them (``pipelines/spill.py``). No step holds the whole
     data set, so memory stays flat however large the input, and the input is decoded once. When
-    ``analyzed``, ``<staging>/transform_fn`` exists already (incremental analysis) and is read.
+    ``analyzed``, ``<staging>/transform_fn`` exists already (incremental analysis): it is read, and
+    one pass transforms the batches as they are read, with nothing spilled.
     """
     raw = pipeline | "ReadRawData" >> reader
     raw[read.ReadRawData.DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(
@@ -159,18 +162,28 @@ def _build(
         | "AttachSliceColumns" >> statistics.AttachSliceColumns(config.slice_by)
         | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
     )
-    # the second pass reads the first pass's batches back from Arrow files (pipelines/spill.py)
-    spill_prefix = outputs.temp_dir(staging, "spill")
-    spilled = (
-        splits[SplitTrainEval.TRAIN]
-        | "SpillTrainBatches" >> spill.SpillBatches(f"{spill_prefix}/train", SplitTrainEval.TRAIN),
-        splits[SplitTrainEval.EVAL]
-        | "SpillEvalBatches" >> spill.SpillBatches(f"{spill_prefix}/eval", SplitTrainEval.EVAL),
-    ) | "FlattenSpilledFiles" >> beam.Flatten()
     splits_read = [SplitTrainEval.TRAIN, SplitTrainEval.EVAL]
-    spilled = spilled | "ReadSpilledBatches" >> spill.ReadSpilledBatches(splits_read, SPLIT_COLUMN)
-    # the second pass transforms both splits in one step, with the split column passed through
-    spilled_config = _tensor_adapter_config(dataset.schema, [*passthrough, (SPLIT_COLUMN, pa.large_list(pa.int64()))])
+    if analyzed:  # the transform_fn is there already: one pass, the split batches transformed as they come
+        tagged = coders.of_record_batches(
+            (
+                splits[SplitTrainEval.TRAIN]
+                | "TagTrainBatches" >> beam.Map(spill.with_tag_column, SplitTrainEval.TRAIN, splits_read, SPLIT_COLUMN),
+                splits[SplitTrainEval.EVAL]
+                | "TagEvalBatches" >> beam.Map(spill.with_tag_column, SplitTrainEval.EVAL, splits_read, SPLIT_COLUMN),
+            )
+            | "FlattenSplits" >> beam.Flatten()
+        )
+    else:  # the second pass reads the first pass's batches back from Arrow files (pipelines/spill.py)
+        spill_prefix = outputs.temp_dir(staging, "spill")
+        spill_files = (
+            splits[SplitTrainEval.TRAIN]
+            | "SpillTrainBatches" >> spill.SpillBatches(f"{spill_prefix}/train", SplitTrainEval.TRAIN),
+            splits[SplitTrainEval.EVAL]
+            | "SpillEvalBatches" >> spill.SpillBatches(f"{spill_prefix}/eval", SplitTrainEval.EVAL),
+        ) | "FlattenSpilledFiles" >> beam.Flatten()
+        tagged = spill_files | "ReadSpilledBatches" >> spill.ReadSpilledBatches(splits_read, SPLIT_COLUMN)
+    # both splits are transformed in one step, each batch tagged with its split (passed through)
+    tagged_config = _tensor_adapter_config(dataset.schema, [*passthrough, (SPLIT_COLUMN, pa.large_list(pa.int64()))])
     passthrough_keys = {name for name, _ in passthrough} | {SPLIT_COLUMN}
     with tft_beam.Context(
         temp_dir=os.path.join(staging, outputs.TEMP),
@@ -186,7 +199,7 @@ def _build(
             ) | "AnalyzeTrainData" >> tft_beam.AnalyzeDataset(dataset.preprocessing_fn())
             _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
         transformed, transformed_metadata = (
-            (spilled, spilled_config),
+            (tagged, tagged_config),
             transform_fn,
         ) | "TransformData" >> tft_beam.TransformDataset(output_record_batches=True)
     routed = transformed | "RouteSplits" >> beam.FlatMap(_route_split, splits_read).with_outputs(

@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines import outputs, overlap
 from pipelines.coders import of_record_batches
 
-__all__ = ["ReadSpilledBatches", "SpillBatches", "tag_of"]
+__all__ = ["ReadSpilledBatches", "SpillBatches", "tag_of", "with_tag_column"]
 
 DEFAULT_FILE_BYTES = 128 << 20  # of uncompressed batch data: about 400k taxi rows
 _OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
@@ -113,16 +113,21 @@ class SpillBatches(beam.PTransform):
         return batches | "WriteIpcFiles" >> beam.ParDo(_WriteSpill(self._prefix, self._tag, self._file_bytes))
 
 
+def with_tag_column(batch: pa.RecordBatch, tag: str, tags: list[str], tag_column: str) -> pa.RecordBatch:
+    """``batch`` with the column ``tag_column``: the index of ``tag`` in ``tags`` on every row, as
+    ``large_list<int64>`` of one value (the shape tf.Transform passes through)."""
+    rows = batch.num_rows
+    index = np.full(rows, tags.index(tag), np.int64)
+    return batch.append_column(tag_column, pa.LargeListArray.from_arrays(np.arange(rows + 1, dtype=np.int64), index))
+
+
 def _read_spill_file(element: tuple[str, str], tags: list[str], tag_column: str):
     tag, path = element
-    index = tags.index(tag)
     # a local file is read by Arrow's own file reader (native reads, without the GIL); through a
     # Python file object every read would hold the GIL and copy once more
     with pa.OSFile(path) if outputs.is_local(path) else FileSystems.open(path) as handle:
         for batch in pa.ipc.open_stream(handle):
-            rows = batch.num_rows
-            column = pa.LargeListArray.from_arrays(np.arange(rows + 1, dtype=np.int64), np.full(rows, index, np.int64))
-            yield batch.append_column(tag_column, column)
+            yield with_tag_column(batch, tag, tags, tag_column)
 
 
 def tag_of(batch_tags: pa.Array, tags: list[str]) -> str:

@@ -10,7 +10,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.spill import ReadSpilledBatches, SpillBatches, tag_of
+from pipelines.spill import ReadSpilledBatches, SpillBatches, tag_of, with_tag_column
 
 
 def _batch(start: int, rows: int, extra: bool = False) -> pa.RecordBatch:
@@ -106,3 +106,14 @@ def test_a_spill_file_reads_back_through_arrow_or_beam_filesystems(tmp_path, mon
     read = list(spill._read_spill_file(("eval", path), ["train", "eval"], "tag"))
     assert [_rows(b.drop_columns(["tag"])) for b in read] == [_rows(b) for b in batches]
     assert [tag_of(b.column("tag"), ["train", "eval"]) for b in read] == ["eval", "eval"]
+
+
+def test_with_tag_column_tags_every_row_as_tf_transform_passes_it_through():
+    """What a run with a known transform_fn (``--analysis-cache``) does instead of spilling."""
+    batch = _batch(0, 3)
+    tagged = with_tag_column(batch, "eval", ["train", "eval"], "tag")
+    assert tagged.schema.names == ["id", "name", "tag"]
+    assert tagged.column("tag").type == pa.large_list(pa.int64())
+    assert tagged.column("tag").to_pylist() == [[1], [1], [1]]
+    assert tag_of(tagged.column("tag"), ["train", "eval"]) == "eval"
+    assert tagged.drop_columns(["tag"]).equals(batch)
