@@ -7,7 +7,8 @@ ReadRawData -> AttachRawExamples -> SplitTrainEval -> AnalyzeDataset(train) -> t
                                                       -> statistics, EncodeExamples -> WriteTrainData, WriteEvalData
 ```
 With ``--analysis-cache`` the transform_fn is made first (``pipelines/incremental.py``), so one pass
-does it all: SplitTrainEval -> TagTrainBatches, TagEvalBatches -> TransformDataset, nothing spilled.
+does it all: SplitTrainEval (one collection, each batch tagged with its split) -> TransformDataset,
+nothing spilled.
 Everything is written into a staging sibling of the output directory, which is renamed into place
 when the run ends; a run that fails a check publishes only its dead letters and ``run.json``.
 """
@@ -156,24 +157,16 @@ def _build(
     passthrough += [(parity.RAW_EXAMPLE_COLUMN, pa.large_list(pa.large_binary()))]
     passthrough += [(statistics.SLICE_PREFIX + name, fields[name]) for name in config.slice_by]
     transform_config = _tensor_adapter_config(dataset.schema, passthrough)  # the batches' exact columns
-    splits = (
+    prepared = (
         raw_batches
         | "AttachRawExamples" >> parity.AttachRawExamples(config.parity_fraction)
         | "AttachSliceColumns" >> statistics.AttachSliceColumns(config.slice_by)
-        | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
     )
-    splits_read = [SplitTrainEval.TRAIN, SplitTrainEval.EVAL]
+    splits_read = list(SplitTrainEval.SPLITS)
     if analyzed:  # the transform_fn is there already: one pass, the split batches transformed as they come
-        tagged = coders.of_record_batches(
-            (
-                splits[SplitTrainEval.TRAIN]
-                | "TagTrainBatches" >> beam.Map(spill.with_tag_column, SplitTrainEval.TRAIN, splits_read, SPLIT_COLUMN),
-                splits[SplitTrainEval.EVAL]
-                | "TagEvalBatches" >> beam.Map(spill.with_tag_column, SplitTrainEval.EVAL, splits_read, SPLIT_COLUMN),
-            )
-            | "FlattenSplits" >> beam.Flatten()
-        )
+        tagged = prepared | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction, tag_column=SPLIT_COLUMN)
     else:  # the second pass reads the first pass's batches back from Arrow files (pipelines/spill.py)
+        splits = prepared | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
         spill_prefix = outputs.temp_dir(staging, "spill")
         spill_files = (
             splits[SplitTrainEval.TRAIN]

@@ -14,6 +14,7 @@ per file to spread over its workers. The files are deleted with the run's tempor
 
 import os
 import uuid
+from collections.abc import Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -113,7 +114,7 @@ class SpillBatches(beam.PTransform):
         return batches | "WriteIpcFiles" >> beam.ParDo(_WriteSpill(self._prefix, self._tag, self._file_bytes))
 
 
-def with_tag_column(batch: pa.RecordBatch, tag: str, tags: list[str], tag_column: str) -> pa.RecordBatch:
+def with_tag_column(batch: pa.RecordBatch, tag: str, tags: Sequence[str], tag_column: str) -> pa.RecordBatch:
     """``batch`` with the column ``tag_column``: the index of ``tag`` in ``tags`` on every row, as
     ``large_list<int64>`` of one value (the shape tf.Transform passes through)."""
     rows = batch.num_rows
