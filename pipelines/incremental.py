@@ -9,7 +9,7 @@ only when DIR holds every cache entry the current ``preprocessing_fn`` needs for
 
 The analysis runs as its own Beam pipeline (reading only the spans that are not cached) and writes
 ``transform_fn/``; the main pipeline then validates, describes, transforms and writes all rows with
-that transform_fn. ``run.json`` records which spans were analyzed and which reused, and the time.
+that transform_fn, in one pass. ``run.json`` records which spans were analyzed and which reused, and the time.
 """
 
 import os

@@ -51,9 +51,9 @@ class SplitTrainEval(beam.PTransform):
     same rows the same way, and identical records always land in the same split.
 
     With ``tag_column``, the result is one collection instead of two: each batch holds the rows of
-    one split and the column ``tag_column``, the split's index in ``SPLITS`` (``pipelines.spill.
-    with_tag_column``), so that one step can transform both splits without a ``Flatten`` (which the
-    in-process runner would materialise).
+    one split and the column ``tag_column``, the split's index in ``SPLITS`` (see
+    ``spill.with_tag_column``), so that one step can transform both splits without a ``Flatten``
+    (which the in-process runner would materialise).
     """
 
     TRAIN = "train"
