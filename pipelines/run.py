@@ -208,7 +208,11 @@ def _build(
     transformed_train = coders.of_record_batches(routed[SplitTrainEval.TRAIN])
     transformed_eval = coders.of_record_batches(routed[SplitTrainEval.EVAL])
     if config.output_format == PARQUET:
-        metadata, temp_dir = transformed_metadata.deferred_metadata, outputs.temp_dir(staging, "parquet")
+        if analyzed:  # read with the transform_fn (--analysis-cache): known already, not deferred
+            metadata = pipeline | "TransformedMetadata" >> beam.Create([transformed_metadata])
+        else:
+            metadata = transformed_metadata.deferred_metadata
+        temp_dir = outputs.temp_dir(staging, "parquet")
         train_pairs = transformed_train | "WriteTrainData" >> WriteParquet(
             os.path.join(staging, "transformed", "train"), "rows_train", f"{temp_dir}/train", metadata
         )
