@@ -106,3 +106,12 @@ def test_read_raw_data_in_small_ranges_keeps_every_row(tmp_path, taxi_dataset):
             ),
             label="CheckDeadLetters",
         )
+
+
+@pytest.mark.parametrize("dofn", [read._DecodeCsvRange, read._DecodeParquetFile, read._DecodeExampleBatch])
+def test_no_decoder_makes_beam_warn_about_yield_and_return(dofn):
+    """Beam logs a warning for every ParDo whose process() source has both ``yield`` and ``return
+    <value>`` (nested functions included); a Parquet run used to print it."""
+    from apache_beam.transforms import core
+
+    assert not core._check_fn_use_yield_and_return(dofn.process)
