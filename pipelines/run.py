@@ -163,18 +163,6 @@ def _build(
         | "AttachSliceColumns" >> statistics.AttachSliceColumns(config.slice_by)
     )
     splits_read = list(SplitTrainEval.SPLITS)
-    if analyzed:  # the transform_fn is there already: one pass, the split batches transformed as they come
-        tagged = prepared | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction, tag_column=SPLIT_COLUMN)
-    else:  # the second pass reads the first pass's batches back from Arrow files (pipelines/spill.py)
-        splits = prepared | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
-        spill_prefix = outputs.temp_dir(staging, "spill")
-        spill_files = (
-            splits[SplitTrainEval.TRAIN]
-            | "SpillTrainBatches" >> spill.SpillBatches(f"{spill_prefix}/train", SplitTrainEval.TRAIN),
-            splits[SplitTrainEval.EVAL]
-            | "SpillEvalBatches" >> spill.SpillBatches(f"{spill_prefix}/eval", SplitTrainEval.EVAL),
-        ) | "FlattenSpilledFiles" >> beam.Flatten()
-        tagged = spill_files | "ReadSpilledBatches" >> spill.ReadSpilledBatches(splits_read, SPLIT_COLUMN)
     # both splits are transformed in one step, each batch tagged with its split (passed through)
     tagged_config = _tensor_adapter_config(dataset.schema, [*passthrough, (SPLIT_COLUMN, pa.large_list(pa.int64()))])
     passthrough_keys = {name for name, _ in passthrough} | {SPLIT_COLUMN}
@@ -183,14 +171,24 @@ def _build(
         passthrough_keys=passthrough_keys,
         force_tf_compat_v1=dataset.tf_compat_v1,
     ):
-        if analyzed:
+        if analyzed:  # the transform_fn is there already: one pass, the split batches transformed as they come
+            tagged = prepared | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction, tag_column=SPLIT_COLUMN)
             transform_fn = pipeline | "ReadTransformFn" >> tft_beam.ReadTransformFn(staging)
-        else:
+        else:  # analyzed here; the second pass reads the first pass's batches back (pipelines/spill.py)
+            splits = prepared | "SplitTrainEval" >> SplitTrainEval(config.eval_fraction)
             transform_fn = (
                 splits[SplitTrainEval.TRAIN],
                 transform_config,
             ) | "AnalyzeTrainData" >> tft_beam.AnalyzeDataset(dataset.preprocessing_fn())
             _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
+            spill_prefix = outputs.temp_dir(staging, "spill")
+            spill_files = (
+                splits[SplitTrainEval.TRAIN]
+                | "SpillTrainBatches" >> spill.SpillBatches(f"{spill_prefix}/train", SplitTrainEval.TRAIN),
+                splits[SplitTrainEval.EVAL]
+                | "SpillEvalBatches" >> spill.SpillBatches(f"{spill_prefix}/eval", SplitTrainEval.EVAL),
+            ) | "FlattenSpilledFiles" >> beam.Flatten()
+            tagged = spill_files | "ReadSpilledBatches" >> spill.ReadSpilledBatches(splits_read, SPLIT_COLUMN)
         transformed, transformed_metadata = (
             (tagged, tagged_config),
             transform_fn,
