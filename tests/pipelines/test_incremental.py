@@ -85,3 +85,22 @@ def test_a_span_is_keyed_by_its_content(tmp_path):
     same.write_text("x\n1\n")
     keys = incremental.span_keys([(str(p), 4) for p in (one, two, same)])
     assert keys[str(one)] == keys[str(same)] != keys[str(two)]
+
+
+def test_a_bad_row_in_a_one_pass_run_is_dead_lettered_and_counted(tmp_path):
+    """With --analysis-cache the main pipeline makes one pass; a bad row still goes to the dead
+    letters with its reason, and every row is accounted for."""
+    header, lines = sample_lines(200)
+    path = tmp_path / "span.csv"
+    path.write_text("\n".join([header, *lines[:100], "1,2,3", *lines[100:]]) + "\n")
+    out = tmp_path / "out"
+    argv = ["run", "--input", str(path), "--output", str(out), "--no-report", "--quiet"]
+    assert cli.main([*argv, "--analysis-cache", str(tmp_path / "cache")]) == 0
+    counts = json.loads((out / "run.json").read_text())["counts"]
+    assert counts["rows_read"] == 201 and counts["rows_dead_lettered"] == 1
+    assert counts["rows_train"] + counts["rows_eval"] == 200
+    assert counts["dead_letter_reasons"] == {"wrong field count": 1}
+    dead = [json.loads(line) for file in (out / "dead_letter").iterdir() for line in file.read_text().splitlines()]
+    assert [(record["raw"], record["reason"]) for record in dead] == [
+        ("1,2,3", "wrong field count: expected 18, found 3")
+    ]
