@@ -124,6 +124,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "snappy Parquet files, one column per transformed feature",
     )
     run.add_argument(
+        "--allow-quoted-newlines",
+        action="store_true",
+        help="CSV quoted values may hold newlines (RFC 4180); each CSV file is then read whole, not in byte ranges",
+    )
+    run.add_argument(
         "--analysis-cache",
         metavar="DIR",
         help="incremental analysis: each input file is a span; reuse the cached analysis of spans seen before",
@@ -238,6 +243,9 @@ def _build_parser() -> argparse.ArgumentParser:
     skew.add_argument("--thresholds", metavar="YAML", help="thresholds config (default: the defaults above)")
     skew.add_argument("--output", metavar="FILE", help="also write the JSON report here")
     skew.add_argument("--quiet", action="store_true", help="no table on stderr (the JSON report still goes to stdout)")
+    skew.add_argument(
+        "--allow-quoted-newlines", action="store_true", help="CSV quoted values may hold newlines (as for run)"
+    )
 
     labels = commands.add_parser(
         "labels",
@@ -615,7 +623,7 @@ def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.skew import check_skew
 
     progress("reading, validating and describing the serving inputs on Beam")
-    report = check_skew(args.transform_output, args.input, args.thresholds, beam_args)
+    report = check_skew(args.transform_output, args.input, args.thresholds, beam_args, args.allow_quoted_newlines)
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:
@@ -828,6 +836,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             label_policy=args.label_policy,
             analysis_cache=args.analysis_cache,
             output_format=args.output_format,
+            quoted_newlines=args.allow_quoted_newlines,
         ),
         beam_args,
         progress,

@@ -22,7 +22,7 @@ import pyarrow.csv as pa_csv
 from isal import isal_zlib
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipelines import validate
+from pipelines import csv_records, validate
 
 __all__ = [
     "DecodedBlock",
@@ -45,6 +45,8 @@ ARROW_VALUE_TYPES = {
 _INT_PATTERN = r"^[+-]?[0-9]+$"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+UNBALANCED_QUOTES = "malformed CSV: unbalanced quotes"
+_SPANNING_HINT = " (a quoted value spanning lines needs --allow-quoted-newlines)"
 _FLOAT_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
 
@@ -237,15 +239,24 @@ def _decode_text_table(
 
 
 def _read_csv(
-    data: bytes, column_names: Sequence[str], delimiter: str, on_invalid_row: Callable, column_types: dict, **convert
+    data: bytes,
+    column_names: Sequence[str],
+    delimiter: str,
+    on_invalid_row: Callable,
+    column_types: dict,
+    quoted_newlines: bool = False,
+    **convert,
 ) -> pa.Table | None:
-    """A block of CSV lines read by Arrow with the given column types, or None if Arrow refuses it."""
+    """A block of CSV records read by Arrow with the given column types, or None if Arrow refuses it."""
     try:
         return pa_csv.read_csv(
             io.BytesIO(data),
             read_options=pa_csv.ReadOptions(column_names=list(column_names), use_threads=False),
             parse_options=pa_csv.ParseOptions(
-                delimiter=delimiter, ignore_empty_lines=False, invalid_row_handler=on_invalid_row
+                delimiter=delimiter,
+                ignore_empty_lines=False,
+                invalid_row_handler=on_invalid_row,
+                newlines_in_values=quoted_newlines,
             ),
             convert_options=pa_csv.ConvertOptions(column_types=column_types, strings_can_be_null=False, **convert),
         )
@@ -272,6 +283,7 @@ def _typed_columns(
     on_invalid_row: Callable,
     ragged: dict[int, str],
     line_count: int,
+    quoted_newlines: bool = False,
 ) -> pa.Table | None:
     """The fast path: Arrow's CSV converters parse numeric columns while reading.
 
@@ -286,7 +298,7 @@ def _typed_columns(
         return None
     types = {f.name: _ARROW_CSV_TYPES[f.type] for f in schema.feature}
     column_types = {c: types.get(c, pa.binary()) for c in column_names}
-    table = _read_csv(data, column_names, delimiter, on_invalid_row, column_types, null_values=[""])
+    table = _read_csv(data, column_names, delimiter, on_invalid_row, column_types, quoted_newlines, null_values=[""])
     if table is None or table.num_rows + len(ragged) != line_count:  # refused, or a quoted cell spans lines
         return None
     for feature in schema.feature:
@@ -347,16 +359,19 @@ def decode_dicts(rows: Sequence[dict], schema: schema_pb2.Schema, source: str = 
     return _decode_text_table(table, schema, keys, lambda i: (i, texts[i]), source, row_reasons)
 
 
-def undecodable_lines(data: bytes, source: str, base_offset: int, reason: str) -> DecodedBlock:
-    """Dead-letters every line of ``data`` with ``reason`` (e.g. a file whose header is wrong)."""
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
+def undecodable_lines(
+    data: bytes, source: str, base_offset: int, reason: str, quoted_newlines: bool = False
+) -> DecodedBlock:
+    """Dead-letters every record of ``data`` with ``reason`` (e.g. a file whose header is wrong).
+
+    A record is a line, or with ``quoted_newlines`` a line or several joined by a quoted value.
+    """
+    records = csv_records.split_records(data, quoted_newlines)
     dead, offset = [], base_offset
-    for line in lines:
-        dead.append(dead_letter(source, offset, _text(line), None, reason))
-        offset += len(line) + 1
-    return DecodedBlock(None, np.zeros(0, np.uint32), dead, len(lines))
+    for record in records:
+        dead.append(dead_letter(source, offset, _text(record), None, reason))
+        offset += len(record) + 1
+    return DecodedBlock(None, np.zeros(0, np.uint32), dead, len(records))
 
 
 def decode_csv_block(
@@ -367,30 +382,33 @@ def decode_csv_block(
     base_offset: int = 0,
     split_key: Sequence[str] = (),
     delimiter: str = ",",
+    quoted_newlines: bool = False,
 ) -> DecodedBlock:
-    """Decodes whole CSV lines (no header) into a list-typed batch and dead letters.
+    """Decodes whole CSV records (no header) into a list-typed batch and dead letters.
 
-    Parsing is vectorised in Arrow; Python touches each line only to hash it. A block of plainly
+    A record is one line; with ``quoted_newlines``, a quoted value may also hold newlines, and a
+    record ends at a newline outside quotes (``pipelines/csv_records.py``).
+
+    Parsing is vectorised in Arrow; Python touches each record only to hash it. A block of plainly
     valid cells has its numbers parsed by Arrow's CSV reader (``_typed_columns``); a block with any
     doubtful cell is read as text and every cell validated (the careful path, which words the dead
-    letters). A line whose quoting makes it span several lines sends the block through a slower
-    line-by-line path.
+    letters). A record Arrow does not cut where :func:`csv_records.split_records` does (unbalanced
+    quotes) sends the block through a slower record-by-record path.
 
     Args:
-        data: Complete lines of CSV, newline-terminated except maybe the last.
+        data: Complete records of CSV, newline-terminated except maybe the last.
         column_names: The CSV columns in file order (from the file's header).
         schema: The raw schema; every feature must be a column.
         source: File name, for dead letters.
         base_offset: Byte offset of ``data`` in the file, for dead letters.
-        split_key: Columns whose values key the split; empty keys it on the whole line.
+        split_key: Columns whose values key the split; empty keys it on the whole record.
         delimiter: The field delimiter.
+        quoted_newlines: Whether a newline inside quotes belongs to its value.
 
     Returns:
         The DecodedBlock.
     """
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
+    lines = csv_records.split_records(data, quoted_newlines)  # one record each
     if not lines:
         return DecodedBlock(None, np.zeros(0, np.uint32), [], 0)
     ragged: dict[int, str] = {}
@@ -399,12 +417,13 @@ def decode_csv_block(
         ragged[row.number - 1] = f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"
         return "skip"
 
-    table = _typed_columns(data, column_names, schema, delimiter, on_invalid_row, ragged, len(lines))
+    table = _typed_columns(data, column_names, schema, delimiter, on_invalid_row, ragged, len(lines), quoted_newlines)
     if table is None:  # the careful path: every cell as text, validated
         ragged.clear()
-        table = _read_csv(data, column_names, delimiter, on_invalid_row, {c: pa.binary() for c in column_names})
+        text_types = {c: pa.binary() for c in column_names}
+        table = _read_csv(data, column_names, delimiter, on_invalid_row, text_types, quoted_newlines)
         if table is None or table.num_rows + len(ragged) != len(lines):
-            table, ragged = _parse_lines_one_by_one(lines, column_names, delimiter)
+            table, ragged = _parse_lines_one_by_one(lines, column_names, delimiter, quoted_newlines)
 
     line_lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
     line_starts = np.concatenate([[0], np.cumsum(line_lengths + 1)])
@@ -436,13 +455,19 @@ def decode_csv_block(
 
 
 def _parse_lines_one_by_one(
-    lines: list[bytes], column_names: Sequence[str], delimiter: str
+    lines: list[bytes], column_names: Sequence[str], delimiter: str, quoted_newlines: bool = False
 ) -> tuple[pa.Table, dict[int, str]]:
-    """Slow path: splits each line on its own, so that a line is always exactly one record."""
+    """Slow path: splits each record on its own, so that a record is always exactly one row.
+
+    A record with an odd number of quote marks is dead-lettered: without ``quoted_newlines`` it is
+    one line of a record whose quoted value spans lines; with it, a line with a stray quote mark
+    that ``csv_records`` cut off on its own.
+    """
     ragged, rows = {}, []
+    unbalanced = UNBALANCED_QUOTES if quoted_newlines else UNBALANCED_QUOTES + _SPANNING_HINT
     for i, line in enumerate(lines):
-        if line.count(b'"') % 2:  # half of a record whose quoted value spans lines
-            ragged[i] = "malformed CSV: unbalanced quotes"
+        if line.count(b'"') % 2:
+            ragged[i] = unbalanced
             continue
         try:
             text = line.decode("utf-8", errors="surrogateescape")

@@ -1,7 +1,7 @@
 """The ``skewless dedup`` job: find probable duplicate records, score, cluster, apply a policy.
 
 ```
-ReadRecords (CSV byte ranges, pyarrow) -> dead letters (ragged rows, empty or repeated ids)
+ReadRecords (CSV files, pyarrow) -> dead letters (ragged rows, empty or repeated ids)
   -> NormaliseRecords -> term frequencies (Beam count)  ----------------------.
                       -> sample -> fit the model with splink on DuckDB -----.   |
                       -> BlockRecords (one key per blocking rule) -> ScorePairs (numpy/rapidfuzz)
@@ -175,13 +175,13 @@ class ReadRecords(beam.PTransform):
 
     def __init__(self, files: Sequence[tuple[str, int]], columns: list[str], id_column: str):
         super().__init__()
-        self._ranges = read.plan_text_ranges(files)
+        self._files = read.plan_text_files(files)
         self._columns, self._id = columns, id_column
 
     def expand(self, pbegin):
         parsed = (
             pbegin
-            | "Ranges" >> beam.Create(self._ranges)
+            | "Files" >> beam.Create(self._files)
             | "Reshuffle" >> beam.Reshuffle()
             | "Parse"
             >> beam.ParDo(

@@ -33,7 +33,15 @@ def span_keys(files) -> dict[str, analyzer_cache.DatasetKey]:
 
 
 def analyze_with_cache(
-    dataset, files, cache_dir: str, adapter_config, eval_fraction: float, options, staging: str, range_bytes: int
+    dataset,
+    files,
+    cache_dir: str,
+    adapter_config,
+    eval_fraction: float,
+    options,
+    staging: str,
+    range_bytes: int,
+    quoted_newlines: bool = False,
 ) -> dict:
     """Analyzes the train rows of the spans that are not cached, reusing the cache for the others;
     writes ``<staging>/transform_fn`` and updates the cache.
@@ -62,7 +70,14 @@ def analyze_with_cache(
                 data[key] = None  # tf.Transform reads no rows for it: no stages of its own either
                 reused.append(path)
                 continue
-            reader = read.ReadRawData([(path, size)], dataset.schema, dataset.split_key, range_bytes, counted=False)
+            reader = read.ReadRawData(
+                [(path, size)],
+                dataset.schema,
+                dataset.split_key,
+                range_bytes,
+                counted=False,
+                quoted_newlines=quoted_newlines,
+            )
             batches = (pipeline | f"ReadSpan{index}" >> reader)[read.ReadRawData.BATCHES]
             data[key] = (batches | f"SplitSpan{index}" >> SplitTrainEval(eval_fraction))[SplitTrainEval.TRAIN]
             analyzed.append(path)

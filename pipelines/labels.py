@@ -23,7 +23,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import agreement, consensus, decode, label_rounds, lineage, outputs, read, run_record
@@ -77,16 +76,14 @@ class LabelsConfig:
 
 
 class _ParseAnnotationRange(beam.DoFn):
-    """Parses whole lines of one byte range with pyarrow into (item, annotator, label, gold) batches."""
+    """Parses the records of one annotation file with pyarrow into (item, annotator, label, gold) batches."""
 
     def __init__(self, columns: list[str], indices: dict[str, int], merge: dict[str, str]):
         self._columns, self._indices, self._merge = columns, indices, merge
 
-    def process(self, rng: read.TextRange):
-        with FileSystems.open(rng.path, compression_type=CompressionTypes.AUTO) as handle:
-            data, _ = read._read_lines_in_range(handle, rng.start, rng.end)
-        for block, _ in read._blocks(data, 8 << 20):
-            yield from self._parse(block, rng.path)
+    def process(self, text_file: read.TextFile):
+        for block in read.text_record_blocks(text_file):
+            yield from self._parse(block, text_file.path)
 
     def _dead(self, source: str, raw: str, reason: str):
         beam.metrics.Metrics.counter("skewless", "annotations_dead_lettered").inc()
@@ -128,19 +125,19 @@ class _ParseAnnotationRange(beam.DoFn):
 
 
 class ReadAnnotations(beam.PTransform):
-    """Reads long-format annotation CSVs in byte ranges: main output Arrow tables of (item, annotator,
+    """Reads long-format annotation CSVs, file by file: main output Arrow tables of (item, annotator,
     label, gold), ``dead_letter`` output for rows that cannot be used."""
 
     def __init__(self, files, columns: list[str], indices: dict[str, int], merge: dict[str, str]):
         super().__init__()
-        self._ranges = read.plan_text_ranges(files)
+        self._files = read.plan_text_files(files)
         self._columns, self._indices, self._merge = columns, indices, merge
 
     def expand(self, pbegin):
         return (
             pbegin
-            | "ListRanges" >> beam.Create(self._ranges)
-            | "SpreadRanges" >> beam.Reshuffle()
+            | "ListFiles" >> beam.Create(self._files)
+            | "SpreadFiles" >> beam.Reshuffle()
             | "ParseAnnotations"
             >> beam.ParDo(_ParseAnnotationRange(self._columns, self._indices, self._merge)).with_outputs(
                 "dead_letter", main="annotations"

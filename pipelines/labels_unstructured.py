@@ -353,7 +353,7 @@ def _in_staging(config, files, columns, has_label, normaliser, previous, options
         pipeline = beam.Pipeline(options=options)
         records = (
             pipeline
-            | "Ranges" >> beam.Create(read.plan_text_ranges(files))
+            | "Files" >> beam.Create(read.plan_text_files(files))
             | "Reshuffle" >> beam.Reshuffle()
             | "ReadCsvRecords"
             >> beam.ParDo(read.ParseCsvRecords(columns, required, NAMESPACE, "annotations")).with_outputs(

@@ -1,7 +1,8 @@
 """Reading raw data: CSV, Parquet or tf.Example TFRecord files into validated Arrow RecordBatches.
 
 ``ReadRawData`` is the edge of the pipeline: it expands file patterns (local or ``gs://``), reads
-large CSV files in byte ranges so that the work spreads over workers, decodes in Arrow
+large CSV files in byte ranges so that the work spreads over workers (whole files, streamed in
+blocks, when compressed or when quoted values may hold newlines: ``pipelines/csv_records.py``), decodes in Arrow
 (``pipelines/decode.py``), validates against the schema (``pipelines/validate.py``), and returns
 two PCollections: ``batches`` of ``(RecordBatch, row_key_hashes)`` and ``dead_letter`` dicts.
 """
@@ -12,7 +13,7 @@ import dataclasses
 import functools
 import io
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -21,7 +22,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipelines import coders, decode, overlap
+from pipelines import coders, csv_records, decode, overlap
 from pipelines.coders import KeyedBatch
 from pipelines.errors import UsageError
 
@@ -121,15 +122,21 @@ def _header_error(columns: list[str] | None, expected: list[str]) -> str | None:
     return None
 
 
-def _plan_csv_ranges(files: Sequence[tuple[str, int]], schema: schema_pb2.Schema, range_bytes: int) -> list[_CsvRange]:
-    """Checks each file's header against the schema and cuts the files into byte ranges."""
+def _plan_csv_ranges(
+    files: Sequence[tuple[str, int]], schema: schema_pb2.Schema, range_bytes: int, quoted_newlines: bool = False
+) -> list[_CsvRange]:
+    """Checks each file's header against the schema and cuts the files into byte ranges.
+
+    A compressed file, or any file when quoted values may hold newlines (where a record starts is
+    then known only from the file's start), is one range, read to its end.
+    """
     expected = [f.name for f in schema.feature]
     ranges = []
     for path, size in files:
         columns, header_bytes = _read_header(path)
         error = _header_error(columns, expected)
         columns = tuple(columns or ())
-        if CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
+        if quoted_newlines or CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
             ranges.append(_CsvRange(path, header_bytes, None, columns, error))
             continue
         for start in range(header_bytes, max(size, header_bytes + 1), range_bytes):
@@ -152,6 +159,8 @@ def _check_parquet_columns(path: str, schema: schema_pb2.Schema) -> None:
         column_type = file_schema.field(feature.name).type
         if pa.types.is_list(column_type) or pa.types.is_large_list(column_type):
             column_type = column_type.value_type
+        if pa.types.is_null(column_type):  # no value in the whole column (as pandas writes one): all missing
+            continue
         numeric = pa.types.is_integer(column_type) or pa.types.is_floating(column_type)
         textual = (
             pa.types.is_string(column_type)
@@ -166,11 +175,8 @@ def _check_parquet_columns(path: str, schema: schema_pb2.Schema) -> None:
             )
 
 
-def _read_lines_in_range(handle, start: int, end: int | None) -> tuple[bytes, int]:
+def _read_lines_in_range(handle, start: int, end: int) -> tuple[bytes, int]:
     """Reads the whole lines that start in ``[start, end)``; returns them and their offset."""
-    if end is None:
-        handle.seek(start)
-        return handle.read(), start
     begin = start
     if start > 0:
         handle.seek(start - 1)
@@ -195,6 +201,25 @@ def _blocks(data: bytes, block_bytes: int) -> Iterable[tuple[bytes, int]]:
         cut = len(data) if cut < 0 else cut + 1
         yield data[position:cut], position
         position = cut
+
+
+def _range_blocks(
+    handle, start: int, end: int | None, quoted_newlines: bool, block_bytes: int = _BLOCK_BYTES
+) -> Iterator[tuple[bytes, int]]:
+    """Blocks of whole records of one range, with their offsets in the file.
+
+    A byte range (``end`` set) is read at once and cut at lines; a whole file (``end`` None) is
+    streamed from ``start`` in blocks, cut at records (``csv_records``), so that memory stays bounded
+    however large the file (a compressed one included).
+    """
+    if end is None:
+        handle.seek(start)
+        for block, offset in csv_records.record_blocks(handle, block_bytes, quoted_newlines):
+            yield block, start + offset
+        return
+    data, begin = _read_lines_in_range(handle, start, end)
+    for block, offset in _blocks(data, block_bytes):
+        yield block, begin + offset
 
 
 class _DecodeBlocks(beam.DoFn):
@@ -234,28 +259,35 @@ class _DecodeBlocks(beam.DoFn):
 
 
 class _DecodeCsvRange(_DecodeBlocks):
-    def __init__(self, schema, split_key, delimiter: str, counted: bool = True):
+    def __init__(self, schema, split_key, delimiter: str, counted: bool = True, quoted_newlines: bool = False):
         super().__init__(schema, split_key, counted)
         self._delimiter = delimiter
+        self._quoted_newlines = quoted_newlines
 
     def process(self, rng: _CsvRange):
         with FileSystems.open(rng.path, compression_type=CompressionTypes.AUTO) as handle:
-            data, begin = _read_lines_in_range(handle, rng.start, rng.end)
+            blocks = _range_blocks(handle, rng.start, rng.end, self._quoted_newlines)
+            # the next blocks decode on a background thread while this one goes down the stage
+            decoded_blocks = overlap.in_background(functools.partial(self._decode_block, rng), blocks, self._executor)
+            for decoded, seconds in decoded_blocks:
+                yield from self._emit(decoded, rng.path, seconds)
+
+    def _decode_block(self, rng: _CsvRange, item: tuple[bytes, int]) -> tuple[decode.DecodedBlock, float]:
+        block, offset = item
         if rng.header_error:
-            yield from self._emit(decode.undecodable_lines(data, rng.path, begin, rng.header_error), rng.path, 0.0)
-            return
-
-        def decode_block(item: tuple[bytes, int]) -> tuple[decode.DecodedBlock, float]:
-            block, offset = item
-            started = time.perf_counter()
-            decoded = decode.decode_csv_block(
-                block, rng.columns, self._schema, rng.path, begin + offset, self._split_key, self._delimiter
-            )
-            return decoded, time.perf_counter() - started
-
-        # the next blocks decode on a background thread while this one goes down the stage
-        for decoded, seconds in overlap.in_background(decode_block, _blocks(data, _BLOCK_BYTES), self._executor):
-            yield from self._emit(decoded, rng.path, seconds)
+            return decode.undecodable_lines(block, rng.path, offset, rng.header_error, self._quoted_newlines), 0.0
+        started = time.perf_counter()
+        decoded = decode.decode_csv_block(
+            block,
+            rng.columns,
+            self._schema,
+            rng.path,
+            offset,
+            self._split_key,
+            self._delimiter,
+            self._quoted_newlines,
+        )
+        return decoded, time.perf_counter() - started
 
 
 class _DecodeParquetFile(_DecodeBlocks):
@@ -307,6 +339,7 @@ class ReadRawData(beam.PTransform):
         range_bytes: int = DEFAULT_RANGE_BYTES,
         delimiter: str = ",",
         counted: bool = True,
+        quoted_newlines: bool = False,
     ):
         """Plans the reads; raises UsageError at construction for unreadable inputs.
 
@@ -318,6 +351,8 @@ class ReadRawData(beam.PTransform):
             delimiter: CSV field delimiter.
             counted: False for data whose rows and dead letters are counted elsewhere (the separate
                 read of ``--analysis-cache``): no counters, no dead letters.
+            quoted_newlines: CSV quoted values may hold newlines (RFC 4180): a record ends at a
+                newline outside quotes, and each file is read whole (``pipelines/csv_records.py``).
         """
         super().__init__()
         formats = {input_format_of(path) for path, _ in files}
@@ -329,9 +364,10 @@ class ReadRawData(beam.PTransform):
         self._split_key = tuple(split_key)
         self._delimiter = delimiter
         self._counted = counted
+        self._quoted_newlines = quoted_newlines
         self._csv_ranges = []
         if self._format == CSV:
-            self._csv_ranges = _plan_csv_ranges(self._files, schema, range_bytes)
+            self._csv_ranges = _plan_csv_ranges(self._files, schema, range_bytes, quoted_newlines)
         elif self._format == PARQUET:
             for path, _ in self._files:
                 _check_parquet_columns(path, schema)
@@ -350,7 +386,9 @@ class ReadRawData(beam.PTransform):
                 | "SpreadCsvRanges" >> beam.Reshuffle()
                 | "DecodeCsv"
                 >> beam.ParDo(
-                    _DecodeCsvRange(self._schema, self._split_key, self._delimiter, self._counted)
+                    _DecodeCsvRange(
+                        self._schema, self._split_key, self._delimiter, self._counted, self._quoted_newlines
+                    )
                 ).with_outputs(*tags, main=self.BATCHES)
             )
         if self._format == PARQUET:
@@ -376,26 +414,29 @@ class ReadRawData(beam.PTransform):
 
 
 @dataclasses.dataclass(frozen=True)
-class TextRange:
-    """Whole lines of ``path`` from byte ``start`` to ``end`` (None = to the end of the file)."""
+class TextFile:
+    """A headed CSV file whose records start at byte ``start`` (after the header)."""
 
     path: str
     start: int
-    end: int | None
 
 
-def plan_text_ranges(files, range_bytes: int = DEFAULT_RANGE_BYTES) -> list[TextRange]:
-    """Splits headed text files into byte ranges after their header (compressed files: one range each)."""
-    ranges = []
-    for path, size in files:
+def plan_text_files(files: Sequence[tuple[str, int]]) -> list[TextFile]:
+    """The headed CSV files to read, each whole: their quoted values may hold newlines, so where a
+    record starts is known only from the start of the file (``pipelines/csv_records.py``)."""
+    planned = []
+    for path, _ in files:
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
-            header_bytes = len(handle.readline())
-        if CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
-            ranges.append(TextRange(path, header_bytes, None))
-            continue
-        for start in range(header_bytes, max(size, header_bytes + 1), range_bytes):
-            ranges.append(TextRange(path, start, min(start + range_bytes, size)))
-    return ranges
+            planned.append(TextFile(path, len(handle.readline())))
+    return planned
+
+
+def text_record_blocks(text_file: TextFile, block_bytes: int = _BLOCK_BYTES) -> Iterator[bytes]:
+    """The records of a headed CSV file in blocks of whole records, streamed (bounded memory)."""
+    with FileSystems.open(text_file.path, compression_type=CompressionTypes.AUTO) as handle:
+        handle.seek(text_file.start)
+        for block, _ in csv_records.record_blocks(handle, block_bytes, quoted_newlines=True):
+            yield block
 
 
 def as_text(column: pa.Array) -> pa.Array:
@@ -439,11 +480,11 @@ def csv_line(values: Sequence[str]) -> str:
 def parse_csv_block(
     block: bytes, columns: list[str], include: list[str] | None = None
 ) -> tuple[pa.Table, list[tuple[str, str]]]:
-    """Whole CSV lines (no header) as a table of binary columns, with pyarrow.
+    """Whole CSV records (no header; quoted values may hold newlines) as a table of binary columns.
 
     Returns:
-        The table (``include`` columns, default all) and ``(raw line, reason)`` for each row with the
-        wrong number of fields (skipped from the table).
+        The table (``include`` columns, default all) and ``(raw record, reason)`` for each row with
+        the wrong number of fields (skipped from the table).
     """
     ragged = []
 
@@ -465,7 +506,7 @@ def parse_csv_block(
 
 
 class ParseCsvRecords(beam.DoFn):
-    """Parses whole CSV lines of a ``TextRange`` into dicts of strings, with pyarrow.
+    """Parses the CSV records of a ``TextFile`` into dicts of strings, with pyarrow.
 
     Ragged rows, and rows with an empty value in a ``required`` column, go to the ``dead_letter``
     output with their raw line and reason; every row is counted as ``<what>_read`` and each dead
@@ -481,11 +522,9 @@ class ParseCsvRecords(beam.DoFn):
     def __init__(self, columns: list[str], required: dict[str, str], namespace: str, what: str):
         self._columns, self._required, self._namespace, self._what = columns, required, namespace, what
 
-    def process(self, rng: TextRange):
-        with FileSystems.open(rng.path, compression_type=CompressionTypes.AUTO) as handle:
-            data, _ = _read_lines_in_range(handle, rng.start, rng.end)
-        for block, _ in _blocks(data, 8 << 20):
-            yield from self._parse(block, rng.path)
+    def process(self, text_file: TextFile):
+        for block in text_record_blocks(text_file):
+            yield from self._parse(block, text_file.path)
 
     def _dead(self, source: str, raw: str, feature: str | None, reason: str):
         beam.metrics.Metrics.counter(self._namespace, f"{self._what}_dead_lettered").inc()

@@ -77,6 +77,8 @@ class RunConfig:
         analysis_cache: A directory of per-span analyzer caches (``pipelines/incremental.py``), or None.
         output_format: ``tfrecord`` (gzip tf.Examples, what ``skewless train`` reads) or ``parquet``
             (snappy Parquet, one plain column per transformed feature).
+        quoted_newlines: CSV quoted values may hold newlines; each CSV file is then read whole
+            (``pipelines/csv_records.py``).
     """
 
     output: str
@@ -94,6 +96,7 @@ class RunConfig:
     label_policy: str = "drop"
     analysis_cache: str | None = None
     output_format: str = "tfrecord"
+    quoted_newlines: bool = False
 
 
 def _tensor_adapter_config(
@@ -330,7 +333,13 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
             raise UsageError(f"dataset {dataset.name}: dedup id {dedup_config.id!r} is not a raw column of the schema")
         if any(input_format_of(path) != "csv" for path, _ in files):
             raise UsageError(f"dataset {dataset.name} deduplicates its input first: inputs must be CSV")
-    reader = read.ReadRawData(files, dataset.schema, dataset.split_key, range_bytes=config.range_bytes)
+    reader = read.ReadRawData(
+        files,
+        dataset.schema,
+        dataset.split_key,
+        range_bytes=config.range_bytes,
+        quoted_newlines=config.quoted_newlines,
+    )
     options = pipeline_options(list(beam_args))
     timings = {"plan": time.time() - started}
     record = {
@@ -347,6 +356,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
             "label_key": config.label_key,
             "label_policy": config.label_policy if config.labels else None,
             "output_format": config.output_format,
+            "allow_quoted_newlines": config.quoted_newlines,
             "runner": runner_name(options),
             "pipeline_options": options.get_all_options(drop_default=True),
         },
@@ -438,6 +448,7 @@ def _run_in_staging(
                 options,
                 staging,
                 config.range_bytes,
+                config.quoted_newlines,
             )
             timings["analysis"] = record["analysis"]["seconds"]
         pipeline_started = time.time()

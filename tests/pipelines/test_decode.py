@@ -79,11 +79,33 @@ def test_a_quoted_newline_falls_back_to_one_record_per_line():
     data = b'a,1,1.0\n"b\nc",2,2.0\nd,3,3.0\n'
     block = decode.decode_csv_block(data, COLUMNS, SCHEMA, "f.csv")
     assert [r["s"] for r in _rows(block)] == [[b"a"], [b"d"]]
-    assert [(d["raw"], d["reason"]) for d in block.dead_letters] == [
-        ('"b', "malformed CSV: unbalanced quotes"),
-        ('c",2,2.0', "malformed CSV: unbalanced quotes"),
-    ]
+    hint = "malformed CSV: unbalanced quotes (a quoted value spanning lines needs --allow-quoted-newlines)"
+    assert [(d["raw"], d["reason"]) for d in block.dead_letters] == [('"b', hint), ('c",2,2.0', hint)]
     assert block.rows_read == 4
+
+
+@pytest.mark.parametrize("bad", [b"", b"z,1,oops\n"])  # fast path / careful path
+def test_with_quoted_newlines_a_value_spans_lines_and_offsets_are_records(bad):
+    data = b'a,1,1.0\n"two\nlines ""q""",2,2.0\n' + bad + b'"x\r\ny",3,\nd,4,4.0\n'
+    block = decode.decode_csv_block(data, COLUMNS, SCHEMA, "f.csv", base_offset=100, quoted_newlines=True)
+    assert [r["s"] for r in _rows(block)] == [[b"a"], [b'two\nlines "q"'], [b"x\r\ny"], [b"d"]]
+    assert [r["n"] for r in _rows(block)] == [[1], [2], [3], [4]]
+    assert block.rows_read == 4 + bool(bad)
+    assert [(d["offset"], d["raw"]) for d in block.dead_letters] == (
+        [(100 + data.index(bad), "z,1,oops")] if bad else []
+    )
+    records = [b"a,1,1.0", b'"two\nlines ""q""",2,2.0', b'"x\r\ny",3,', b"d,4,4.0"]
+    assert block.keys.tolist() == decode.row_key_hashes(records).tolist()
+
+
+def test_with_quoted_newlines_a_stray_quote_is_dead_lettered_without_the_hint():
+    data = b'a,1,1.0\nb",2,2.0\nc,3,3.0\n'  # what csv_records cuts off after a stray quote
+    block = decode.decode_csv_block(data, COLUMNS, SCHEMA, "f.csv", quoted_newlines=True)
+    assert [(d["offset"], d["raw"], d["reason"]) for d in block.dead_letters] == [
+        (8, 'b",2,2.0\nc,3,3.0', "malformed CSV: unbalanced quotes")
+    ]
+    assert [r["s"] for r in _rows(block)] == [[b"a"]]
+    assert block.rows_read == 2
 
 
 def test_split_key_columns_key_the_hash():

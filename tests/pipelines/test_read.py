@@ -1,13 +1,17 @@
 """ReadRawData: byte ranges that cover every line once, headers checked, formats told apart."""
 
+import csv
+import gzip
 import io
 
 import apache_beam as beam
 import pytest
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import read
+from pipelines import csv_records, read
 from pipelines.errors import UsageError
 from tests.helpers import sample_lines
 
@@ -115,3 +119,93 @@ def test_no_decoder_makes_beam_warn_about_yield_and_return(dofn):
     from apache_beam.transforms import core
 
     assert not core._check_fn_use_yield_and_return(dofn.process)
+
+
+def _taxi_csv_with_multiline_companies(n: int) -> tuple[str, list[str], list[str]]:
+    """The sample's header, ``n`` of its rows as CSV records with every third company name holding a
+    newline (quoted), and the company names."""
+    header, lines = sample_lines(n)
+    columns = header.split(",")
+    index = columns.index("company")
+    records, companies = [], []
+    for i, row in enumerate(csv.reader(lines)):
+        if i % 3 == 0:
+            row[index] = f'{row[index]}\nbranch "{i}"'
+        companies.append(row[index])
+        records.append(read.csv_line(row))
+    return header, records, companies
+
+
+def test_with_quoted_newlines_each_file_is_one_range_streamed_in_blocks(tmp_path, taxi_dataset):
+    header, records, _ = _taxi_csv_with_multiline_companies(30)
+    data = ("\n".join(records) + "\n").encode()
+    plain = _write(tmp_path / "multi.csv", header.encode() + b"\n" + data)
+    files = read.expand_patterns([plain])
+    assert len(read._plan_csv_ranges(files, taxi_dataset.schema, 64)) > 1
+    (rng,) = read._plan_csv_ranges(files, taxi_dataset.schema, 64, quoted_newlines=True)
+    assert (rng.start, rng.end) == (len(header) + 1, None)
+    gzipped = _write(tmp_path / "multi.csv.gz", gzip.compress(header.encode() + b"\n" + data))
+    for path in (plain, gzipped):
+        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+            blocks = list(read._range_blocks(handle, rng.start, None, True, block_bytes=100))
+        assert len(blocks) > 5
+        assert blocks[0][1] == rng.start
+        assert all(offset == rng.start + data.find(block) for block, offset in blocks)
+        assert b"".join(block for block, _ in blocks) == data
+        assert [r.decode() for block, _ in blocks for r in csv_records.split_records(block, True)] == records
+
+
+def test_read_raw_data_with_quoted_newlines_keeps_multiline_values(tmp_path, taxi_dataset):
+    header, records, companies = _taxi_csv_with_multiline_companies(40)
+    bad = '1,2,"3\n4"'
+    path = _write(
+        tmp_path / "multi.csv", (header + "\n" + "\n".join([*records[:20], bad, *records[20:]]) + "\n").encode()
+    )
+    files = read.expand_patterns([path])
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
+        raw = p | read.ReadRawData(files, taxi_dataset.schema, range_bytes=500, quoted_newlines=True)
+        got = raw[read.ReadRawData.BATCHES] | beam.FlatMap(lambda element: element[0].column("company").to_pylist())
+        assert_that(got, equal_to([[c.encode()] if c else None for c in companies]), label="CheckCompanies")
+        assert_that(
+            raw[read.ReadRawData.DEAD_LETTER] | beam.Map(lambda d: (d["raw"], d["reason"])),
+            equal_to([(bad, "wrong field count: expected 18, found 3")]),
+            label="CheckDeadLetters",
+        )
+
+
+def test_text_files_are_parsed_whole_so_a_multiline_value_is_never_cut(tmp_path):
+    rows = [[str(i), f"worker{i % 3}", f"line one\nline {i}" if i % 4 == 0 else f"plain {i}"] for i in range(40)]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([["item", "annotator", "text"], *rows])
+    path = _write(tmp_path / "annotations.csv", out.getvalue().encode())
+    (text_file,) = read.plan_text_files(read.expand_patterns([path]))
+    assert text_file == read.TextFile(path, len(b"item,annotator,text\n"))
+    parsed, blocks = [], list(read.text_record_blocks(text_file, block_bytes=40))
+    for block in blocks:
+        table, ragged = read.parse_csv_block(block, ["item", "annotator", "text"])
+        assert ragged == []
+        parsed += [[v.decode() for v in row.values()] for row in table.to_pylist()]
+    assert len(blocks) > 10
+    assert parsed == rows
+
+
+def test_a_parquet_column_with_no_value_at_all_is_read_as_missing(tmp_path, taxi_dataset):
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    from pipelines import decode
+
+    header, lines = sample_lines(20)
+    table = pa_csv.read_csv(io.BytesIO(("\n".join([header, *lines]) + "\n").encode()))
+    index = table.schema.get_field_index("trip_seconds")
+    table = table.set_column(index, "trip_seconds", pa.nulls(table.num_rows))  # type null, as pandas writes
+    pq.write_table(table, tmp_path / "nulls.parquet")
+    read._check_parquet_columns(str(tmp_path / "nulls.parquet"), taxi_dataset.schema)  # no UsageError
+    block = decode.decode_table(pq.read_table(tmp_path / "nulls.parquet"), taxi_dataset.schema, "nulls.parquet")
+    assert block.batch.num_rows + len(block.dead_letters) == 20
+    assert block.batch.column(block.batch.schema.get_field_index("trip_seconds")).null_count == block.batch.num_rows
+    bad = table.set_column(index, "trip_seconds", pa.array(["x"] * table.num_rows))
+    pq.write_table(bad, tmp_path / "text.parquet")
+    with pytest.raises(UsageError, match="column 'trip_seconds' has type string, the schema says INT"):
+        read._check_parquet_columns(str(tmp_path / "text.parquet"), taxi_dataset.schema)

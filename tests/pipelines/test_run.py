@@ -323,6 +323,43 @@ def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path
     assert results["trips.tfrecord"] == results["trips.csv"]
 
 
+def test_allow_quoted_newlines_reads_values_spanning_lines_as_parquet_holds_them(tmp_path, capsys):
+    import csv
+    import gzip
+    import io
+
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    header, lines = sample_lines(300)
+    company = header.split(",").index("company")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header.split(","))
+    for i, row in enumerate(csv.reader(lines)):
+        if i % 10 == 0:
+            row[company] = f'{row[company]}\n"branch" {i % 3}'
+        writer.writerow(row)
+    text = out.getvalue().encode()
+    (tmp_path / "trips.csv.gz").write_bytes(gzip.compress(text))
+    table = pa_csv.read_csv(io.BytesIO(text), parse_options=pa_csv.ParseOptions(newlines_in_values=True))
+    assert table.num_rows == 300 and sum("\n" in (c or "") for c in table.column("company").to_pylist()) == 30
+    pq.write_table(table, tmp_path / "trips.parquet")
+
+    argv = ["run", "--input", str(tmp_path / "trips.csv.gz"), "--eval-fraction", "0", "--no-report"]
+    assert cli.main([*argv, "--output", str(tmp_path / "lines")]) == 1  # each line a record: 60 halves
+    assert "most common: 'malformed CSV' x60" in capsys.readouterr().err
+    assert cli.main([*argv, "--output", str(tmp_path / "quoted"), "--allow-quoted-newlines"]) == 0
+    record = json.loads((tmp_path / "quoted" / "run.json").read_text())
+    assert record["parameters"]["allow_quoted_newlines"] is True
+    assert (record["counts"]["rows_read"], record["counts"]["rows_dead_lettered"]) == (300, 0)
+    parquet = ["run", "--input", str(tmp_path / "trips.parquet"), "--eval-fraction", "0", "--no-report"]
+    assert cli.main([*parquet, "--output", str(tmp_path / "parquet")]) == 0
+    rows = as_multiset(transformed_rows(tmp_path / "quoted", "train"))
+    assert len(rows) == 300
+    assert rows == as_multiset(transformed_rows(tmp_path / "parquet", "train"))
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -102,3 +102,17 @@ def test_schema_anomalies_new_values_and_rejected_rows(training, serving_rows, t
     assert report["features"]["payment_type"]["new_values"]["examples"] == ["Crypto"]
     assert report["features"]["payment_type"]["new_values"]["share"] == pytest.approx(100 / 2900)
     assert report["failed_features"] == ["payment_type", "trip_start_hour"]
+
+
+def test_allow_quoted_newlines_reads_serving_values_spanning_lines(training, serving_rows, tmp_path, capsys):
+    header, rows = serving_rows
+    company = header.split(",").index("company")
+    spanning = [row[:company] + [row[company] + "\n(night shift)"] + row[company + 1 :] for row in rows[:1000]]
+    path = _write(tmp_path / "multi.csv", header, spanning)
+    code, report = _check(training, path, capsys)
+    assert (code, report["rows"], report["rejected_rows"]) == (1, 2000, {"<record>": 2000})  # each line a record
+    argv = ["check-skew", "--transform-output", str(training), "--input", str(path), "--allow-quoted-newlines"]
+    cli.main(argv)
+    report = json.loads(capsys.readouterr().out)
+    assert (report["rows"], report["rejected_rows"]) == (1000, {})
+    assert all(v.endswith("\n(night shift)") for v in report["features"]["company"]["new_values"]["examples"])

@@ -1,0 +1,108 @@
+"""Cutting CSV bytes into whole records: at every newline, or only at newlines outside quotes.
+
+A CSV record normally ends at a newline. RFC 4180 also lets a quoted value hold newlines
+(``"first line\nsecond line"``); such data is cut with ``quoted_newlines=True``, where a record ends
+only at a newline with an even number of quote marks before it (since the record's start): an
+escaped quote inside a quoted value (``""``) counts twice, so it never changes the parity.
+
+Where a record starts can only be known by reading from the start of the file, so data cut this
+way is read as whole files, streamed in blocks (:func:`record_blocks`), never split into byte
+ranges (BigQuery's ``allow_quoted_newlines`` and Spark's ``multiLine`` make the same trade).
+
+A stray quote mark (``5" screen``, unquoted) makes every newline after it look quoted. Once the
+record it opens has grown past ``max_record_bytes`` with no end, the line holding it is cut off as
+a record of its own (which the decoders dead-letter as unbalanced) and the cutting starts afresh
+after it, so a stray quote costs its own line and at most ``max_record_bytes`` of buffering.
+"""
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import numpy as np
+
+__all__ = ["MAX_RECORD_BYTES", "record_blocks", "record_ends", "split_records"]
+
+MAX_RECORD_BYTES = 8 << 20  # the longest record (a quoted value spanning lines) read whole
+_NEWLINE, _QUOTE = 0x0A, 0x22
+
+
+def record_ends(data: bytes, quoted_newlines: bool) -> np.ndarray:
+    """Offsets in ``data`` (which starts at a record's start) of the newlines that end records."""
+    view = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(view == _NEWLINE)
+    if not quoted_newlines or not len(newlines):
+        return newlines
+    quotes = np.flatnonzero(view == _QUOTE)
+    if not len(quotes):
+        return newlines
+    quotes_before = np.searchsorted(quotes, newlines)  # no quote sits at a newline's offset
+    return newlines[quotes_before % 2 == 0]
+
+
+def _last_record_end(data: bytes, quoted_newlines: bool) -> int:
+    """The offset of the last newline ending a record in ``data``, or -1."""
+    if not quoted_newlines:
+        return data.rfind(b"\n")
+    ends = record_ends(data, True)
+    return int(ends[-1]) if len(ends) else -1
+
+
+def split_records(data: bytes, quoted_newlines: bool) -> list[bytes]:
+    """The records of ``data`` without their ending newline (the last may have none).
+
+    With ``quoted_newlines`` False, the lines of ``data``. A trailing newline adds no empty record.
+    """
+    if quoted_newlines:
+        ends = record_ends(data, True)
+        if len(ends) != data.count(b"\n"):  # some newline is inside quotes
+            starts = np.concatenate([[0], ends + 1]).tolist()
+            records = [data[s:e] for s, e in zip(starts, [*ends.tolist(), len(data)], strict=True)]
+            if records[-1].endswith(b"\n"):  # the file's last newline, inside a quote never closed
+                records[-1] = records[-1][:-1]
+            if records[-1] == b"":
+                records.pop()
+            return records
+    records = data.split(b"\n")
+    if records and records[-1] == b"":
+        records.pop()
+    return records
+
+
+def record_blocks(
+    handle: BinaryIO,
+    block_bytes: int,
+    quoted_newlines: bool,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+) -> Iterator[tuple[bytes, int]]:
+    """Reads ``handle`` from where it stands to its end in blocks of whole records.
+
+    Memory stays bounded by ``block_bytes`` plus the longest record: the partial record at the end
+    of each read is carried into the next block.
+
+    Args:
+        handle: A binary file object positioned at a record's start (after the header).
+        block_bytes: About how many bytes to read at a time.
+        quoted_newlines: Whether a newline inside quotes belongs to its value (see the module).
+        max_record_bytes: With ``quoted_newlines``, how long an unfinished record may grow before
+            its first line is taken for a line with a stray quote and cut off on its own.
+
+    Yields:
+        ``(block, offset)``: newline-terminated records (the file's last may lack its newline) and
+        the block's offset from where ``handle`` stood.
+    """
+    pending, offset = b"", 0
+    while True:
+        chunk = handle.read(block_bytes)
+        data = pending + chunk if pending else chunk
+        if not chunk:
+            if data:
+                yield data, offset
+            return
+        cut = _last_record_end(data, quoted_newlines) + 1
+        if not cut and quoted_newlines and len(data) > max_record_bytes:
+            cut = data.find(b"\n") + 1  # a stray quote: its line is a record on its own
+        if not cut:  # no whole record yet
+            pending = data
+            continue
+        yield data[:cut], offset
+        pending, offset = data[cut:], offset + cut
