@@ -2,46 +2,49 @@
 
 ``row_id`` is computed inside the transform graph from the raw values (``transforms.common.row_id``),
 so the run's own ``serving_model`` recomputes it exactly: this module re-reads the run's recorded CSV
-inputs in blocks, decodes them as the run did, asks the serving graph for each row's ``row_id`` and
-reports the lines whose id is wanted (``skewless lineage row``). Nothing extra is written at run time.
+inputs in blocks, cuts and decodes them as the run did (lines, or records under the run's
+``--allow-quoted-newlines``), asks the serving graph for each row's ``row_id`` and reports the
+records whose id is wanted (``skewless lineage row``). Nothing extra is written at run time.
 """
 
 import json
 import os
 from collections.abc import Iterable
 
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import decode, read
+from pipelines import csv_records, decode, read
 from pipelines.errors import UsageError
 
 __all__ = ["find_rows"]
 
-_BLOCK_LINES = 20_000
+_BLOCK_BYTES = 4 << 20
 
 
-def _blocks_of_lines(path: str) -> Iterable[tuple[list[bytes], list[int], int]]:
-    """(lines, byte offsets, line number of the first) after the header, ``_BLOCK_LINES`` at a time."""
-    with FileSystems.open(path) as handle:
-        offset = len(handle.readline())
-        lines, offsets, first_line, line_number = [], [], 2, 2
-        for line in handle:
-            lines.append(line)
-            offsets.append(offset)
-            offset += len(line)
-            line_number += 1
-            if len(lines) == _BLOCK_LINES:
-                yield lines, offsets, first_line
-                lines, offsets, first_line = [], [], line_number
-        if lines:
-            yield lines, offsets, first_line
+def _blocks_of_records(path: str, quoted_newlines: bool) -> Iterable[tuple[bytes, list[bytes], list[int], list[int]]]:
+    """Blocks of whole records after the header, cut as the run cut them: ``(block, records, byte
+    offsets, line numbers)`` (line 1 is the header; a record spanning lines has its first)."""
+    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+        start = len(handle.readline())
+        line_number = 2
+        for block, offset in csv_records.record_blocks(handle, _BLOCK_BYTES, quoted_newlines):
+            records = csv_records.split_records(block, quoted_newlines)
+            offsets, numbers, position = [], [], start + offset
+            for record in records:
+                offsets.append(position)
+                numbers.append(line_number)
+                position += len(record) + 1
+                line_number += record.count(b"\n") + 1
+            yield block, records, offsets, numbers
 
 
 def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
-    """The raw lines of a run's CSV inputs whose ``row_id`` is in ``row_ids``.
+    """The raw records of a run's CSV inputs whose ``row_id`` is in ``row_ids``.
 
     Returns:
-        One dict per matching line: row_id, source, byte offset, line number (1 = header), raw line.
+        One dict per matching record: row_id, source, byte offset (in the decompressed text), line
+        number (1 = header; a record spanning lines has its first), raw record.
 
     Raises:
         UsageError: ``run_dir`` is not a successful run output with a serving model.
@@ -53,20 +56,24 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
     if not os.path.isfile(run_json) or not os.path.isdir(model_dir):
         raise UsageError(f"{run_dir} is not a `skewless run` output with a serving_model/")
     with open(run_json, encoding="utf-8") as handle:
-        inputs = [entry["uri"] for entry in json.load(handle).get("inputs", [])]
+        record = json.load(handle)
+    inputs = [entry["uri"] for entry in record.get("inputs", [])]
+    quoted_newlines = bool(record.get("parameters", {}).get("allow_quoted_newlines"))
     model = ServingModel(model_dir, signature="transform_features")
     found = []
     for path in inputs:
         if read.input_format_of(path) != "csv":
             continue
         columns = read.csv_header(path)
-        for lines, offsets, first_line in _blocks_of_lines(path):
-            block = decode.decode_csv_block(b"".join(lines), columns, model.schema, path, offsets[0])
-            if block.batch is None:
+        for block, records, offsets, numbers in _blocks_of_records(path, quoted_newlines):
+            decoded = decode.decode_csv_block(
+                block, columns, model.schema, path, offsets[0], quoted_newlines=quoted_newlines
+            )
+            if decoded.batch is None:
                 continue
-            dead = {letter["offset"] for letter in block.dead_letters}
+            dead = {letter["offset"] for letter in decoded.dead_letters}
             valid = [i for i, offset in enumerate(offsets) if offset not in dead]
-            examples = model._encoder.encode(block.batch)
+            examples = model._encoder.encode(decoded.batch)
             ids = model.predict_examples(examples)["row_id"]
             for position, row_id in enumerate(ids.tolist()):
                 if row_id in row_ids:
@@ -76,8 +83,8 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
                             "row_id": row_id,
                             "source": path,
                             "offset": offsets[i],
-                            "line": first_line + i,
-                            "raw": lines[i].decode("utf-8", "backslashreplace").rstrip("\r\n"),
+                            "line": numbers[i],
+                            "raw": records[i].decode("utf-8", "backslashreplace").rstrip("\r"),
                         }
                     )
     return found

@@ -209,3 +209,20 @@ def test_a_parquet_column_with_no_value_at_all_is_read_as_missing(tmp_path, taxi
     pq.write_table(bad, tmp_path / "text.parquet")
     with pytest.raises(UsageError, match="column 'trip_seconds' has type string, the schema says INT"):
         read._check_parquet_columns(str(tmp_path / "text.parquet"), taxi_dataset.schema)
+
+
+def test_a_compressed_file_is_read_to_its_end_past_beams_16_mib_read_buffer(tmp_path, taxi_dataset):
+    """Beam's ``CompressedFile.read()`` without a size returns at most 16 MiB: a .csv.gz input used to
+    lose every row past its first 16 MiB of text, silently."""
+    header, lines = sample_lines()
+    body = ("\n".join(lines) + "\n").encode() * 12  # 21 MiB of text
+    assert len(body) > 16 << 20
+    path = _write(tmp_path / "big.csv.gz", gzip.compress(header.encode() + b"\n" + body, compresslevel=1))
+    (rng,) = read._plan_csv_ranges(read.expand_patterns([path]), taxi_dataset.schema, 1 << 20)
+    for quoted in (False, True):
+        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+            blocks = list(read._range_blocks(handle, rng.start, rng.end, quoted))
+        assert sum(len(block) for block, _ in blocks) == len(body)
+        assert sum(block.count(b"\n") for block, _ in blocks) == 12 * len(lines)
+    (text_file,) = read.plan_text_files(read.expand_patterns([path]))
+    assert b"".join(read.text_record_blocks(text_file)) == body

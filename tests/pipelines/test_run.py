@@ -359,6 +359,15 @@ def test_allow_quoted_newlines_reads_values_spanning_lines_as_parquet_holds_them
     assert len(rows) == 300
     assert rows == as_multiset(transformed_rows(tmp_path / "parquet", "train"))
 
+    from pipelines import trace  # `skewless lineage row` finds every record, a value spanning lines whole
+
+    ids = {row["row_id"][0] for row in transformed_rows(tmp_path / "quoted", "train")}
+    found = trace.find_rows(str(tmp_path / "quoted"), ids)
+    records = [text[f["offset"] :].decode() for f in found]
+    assert len(found) == 300 and sum("\n" in f["raw"] for f in found) == 30
+    assert all(record.startswith(f["raw"] + "\n") for f, record in zip(found, records, strict=True))
+    assert all(f["line"] == text[: f["offset"]].count(b"\n") + 1 for f in found)
+
 
 @pytest.mark.parametrize(
     "argv, message",
