@@ -171,15 +171,17 @@ def infer_schema(patterns: list[str], max_domain_size: int = 20, min_domain_supp
 def _batches(path: str, is_csv: bool):
     import pyarrow.parquet as pq
 
-    with FileSystems.open(
-        path, compression_type=CompressionTypes.AUTO if is_csv else CompressionTypes.UNCOMPRESSED
-    ) as handle:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         try:
             if is_csv:
-                header = pa_csv.open_csv(handle, read_options=pa_csv.ReadOptions(block_size=1 << 20)).schema.names
-                handle.seek(0)
+                header, _ = read._read_header(path)  # a byte-order mark is not part of the first name
+                if header is None:
+                    raise UsageError(f"{path}: the header line is not UTF-8")
+                stream = pa.PythonFile(handle, mode="r")
+                if CompressionTypes.detect_compression_type(path) == CompressionTypes.GZIP:
+                    stream = pa.CompressedInputStream(stream, "gzip")  # pyarrow cannot read Beam's gzip handle
                 reader = pa_csv.open_csv(
-                    handle,
+                    stream,
                     read_options=pa_csv.ReadOptions(block_size=8 << 20),
                     convert_options=pa_csv.ConvertOptions(
                         column_types={name: pa.binary() for name in header}, strings_can_be_null=False

@@ -53,3 +53,13 @@ def test_the_taxi_sample_gives_the_taxi_types_and_required_set(taxi_dataset, tmp
 def test_a_missing_input_is_a_usage_error(tmp_path, capsys):
     assert cli.main(["infer-schema", "--input", str(tmp_path / "none.csv"), "--output", str(tmp_path / "s")]) == 2
     assert "no input file matches" in capsys.readouterr().err
+
+
+def test_a_gzip_csv_with_a_byte_order_mark_gives_the_same_schema_as_the_plain_file(tmp_path):
+    import gzip
+
+    plain = infer_schema([str(SAMPLE_CSV)])
+    path = tmp_path / "sample.csv.gz"
+    path.write_bytes(gzip.compress(b"\xef\xbb\xbf" + SAMPLE_CSV.read_bytes()))  # used to fail: closed file
+    assert infer_schema([str(path)]) == plain
+    assert "observed: 15002 rows" in plain.feature[0].annotation.comment[0]
