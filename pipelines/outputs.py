@@ -7,9 +7,13 @@ import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
-__all__ = ["TEMP", "is_local", "publish", "remove_tree", "staged_directory", "temp_dir"]
+from pipelines.errors import UsageError
+
+__all__ = ["RECORDS", "TEMP", "check_replaceable", "is_local", "publish", "remove_tree", "staged_directory", "temp_dir"]
 
 TEMP = "tmp"  # a job's scratch space inside its staging directory: deleted, never published
+# the record every command writes into its output (run, labels, dedup, train): what may be replaced
+RECORDS = ("run.json", "agreement.json", "dedup.json", "metrics.json")
 
 
 def temp_dir(staging: str, name: str) -> str:
@@ -40,6 +44,33 @@ def remove_tree(path: str) -> None:
         FileSystems.delete(targets)
 
 
+def check_replaceable(final: str) -> None:
+    """Raises UsageError unless ``final`` is absent, an empty directory or a Skewless output.
+
+    Publishing replaces ``final`` whole, so a directory holding anything but an earlier output (a
+    mistyped ``--output data``, a home directory) is refused before any work starts, never deleted.
+    A Skewless output is recognised by its command's record (``RECORDS``).
+    """
+    final = final.rstrip("/")
+    refusal = (
+        f"--output {final} exists and is not a Skewless output (it has none of {', '.join(RECORDS)}): "
+        "refusing to replace it; choose another directory or remove it first"
+    )
+    if is_local(final):
+        if not os.path.lexists(final):
+            return
+        if not os.path.isdir(final) or os.path.islink(final):
+            raise UsageError(f"--output {final} is not a directory: refusing to replace it; choose another path")
+        names = set(os.listdir(final))
+        if names and not names & set(RECORDS):
+            raise UsageError(refusal)
+        return
+    if any(FileSystems.exists(f"{final}/{record}") for record in RECORDS):
+        return
+    if FileSystems.exists(final) or FileSystems.match([f"{final}/**"], limits=[1])[0].metadata_list:
+        raise UsageError(refusal)
+
+
 def publish(staging: str, final: str) -> None:
     """Moves a finished staging directory to ``final``, replacing what was there.
 
@@ -63,7 +94,8 @@ def publish(staging: str, final: str) -> None:
 def staged_directory(final: str):
     """Yields a temporary sibling of ``final`` to write into; publishes it when the block succeeds.
 
-    On an exception the staging directory is deleted and ``final`` is left as it was.
+    On an exception the staging directory is deleted and ``final`` is left as it was. ``final`` must
+    be absent, empty or an earlier Skewless output (:func:`check_replaceable`).
 
     Args:
         final: The output directory the user asked for.
@@ -73,6 +105,7 @@ def staged_directory(final: str):
         the rest is published.
     """
     final = final.rstrip("/")
+    check_replaceable(final)
     if is_local(final):
         final = os.path.abspath(final)
         os.makedirs(os.path.dirname(final), exist_ok=True)

@@ -2,9 +2,10 @@
 
 ``ReadRawData`` is the edge of the pipeline: it expands file patterns (local or ``gs://``), reads
 large CSV files in byte ranges so that the work spreads over workers (whole files, streamed in
-blocks, when compressed or when quoted values may hold newlines: ``pipelines/csv_records.py``), decodes in Arrow
-(``pipelines/decode.py``), validates against the schema (``pipelines/validate.py``), and returns
-two PCollections: ``batches`` of ``(RecordBatch, row_key_hashes)`` and ``dead_letter`` dicts.
+blocks, when compressed or when quoted values may hold newlines: ``pipelines/csv_records.py``),
+decodes in Arrow (``pipelines/decode.py``), validates against the schema
+(``pipelines/validate.py``), and returns two PCollections: ``batches`` of
+``(RecordBatch, row_key_hashes)`` and ``dead_letter`` dicts.
 """
 
 import concurrent.futures

@@ -205,3 +205,40 @@ def test_tensorflow_loads_with_the_collector_tuned_first_and_its_unused_modules_
     assert before.split() == ["_LazyModule"] * 3  # imported by TensorFlow, not yet run
     assert used == "True 5.0 3"  # each works on first use
     assert after.split() == ["module"] * 3
+
+
+@pytest.mark.parametrize("command", ["run", "labels", "dedup"])
+def test_an_output_that_holds_other_files_is_refused_before_any_work_and_left_whole(tmp_path, capsys, command):
+    """``--output data`` (the input's own directory, say) used to be replaced: the input deleted."""
+    from pipelines import cli
+    from tests.helpers import PROJECT_ROOT, SAMPLE_CSV
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.csv").write_text("".join(SAMPLE_CSV.read_text().splitlines(keepends=True)[:50]))
+    rte, people = PROJECT_ROOT / "data" / "crowd" / "rte.standardized.csv", PROJECT_ROOT / "data" / "people"
+    argv = {
+        "run": ["run", "--input", str(data / "in.csv")],
+        "labels": [
+            "labels",
+            "--annotations",
+            str(rte),
+            "--item-col",
+            "orig_id",
+            "--annotator-col",
+            "!amt_worker_ids",
+            "--label-col",
+            "response",
+        ],
+        "dedup": [
+            "dedup",
+            "--input",
+            str(sorted(people.glob("*.csv"))[0]),
+            "--config",
+            str(people.parent / "dedup/people.yaml"),
+        ],
+    }[command]
+    assert cli.main([*argv, "--output", str(data)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"skewless {command}: error: --output {data} exists and is not a Skewless output")
+    assert sorted(os.listdir(tmp_path)) == ["data"] and os.listdir(data) == ["in.csv"]

@@ -5,11 +5,13 @@ import os
 import pytest
 
 from pipelines import outputs
+from pipelines.errors import UsageError
 
 
 def test_a_successful_block_publishes_and_replaces_the_old_output(tmp_path):
     final = tmp_path / "out"
     final.mkdir()
+    (final / "run.json").write_text("{}")  # an earlier run's output
     (final / "stale.txt").write_text("old run")
     with outputs.staged_directory(str(final)) as staging:
         assert os.path.dirname(staging) == str(tmp_path) and os.path.basename(staging).startswith("out.tmp-")
@@ -18,6 +20,30 @@ def test_a_successful_block_publishes_and_replaces_the_old_output(tmp_path):
             handle.write("new run")
     assert sorted(os.listdir(final)) == ["new.txt"]
     assert os.listdir(tmp_path) == ["out"]
+
+
+@pytest.mark.parametrize("record", outputs.RECORDS)
+def test_any_commands_earlier_output_or_an_empty_directory_may_be_replaced(tmp_path, record):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / record).write_text("{}")
+    for name in ("empty", "earlier", "absent"):
+        outputs.check_replaceable(str(tmp_path / name))
+
+
+def test_a_directory_that_is_not_an_output_or_a_file_is_refused_and_left_alone(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "trips.csv").write_text("the user's data")
+    (tmp_path / "notes.txt").write_text("a file")
+    with pytest.raises(UsageError, match=f"--output {data} exists and is not a Skewless output .*refusing"):
+        with outputs.staged_directory(str(data) + "/"):
+            raise AssertionError("no work may start")
+    with pytest.raises(UsageError, match="notes.txt is not a directory: refusing to replace it"):
+        with outputs.staged_directory(str(tmp_path / "notes.txt")):
+            raise AssertionError("no work may start")
+    assert sorted(os.listdir(tmp_path)) == ["data", "notes.txt"]  # no staging directory either
+    assert os.listdir(data) == ["trips.csv"]
 
 
 def test_the_scratch_directory_is_never_published(tmp_path):
@@ -33,13 +59,13 @@ def test_the_scratch_directory_is_never_published(tmp_path):
 def test_a_failing_block_leaves_the_previous_output_untouched_and_no_staging(tmp_path):
     final = tmp_path / "out"
     final.mkdir()
-    (final / "kept.txt").write_text("previous run")
+    (final / "run.json").write_text("previous run")
     with pytest.raises(RuntimeError, match="pipeline died"):
         with outputs.staged_directory(str(final)) as staging:
             open(os.path.join(staging, "partial.txt"), "w").close()
             raise RuntimeError("pipeline died")
     assert sorted(os.listdir(tmp_path)) == ["out"]
-    assert sorted(os.listdir(final)) == ["kept.txt"]
+    assert sorted(os.listdir(final)) == ["run.json"]
 
 
 def test_a_failing_first_run_creates_nothing(tmp_path):
