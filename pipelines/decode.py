@@ -485,6 +485,12 @@ def _parse_lines_one_by_one(
     return pa.table(arrays, names=list(column_names)), ragged
 
 
+def _decoded(column: pa.ChunkedArray) -> pa.Array:
+    """A column as plain values (a dictionary-encoded one decoded)."""
+    column = column.combine_chunks()
+    return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
+
+
 def decode_table(
     table: pa.Table, schema: schema_pb2.Schema, source: str, split_key: Sequence[str] = ()
 ) -> DecodedBlock:
@@ -506,7 +512,7 @@ def decode_table(
     for feature in schema.feature:
         if feature.name not in table.column_names:
             raise ValueError(f"{source}: column {feature.name!r} of the schema is absent")
-        values = table.column(feature.name).combine_chunks()
+        values = _decoded(table.column(feature.name))  # a categorical column: its values
         target = ARROW_VALUE_TYPES[feature.type]
         if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
             columns[feature.name] = values.cast(pa.large_list(target))
@@ -519,7 +525,7 @@ def decode_table(
             ) from None
         columns[feature.name] = _to_list_array(values)
     key_columns = list(split_key) or [f.name for f in schema.feature]
-    as_text = [pc.cast(table.column(c), pa.string()).fill_null("") for c in key_columns]
+    as_text = [pc.cast(_decoded(table.column(c)), pa.string()).fill_null("") for c in key_columns]
     keys = row_key_hashes([s.encode() for s in pc.binary_join_element_wise(*as_text, "\x1f").to_pylist()])
 
     def raw_of(row: int) -> tuple[None, str]:

@@ -160,6 +160,8 @@ def _check_parquet_columns(path: str, schema: schema_pb2.Schema) -> None:
         column_type = file_schema.field(feature.name).type
         if pa.types.is_list(column_type) or pa.types.is_large_list(column_type):
             column_type = column_type.value_type
+        if pa.types.is_dictionary(column_type):  # e.g. a pandas categorical: read as its values
+            column_type = column_type.value_type
         if pa.types.is_null(column_type):  # no value in the whole column (as pandas writes one): all missing
             continue
         numeric = pa.types.is_integer(column_type) or pa.types.is_floating(column_type)

@@ -311,8 +311,17 @@ def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path
     csv_path = tmp_path / "trips.csv"
     csv_path.write_text(header + "\n" + "\n".join(lines) + "\n")
     _write_parquet_and_tfrecord(csv_path, tmp_path, taxi_dataset.schema)
+    import pandas as pd  # as a notebook writes it: ints with gaps become floats, strings categoricals
+
+    frame = pd.read_csv(csv_path)
+    frame["company"], frame["payment_type"] = (
+        frame["company"].astype("category"),
+        frame["payment_type"].astype("category"),
+    )
+    assert frame["pickup_community_area"].dtype == "float64"
+    frame.to_parquet(tmp_path / "pandas.parquet")
     results = {}
-    for name in ("trips.csv", "trips.parquet", "trips.tfrecord"):
+    for name in ("trips.csv", "trips.parquet", "trips.tfrecord", "pandas.parquet"):
         out = tmp_path / f"out-{name}"
         argv = ["run", "--input", str(tmp_path / name), "--output", str(out), "--eval-fraction", "0"]
         assert cli.main(argv) == 0, name
@@ -321,6 +330,7 @@ def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path
     assert len(results["trips.csv"]) == 500
     assert results["trips.parquet"] == results["trips.csv"]
     assert results["trips.tfrecord"] == results["trips.csv"]
+    assert results["pandas.parquet"] == results["trips.csv"]
 
 
 def test_allow_quoted_newlines_reads_values_spanning_lines_as_parquet_holds_them(tmp_path, capsys):
