@@ -508,7 +508,7 @@ def decode_table(
     Raises:
         ValueError: When a column is absent or its type cannot be cast to the schema's type.
     """
-    columns = {}
+    columns, parse_invalid = {}, {}
     for feature in schema.feature:
         if feature.name not in table.column_names:
             raise ValueError(f"{source}: column {feature.name!r} of the schema is absent")
@@ -516,6 +516,11 @@ def decode_table(
         target = ARROW_VALUE_TYPES[feature.type]
         if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
             columns[feature.name] = values.cast(pa.large_list(target))
+            continue
+        if feature.type != schema_pb2.BYTES and (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+            typed, invalid = _fit_numbers(values, feature.type)
+            columns[feature.name] = _to_list_array(typed)
+            parse_invalid[feature.name] = (invalid, _unfit_reason(values, feature.type))
             continue
         try:
             values = values.cast(target, safe=True)
@@ -531,7 +536,33 @@ def decode_table(
     def raw_of(row: int) -> tuple[None, str]:
         return row, json.dumps(table.slice(row, 1).to_pylist()[0], default=str)
 
-    return _finish(schema, columns, {}, keys, table.num_rows, raw_of, source)
+    return _finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source)
+
+
+def _unfit_reason(values: pa.Array, feature_type: int) -> Callable[[int], str]:
+    """The dead-letter reason of a number that does not fit the schema's type (``_fit_numbers``)."""
+    type_name = "int" if feature_type == schema_pb2.INT else "float"
+    return lambda i: f"unparsable {type_name}: {values[i].as_py()!r}"
+
+
+def _fit_numbers(values: pa.Array, feature_type: int) -> tuple[pa.Array, np.ndarray]:
+    """Numbers (any Arrow int or float type) as the schema's type, and a mask of those that do not fit.
+
+    A cell that does not fit becomes null and is marked: for INT, a fraction, NaN, an infinity or a
+    value beyond int64 (a float column, as pandas stores integers with gaps, converts when whole);
+    for FLOAT, NaN, an infinity or a value beyond float32 (as for CSV cells).
+    """
+    if feature_type == schema_pb2.INT and pa.types.is_integer(values.type):
+        limit = pa.scalar(_INT64_MAX, pa.uint64())
+        bad = pc.greater(values, limit) if values.type == pa.uint64() else pa.array(np.zeros(len(values), bool))
+        return pc.if_else(bad, None, values).cast(pa.int64()), np.asarray(bad.fill_null(False))
+    wide = values.cast(pa.float64())
+    bad = pc.invert(pc.is_finite(wide))
+    if feature_type == schema_pb2.INT:
+        bad = pc.or_(bad, pc.or_(pc.not_equal(pc.floor(wide), wide), pc.greater_equal(pc.abs(wide), 2.0**63)))
+        return pc.if_else(bad, None, wide).cast(pa.int64()), np.asarray(bad.fill_null(False))
+    bad = pc.or_(bad, pc.greater(pc.abs(wide), _FLOAT32_MAX))
+    return pc.if_else(bad, None, wide).cast(pa.float32(), safe=False), np.asarray(bad.fill_null(False))
 
 
 def _index(first: int | None, i: int) -> int | None:

@@ -75,6 +75,13 @@ def find_violations(batch: pa.RecordBatch, schema: schema_pb2.Schema) -> Iterato
                 for index in np.flatnonzero(out):
                     value = values[int(index)].as_py().decode("utf-8", "replace")
                     yield int(parents[index]), feature.name, f"outside domain: {value!r} not in the string domain"
+        if feature.type == schema_pb2.FLOAT:  # NaN or an infinity (from Parquet or tf.Examples) poisons analyzers
+            values = pc.list_flatten(column)
+            infinite = np.asarray(pc.invert(pc.is_finite(values)).fill_null(False))
+            if infinite.any():
+                parents = np.asarray(pc.list_parent_indices(column))
+                for index in np.flatnonzero(infinite):
+                    yield int(parents[index]), feature.name, f"not a finite float: {values[int(index)].as_py()}"
         low, high = _domain_bounds(feature)
         if low is None and high is None:
             continue

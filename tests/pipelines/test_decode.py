@@ -154,6 +154,31 @@ def test_decode_table_casts_flat_columns_and_dead_letters_violations():
     ]
 
 
+def test_decode_table_dead_letters_numbers_that_do_not_fit_the_schema_type():
+    nan, inf = float("nan"), float("inf")
+    table = pa.table(
+        {
+            "n": pa.array([1.0, 2.5, nan, 1e19, 4.0, 5.0, 6.0], pa.float64()),  # pandas: ints with gaps as floats
+            "x": pa.array([0.5, 1.0, 1.0, 1.0, nan, -inf, 1e300], pa.float64()),
+            "s": pa.array(["a"] * 7).dictionary_encode(),  # a pandas categorical
+        }
+    )
+    block = decode.decode_table(table, SCHEMA, "f.parquet")
+    assert _rows(block) == [{"n": [1], "x": [0.5], "s": [b"a"]}]
+    assert [(d["offset"], d["feature"], d["reason"]) for d in block.dead_letters] == [
+        (1, "n", "unparsable int: 2.5"),
+        (2, "n", "unparsable int: nan"),
+        (3, "n", "unparsable int: 1e+19"),
+        (4, "x", "unparsable float: nan"),
+        (5, "x", "unparsable float: -inf"),
+        (6, "x", "unparsable float: 1e+300"),
+    ]
+    unsigned = pa.table({"n": pa.array([3, 2**64 - 1], pa.uint64()), "x": [1.0, 1.0], "s": ["a", "a"]})
+    block = decode.decode_table(unsigned, SCHEMA, "f.parquet")
+    assert [r["n"] for r in _rows(block)] == [[3]]
+    assert [d["reason"] for d in block.dead_letters] == [f"unparsable int: {2**64 - 1}"]
+
+
 def test_decode_table_rejects_a_column_of_the_wrong_type():
     with pytest.raises(ValueError, match="column 'n' has type string"):
         decode.decode_table(pa.table({"n": ["x"], "x": [1.0], "s": ["a"]}), SCHEMA, "f.parquet")
@@ -172,14 +197,18 @@ def test_decode_examples_dead_letters_undecodable_and_invalid_records():
         return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
     records = [example(n=1, x=[2.0]), b"not a proto", example(n=2, x=[1.0, 2.0]), example(x=[1.0])]
+    records += [example(n=3, x=[float("nan")]), example(n=4, x=[float("inf")])]  # would poison the analyzers
     block = decode.decode_examples(records, SCHEMA, "f.tfrecord", first_index=10)
     assert _rows(block) == [{"n": [1], "x": [2.0], "s": None}]
     assert [(d["offset"], d["feature"], d["reason"].split(":")[0]) for d in block.dead_letters] == [
         (11, None, "undecodable tf.Example"),
         (12, "x", "too many values"),
         (13, "n", "missing required feature"),
+        (14, "x", "not a finite float"),
+        (15, "x", "not a finite float"),
     ]
-    assert block.rows_read == 4
+    assert [d["reason"] for d in block.dead_letters[-2:]] == ["not a finite float: nan", "not a finite float: inf"]
+    assert block.rows_read == 6
 
 
 EQUIVALENCE_SCHEMA = text_format.Parse(
