@@ -72,6 +72,17 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _delimiter(text: str) -> str:
+    """A CSV field delimiter: one character, or ``tab`` / ``\\t`` for a tab."""
+    text = "\t" if text in ("tab", "\\t") else text
+    if len(text) != 1 or text in '"\r\n':
+        raise argparse.ArgumentTypeError(f"must be one character (or 'tab'), not a quote or newline: {text!r}")
+    return text
+
+
+_DELIMITER_HELP = "CSV field delimiter, e.g. ';' or tab (default: a tab for .tsv[.gz] files, else a comma)"
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skewless",
@@ -123,6 +134,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="transformed/ as gzip TFRecords of tf.Examples (default; what `skewless train` reads) or as "
         "snappy Parquet files, one column per transformed feature",
     )
+    run.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
     run.add_argument(
         "--allow-quoted-newlines",
         action="store_true",
@@ -220,6 +232,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     infer.add_argument("--input", action="append", required=True, metavar="PATTERN", help="CSV or Parquet files")
     infer.add_argument("--output", required=True, metavar="FILE", help="where to write schema.pbtxt")
+    infer.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
     infer.add_argument(
         "--max-domain-size", type=int, default=20, help="most distinct values for a string domain (default: 20)"
     )
@@ -246,6 +259,7 @@ def _build_parser() -> argparse.ArgumentParser:
     skew.add_argument(
         "--allow-quoted-newlines", action="store_true", help="CSV quoted values may hold newlines (as for run)"
     )
+    skew.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
 
     labels = commands.add_parser(
         "labels",
@@ -603,7 +617,7 @@ def _infer_schema(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     from pipelines.infer_schema import infer_schema
 
-    schema = infer_schema(args.input, max_domain_size=args.max_domain_size)
+    schema = infer_schema(args.input, max_domain_size=args.max_domain_size, delimiter=args.csv_delimiter)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as handle:
         handle.write("# Inferred by `skewless infer-schema`: review types, presence and domains before use.\n")
@@ -623,7 +637,9 @@ def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.skew import check_skew
 
     progress("reading, validating and describing the serving inputs on Beam")
-    report = check_skew(args.transform_output, args.input, args.thresholds, beam_args, args.allow_quoted_newlines)
+    report = check_skew(
+        args.transform_output, args.input, args.thresholds, beam_args, args.allow_quoted_newlines, args.csv_delimiter
+    )
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:
@@ -837,6 +853,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             analysis_cache=args.analysis_cache,
             output_format=args.output_format,
             quoted_newlines=args.allow_quoted_newlines,
+            csv_delimiter=args.csv_delimiter,
         ),
         beam_args,
         progress,

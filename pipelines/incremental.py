@@ -42,6 +42,7 @@ def analyze_with_cache(
     staging: str,
     range_bytes: int,
     quoted_newlines: bool = False,
+    csv_delimiter: str | None = None,
 ) -> dict:
     """Analyzes the train rows of the spans that are not cached, reusing the cache for the others;
     writes ``<staging>/transform_fn`` and updates the cache.
@@ -75,6 +76,7 @@ def analyze_with_cache(
                 dataset.schema,
                 dataset.split_key,
                 range_bytes,
+                delimiter=csv_delimiter,
                 counted=False,
                 quoted_newlines=quoted_newlines,
             )

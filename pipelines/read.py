@@ -27,7 +27,7 @@ from pipelines import coders, csv_records, decode, overlap
 from pipelines.coders import KeyedBatch
 from pipelines.errors import UsageError
 
-__all__ = ["CSV", "PARQUET", "TFRECORD", "ReadRawData", "expand_patterns", "input_format_of"]
+__all__ = ["CSV", "PARQUET", "TFRECORD", "ReadRawData", "delimiter_of", "expand_patterns", "input_format_of"]
 
 METRICS_NAMESPACE = "skewless"
 ROWS_BY_SOURCE_NAMESPACE = "skewless.rows_read_by_source"
@@ -38,6 +38,8 @@ _SUFFIXES = {
     ".csv": CSV,
     ".csv.gz": CSV,
     ".txt": CSV,
+    ".tsv": CSV,
+    ".tsv.gz": CSV,
     ".parquet": PARQUET,
     ".pq": PARQUET,
     ".tfrecord": TFRECORD,
@@ -45,6 +47,7 @@ _SUFFIXES = {
     ".tfrecords": TFRECORD,
     ".tfrecords.gz": TFRECORD,
 }
+TAB_SUFFIXES = (".tsv", ".tsv.gz")  # CSV files whose fields are tab-separated unless told otherwise
 DEFAULT_RANGE_BYTES = 32 << 20
 _BLOCK_BYTES = 8 << 20
 _TFRECORD_BATCH = 2000
@@ -82,6 +85,14 @@ def expand_patterns(patterns: Sequence[str]) -> list[tuple[str, int]]:
     return sorted(files.items())
 
 
+def delimiter_of(path: str, delimiter: str | None = None) -> str:
+    """The field delimiter of a CSV file: ``delimiter`` when given, else a tab for ``.tsv[.gz]``
+    files and a comma for the others."""
+    if delimiter:
+        return delimiter
+    return "\t" if path.lower().endswith(TAB_SUFFIXES) else ","
+
+
 @dataclasses.dataclass(frozen=True)
 class _CsvRange:
     """Lines of one CSV file starting in bytes ``[start, end)``; ``end`` None means to the end.
@@ -95,9 +106,10 @@ class _CsvRange:
     end: int | None
     columns: tuple[str, ...]
     header_error: str | None = None
+    delimiter: str = ","
 
 
-def _read_header(path: str) -> tuple[list[str] | None, int]:
+def _read_header(path: str, delimiter: str = ",") -> tuple[list[str] | None, int]:
     """The column names of a CSV file (None if not UTF-8) and the byte length of its header line.
 
     A UTF-8 byte-order mark (as spreadsheet programs write) is not part of the first name.
@@ -108,7 +120,7 @@ def _read_header(path: str) -> tuple[list[str] | None, int]:
         text = line.decode("utf-8-sig")
     except UnicodeDecodeError:
         return None, len(line)
-    return next(csv.reader([text.rstrip("\r\n")]), []), len(line)
+    return next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter), []), len(line)
 
 
 def _header_error(columns: list[str] | None, expected: list[str]) -> str | None:
@@ -124,24 +136,30 @@ def _header_error(columns: list[str] | None, expected: list[str]) -> str | None:
 
 
 def _plan_csv_ranges(
-    files: Sequence[tuple[str, int]], schema: schema_pb2.Schema, range_bytes: int, quoted_newlines: bool = False
+    files: Sequence[tuple[str, int]],
+    schema: schema_pb2.Schema,
+    range_bytes: int,
+    quoted_newlines: bool = False,
+    delimiter: str | None = None,
 ) -> list[_CsvRange]:
     """Checks each file's header against the schema and cuts the files into byte ranges.
 
     A compressed file, or any file when quoted values may hold newlines (where a record starts is
-    then known only from the file's start), is one range, read to its end.
+    then known only from the file's start), is one range, read to its end. Each file's delimiter is
+    ``delimiter``, or the one its name implies (:func:`delimiter_of`).
     """
     expected = [f.name for f in schema.feature]
     ranges = []
     for path, size in files:
-        columns, header_bytes = _read_header(path)
+        file_delimiter = delimiter_of(path, delimiter)
+        columns, header_bytes = _read_header(path, file_delimiter)
         error = _header_error(columns, expected)
         columns = tuple(columns or ())
         if quoted_newlines or CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
-            ranges.append(_CsvRange(path, header_bytes, None, columns, error))
+            ranges.append(_CsvRange(path, header_bytes, None, columns, error, file_delimiter))
             continue
         for start in range(header_bytes, max(size, header_bytes + 1), range_bytes):
-            ranges.append(_CsvRange(path, start, min(start + range_bytes, size), columns, error))
+            ranges.append(_CsvRange(path, start, min(start + range_bytes, size), columns, error, file_delimiter))
     return ranges
 
 
@@ -262,9 +280,8 @@ class _DecodeBlocks(beam.DoFn):
 
 
 class _DecodeCsvRange(_DecodeBlocks):
-    def __init__(self, schema, split_key, delimiter: str, counted: bool = True, quoted_newlines: bool = False):
+    def __init__(self, schema, split_key, counted: bool = True, quoted_newlines: bool = False):
         super().__init__(schema, split_key, counted)
-        self._delimiter = delimiter
         self._quoted_newlines = quoted_newlines
 
     def process(self, rng: _CsvRange):
@@ -287,7 +304,7 @@ class _DecodeCsvRange(_DecodeBlocks):
             rng.path,
             offset,
             self._split_key,
-            self._delimiter,
+            rng.delimiter,
             self._quoted_newlines,
         )
         return decoded, time.perf_counter() - started
@@ -340,7 +357,7 @@ class ReadRawData(beam.PTransform):
         schema: schema_pb2.Schema,
         split_key: Sequence[str] = (),
         range_bytes: int = DEFAULT_RANGE_BYTES,
-        delimiter: str = ",",
+        delimiter: str | None = None,
         counted: bool = True,
         quoted_newlines: bool = False,
     ):
@@ -351,7 +368,7 @@ class ReadRawData(beam.PTransform):
             schema: The raw schema.
             split_key: Columns whose values key the train/eval split (empty: the whole record).
             range_bytes: Size of the byte ranges an uncompressed CSV file is cut into.
-            delimiter: CSV field delimiter.
+            delimiter: CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
             counted: False for data whose rows and dead letters are counted elsewhere (the separate
                 read of ``--analysis-cache``): no counters, no dead letters.
             quoted_newlines: CSV quoted values may hold newlines (RFC 4180): a record ends at a
@@ -365,12 +382,11 @@ class ReadRawData(beam.PTransform):
         self._files = list(files)
         self._schema = schema
         self._split_key = tuple(split_key)
-        self._delimiter = delimiter
         self._counted = counted
         self._quoted_newlines = quoted_newlines
         self._csv_ranges = []
         if self._format == CSV:
-            self._csv_ranges = _plan_csv_ranges(self._files, schema, range_bytes, quoted_newlines)
+            self._csv_ranges = _plan_csv_ranges(self._files, schema, range_bytes, quoted_newlines, delimiter)
         elif self._format == PARQUET:
             for path, _ in self._files:
                 _check_parquet_columns(path, schema)
@@ -389,9 +405,7 @@ class ReadRawData(beam.PTransform):
                 | "SpreadCsvRanges" >> beam.Reshuffle()
                 | "DecodeCsv"
                 >> beam.ParDo(
-                    _DecodeCsvRange(
-                        self._schema, self._split_key, self._delimiter, self._counted, self._quoted_newlines
-                    )
+                    _DecodeCsvRange(self._schema, self._split_key, self._counted, self._quoted_newlines)
                 ).with_outputs(*tags, main=self.BATCHES)
             )
         if self._format == PARQUET:

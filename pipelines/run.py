@@ -79,6 +79,7 @@ class RunConfig:
             (snappy Parquet, one plain column per transformed feature).
         quoted_newlines: CSV quoted values may hold newlines; each CSV file is then read whole
             (``pipelines/csv_records.py``).
+        csv_delimiter: The CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
     """
 
     output: str
@@ -97,6 +98,7 @@ class RunConfig:
     analysis_cache: str | None = None
     output_format: str = "tfrecord"
     quoted_newlines: bool = False
+    csv_delimiter: str | None = None
 
 
 def _tensor_adapter_config(
@@ -338,6 +340,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
         dataset.schema,
         dataset.split_key,
         range_bytes=config.range_bytes,
+        delimiter=config.csv_delimiter,
         quoted_newlines=config.quoted_newlines,
     )
     options = pipeline_options(list(beam_args))
@@ -357,6 +360,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
             "label_policy": config.label_policy if config.labels else None,
             "output_format": config.output_format,
             "allow_quoted_newlines": config.quoted_newlines,
+            "csv_delimiter": config.csv_delimiter,
             "runner": runner_name(options),
             "pipeline_options": options.get_all_options(drop_default=True),
         },
@@ -449,6 +453,7 @@ def _run_in_staging(
                 staging,
                 config.range_bytes,
                 config.quoted_newlines,
+                config.csv_delimiter,
             )
             timings["analysis"] = record["analysis"]["seconds"]
         pipeline_started = time.time()

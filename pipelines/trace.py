@@ -59,15 +59,23 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
         record = json.load(handle)
     inputs = [entry["uri"] for entry in record.get("inputs", [])]
     quoted_newlines = bool(record.get("parameters", {}).get("allow_quoted_newlines"))
+    delimiter = record.get("parameters", {}).get("csv_delimiter")
     model = ServingModel(model_dir, signature="transform_features")
     found = []
     for path in inputs:
         if read.input_format_of(path) != "csv":
             continue
-        columns = read.csv_header(path)
+        file_delimiter = read.delimiter_of(path, delimiter)
+        columns, _ = read._read_header(path, file_delimiter)
         for block, records, offsets, numbers in _blocks_of_records(path, quoted_newlines):
             decoded = decode.decode_csv_block(
-                block, columns, model.schema, path, offsets[0], quoted_newlines=quoted_newlines
+                block,
+                columns,
+                model.schema,
+                path,
+                offsets[0],
+                delimiter=file_delimiter,
+                quoted_newlines=quoted_newlines,
             )
             if decoded.batch is None:
                 continue

@@ -242,3 +242,16 @@ def test_an_output_that_holds_other_files_is_refused_before_any_work_and_left_wh
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"skewless {command}: error: --output {data} exists and is not a Skewless output")
     assert sorted(os.listdir(tmp_path)) == ["data"] and os.listdir(data) == ["in.csv"]
+
+
+def test_csv_delimiter_takes_one_character_or_tab(capsys):
+    from pipelines import cli
+
+    parser = cli._build_parser()
+    for text, expected in ((";", ";"), ("tab", "\t"), ("\\t", "\t"), ("|", "|")):
+        args = parser.parse_args(["run", "--output", "o", "--csv-delimiter", text])
+        assert args.csv_delimiter == expected
+    assert parser.parse_args(["check-skew", "--transform-output", "o", "--input", "i"]).csv_delimiter is None
+    for bad in ('"', ";;", ""):
+        assert cli.main(["run", "--output", "o", "--csv-delimiter", bad]) == 2
+        assert "argument --csv-delimiter: must be one character" in capsys.readouterr().err

@@ -226,3 +226,21 @@ def test_a_compressed_file_is_read_to_its_end_past_beams_16_mib_read_buffer(tmp_
         assert sum(block.count(b"\n") for block, _ in blocks) == 12 * len(lines)
     (text_file,) = read.plan_text_files(read.expand_patterns([path]))
     assert b"".join(read.text_record_blocks(text_file)) == body
+
+
+def test_each_csv_file_has_its_delimiter_a_tab_for_tsv_files_unless_told(tmp_path, taxi_dataset):
+    header, lines = sample_lines(30)
+    semi = _write(tmp_path / "semi.csv", ("\n".join(x.replace(",", ";") for x in [header, *lines]) + "\n").encode())
+    tabs = _write(tmp_path / "tabs.tsv", ("\n".join(x.replace(",", "\t") for x in [header, *lines]) + "\n").encode())
+    assert [read.delimiter_of(p) for p in ("a.csv", "a.TSV", "a.tsv.gz", "a.txt")] == [",", "\t", "\t", ","]
+    assert read.delimiter_of("a.tsv", ";") == ";"
+    files = read.expand_patterns([semi, tabs])
+    ranges = read._plan_csv_ranges(files, taxi_dataset.schema, 1 << 20, delimiter=None)
+    assert [(r.delimiter, r.header_error is None) for r in ranges] == [(",", False), ("\t", True)]
+    (semi_range,) = read._plan_csv_ranges(files[:1], taxi_dataset.schema, 1 << 20, delimiter=";")
+    assert semi_range.header_error is None and semi_range.columns == tuple(header.split(","))
+    fares = sorted(line.split(",")[header.split(",").index("fare")] for line in lines)
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
+        raw = p | read.ReadRawData(read.expand_patterns([semi]), taxi_dataset.schema, delimiter=";")
+        got = raw[read.ReadRawData.BATCHES] | beam.FlatMap(lambda element: element[0].column("fare").to_pylist())
+        assert_that(got | beam.Map(lambda fare: f"{fare[0]:g}"), equal_to([f"{float(f):g}" for f in fares]))

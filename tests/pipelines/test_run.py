@@ -320,8 +320,9 @@ def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path
     )
     assert frame["pickup_community_area"].dtype == "float64"
     frame.to_parquet(tmp_path / "pandas.parquet")
+    (tmp_path / "trips.tsv").write_text("\n".join(line.replace(",", "\t") for line in [header, *lines]) + "\n")
     results = {}
-    for name in ("trips.csv", "trips.parquet", "trips.tfrecord", "pandas.parquet"):
+    for name in ("trips.csv", "trips.parquet", "trips.tfrecord", "pandas.parquet", "trips.tsv"):
         out = tmp_path / f"out-{name}"
         argv = ["run", "--input", str(tmp_path / name), "--output", str(out), "--eval-fraction", "0"]
         assert cli.main(argv) == 0, name
@@ -331,6 +332,14 @@ def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path
     assert results["trips.parquet"] == results["trips.csv"]
     assert results["trips.tfrecord"] == results["trips.csv"]
     assert results["pandas.parquet"] == results["trips.csv"]
+    assert results["trips.tsv"] == results["trips.csv"]  # a .tsv file's fields are tab-separated
+
+    from pipelines import trace  # `lineage row` reads the .tsv with its tabs too
+
+    wanted = {row["row_id"][0] for row in transformed_rows(tmp_path / "out-trips.tsv", "train")[:5]}
+    found = trace.find_rows(str(tmp_path / "out-trips.tsv"), wanted)
+    assert {f["row_id"] for f in found} == wanted
+    assert all(f["raw"].replace("\t", ",") in lines for f in found)
 
 
 def test_allow_quoted_newlines_reads_values_spanning_lines_as_parquet_holds_them(tmp_path, capsys):
