@@ -1,7 +1,8 @@
 """Incremental analysis over spans: ``skewless run --analysis-cache DIR``.
 
 Daily pipelines analyze rolling windows of input files (spans). With an analysis cache, each input
-file is a span whose dataset key is its content hash (``span_<sha256 prefix>``); tf.Transform's
+file is a span whose dataset key is its content hash and a hash of how its rows are read and split
+(``span_<sha256 prefix>_<reading>``, see :func:`span_keys`); tf.Transform's
 ``AnalyzeDatasetWithCache`` stores every analyzer's accumulators per span under DIR, and a later run
 over a window that shares spans reads those accumulators instead of the rows. A span counts as cached
 only when DIR holds every cache entry the current ``preprocessing_fn`` needs for it
@@ -12,11 +13,14 @@ The analysis runs as its own Beam pipeline (reading only the spans that are not 
 that transform_fn, in one pass. ``run.json`` records which spans were analyzed and which reused, and the time.
 """
 
+import hashlib
+import json
 import os
 import time
 
 import apache_beam as beam
 import tensorflow_transform.beam as tft_beam
+from google.protobuf import text_format
 from tensorflow_transform.beam import analysis_graph_builder, analyzer_cache
 from tfx_bsl.tfxio import tensor_adapter
 
@@ -26,10 +30,23 @@ from pipelines.split import SplitTrainEval
 __all__ = ["analyze_with_cache", "span_keys"]
 
 
-def span_keys(files) -> dict[str, analyzer_cache.DatasetKey]:
-    """input path -> dataset key named after the file's content (so a changed file is a new span)."""
+def span_keys(
+    files, reading: dict | None = None, csv_delimiter: str | None = None
+) -> dict[str, analyzer_cache.DatasetKey]:
+    """input path -> dataset key named after the file's content and how its rows were chosen.
+
+    The accumulators cached for a span are those of its valid train rows, so they hold only for the
+    same content read the same way: ``reading`` (the schema, the split and the CSV options) is part
+    of the key, ``span_<content sha256>_<reading sha256>``, with the file's own CSV delimiter. A
+    changed file, schema, eval fraction, split key or delimiter makes a new span, analyzed afresh,
+    never a stale reuse.
+    """
     hashes = run_record.files_sha256([path for path, _ in files], threads=os.cpu_count() or 1)
-    return {path: analyzer_cache.DatasetKey(f"span_{digest[:32]}") for path, digest in hashes.items()}
+    keys = {}
+    for path, digest in hashes.items():
+        how = json.dumps({**(reading or {}), "delimiter": read.delimiter_of(path, csv_delimiter)}, sort_keys=True)
+        keys[path] = analyzer_cache.DatasetKey(f"span_{digest[:32]}_{hashlib.sha256(how.encode()).hexdigest()[:16]}")
+    return keys
 
 
 def analyze_with_cache(
@@ -52,7 +69,14 @@ def analyze_with_cache(
     """
     started = time.time()
     preprocessing_fn = dataset.preprocessing_fn()
-    keys = span_keys(files)
+    reading = {
+        "dataset": dataset.name,
+        "schema": text_format.MessageToString(dataset.schema),
+        "split_key": list(dataset.split_key),
+        "eval_fraction": eval_fraction,
+        "quoted_newlines": quoted_newlines,
+    }
+    keys = span_keys(files, reading, csv_delimiter)
     specs = tensor_adapter.TensorAdapter(adapter_config).OriginalTypeSpecs()
     needed = analysis_graph_builder.get_analysis_cache_entry_keys(
         preprocessing_fn, specs, list(keys.values()), dataset.tf_compat_v1

@@ -35,6 +35,7 @@ def runs(tmp_path_factory):
         "cold": run("cold", spans[:2], "--analysis-cache", cache),
         "warm": run("warm", spans[1:], "--analysis-cache", cache),
         "again": run("again", spans[1:], "--analysis-cache", cache),
+        "other_split": run("other_split", spans[1:], "--analysis-cache", cache, "--eval-fraction", "0.5"),
         "plain": run("plain", spans[1:]),
         "cache": cache,
     }
@@ -47,13 +48,15 @@ def test_only_the_new_span_is_analyzed(runs):
     assert (warm["analyzed"], warm["reused"]) == (runs["spans"][2:], runs["spans"][1:2])
     again = json.loads((runs["again"] / "run.json").read_text())["analysis"]
     assert (again["analyzed"], again["reused"]) == ([], runs["spans"][1:])
+    other = json.loads((runs["other_split"] / "run.json").read_text())["analysis"]
+    assert (other["analyzed"], other["reused"]) == (runs["spans"][1:], [])  # other train rows: analyzed afresh
 
 
 def test_each_span_caches_one_entry_per_analyzer(runs):
     """The taxi preprocessing_fn has four analyzers (z-scores, two vocabularies, quantiles), so each
     span's cache holds four entries beside its metadata."""
     spans = sorted(pathlib.Path(runs["cache"]).iterdir())
-    assert len(spans) == 3
+    assert len(spans) == 5  # three files, two of them also with --eval-fraction 0.5
     for span in spans:
         assert sorted(path.name for path in span.iterdir()) == [
             *(f"{index}-00000-of-00001.gz" for index in range(4)),
@@ -85,6 +88,20 @@ def test_a_span_is_keyed_by_its_content(tmp_path):
     same.write_text("x\n1\n")
     keys = incremental.span_keys([(str(p), 4) for p in (one, two, same)])
     assert keys[str(one)] == keys[str(same)] != keys[str(two)]
+
+
+def test_a_span_is_keyed_by_how_its_rows_are_read_and_split_too(tmp_path):
+    """Cached accumulators are those of the span's valid train rows: another eval fraction, schema,
+    split key, delimiter or record cutting must not reuse them."""
+    path = tmp_path / "a.csv"
+    path.write_text("x\n1\n")
+    files = [(str(path), 4)]
+    reading = {"schema": "feature { name: 'x' }", "split_key": [], "eval_fraction": 0.2, "quoted_newlines": False}
+    key = incremental.span_keys(files, reading)[str(path)]
+    assert key == incremental.span_keys(files, dict(reading))[str(path)]  # the same reading: the same span
+    for change in ({"eval_fraction": 0.3}, {"schema": ""}, {"split_key": ["x"]}, {"quoted_newlines": True}):
+        assert incremental.span_keys(files, {**reading, **change})[str(path)] != key, change
+    assert incremental.span_keys(files, reading, csv_delimiter=";")[str(path)] != key
 
 
 def test_a_bad_row_in_a_one_pass_run_is_dead_lettered_and_counted(tmp_path):
