@@ -72,6 +72,7 @@ class DedupConfig:
             at most review, whatever its probability: two sign-ups with the same name and town but
             different e-mails may be two people, and a person should decide.
             ``score``: the model's probability alone decides.
+        csv_delimiter: The CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
     """
 
     id: str
@@ -86,6 +87,7 @@ class DedupConfig:
     max_invalid_fraction: float = 0.01
     prior_guess: float = 1e-4
     identifier_conflict: str = "review"
+    csv_delimiter: str | None = None
 
     def validate(self) -> None:
         """Raises UsageError on an inconsistent config."""
@@ -121,7 +123,9 @@ def config_from_dict(raw: dict) -> DedupConfig:
         raise UsageError(f"dedup config: unknown key {unknown[0]!r}")
     blocking = tuple(tuple([rule] if isinstance(rule, str) else rule) for rule in raw["blocking"])
     extra = {
-        k: raw[k] for k in ("training_sample", "u_max_pairs", "max_block_size", "max_invalid_fraction") if k in raw
+        k: raw[k]
+        for k in ("training_sample", "u_max_pairs", "max_block_size", "max_invalid_fraction", "csv_delimiter")
+        if k in raw
     }
     config = DedupConfig(
         id=str(raw["id"]),
@@ -173,9 +177,11 @@ class _KeepFirstOfEachId(beam.DoFn):
 class ReadRecords(beam.PTransform):
     """Reads headed CSV files into record dicts (``main``) and dead letters (``dead_letter``)."""
 
-    def __init__(self, files: Sequence[tuple[str, int]], columns: list[str], id_column: str):
+    def __init__(
+        self, files: Sequence[tuple[str, int]], columns: list[str], id_column: str, delimiter: str | None = None
+    ):
         super().__init__()
-        self._files = read.plan_text_files(files)
+        self._files = read.plan_text_files(files, delimiter)
         self._columns, self._id = columns, id_column
 
     def expand(self, pbegin):
@@ -498,7 +504,7 @@ def _review_rows(pairs, records, columns: list[str]):
 
 
 def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: dict | None):
-    read_out = pipeline | "ReadRecords" >> ReadRecords(files, columns, config.id)
+    read_out = pipeline | "ReadRecords" >> ReadRecords(files, columns, config.id, config.csv_delimiter)
     records = read_out["records"]
     read_out["dead_letter"] | "WriteDeadLetters" >> WriteDeadLetters(
         os.path.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
@@ -650,7 +656,7 @@ def run_dedup(
     started = time.time()
     config.validate()
     files = read.expand_patterns(list(inputs))
-    columns = read.shared_csv_columns(files, [config.id, *config.fields])
+    columns = read.shared_csv_columns(files, [config.id, *config.fields], config.csv_delimiter)
     for reserved in ("cluster_id", "is_canonical"):
         if reserved in columns:
             raise UsageError(f"{files[0][0]}: column {reserved!r} is added by dedup; rename it")

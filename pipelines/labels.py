@@ -57,6 +57,7 @@ class LabelsConfig:
         round: Name of this labelling round (``label_rounds``), or None.
         previous_rounds: A ``rounds.json`` or labels output with earlier rounds (default: ``output``'s).
         lineage_db: The lineage store (default: ``lineage.default_db_path()``).
+        csv_delimiter: The CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
     """
 
     annotations: Sequence[str]
@@ -73,6 +74,7 @@ class LabelsConfig:
     round: str | None = None
     previous_rounds: str | None = None
     lineage_db: str | None = None
+    csv_delimiter: str | None = None
 
 
 class _ParseAnnotationRange(beam.DoFn):
@@ -83,15 +85,15 @@ class _ParseAnnotationRange(beam.DoFn):
 
     def process(self, text_file: read.TextFile):
         for block in read.text_record_blocks(text_file):
-            yield from self._parse(block, text_file.path)
+            yield from self._parse(block, text_file.path, text_file.delimiter)
 
     def _dead(self, source: str, raw: str, reason: str):
         beam.metrics.Metrics.counter("skewless", "annotations_dead_lettered").inc()
         return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, None, raw, None, reason))
 
-    def _parse(self, block: bytes, source: str):
+    def _parse(self, block: bytes, source: str, delimiter: str):
         include = [self._columns[i] for i in self._indices.values()]
-        table, ragged = read.parse_csv_block(block, self._columns, include)
+        table, ragged = read.parse_csv_block(block, self._columns, include, delimiter)
         for raw, reason in ragged:
             yield self._dead(source, raw, reason)
         values = {
@@ -128,9 +130,11 @@ class ReadAnnotations(beam.PTransform):
     """Reads long-format annotation CSVs, file by file: main output Arrow tables of (item, annotator,
     label, gold), ``dead_letter`` output for rows that cannot be used."""
 
-    def __init__(self, files, columns: list[str], indices: dict[str, int], merge: dict[str, str]):
+    def __init__(
+        self, files, columns: list[str], indices: dict[str, int], merge: dict[str, str], delimiter: str | None = None
+    ):
         super().__init__()
-        self._files = read.plan_text_files(files)
+        self._files = read.plan_text_files(files, delimiter)
         self._columns, self._indices, self._merge = columns, indices, merge
 
     def expand(self, pbegin):
@@ -365,7 +369,7 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=_si
     wanted = {"item": config.item_col, "annotator": config.annotator_col, "label": config.label_col}
     if config.gold_col:
         wanted["gold"] = config.gold_col
-    columns = read.shared_csv_columns(files, list(wanted.values()))
+    columns = read.shared_csv_columns(files, list(wanted.values()), config.csv_delimiter)
     indices = {key: columns.index(name) for key, name in wanted.items()}
     options = pipeline_options(list(beam_args))
     parameters = {k: v for k, v in dataclasses.asdict(config).items() if k != "lineage_db"}
@@ -394,7 +398,7 @@ def _labels_in_staging(config, files, columns, indices, merge, options, started,
     with outputs.staged_directory(config.output) as staging:
         progress(f"reading, validating and normalising annotations on {runner_name(options)}")
         pipeline = beam.Pipeline(options=options)
-        parsed = pipeline | "ReadAnnotations" >> ReadAnnotations(files, columns, indices, merge)
+        parsed = pipeline | "ReadAnnotations" >> ReadAnnotations(files, columns, indices, merge, config.csv_delimiter)
         parsed.dead_letter | "WriteDeadLetters" >> WriteDeadLetters(
             os.path.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
         )

@@ -52,6 +52,7 @@ class UnstructuredLabelsConfig:
         round: Name of this labelling round, or None.
         previous_rounds: A ``rounds.json`` (or labels output) with earlier rounds; default: the output's.
         lineage_db: The lineage store.
+        csv_delimiter: The CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
     """
 
     kind: str
@@ -68,6 +69,7 @@ class UnstructuredLabelsConfig:
     round: str | None = None
     previous_rounds: str | None = None
     lineage_db: str | None = None
+    csv_delimiter: str | None = None
 
 
 class _ParseAnnotation(beam.DoFn):
@@ -324,7 +326,7 @@ def run_unstructured_labels(config: UnstructuredLabelsConfig, beam_args: Sequenc
     files = read.expand_patterns(list(config.annotations))
     needed = [config.item_col, config.annotator_col]
     needed += list(config.box_cols) if config.kind == "boxes" else [config.label_col]
-    columns = read.shared_csv_columns(files, needed)
+    columns = read.shared_csv_columns(files, needed, config.csv_delimiter)
     has_label = config.label_col in columns
     previous = label_rounds.load_rounds(config.previous_rounds or config.output)
     options = pipeline_options(list(beam_args))
@@ -353,7 +355,7 @@ def _in_staging(config, files, columns, has_label, normaliser, previous, options
         pipeline = beam.Pipeline(options=options)
         records = (
             pipeline
-            | "Files" >> beam.Create(read.plan_text_files(files))
+            | "Files" >> beam.Create(read.plan_text_files(files, config.csv_delimiter))
             | "Reshuffle" >> beam.Reshuffle()
             | "ReadCsvRecords"
             >> beam.ParDo(read.ParseCsvRecords(columns, required, NAMESPACE, "annotations")).with_outputs(

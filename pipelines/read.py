@@ -436,15 +436,17 @@ class TextFile:
 
     path: str
     start: int
+    delimiter: str = ","
 
 
-def plan_text_files(files: Sequence[tuple[str, int]]) -> list[TextFile]:
+def plan_text_files(files: Sequence[tuple[str, int]], delimiter: str | None = None) -> list[TextFile]:
     """The headed CSV files to read, each whole: their quoted values may hold newlines, so where a
-    record starts is known only from the start of the file (``pipelines/csv_records.py``)."""
+    record starts is known only from the start of the file (``pipelines/csv_records.py``). Each
+    file's delimiter is ``delimiter``, or the one its name implies (:func:`delimiter_of`)."""
     planned = []
     for path, _ in files:
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
-            planned.append(TextFile(path, len(handle.readline())))
+            planned.append(TextFile(path, len(handle.readline()), delimiter_of(path, delimiter)))
     return planned
 
 
@@ -464,25 +466,27 @@ def as_text(column: pa.Array) -> pa.Array:
         return pa.array([v.decode("utf-8", "backslashreplace") for v in column.to_pylist()], pa.string())
 
 
-def csv_header(path: str) -> list[str]:
-    """The column names on the first line of a CSV file."""
-    with FileSystems.open(path) as handle:
-        line = handle.readline().decode("utf-8", errors="replace")
-    return next(csv.reader([line.rstrip("\r\n")]), [])
+def csv_header(path: str, delimiter: str | None = None) -> list[str]:
+    """The column names on the first line of a CSV file (a byte-order mark is not part of the first)."""
+    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+        line = handle.readline().decode("utf-8-sig", errors="replace")
+    return next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter_of(path, delimiter)), [])
 
 
-def shared_csv_columns(files: Sequence[tuple[str, int]], required: Sequence[str]) -> list[str]:
+def shared_csv_columns(
+    files: Sequence[tuple[str, int]], required: Sequence[str], delimiter: str | None = None
+) -> list[str]:
     """The header the CSV ``files`` share, checked to name every ``required`` column.
 
     Raises:
         UsageError: A required column is missing, or a file's header differs from the first's.
     """
-    columns = csv_header(files[0][0])
+    columns = csv_header(files[0][0], delimiter)
     missing = [name for name in required if name not in columns]
     if missing:
         raise UsageError(f"{files[0][0]}: no column {missing[0]!r} (columns: {', '.join(columns)})")
     for path, _ in files[1:]:
-        if csv_header(path) != columns:
+        if csv_header(path, delimiter) != columns:
             raise UsageError(f"{path}: header differs from {files[0][0]}'s")
     return columns
 
@@ -495,7 +499,7 @@ def csv_line(values: Sequence[str]) -> str:
 
 
 def parse_csv_block(
-    block: bytes, columns: list[str], include: list[str] | None = None
+    block: bytes, columns: list[str], include: list[str] | None = None, delimiter: str = ","
 ) -> tuple[pa.Table, list[tuple[str, str]]]:
     """Whole CSV records (no header; quoted values may hold newlines) as a table of binary columns.
 
@@ -512,7 +516,9 @@ def parse_csv_block(
     table = pa_csv.read_csv(
         io.BytesIO(block),
         read_options=pa_csv.ReadOptions(column_names=columns, use_threads=False),
-        parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row, newlines_in_values=True),
+        parse_options=pa_csv.ParseOptions(
+            delimiter=delimiter, invalid_row_handler=on_invalid_row, newlines_in_values=True
+        ),
         convert_options=pa_csv.ConvertOptions(
             column_types={c: pa.binary() for c in columns},
             strings_can_be_null=False,
@@ -541,14 +547,14 @@ class ParseCsvRecords(beam.DoFn):
 
     def process(self, text_file: TextFile):
         for block in text_record_blocks(text_file):
-            yield from self._parse(block, text_file.path)
+            yield from self._parse(block, text_file.path, text_file.delimiter)
 
     def _dead(self, source: str, raw: str, feature: str | None, reason: str):
         beam.metrics.Metrics.counter(self._namespace, f"{self._what}_dead_lettered").inc()
         return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, None, raw, feature, reason))
 
-    def _parse(self, block: bytes, source: str):
-        table, ragged = parse_csv_block(block, self._columns)
+    def _parse(self, block: bytes, source: str, delimiter: str):
+        table, ragged = parse_csv_block(block, self._columns, delimiter=delimiter)
         read_counter = beam.metrics.Metrics.counter(self._namespace, f"{self._what}_read")
         for raw, reason in ragged:
             read_counter.inc()

@@ -430,7 +430,7 @@ def _run_in_staging(
             deduplicating = time.time()
             summary = dedup.run_dedup(
                 [path for path, _ in files],
-                dedup_config,
+                dataclasses.replace(dedup_config, csv_delimiter=config.csv_delimiter or dedup_config.csv_delimiter),
                 os.path.join(staging, "dedup"),
                 beam_args=beam_args,
                 record_lineage=False,

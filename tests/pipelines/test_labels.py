@@ -158,3 +158,17 @@ def test_gold_labels_are_merged_like_the_annotators_labels(tmp_path):
     quality = report["annotator_quality"]
     # gold per item (from any row): i1 scratch, i2 dent, i3 scratch; ann misses i3, bob gets all three
     assert (quality["ann"]["accuracy_vs_gold"], quality["bob"]["accuracy_vs_gold"]) == (pytest.approx(2 / 3), 1.0)
+
+
+def test_a_tab_separated_copy_gives_the_same_consensus(rte, tmp_path):
+    import csv
+
+    tsv = tmp_path / "rte.tsv"  # read tab-separated by its name
+    with open(RTE, encoding="utf-8", newline="") as source, open(tsv, "w", newline="") as target:
+        csv.writer(target, delimiter="\t", lineterminator="\n").writerows(csv.reader(source))
+    out = tmp_path / "out"
+    assert (
+        cli.main(["labels", "--annotations", str(tsv), "--output", str(out), *RTE_COLUMNS, "--gold-col", "gold"]) == 0
+    )
+    for name in ("consensus.csv", "review.csv"):
+        assert (out / name).read_text() == (rte / name).read_text(), name
