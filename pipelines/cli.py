@@ -80,6 +80,17 @@ def _delimiter(text: str) -> str:
     return text
 
 
+def _encoding(text: str) -> str:
+    """A text encoding Python knows (``cp1252``, ``latin-1``, ``utf-16``, ...)."""
+    import codecs
+
+    try:
+        return codecs.lookup(text).name
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown text encoding {text!r}") from None
+
+
+_ENCODING_HELP = "text encoding of the CSV files when not UTF-8, e.g. cp1252 or utf-16 (each file is then read whole)"
 _DELIMITER_HELP = "CSV field delimiter, e.g. ';' or tab (default: a tab for .tsv[.gz] files, else a comma)"
 
 
@@ -135,6 +146,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "snappy Parquet files, one column per transformed feature",
     )
     run.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
+    run.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
     run.add_argument(
         "--allow-quoted-newlines",
         action="store_true",
@@ -233,6 +245,7 @@ def _build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--input", action="append", required=True, metavar="PATTERN", help="CSV or Parquet files")
     infer.add_argument("--output", required=True, metavar="FILE", help="where to write schema.pbtxt")
     infer.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
+    infer.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
     infer.add_argument(
         "--max-domain-size", type=int, default=20, help="most distinct values for a string domain (default: 20)"
     )
@@ -260,6 +273,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--allow-quoted-newlines", action="store_true", help="CSV quoted values may hold newlines (as for run)"
     )
     skew.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
+    skew.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
 
     labels = commands.add_parser(
         "labels",
@@ -623,7 +637,9 @@ def _infer_schema(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     from pipelines.infer_schema import infer_schema
 
-    schema = infer_schema(args.input, max_domain_size=args.max_domain_size, delimiter=args.csv_delimiter)
+    schema = infer_schema(
+        args.input, max_domain_size=args.max_domain_size, delimiter=args.csv_delimiter, encoding=args.encoding
+    )
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as handle:
         handle.write("# Inferred by `skewless infer-schema`: review types, presence and domains before use.\n")
@@ -644,7 +660,13 @@ def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     progress("reading, validating and describing the serving inputs on Beam")
     report = check_skew(
-        args.transform_output, args.input, args.thresholds, beam_args, args.allow_quoted_newlines, args.csv_delimiter
+        args.transform_output,
+        args.input,
+        args.thresholds,
+        beam_args,
+        args.allow_quoted_newlines,
+        args.csv_delimiter,
+        args.encoding,
     )
     text = json.dumps(report, indent=2)
     print(text)
@@ -860,6 +882,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             output_format=args.output_format,
             quoted_newlines=args.allow_quoted_newlines,
             csv_delimiter=args.csv_delimiter,
+            encoding=args.encoding,
         ),
         beam_args,
         progress,

@@ -15,12 +15,13 @@ a record of its own (which the decoders dead-letter as unbalanced) and the cutti
 after it, so a stray quote costs its own line and at most ``max_record_bytes`` of buffering.
 """
 
+import codecs
 from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["MAX_RECORD_BYTES", "record_blocks", "record_ends", "split_records"]
+__all__ = ["MAX_RECORD_BYTES", "Utf8Reader", "record_blocks", "record_ends", "split_records"]
 
 MAX_RECORD_BYTES = 8 << 20  # the longest record (a quoted value spanning lines) read whole
 _NEWLINE, _QUOTE = 0x0A, 0x22
@@ -106,3 +107,65 @@ def record_blocks(
             continue
         yield data[:cut], offset
         pending, offset = data[cut:], offset + cut
+
+
+class Utf8Reader:
+    """A binary file of text in another encoding (cp1252, latin-1, UTF-16, ...), read as UTF-8 bytes.
+
+    Forward only: ``read``, ``readline`` and a ``seek`` ahead of the current position (offsets count
+    UTF-8 bytes). Bytes the encoding does not define are passed through unchanged
+    (``surrogateescape``), so the row holding them is dead-lettered as invalid UTF-8 rather than
+    dropped or silently altered.
+    """
+
+    def __init__(self, raw: BinaryIO, encoding: str, chunk_bytes: int = 1 << 20):
+        self._raw = raw
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
+        self._chunk_bytes = chunk_bytes
+        self._buffer = b""
+        self._eof = False
+        self._position = 0
+
+    def _fill(self, size: int) -> None:
+        while len(self._buffer) < size and not self._eof:
+            raw = self._raw.read(max(size - len(self._buffer), self._chunk_bytes))
+            self._eof = not raw
+            self._buffer += self._decoder.decode(raw, final=self._eof).encode("utf-8", "surrogateescape")
+
+    def _take(self, size: int) -> bytes:
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        self._position += len(out)
+        return out
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes of UTF-8 (all that is left when ``size`` is negative)."""
+        if size is None or size < 0:
+            size = 1 << 62
+        self._fill(size)
+        return self._take(size)
+
+    def readline(self) -> bytes:
+        """The next line, with its newline."""
+        while b"\n" not in self._buffer and not self._eof:
+            self._fill(len(self._buffer) + self._chunk_bytes)
+        end = self._buffer.find(b"\n")
+        return self._take(len(self._buffer) if end < 0 else end + 1)
+
+    def seek(self, position: int) -> None:
+        """Moves ahead to ``position`` (UTF-8 bytes from the start); a reader cannot move back."""
+        if position < self._position:
+            raise ValueError("a re-encoded file is read forward only")
+        while self._position < position and self.read(min(position - self._position, self._chunk_bytes)):
+            pass
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

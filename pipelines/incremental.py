@@ -60,6 +60,7 @@ def analyze_with_cache(
     range_bytes: int,
     quoted_newlines: bool = False,
     csv_delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> dict:
     """Analyzes the train rows of the spans that are not cached, reusing the cache for the others;
     writes ``<staging>/transform_fn`` and updates the cache.
@@ -75,6 +76,7 @@ def analyze_with_cache(
         "split_key": list(dataset.split_key),
         "eval_fraction": eval_fraction,
         "quoted_newlines": quoted_newlines,
+        "encoding": read.reencoded(encoding),
     }
     keys = span_keys(files, reading, csv_delimiter)
     specs = tensor_adapter.TensorAdapter(adapter_config).OriginalTypeSpecs()
@@ -103,6 +105,7 @@ def analyze_with_cache(
                 delimiter=csv_delimiter,
                 counted=False,
                 quoted_newlines=quoted_newlines,
+                encoding=encoding,
             )
             batches = (pipeline | f"ReadSpan{index}" >> reader)[read.ReadRawData.BATCHES]
             data[key] = (batches | f"SplitSpan{index}" >> SplitTrainEval(eval_fraction))[SplitTrainEval.TRAIN]

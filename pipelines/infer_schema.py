@@ -131,7 +131,11 @@ def _feature(name: str, column: _Column, max_domain_size: int, min_domain_suppor
 
 
 def infer_schema(
-    patterns: list[str], max_domain_size: int = 20, min_domain_support: int = 10, delimiter: str | None = None
+    patterns: list[str],
+    max_domain_size: int = 20,
+    min_domain_support: int = 10,
+    delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> schema_pb2.Schema:
     """Infers a raw schema from CSV or Parquet files.
 
@@ -140,6 +144,7 @@ def infer_schema(
         max_domain_size: Most distinct values a string feature may have to get a string domain.
         min_domain_support: Least average number of rows per distinct value for a string domain.
         delimiter: The CSV field delimiter (None: a tab for ``.tsv[.gz]`` files, else a comma).
+        encoding: The CSV files' text encoding when not UTF-8.
 
     Returns:
         The schema, features in file column order.
@@ -154,7 +159,7 @@ def infer_schema(
     columns: dict[str, _Column] = {}
     order: list[str] | None = None
     for path, _ in files:
-        for batch in _batches(path, formats == {read.CSV}, read.delimiter_of(path, delimiter)):
+        for batch in _batches(path, formats == {read.CSV}, read.delimiter_of(path, delimiter), encoding):
             if order is None:
                 order = batch.schema.names
                 columns = {name: _Column() for name in order}
@@ -171,13 +176,15 @@ def infer_schema(
     return schema
 
 
-def _batches(path: str, is_csv: bool, delimiter: str):
+def _batches(path: str, is_csv: bool, delimiter: str, encoding: str | None = None):
     import pyarrow.parquet as pq
 
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         try:
             if is_csv:
-                header, _ = read._read_header(path, delimiter)  # a byte-order mark is not part of the first name
+                header, _ = read._read_header(
+                    path, delimiter, encoding
+                )  # a byte-order mark is not part of the first name
                 if header is None:
                     raise UsageError(f"{path}: the header line is not UTF-8")
                 stream = pa.PythonFile(handle, mode="r")
@@ -185,7 +192,7 @@ def _batches(path: str, is_csv: bool, delimiter: str):
                     stream = pa.CompressedInputStream(stream, "gzip")  # pyarrow cannot read Beam's gzip handle
                 reader = pa_csv.open_csv(
                     stream,
-                    read_options=pa_csv.ReadOptions(block_size=8 << 20),
+                    read_options=pa_csv.ReadOptions(block_size=8 << 20, encoding=encoding or "utf8"),
                     parse_options=pa_csv.ParseOptions(delimiter=delimiter),
                     convert_options=pa_csv.ConvertOptions(
                         column_types={name: pa.binary() for name in header}, strings_can_be_null=False

@@ -8,7 +8,9 @@ decodes in Arrow (``pipelines/decode.py``), validates against the schema
 ``(RecordBatch, row_key_hashes)`` and ``dead_letter`` dicts.
 """
 
+import codecs
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -27,7 +29,17 @@ from pipelines import coders, csv_records, decode, overlap
 from pipelines.coders import KeyedBatch
 from pipelines.errors import UsageError
 
-__all__ = ["CSV", "PARQUET", "TFRECORD", "ReadRawData", "delimiter_of", "expand_patterns", "input_format_of"]
+__all__ = [
+    "CSV",
+    "PARQUET",
+    "TFRECORD",
+    "ReadRawData",
+    "delimiter_of",
+    "expand_patterns",
+    "input_format_of",
+    "open_csv",
+    "reencoded",
+]
 
 METRICS_NAMESPACE = "skewless"
 ROWS_BY_SOURCE_NAMESPACE = "skewless.rows_read_by_source"
@@ -85,6 +97,23 @@ def expand_patterns(patterns: Sequence[str]) -> list[tuple[str, int]]:
     return sorted(files.items())
 
 
+def reencoded(encoding: str | None) -> str | None:
+    """The codec name of a text encoding other than UTF-8 (whose files are read re-encoded), else None."""
+    if not encoding:
+        return None
+    name = codecs.lookup(encoding).name
+    return None if name in ("utf-8", "utf-8-sig") else name
+
+
+@contextlib.contextmanager
+def open_csv(path: str, encoding: str | None = None) -> Iterator:
+    """Opens a CSV file (decompressed) for reading as UTF-8 bytes: as it is, or re-encoded from
+    ``encoding`` (:class:`csv_records.Utf8Reader`, forward only)."""
+    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+        codec = reencoded(encoding)
+        yield csv_records.Utf8Reader(handle, codec) if codec else handle
+
+
 def delimiter_of(path: str, delimiter: str | None = None) -> str:
     """The field delimiter of a CSV file: ``delimiter`` when given, else a tab for ``.tsv[.gz]``
     files and a comma for the others."""
@@ -109,12 +138,13 @@ class _CsvRange:
     delimiter: str = ","
 
 
-def _read_header(path: str, delimiter: str = ",") -> tuple[list[str] | None, int]:
-    """The column names of a CSV file (None if not UTF-8) and the byte length of its header line.
+def _read_header(path: str, delimiter: str = ",", encoding: str | None = None) -> tuple[list[str] | None, int]:
+    """The column names of a CSV file (None if not UTF-8) and the byte length of its header line
+    (in UTF-8 bytes when the file is re-encoded from ``encoding``).
 
     A UTF-8 byte-order mark (as spreadsheet programs write) is not part of the first name.
     """
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+    with open_csv(path, encoding) as handle:
         line = handle.readline()
     try:
         text = line.decode("utf-8-sig")
@@ -141,21 +171,24 @@ def _plan_csv_ranges(
     range_bytes: int,
     quoted_newlines: bool = False,
     delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> list[_CsvRange]:
     """Checks each file's header against the schema and cuts the files into byte ranges.
 
     A compressed file, or any file when quoted values may hold newlines (where a record starts is
-    then known only from the file's start), is one range, read to its end. Each file's delimiter is
-    ``delimiter``, or the one its name implies (:func:`delimiter_of`).
+    then known only from the file's start) or when it is re-encoded from ``encoding``, is one range,
+    read to its end. Each file's delimiter is ``delimiter``, or the one its name implies
+    (:func:`delimiter_of`).
     """
+    whole = quoted_newlines or reencoded(encoding) is not None
     expected = [f.name for f in schema.feature]
     ranges = []
     for path, size in files:
         file_delimiter = delimiter_of(path, delimiter)
-        columns, header_bytes = _read_header(path, file_delimiter)
+        columns, header_bytes = _read_header(path, file_delimiter, encoding)
         error = _header_error(columns, expected)
         columns = tuple(columns or ())
-        if quoted_newlines or CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
+        if whole or CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
             ranges.append(_CsvRange(path, header_bytes, None, columns, error, file_delimiter))
             continue
         for start in range(header_bytes, max(size, header_bytes + 1), range_bytes):
@@ -280,12 +313,15 @@ class _DecodeBlocks(beam.DoFn):
 
 
 class _DecodeCsvRange(_DecodeBlocks):
-    def __init__(self, schema, split_key, counted: bool = True, quoted_newlines: bool = False):
+    def __init__(
+        self, schema, split_key, counted: bool = True, quoted_newlines: bool = False, encoding: str | None = None
+    ):
         super().__init__(schema, split_key, counted)
         self._quoted_newlines = quoted_newlines
+        self._encoding = encoding
 
     def process(self, rng: _CsvRange):
-        with FileSystems.open(rng.path, compression_type=CompressionTypes.AUTO) as handle:
+        with open_csv(rng.path, self._encoding) as handle:
             blocks = _range_blocks(handle, rng.start, rng.end, self._quoted_newlines)
             # the next blocks decode on a background thread while this one goes down the stage
             decoded_blocks = overlap.in_background(functools.partial(self._decode_block, rng), blocks, self._executor)
@@ -360,6 +396,7 @@ class ReadRawData(beam.PTransform):
         delimiter: str | None = None,
         counted: bool = True,
         quoted_newlines: bool = False,
+        encoding: str | None = None,
     ):
         """Plans the reads; raises UsageError at construction for unreadable inputs.
 
@@ -373,6 +410,8 @@ class ReadRawData(beam.PTransform):
                 read of ``--analysis-cache``): no counters, no dead letters.
             quoted_newlines: CSV quoted values may hold newlines (RFC 4180): a record ends at a
                 newline outside quotes, and each file is read whole (``pipelines/csv_records.py``).
+            encoding: The CSV files' text encoding when not UTF-8 (e.g. ``cp1252``): each file is
+                then read whole, re-encoded to UTF-8 (dead-letter offsets count UTF-8 bytes).
         """
         super().__init__()
         formats = {input_format_of(path) for path, _ in files}
@@ -384,9 +423,12 @@ class ReadRawData(beam.PTransform):
         self._split_key = tuple(split_key)
         self._counted = counted
         self._quoted_newlines = quoted_newlines
+        self._encoding = reencoded(encoding)
         self._csv_ranges = []
         if self._format == CSV:
-            self._csv_ranges = _plan_csv_ranges(self._files, schema, range_bytes, quoted_newlines, delimiter)
+            self._csv_ranges = _plan_csv_ranges(
+                self._files, schema, range_bytes, quoted_newlines, delimiter, self._encoding
+            )
         elif self._format == PARQUET:
             for path, _ in self._files:
                 _check_parquet_columns(path, schema)
@@ -405,7 +447,7 @@ class ReadRawData(beam.PTransform):
                 | "SpreadCsvRanges" >> beam.Reshuffle()
                 | "DecodeCsv"
                 >> beam.ParDo(
-                    _DecodeCsvRange(self._schema, self._split_key, self._counted, self._quoted_newlines)
+                    _DecodeCsvRange(self._schema, self._split_key, self._counted, self._quoted_newlines, self._encoding)
                 ).with_outputs(*tags, main=self.BATCHES)
             )
         if self._format == PARQUET:

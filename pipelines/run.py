@@ -80,6 +80,7 @@ class RunConfig:
         quoted_newlines: CSV quoted values may hold newlines; each CSV file is then read whole
             (``pipelines/csv_records.py``).
         csv_delimiter: The CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
+        encoding: The CSV files' text encoding when not UTF-8 (each file is then read whole).
     """
 
     output: str
@@ -99,6 +100,7 @@ class RunConfig:
     output_format: str = "tfrecord"
     quoted_newlines: bool = False
     csv_delimiter: str | None = None
+    encoding: str | None = None
 
 
 def _tensor_adapter_config(
@@ -342,6 +344,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
         range_bytes=config.range_bytes,
         delimiter=config.csv_delimiter,
         quoted_newlines=config.quoted_newlines,
+        encoding=config.encoding,
     )
     options = pipeline_options(list(beam_args))
     timings = {"plan": time.time() - started}
@@ -361,6 +364,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
             "output_format": config.output_format,
             "allow_quoted_newlines": config.quoted_newlines,
             "csv_delimiter": config.csv_delimiter,
+            "encoding": read.reencoded(config.encoding),
             "runner": runner_name(options),
             "pipeline_options": options.get_all_options(drop_default=True),
         },
@@ -454,6 +458,7 @@ def _run_in_staging(
                 config.range_bytes,
                 config.quoted_newlines,
                 config.csv_delimiter,
+                config.encoding,
             )
             timings["analysis"] = record["analysis"]["seconds"]
         pipeline_started = time.time()

@@ -145,14 +145,14 @@ def compare_statistics(training: dict, serving: dict, rejected: dict[str, int], 
 
 
 def _serving_statistics(
-    files, schema, boundaries, beam_args, quoted_newlines: bool, delimiter: str | None
+    files, schema, boundaries, beam_args, quoted_newlines: bool, delimiter: str | None, encoding: str | None
 ) -> tuple[dict, dict, int]:
     """Runs the serving batch through ReadRawData and GenerateStatistics on Beam."""
     with tempfile.TemporaryDirectory(prefix="skewless-skew-") as tmp:
         path = os.path.join(tmp, "serving_statistics.json")
         pipeline = beam.Pipeline(options=pipeline_options(list(beam_args)))
         raw = pipeline | "ReadServingData" >> read.ReadRawData(
-            files, schema, delimiter=delimiter, quoted_newlines=quoted_newlines
+            files, schema, delimiter=delimiter, quoted_newlines=quoted_newlines, encoding=encoding
         )
         (
             raw[read.ReadRawData.BATCHES]
@@ -181,6 +181,7 @@ def check_skew(
     beam_args=(),
     quoted_newlines: bool = False,
     csv_delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> dict:
     """Checks serving inputs against a run's training statistics and schema.
 
@@ -191,6 +192,7 @@ def check_skew(
         beam_args: Pass-through Beam flags.
         quoted_newlines: CSV quoted values may hold newlines (as ``skewless run --allow-quoted-newlines``).
         csv_delimiter: The CSV field delimiter (None: a tab for ``.tsv[.gz]`` files, else a comma).
+        encoding: The CSV files' text encoding when not UTF-8.
 
     Returns:
         The report: ``compare_statistics`` plus ``rows`` and ``rejected_rows`` (per feature).
@@ -206,7 +208,9 @@ def check_skew(
     schema = metadata_io.read_metadata(os.path.join(transform_output, "metadata")).schema
     files = read.expand_patterns(patterns)
     boundaries = statistics.histogram_boundaries(training)
-    serving, rejected, rows = _serving_statistics(files, schema, boundaries, beam_args, quoted_newlines, csv_delimiter)
+    serving, rejected, rows = _serving_statistics(
+        files, schema, boundaries, beam_args, quoted_newlines, csv_delimiter, encoding
+    )
     if rows == 0:
         raise UsageError("the serving input has no rows")
     report = compare_statistics(training["features"], serving["features"], rejected, rows, thresholds)

@@ -11,9 +11,6 @@ import json
 import os
 from collections.abc import Iterable
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
 from pipelines import csv_records, decode, read
 from pipelines.errors import UsageError
 
@@ -22,10 +19,12 @@ __all__ = ["find_rows"]
 _BLOCK_BYTES = 4 << 20
 
 
-def _blocks_of_records(path: str, quoted_newlines: bool) -> Iterable[tuple[bytes, list[bytes], list[int], list[int]]]:
+def _blocks_of_records(
+    path: str, quoted_newlines: bool, encoding: str | None = None
+) -> Iterable[tuple[bytes, list[bytes], list[int], list[int]]]:
     """Blocks of whole records after the header, cut as the run cut them: ``(block, records, byte
     offsets, line numbers)`` (line 1 is the header; a record spanning lines has its first)."""
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+    with read.open_csv(path, encoding) as handle:
         start = len(handle.readline())
         line_number = 2
         for block, offset in csv_records.record_blocks(handle, _BLOCK_BYTES, quoted_newlines):
@@ -60,14 +59,15 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
     inputs = [entry["uri"] for entry in record.get("inputs", [])]
     quoted_newlines = bool(record.get("parameters", {}).get("allow_quoted_newlines"))
     delimiter = record.get("parameters", {}).get("csv_delimiter")
+    encoding = record.get("parameters", {}).get("encoding")
     model = ServingModel(model_dir, signature="transform_features")
     found = []
     for path in inputs:
         if read.input_format_of(path) != "csv":
             continue
         file_delimiter = read.delimiter_of(path, delimiter)
-        columns, _ = read._read_header(path, file_delimiter)
-        for block, records, offsets, numbers in _blocks_of_records(path, quoted_newlines):
+        columns, _ = read._read_header(path, file_delimiter, encoding)
+        for block, records, offsets, numbers in _blocks_of_records(path, quoted_newlines, encoding):
             decoded = decode.decode_csv_block(
                 block,
                 columns,

@@ -72,3 +72,22 @@ def test_a_stray_quote_costs_its_own_line_once_the_record_outgrows_the_limit():
     # without a limit the stray quote opens a value that never closes: the rest is one record
     unlimited = list(csv_records.record_blocks(io.BytesIO(data), 16, True, max_record_bytes=1 << 20))
     assert [csv_records.split_records(block, True) for block, _ in unlimited] == [[lines[0]], [b"\n".join(lines[1:])]]
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1", "utf-16"])
+def test_utf8_reader_re_encodes_in_small_chunks_forward_only(encoding):
+    text = "name,city\nRenée,Zürich\n" + "x,Malmö\n" * 50
+    reader = csv_records.Utf8Reader(io.BytesIO(text.encode(encoding)), encoding, chunk_bytes=3)
+    header = reader.readline()
+    assert header == b"name,city\n" and reader.tell() == len(header)
+    reader.seek(len(header) + 1)  # ahead only
+    assert reader.read(5) == "enée".encode()
+    with pytest.raises(ValueError, match="forward only"):
+        reader.seek(0)
+    blocks = list(csv_records.record_blocks(reader, 7, False))
+    assert b"".join(b for b, _ in blocks).decode() == text[len("name,city\nR") + 4 :]
+
+
+def test_utf8_reader_passes_undefined_bytes_through_unchanged():
+    reader = csv_records.Utf8Reader(io.BytesIO(b"ok,\x80\nbad,\x81\n"), "cp1252")
+    assert reader.read() == "ok,€\nbad,".encode() + b"\x81\n"  # 0x81 is not cp1252: invalid UTF-8 downstream

@@ -63,3 +63,12 @@ def test_a_gzip_csv_with_a_byte_order_mark_gives_the_same_schema_as_the_plain_fi
     path.write_bytes(gzip.compress(b"\xef\xbb\xbf" + SAMPLE_CSV.read_bytes()))  # used to fail: closed file
     assert infer_schema([str(path)]) == plain
     assert "observed: 15002 rows" in plain.feature[0].annotation.comment[0]
+
+
+def test_a_cp1252_file_read_with_its_encoding_gives_the_utf8_files_schema(tmp_path):
+    text = "city;n\n" + "".join(f"{'Zürich' if i % 2 else 'Genève'};{i}\n" for i in range(40))
+    (tmp_path / "utf8.csv").write_text(text, encoding="utf-8")
+    (tmp_path / "cp1252.csv").write_bytes(text.encode("cp1252"))
+    expected = infer_schema([str(tmp_path / "utf8.csv")], delimiter=";")
+    assert list(expected.feature[0].string_domain.value) == ["Genève", "Zürich"]
+    assert infer_schema([str(tmp_path / "cp1252.csv")], delimiter=";", encoding="cp1252") == expected

@@ -388,6 +388,38 @@ def test_allow_quoted_newlines_reads_values_spanning_lines_as_parquet_holds_them
     assert all(f["line"] == text[: f["offset"]].count(b"\n") + 1 for f in found)
 
 
+def test_encoding_reads_cp1252_and_utf16_files_as_their_utf8_copy_reads(tmp_path, capsys):
+    header, lines = sample_lines(200)
+    company = header.split(",").index("company")
+    rows = [line.split(",") for line in lines]
+    for i, row in enumerate(rows[::5]):
+        row[company] = f"Taxi Café Zürich {i % 3}"  # in every encoding below
+    text = "\n".join([header, *(",".join(row) for row in rows)]) + "\n"
+    outputs = {}
+    for name, encoding in (("utf8.csv", None), ("cp1252.csv", "cp1252"), ("utf16.csv", "utf-16")):
+        (tmp_path / name).write_bytes(text.encode(encoding or "utf-8"))
+        out = tmp_path / f"out-{name}"
+        argv = ["run", "--input", str(tmp_path / name), "--output", str(out), "--eval-fraction", "0", "--no-report"]
+        assert cli.main(argv + (["--encoding", encoding] if encoding else [])) == 0, name
+        outputs[name] = out
+    expected = as_multiset(transformed_rows(outputs["utf8.csv"], "train"))
+    assert len(expected) == 200
+    for name in ("cp1252.csv", "utf16.csv"):
+        assert as_multiset(transformed_rows(outputs[name], "train")) == expected, name
+    record = json.loads((outputs["cp1252.csv"] / "run.json").read_text())
+    assert record["parameters"]["encoding"] == "cp1252" and record["counts"]["rows_dead_lettered"] == 0
+
+    from pipelines import trace  # `lineage row` re-encodes the recorded inputs as the run did
+
+    wanted = {row["row_id"][0] for row in transformed_rows(outputs["utf16.csv"], "train")}
+    found = trace.find_rows(str(outputs["utf16.csv"]), wanted)
+    assert sorted(f["raw"] for f in found) == sorted(",".join(row) for row in rows)
+    capsys.readouterr()
+    argv = ["run", "--input", str(tmp_path / "cp1252.csv"), "--output", str(tmp_path / "bad"), "--no-report"]
+    assert cli.main(argv) == 1  # read as UTF-8, each row with an accent is dead-lettered
+    assert "most common: 'invalid UTF-8' x40" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
