@@ -303,6 +303,7 @@ def _build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--uncertain-label", metavar="NAME", help="label meaning 'cannot tell': counted, not voted")
     labels.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
     labels.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
+    labels.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
     labels.add_argument("--quiet", action="store_true", help="print nothing but errors")
     labels.add_argument("--json", action="store_true", help="print agreement.json on stdout")
     labels.add_argument(
@@ -350,6 +351,7 @@ def _build_parser() -> argparse.ArgumentParser:
     dedup.add_argument("--policy", choices=["flag", "keep-canonical"], help="override the config's policy")
     dedup.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
     dedup.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
+    dedup.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
     dedup.add_argument("--quiet", action="store_true", help="print nothing but errors")
     dedup.add_argument("--json", action="store_true", help="print dedup.json on stdout")
 
@@ -512,6 +514,7 @@ def _labels(args: argparse.Namespace, beam_args: list[str]) -> int:
             previous_rounds=args.previous_rounds,
             lineage_db=args.lineage_db,
             csv_delimiter=args.csv_delimiter,
+            encoding=args.encoding,
         ),
         beam_args,
         progress,
@@ -565,6 +568,7 @@ def _unstructured_labels(args: argparse.Namespace, beam_args: list[str], progres
             previous_rounds=args.previous_rounds,
             lineage_db=args.lineage_db,
             csv_delimiter=args.csv_delimiter,
+            encoding=args.encoding,
         ),
         beam_args,
         progress,
@@ -616,6 +620,8 @@ def _dedup(args: argparse.Namespace, beam_args: list[str]) -> int:
         config = dataclasses.replace(config, policy=args.policy)
     if args.csv_delimiter:
         config = dataclasses.replace(config, csv_delimiter=args.csv_delimiter)
+    if args.encoding:
+        config = dataclasses.replace(config, encoding=args.encoding)
     summary = run_dedup(args.input, config, args.output, args.model, beam_args, args.lineage_db, progress)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))

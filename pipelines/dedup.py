@@ -73,6 +73,7 @@ class DedupConfig:
             different e-mails may be two people, and a person should decide.
             ``score``: the model's probability alone decides.
         csv_delimiter: The CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
+        encoding: The CSV files' text encoding when not UTF-8 (``cp1252``, ``utf-16``, ...).
     """
 
     id: str
@@ -88,6 +89,7 @@ class DedupConfig:
     prior_guess: float = 1e-4
     identifier_conflict: str = "review"
     csv_delimiter: str | None = None
+    encoding: str | None = None
 
     def validate(self) -> None:
         """Raises UsageError on an inconsistent config."""
@@ -124,7 +126,14 @@ def config_from_dict(raw: dict) -> DedupConfig:
     blocking = tuple(tuple([rule] if isinstance(rule, str) else rule) for rule in raw["blocking"])
     extra = {
         k: raw[k]
-        for k in ("training_sample", "u_max_pairs", "max_block_size", "max_invalid_fraction", "csv_delimiter")
+        for k in (
+            "training_sample",
+            "u_max_pairs",
+            "max_block_size",
+            "max_invalid_fraction",
+            "csv_delimiter",
+            "encoding",
+        )
         if k in raw
     }
     config = DedupConfig(
@@ -178,10 +187,15 @@ class ReadRecords(beam.PTransform):
     """Reads headed CSV files into record dicts (``main``) and dead letters (``dead_letter``)."""
 
     def __init__(
-        self, files: Sequence[tuple[str, int]], columns: list[str], id_column: str, delimiter: str | None = None
+        self,
+        files: Sequence[tuple[str, int]],
+        columns: list[str],
+        id_column: str,
+        delimiter: str | None = None,
+        encoding: str | None = None,
     ):
         super().__init__()
-        self._files = read.plan_text_files(files, delimiter)
+        self._files = read.plan_text_files(files, delimiter, encoding)
         self._columns, self._id = columns, id_column
 
     def expand(self, pbegin):
@@ -504,7 +518,7 @@ def _review_rows(pairs, records, columns: list[str]):
 
 
 def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: dict | None):
-    read_out = pipeline | "ReadRecords" >> ReadRecords(files, columns, config.id, config.csv_delimiter)
+    read_out = pipeline | "ReadRecords" >> ReadRecords(files, columns, config.id, config.csv_delimiter, config.encoding)
     records = read_out["records"]
     read_out["dead_letter"] | "WriteDeadLetters" >> WriteDeadLetters(
         os.path.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
@@ -656,7 +670,7 @@ def run_dedup(
     started = time.time()
     config.validate()
     files = read.expand_patterns(list(inputs))
-    columns = read.shared_csv_columns(files, [config.id, *config.fields], config.csv_delimiter)
+    columns = read.shared_csv_columns(files, [config.id, *config.fields], config.csv_delimiter, config.encoding)
     for reserved in ("cluster_id", "is_canonical"):
         if reserved in columns:
             raise UsageError(f"{files[0][0]}: column {reserved!r} is added by dedup; rename it")

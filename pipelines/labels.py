@@ -58,6 +58,7 @@ class LabelsConfig:
         previous_rounds: A ``rounds.json`` or labels output with earlier rounds (default: ``output``'s).
         lineage_db: The lineage store (default: ``lineage.default_db_path()``).
         csv_delimiter: The CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
+        encoding: The CSV files' text encoding when not UTF-8 (``cp1252``, ``utf-16``, ...).
     """
 
     annotations: Sequence[str]
@@ -75,6 +76,7 @@ class LabelsConfig:
     previous_rounds: str | None = None
     lineage_db: str | None = None
     csv_delimiter: str | None = None
+    encoding: str | None = None
 
 
 class _ParseAnnotationRange(beam.DoFn):
@@ -131,10 +133,16 @@ class ReadAnnotations(beam.PTransform):
     label, gold), ``dead_letter`` output for rows that cannot be used."""
 
     def __init__(
-        self, files, columns: list[str], indices: dict[str, int], merge: dict[str, str], delimiter: str | None = None
+        self,
+        files,
+        columns: list[str],
+        indices: dict[str, int],
+        merge: dict[str, str],
+        delimiter: str | None = None,
+        encoding: str | None = None,
     ):
         super().__init__()
-        self._files = read.plan_text_files(files, delimiter)
+        self._files = read.plan_text_files(files, delimiter, encoding)
         self._columns, self._indices, self._merge = columns, indices, merge
 
     def expand(self, pbegin):
@@ -369,7 +377,7 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=_si
     wanted = {"item": config.item_col, "annotator": config.annotator_col, "label": config.label_col}
     if config.gold_col:
         wanted["gold"] = config.gold_col
-    columns = read.shared_csv_columns(files, list(wanted.values()), config.csv_delimiter)
+    columns = read.shared_csv_columns(files, list(wanted.values()), config.csv_delimiter, config.encoding)
     indices = {key: columns.index(name) for key, name in wanted.items()}
     options = pipeline_options(list(beam_args))
     parameters = {k: v for k, v in dataclasses.asdict(config).items() if k != "lineage_db"}
@@ -398,7 +406,9 @@ def _labels_in_staging(config, files, columns, indices, merge, options, started,
     with outputs.staged_directory(config.output) as staging:
         progress(f"reading, validating and normalising annotations on {runner_name(options)}")
         pipeline = beam.Pipeline(options=options)
-        parsed = pipeline | "ReadAnnotations" >> ReadAnnotations(files, columns, indices, merge, config.csv_delimiter)
+        parsed = pipeline | "ReadAnnotations" >> ReadAnnotations(
+            files, columns, indices, merge, config.csv_delimiter, config.encoding
+        )
         parsed.dead_letter | "WriteDeadLetters" >> WriteDeadLetters(
             os.path.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
         )

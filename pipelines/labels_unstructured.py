@@ -53,6 +53,7 @@ class UnstructuredLabelsConfig:
         previous_rounds: A ``rounds.json`` (or labels output) with earlier rounds; default: the output's.
         lineage_db: The lineage store.
         csv_delimiter: The CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
+        encoding: The CSV files' text encoding when not UTF-8 (``cp1252``, ``utf-16``, ...).
     """
 
     kind: str
@@ -70,6 +71,7 @@ class UnstructuredLabelsConfig:
     previous_rounds: str | None = None
     lineage_db: str | None = None
     csv_delimiter: str | None = None
+    encoding: str | None = None
 
 
 class _ParseAnnotation(beam.DoFn):
@@ -326,7 +328,7 @@ def run_unstructured_labels(config: UnstructuredLabelsConfig, beam_args: Sequenc
     files = read.expand_patterns(list(config.annotations))
     needed = [config.item_col, config.annotator_col]
     needed += list(config.box_cols) if config.kind == "boxes" else [config.label_col]
-    columns = read.shared_csv_columns(files, needed, config.csv_delimiter)
+    columns = read.shared_csv_columns(files, needed, config.csv_delimiter, config.encoding)
     has_label = config.label_col in columns
     previous = label_rounds.load_rounds(config.previous_rounds or config.output)
     options = pipeline_options(list(beam_args))
@@ -355,7 +357,7 @@ def _in_staging(config, files, columns, has_label, normaliser, previous, options
         pipeline = beam.Pipeline(options=options)
         records = (
             pipeline
-            | "Files" >> beam.Create(read.plan_text_files(files, config.csv_delimiter))
+            | "Files" >> beam.Create(read.plan_text_files(files, config.csv_delimiter, config.encoding))
             | "Reshuffle" >> beam.Reshuffle()
             | "ReadCsvRecords"
             >> beam.ParDo(read.ParseCsvRecords(columns, required, NAMESPACE, "annotations")).with_outputs(

@@ -479,22 +479,27 @@ class TextFile:
     path: str
     start: int
     delimiter: str = ","
+    encoding: str | None = None
 
 
-def plan_text_files(files: Sequence[tuple[str, int]], delimiter: str | None = None) -> list[TextFile]:
+def plan_text_files(
+    files: Sequence[tuple[str, int]], delimiter: str | None = None, encoding: str | None = None
+) -> list[TextFile]:
     """The headed CSV files to read, each whole: their quoted values may hold newlines, so where a
     record starts is known only from the start of the file (``pipelines/csv_records.py``). Each
-    file's delimiter is ``delimiter``, or the one its name implies (:func:`delimiter_of`)."""
+    file's delimiter is ``delimiter``, or the one its name implies (:func:`delimiter_of`); files in
+    another ``encoding`` than UTF-8 are read re-encoded (:func:`open_csv`)."""
     planned = []
     for path, _ in files:
-        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
-            planned.append(TextFile(path, len(handle.readline()), delimiter_of(path, delimiter)))
+        with open_csv(path, encoding) as handle:
+            header_bytes = len(handle.readline())
+        planned.append(TextFile(path, header_bytes, delimiter_of(path, delimiter), reencoded(encoding)))
     return planned
 
 
 def text_record_blocks(text_file: TextFile, block_bytes: int = _BLOCK_BYTES) -> Iterator[bytes]:
     """The records of a headed CSV file in blocks of whole records, streamed (bounded memory)."""
-    with FileSystems.open(text_file.path, compression_type=CompressionTypes.AUTO) as handle:
+    with open_csv(text_file.path, text_file.encoding) as handle:
         handle.seek(text_file.start)
         for block, _ in csv_records.record_blocks(handle, block_bytes, quoted_newlines=True):
             yield block
@@ -508,27 +513,30 @@ def as_text(column: pa.Array) -> pa.Array:
         return pa.array([v.decode("utf-8", "backslashreplace") for v in column.to_pylist()], pa.string())
 
 
-def csv_header(path: str, delimiter: str | None = None) -> list[str]:
+def csv_header(path: str, delimiter: str | None = None, encoding: str | None = None) -> list[str]:
     """The column names on the first line of a CSV file (a byte-order mark is not part of the first)."""
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+    with open_csv(path, encoding) as handle:
         line = handle.readline().decode("utf-8-sig", errors="replace")
     return next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter_of(path, delimiter)), [])
 
 
 def shared_csv_columns(
-    files: Sequence[tuple[str, int]], required: Sequence[str], delimiter: str | None = None
+    files: Sequence[tuple[str, int]],
+    required: Sequence[str],
+    delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> list[str]:
     """The header the CSV ``files`` share, checked to name every ``required`` column.
 
     Raises:
         UsageError: A required column is missing, or a file's header differs from the first's.
     """
-    columns = csv_header(files[0][0], delimiter)
+    columns = csv_header(files[0][0], delimiter, encoding)
     missing = [name for name in required if name not in columns]
     if missing:
         raise UsageError(f"{files[0][0]}: no column {missing[0]!r} (columns: {', '.join(columns)})")
     for path, _ in files[1:]:
-        if csv_header(path, delimiter) != columns:
+        if csv_header(path, delimiter, encoding) != columns:
             raise UsageError(f"{path}: header differs from {files[0][0]}'s")
     return columns
 

@@ -434,7 +434,11 @@ def _run_in_staging(
             deduplicating = time.time()
             summary = dedup.run_dedup(
                 [path for path, _ in files],
-                dataclasses.replace(dedup_config, csv_delimiter=config.csv_delimiter or dedup_config.csv_delimiter),
+                dataclasses.replace(
+                    dedup_config,
+                    csv_delimiter=config.csv_delimiter or dedup_config.csv_delimiter,
+                    encoding=config.encoding or dedup_config.encoding,
+                ),
                 os.path.join(staging, "dedup"),
                 beam_args=beam_args,
                 record_lineage=False,

@@ -272,16 +272,19 @@ def test_inputs_too_small_to_pair_finish_with_an_untrained_model(tmp_path, rows)
     assert json.load(open(out / "model.json"))["training_notes"][0].startswith("not trained")
 
 
-def test_a_semicolon_separated_copy_gives_the_same_clusters(people, tmp_path):
+def test_a_semicolon_separated_utf16_copy_gives_the_same_clusters(people, tmp_path):
     import csv
 
     semicolons = tmp_path / "people.csv"
-    with open(people["input"], encoding="utf-8", newline="") as source, open(semicolons, "w", newline="") as target:
+    with (
+        open(people["input"], encoding="utf-8", newline="") as source,
+        open(semicolons, "w", encoding="utf-16", newline="") as target,
+    ):
         csv.writer(target, delimiter=";", lineterminator="\n").writerows(csv.reader(source))
     out = str(tmp_path / "out")
     model = os.path.join(people["kept"], "model.json")
     argv = ["dedup", "--input", str(semicolons), "--config", PEOPLE_CONFIG, "--output", out, "--model", model]
-    assert cli.main([*argv, "--csv-delimiter", ";", "--quiet"]) == 0
+    assert cli.main([*argv, "--csv-delimiter", ";", "--encoding", "utf-16", "--quiet"]) == 0
     summary, flagged = (json.load(open(os.path.join(d, "dedup.json"))) for d in (out, people["flagged"]))
     assert summary["records"] == flagged["records"] and summary["records"]["read"] == 3005
     for name in ("clusters.csv", "pairs.csv"):

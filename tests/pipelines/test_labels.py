@@ -160,15 +160,14 @@ def test_gold_labels_are_merged_like_the_annotators_labels(tmp_path):
     assert (quality["ann"]["accuracy_vs_gold"], quality["bob"]["accuracy_vs_gold"]) == (pytest.approx(2 / 3), 1.0)
 
 
-def test_a_tab_separated_copy_gives_the_same_consensus(rte, tmp_path):
+def test_a_tab_separated_utf16_copy_gives_the_same_consensus(rte, tmp_path):
     import csv
 
-    tsv = tmp_path / "rte.tsv"  # read tab-separated by its name
-    with open(RTE, encoding="utf-8", newline="") as source, open(tsv, "w", newline="") as target:
+    tsv = tmp_path / "rte.tsv"  # tab-separated by its name, UTF-16 as a spreadsheet's "Unicode text" export
+    with open(RTE, encoding="utf-8", newline="") as source, open(tsv, "w", encoding="utf-16", newline="") as target:
         csv.writer(target, delimiter="\t", lineterminator="\n").writerows(csv.reader(source))
     out = tmp_path / "out"
-    assert (
-        cli.main(["labels", "--annotations", str(tsv), "--output", str(out), *RTE_COLUMNS, "--gold-col", "gold"]) == 0
-    )
+    argv = ["labels", "--annotations", str(tsv), "--output", str(out), *RTE_COLUMNS, "--gold-col", "gold"]
+    assert cli.main([*argv, "--encoding", "utf-16"]) == 0
     for name in ("consensus.csv", "review.csv"):
         assert (out / name).read_text() == (rte / name).read_text(), name
