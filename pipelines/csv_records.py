@@ -13,6 +13,9 @@ A stray quote mark (``5" screen``, unquoted) makes every newline after it look q
 record it opens has grown past ``max_record_bytes`` with no end, the line holding it is cut off as
 a record of its own (which the decoders dead-letter as unbalanced) and the cutting starts afresh
 after it, so a stray quote costs its own line and at most ``max_record_bytes`` of buffering.
+
+Files in another text encoding than UTF-8 are cut the same way after :class:`Utf8Reader` has
+re-encoded them, so that the rest of the pipeline only ever sees UTF-8.
 """
 
 import codecs

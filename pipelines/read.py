@@ -124,7 +124,7 @@ def delimiter_of(path: str, delimiter: str | None = None) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class _CsvRange:
-    """Lines of one CSV file starting in bytes ``[start, end)``; ``end`` None means to the end.
+    """Records of one CSV file starting in bytes ``[start, end)``; ``end`` None means to the end.
 
     A file whose header does not match the schema has ``header_error`` set: its lines are
     dead-lettered with that reason rather than guessed at.
