@@ -91,6 +91,7 @@ def _encoding(text: str) -> str:
 
 
 _ENCODING_HELP = "text encoding of the CSV files when not UTF-8, e.g. cp1252 or utf-16 (each file is then read whole)"
+_DECIMAL_COMMA_HELP = "CSV floats are written with a decimal comma (12,45), as in ';'-separated exports"
 _DELIMITER_HELP = "CSV field delimiter, e.g. ';' or tab (default: a tab for .tsv[.gz] files, else a comma)"
 
 
@@ -147,6 +148,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
     run.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
+    run.add_argument("--decimal-comma", action="store_true", help=_DECIMAL_COMMA_HELP)
     run.add_argument(
         "--allow-quoted-newlines",
         action="store_true",
@@ -246,6 +248,7 @@ def _build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--output", required=True, metavar="FILE", help="where to write schema.pbtxt")
     infer.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
     infer.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
+    infer.add_argument("--decimal-comma", action="store_true", help=_DECIMAL_COMMA_HELP)
     infer.add_argument(
         "--max-domain-size", type=int, default=20, help="most distinct values for a string domain (default: 20)"
     )
@@ -274,6 +277,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     skew.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
     skew.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
+    skew.add_argument("--decimal-comma", action="store_true", help=_DECIMAL_COMMA_HELP)
 
     labels = commands.add_parser(
         "labels",
@@ -644,7 +648,11 @@ def _infer_schema(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.infer_schema import infer_schema
 
     schema = infer_schema(
-        args.input, max_domain_size=args.max_domain_size, delimiter=args.csv_delimiter, encoding=args.encoding
+        args.input,
+        max_domain_size=args.max_domain_size,
+        delimiter=args.csv_delimiter,
+        encoding=args.encoding,
+        decimal_comma=args.decimal_comma,
     )
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as handle:
@@ -673,6 +681,7 @@ def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
         args.allow_quoted_newlines,
         args.csv_delimiter,
         args.encoding,
+        args.decimal_comma,
     )
     text = json.dumps(report, indent=2)
     print(text)
@@ -889,6 +898,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             quoted_newlines=args.allow_quoted_newlines,
             csv_delimiter=args.csv_delimiter,
             encoding=args.encoding,
+            decimal_comma=args.decimal_comma,
         ),
         beam_args,
         progress,

@@ -123,8 +123,13 @@ def row_key_hashes(keys: Sequence[bytes]) -> np.ndarray:
     return np.fromiter(map(isal_zlib.crc32, keys), dtype=np.uint32, count=len(keys))
 
 
-def _parse_column(values: pa.Array, feature: schema_pb2.Feature) -> tuple[pa.Array, np.ndarray, Callable[[int], str]]:
+def _parse_column(
+    values: pa.Array, feature: schema_pb2.Feature, decimal_comma: bool = False
+) -> tuple[pa.Array, np.ndarray, Callable[[int], str]]:
     """Parses a column of CSV cells (binary) into typed values.
+
+    With ``decimal_comma``, a float's decimal mark is a comma (``12,45``) and a cell with a point
+    is invalid, as Arrow's reader with ``decimal_point=","`` has it.
 
     Returns:
         The typed values (null where missing or invalid), a boolean mask of invalid cells, and a
@@ -150,6 +155,9 @@ def _parse_column(values: pa.Array, feature: schema_pb2.Feature) -> tuple[pa.Arr
     trimmed = pc.utf8_trim_whitespace(text)
     missing = np.asarray(pc.equal(pc.utf8_length(trimmed), 0).fill_null(True))
     pattern, type_name = (_INT_PATTERN, "int") if feature.type == schema_pb2.INT else (_FLOAT_PATTERN, "float")
+    if decimal_comma and feature.type == schema_pb2.FLOAT:
+        point = pc.match_substring(trimmed, ".").fill_null(False)
+        trimmed = pc.if_else(point, "a point", pc.replace_substring(trimmed, ",", "."))  # "a point": malformed
     well_formed = np.asarray(pc.match_substring_regex(trimmed, pattern).fill_null(False))
     invalid |= ~missing & ~well_formed
     well_formed_text = pc.if_else(pa.array(well_formed), trimmed, None)
@@ -220,6 +228,7 @@ def _decode_text_table(
     raw_of: Callable[[int], tuple[int | None, str]],
     source: str,
     row_reasons: dict[int, tuple[str | None, str]] | None = None,
+    decimal_comma: bool = False,
 ) -> DecodedBlock:
     """Parses a table of text cells (one binary column per feature) and validates it.
 
@@ -232,7 +241,7 @@ def _decode_text_table(
         if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
             columns[feature.name] = _to_list_array(pc.cast(column, ARROW_VALUE_TYPES[feature.type], safe=False))
             continue
-        values, invalid, reason_of = _parse_column(column, feature)
+        values, invalid, reason_of = _parse_column(column, feature, decimal_comma)
         columns[feature.name] = _to_list_array(values)
         parse_invalid[feature.name] = (invalid, reason_of)
     return _finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source, row_reasons)
@@ -284,6 +293,7 @@ def _typed_columns(
     ragged: dict[int, str],
     line_count: int,
     quoted_newlines: bool = False,
+    decimal_comma: bool = False,
 ) -> pa.Table | None:
     """The fast path: Arrow's CSV converters parse numeric columns while reading.
 
@@ -298,7 +308,16 @@ def _typed_columns(
         return None
     types = {f.name: _ARROW_CSV_TYPES[f.type] for f in schema.feature}
     column_types = {c: types.get(c, pa.binary()) for c in column_names}
-    table = _read_csv(data, column_names, delimiter, on_invalid_row, column_types, quoted_newlines, null_values=[""])
+    table = _read_csv(
+        data,
+        column_names,
+        delimiter,
+        on_invalid_row,
+        column_types,
+        quoted_newlines,
+        null_values=[""],
+        decimal_point="," if decimal_comma else ".",
+    )
     if table is None or table.num_rows + len(ragged) != line_count:  # refused, or a quoted cell spans lines
         return None
     for feature in schema.feature:
@@ -383,6 +402,7 @@ def decode_csv_block(
     split_key: Sequence[str] = (),
     delimiter: str = ",",
     quoted_newlines: bool = False,
+    decimal_comma: bool = False,
 ) -> DecodedBlock:
     """Decodes whole CSV records (no header) into a list-typed batch and dead letters.
 
@@ -404,6 +424,8 @@ def decode_csv_block(
         split_key: Columns whose values key the split; empty keys it on the whole record.
         delimiter: The field delimiter.
         quoted_newlines: Whether a newline inside quotes belongs to its value.
+        decimal_comma: Whether floats are written with a decimal comma (``12,45``), as in the CSV
+            exports of many European locales (with ``;`` as the delimiter).
 
     Returns:
         The DecodedBlock.
@@ -417,7 +439,9 @@ def decode_csv_block(
         ragged[row.number - 1] = f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"
         return "skip"
 
-    table = _typed_columns(data, column_names, schema, delimiter, on_invalid_row, ragged, len(lines), quoted_newlines)
+    table = _typed_columns(
+        data, column_names, schema, delimiter, on_invalid_row, ragged, len(lines), quoted_newlines, decimal_comma
+    )
     if table is None:  # the careful path: every cell as text, validated
         ragged.clear()
         text_types = {c: pa.binary() for c in column_names}
@@ -448,7 +472,7 @@ def decode_csv_block(
         i = parsed_lines[row]
         return offset_of(i), _text(lines[i])
 
-    block = _decode_text_table(table, schema, keys, raw_of, source, row_reasons)
+    block = _decode_text_table(table, schema, keys, raw_of, source, row_reasons, decimal_comma)
     block.dead_letters = dead + block.dead_letters
     block.rows_read = len(lines)
     return block

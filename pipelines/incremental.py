@@ -61,6 +61,7 @@ def analyze_with_cache(
     quoted_newlines: bool = False,
     csv_delimiter: str | None = None,
     encoding: str | None = None,
+    decimal_comma: bool = False,
 ) -> dict:
     """Analyzes the train rows of the spans that are not cached, reusing the cache for the others;
     writes ``<staging>/transform_fn`` and updates the cache.
@@ -77,6 +78,7 @@ def analyze_with_cache(
         "eval_fraction": eval_fraction,
         "quoted_newlines": quoted_newlines,
         "encoding": read.reencoded(encoding),
+        "decimal_comma": decimal_comma,
     }
     keys = span_keys(files, reading, csv_delimiter)
     specs = tensor_adapter.TensorAdapter(adapter_config).OriginalTypeSpecs()
@@ -106,6 +108,7 @@ def analyze_with_cache(
                 counted=False,
                 quoted_newlines=quoted_newlines,
                 encoding=encoding,
+                decimal_comma=decimal_comma,
             )
             batches = (pipeline | f"ReadSpan{index}" >> reader)[read.ReadRawData.BATCHES]
             data[key] = (batches | f"SplitSpan{index}" >> SplitTrainEval(eval_fraction))[SplitTrainEval.TRAIN]

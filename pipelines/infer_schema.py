@@ -31,6 +31,19 @@ _INT = re.compile(r"^\s*[+-]?[0-9]+\s*$")
 _DISTINCT_CAP = 1000
 
 
+def _as_numbers(cells: pa.Array, decimal_comma: bool) -> pa.Array | None:
+    """Text cells as float64, or None when one is not a number (with ``decimal_comma``, ``12,45`` is
+    one and ``12.45`` is not, as ``skewless run --decimal-comma`` reads them)."""
+    if decimal_comma:
+        if pc.any(pc.match_substring(cells, ".")).as_py():
+            return None
+        cells = pc.replace_substring(cells, ",", ".")
+    try:
+        return pc.cast(cells, pa.float64())
+    except pa.ArrowInvalid:
+        return None
+
+
 @dataclasses.dataclass
 class _Column:
     rows: int = 0
@@ -42,7 +55,7 @@ class _Column:
     distinct: set = dataclasses.field(default_factory=set)
     distinct_overflow: bool = False
 
-    def add_text(self, values: pa.Array) -> None:
+    def add_text(self, values: pa.Array, decimal_comma: bool = False) -> None:
         text = pc.utf8_trim_whitespace(values.cast(pa.string()))
         present = pc.greater(pc.utf8_length(text), 0).fill_null(False)
         self.rows += len(values)
@@ -53,9 +66,8 @@ class _Column:
         if self.all_int:
             self.all_int = pc.all(pc.match_substring_regex(cells, _INT.pattern)).as_py()
         if self.all_number:
-            try:
-                numbers = pc.cast(cells, pa.float64())
-            except pa.ArrowInvalid:
+            numbers = _as_numbers(cells, decimal_comma)
+            if numbers is None:
                 self.all_number = False
             else:
                 self._add_range(numbers)
@@ -136,6 +148,7 @@ def infer_schema(
     min_domain_support: int = 10,
     delimiter: str | None = None,
     encoding: str | None = None,
+    decimal_comma: bool = False,
 ) -> schema_pb2.Schema:
     """Infers a raw schema from CSV or Parquet files.
 
@@ -145,6 +158,7 @@ def infer_schema(
         min_domain_support: Least average number of rows per distinct value for a string domain.
         delimiter: The CSV field delimiter (None: a tab for ``.tsv[.gz]`` files, else a comma).
         encoding: The CSV files' text encoding when not UTF-8.
+        decimal_comma: CSV floats are written with a decimal comma (``12,45``).
 
     Returns:
         The schema, features in file column order.
@@ -167,7 +181,7 @@ def infer_schema(
                 raise UsageError(f"{path}: columns {batch.schema.names} differ from the first file's {order}")
             for name, values in zip(batch.schema.names, batch.columns, strict=True):
                 if formats == {read.CSV}:
-                    columns[name].add_text(values)
+                    columns[name].add_text(values, decimal_comma)
                 else:
                     columns[name].add_typed(values)
     schema = schema_pb2.Schema()

@@ -314,11 +314,18 @@ class _DecodeBlocks(beam.DoFn):
 
 class _DecodeCsvRange(_DecodeBlocks):
     def __init__(
-        self, schema, split_key, counted: bool = True, quoted_newlines: bool = False, encoding: str | None = None
+        self,
+        schema,
+        split_key,
+        counted: bool = True,
+        quoted_newlines: bool = False,
+        encoding: str | None = None,
+        decimal_comma: bool = False,
     ):
         super().__init__(schema, split_key, counted)
         self._quoted_newlines = quoted_newlines
         self._encoding = encoding
+        self._decimal_comma = decimal_comma
 
     def process(self, rng: _CsvRange):
         with open_csv(rng.path, self._encoding) as handle:
@@ -342,6 +349,7 @@ class _DecodeCsvRange(_DecodeBlocks):
             self._split_key,
             rng.delimiter,
             self._quoted_newlines,
+            self._decimal_comma,
         )
         return decoded, time.perf_counter() - started
 
@@ -397,6 +405,7 @@ class ReadRawData(beam.PTransform):
         counted: bool = True,
         quoted_newlines: bool = False,
         encoding: str | None = None,
+        decimal_comma: bool = False,
     ):
         """Plans the reads; raises UsageError at construction for unreadable inputs.
 
@@ -412,6 +421,7 @@ class ReadRawData(beam.PTransform):
                 newline outside quotes, and each file is read whole (``pipelines/csv_records.py``).
             encoding: The CSV files' text encoding when not UTF-8 (e.g. ``cp1252``): each file is
                 then read whole, re-encoded to UTF-8 (dead-letter offsets count UTF-8 bytes).
+            decimal_comma: CSV floats are written with a decimal comma (``12,45``).
         """
         super().__init__()
         formats = {input_format_of(path) for path, _ in files}
@@ -424,6 +434,7 @@ class ReadRawData(beam.PTransform):
         self._counted = counted
         self._quoted_newlines = quoted_newlines
         self._encoding = reencoded(encoding)
+        self._decimal_comma = decimal_comma
         self._csv_ranges = []
         if self._format == CSV:
             self._csv_ranges = _plan_csv_ranges(
@@ -447,7 +458,14 @@ class ReadRawData(beam.PTransform):
                 | "SpreadCsvRanges" >> beam.Reshuffle()
                 | "DecodeCsv"
                 >> beam.ParDo(
-                    _DecodeCsvRange(self._schema, self._split_key, self._counted, self._quoted_newlines, self._encoding)
+                    _DecodeCsvRange(
+                        self._schema,
+                        self._split_key,
+                        self._counted,
+                        self._quoted_newlines,
+                        self._encoding,
+                        self._decimal_comma,
+                    )
                 ).with_outputs(*tags, main=self.BATCHES)
             )
         if self._format == PARQUET:

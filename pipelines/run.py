@@ -81,6 +81,7 @@ class RunConfig:
             (``pipelines/csv_records.py``).
         csv_delimiter: The CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
         encoding: The CSV files' text encoding when not UTF-8 (each file is then read whole).
+        decimal_comma: CSV floats are written with a decimal comma (``12,45``).
     """
 
     output: str
@@ -101,6 +102,7 @@ class RunConfig:
     quoted_newlines: bool = False
     csv_delimiter: str | None = None
     encoding: str | None = None
+    decimal_comma: bool = False
 
 
 def _tensor_adapter_config(
@@ -345,6 +347,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
         delimiter=config.csv_delimiter,
         quoted_newlines=config.quoted_newlines,
         encoding=config.encoding,
+        decimal_comma=config.decimal_comma,
     )
     options = pipeline_options(list(beam_args))
     timings = {"plan": time.time() - started}
@@ -365,6 +368,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
             "allow_quoted_newlines": config.quoted_newlines,
             "csv_delimiter": config.csv_delimiter,
             "encoding": read.reencoded(config.encoding),
+            "decimal_comma": config.decimal_comma,
             "runner": runner_name(options),
             "pipeline_options": options.get_all_options(drop_default=True),
         },
@@ -463,6 +467,7 @@ def _run_in_staging(
                 config.quoted_newlines,
                 config.csv_delimiter,
                 config.encoding,
+                config.decimal_comma,
             )
             timings["analysis"] = record["analysis"]["seconds"]
         pipeline_started = time.time()

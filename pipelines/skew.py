@@ -145,14 +145,26 @@ def compare_statistics(training: dict, serving: dict, rejected: dict[str, int], 
 
 
 def _serving_statistics(
-    files, schema, boundaries, beam_args, quoted_newlines: bool, delimiter: str | None, encoding: str | None
+    files,
+    schema,
+    boundaries,
+    beam_args,
+    quoted_newlines: bool,
+    delimiter: str | None,
+    encoding: str | None,
+    decimal_comma: bool = False,
 ) -> tuple[dict, dict, int]:
     """Runs the serving batch through ReadRawData and GenerateStatistics on Beam."""
     with tempfile.TemporaryDirectory(prefix="skewless-skew-") as tmp:
         path = os.path.join(tmp, "serving_statistics.json")
         pipeline = beam.Pipeline(options=pipeline_options(list(beam_args)))
         raw = pipeline | "ReadServingData" >> read.ReadRawData(
-            files, schema, delimiter=delimiter, quoted_newlines=quoted_newlines, encoding=encoding
+            files,
+            schema,
+            delimiter=delimiter,
+            quoted_newlines=quoted_newlines,
+            encoding=encoding,
+            decimal_comma=decimal_comma,
         )
         (
             raw[read.ReadRawData.BATCHES]
@@ -182,6 +194,7 @@ def check_skew(
     quoted_newlines: bool = False,
     csv_delimiter: str | None = None,
     encoding: str | None = None,
+    decimal_comma: bool = False,
 ) -> dict:
     """Checks serving inputs against a run's training statistics and schema.
 
@@ -193,6 +206,7 @@ def check_skew(
         quoted_newlines: CSV quoted values may hold newlines (as ``skewless run --allow-quoted-newlines``).
         csv_delimiter: The CSV field delimiter (None: a tab for ``.tsv[.gz]`` files, else a comma).
         encoding: The CSV files' text encoding when not UTF-8.
+        decimal_comma: CSV floats are written with a decimal comma (``12,45``).
 
     Returns:
         The report: ``compare_statistics`` plus ``rows`` and ``rejected_rows`` (per feature).
@@ -209,7 +223,7 @@ def check_skew(
     files = read.expand_patterns(patterns)
     boundaries = statistics.histogram_boundaries(training)
     serving, rejected, rows = _serving_statistics(
-        files, schema, boundaries, beam_args, quoted_newlines, csv_delimiter, encoding
+        files, schema, boundaries, beam_args, quoted_newlines, csv_delimiter, encoding, decimal_comma
     )
     if rows == 0:
         raise UsageError("the serving input has no rows")

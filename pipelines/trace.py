@@ -60,6 +60,7 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
     quoted_newlines = bool(record.get("parameters", {}).get("allow_quoted_newlines"))
     delimiter = record.get("parameters", {}).get("csv_delimiter")
     encoding = record.get("parameters", {}).get("encoding")
+    decimal_comma = bool(record.get("parameters", {}).get("decimal_comma"))
     model = ServingModel(model_dir, signature="transform_features")
     found = []
     for path in inputs:
@@ -76,6 +77,7 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
                 offsets[0],
                 delimiter=file_delimiter,
                 quoted_newlines=quoted_newlines,
+                decimal_comma=decimal_comma,
             )
             if decoded.batch is None:
                 continue

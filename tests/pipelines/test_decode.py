@@ -309,3 +309,23 @@ def test_row_key_hashes_are_zlib_crc32():
     keys = [b"", b"a", b"2,Taxi Affiliation Services,5.25", bytes(range(256)) * 40]
     assert decode.row_key_hashes(keys).tolist() == [zlib.crc32(k) for k in keys]
     assert decode.row_key_hashes(keys).dtype == np.uint32
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a;1;2,5\nb;2;-0,125\nc;3;1e3\nd;4;\n",  # plainly valid: Arrow's converters with decimal_point=","
+        b'a;1;2,5\nb;2;"1.5"\nc;3;1,2,3\nd;4;7\n',  # a point, two commas: dead letters
+    ],
+)
+def test_decimal_commas_decode_the_same_on_both_paths(data, monkeypatch):
+    fast = decode.decode_csv_block(data, COLUMNS, EQUIVALENCE_SCHEMA, "f.csv", delimiter=";", decimal_comma=True)
+    monkeypatch.setattr(decode, "_typed_columns", lambda *args: None)
+    careful = decode.decode_csv_block(data, COLUMNS, EQUIVALENCE_SCHEMA, "f.csv", delimiter=";", decimal_comma=True)
+    assert fast.batch.equals(careful.batch) and fast.dead_letters == careful.dead_letters
+    rows = {r["s"][0]: r["x"] for r in _rows(careful)}
+    if b"b;2;-0,125" in data:
+        assert rows == {b"a": [2.5], b"b": [-0.125], b"c": [1000.0], b"d": None}
+    else:
+        assert rows == {b"a": [2.5], b"d": [7.0]}
+        assert [d["reason"] for d in careful.dead_letters] == ["unparsable float: '1.5'", "unparsable float: '1,2,3'"]

@@ -72,3 +72,15 @@ def test_a_cp1252_file_read_with_its_encoding_gives_the_utf8_files_schema(tmp_pa
     expected = infer_schema([str(tmp_path / "utf8.csv")], delimiter=";")
     assert list(expected.feature[0].string_domain.value) == ["Genève", "Zürich"]
     assert infer_schema([str(tmp_path / "cp1252.csv")], delimiter=";", encoding="cp1252") == expected
+
+
+def test_decimal_commas_are_numbers_with_the_flag_and_text_without(tmp_path):
+    (tmp_path / "points.csv").write_text("x;n\n" + "".join(f"{i}.5;{i}\n" for i in range(30)))
+    (tmp_path / "commas.csv").write_text("x;n\n" + "".join(f"{i},5;{i}\n" for i in range(30)))
+    expected = infer_schema([str(tmp_path / "points.csv")], delimiter=";")
+    assert expected.feature[0].type == schema_pb2.FLOAT
+    assert infer_schema([str(tmp_path / "commas.csv")], delimiter=";", decimal_comma=True) == expected
+    assert infer_schema([str(tmp_path / "commas.csv")], delimiter=";").feature[0].type == schema_pb2.BYTES
+    assert infer_schema([str(tmp_path / "points.csv")], delimiter=";", decimal_comma=True).feature[0].type == (
+        schema_pb2.BYTES
+    )

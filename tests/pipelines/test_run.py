@@ -406,6 +406,19 @@ def test_encoding_reads_cp1252_and_utf16_files_as_their_utf8_copy_reads(tmp_path
     assert len(expected) == 200
     for name in ("cp1252.csv", "utf16.csv"):
         assert as_multiset(transformed_rows(outputs[name], "train")) == expected, name
+
+    # a European spreadsheet's export: semicolons, decimal commas, cp1252
+    from schemas import load_dataset
+
+    schema = load_dataset("taxi").schema
+    float_names = {f.name for f in schema.feature if f.type == 3}  # schema_pb2.FLOAT
+    floats = {i for i, name in enumerate(header.split(",")) if name in float_names}
+    european = [";".join(v.replace(".", ",") if i in floats else v for i, v in enumerate(row)) for row in rows]
+    (tmp_path / "excel.csv").write_bytes(("\n".join([header.replace(",", ";"), *european]) + "\n").encode("cp1252"))
+    out = tmp_path / "out-excel"
+    argv = ["run", "--input", str(tmp_path / "excel.csv"), "--output", str(out), "--eval-fraction", "0", "--no-report"]
+    assert cli.main([*argv, "--csv-delimiter", ";", "--decimal-comma", "--encoding", "cp1252"]) == 0
+    assert as_multiset(transformed_rows(out, "train")) == expected
     record = json.loads((outputs["cp1252.csv"] / "run.json").read_text())
     assert record["parameters"]["encoding"] == "cp1252" and record["counts"]["rows_dead_lettered"] == 0
 
