@@ -67,7 +67,7 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
         if read.input_format_of(path) != "csv":
             continue
         file_delimiter = read.delimiter_of(path, delimiter)
-        columns, _ = read._read_header(path, file_delimiter, encoding)
+        columns = read.csv_header(path, file_delimiter, encoding)
         for block, records, offsets, numbers in _blocks_of_records(path, quoted_newlines, encoding):
             decoded = decode.decode_csv_block(
                 block,

@@ -66,38 +66,37 @@ def find_violations(batch: pa.RecordBatch, schema: schema_pb2.Schema) -> Iterato
         if max_count:
             for row in np.flatnonzero(lengths > max_count):
                 yield int(row), feature.name, f"too many values: {lengths[row]}, at most {max_count}"
+        values = pc.list_flatten(column)  # every value of the feature, flattened once for the checks below
         allowed = string_domain_of(feature, schema) if feature.type == schema_pb2.BYTES else None
         if allowed is not None:
-            values = pc.list_flatten(column)
             out = np.asarray(pc.invert(pc.is_in(values, value_set=pa.array([v.encode() for v in allowed]))))
-            if out.any():
-                parents = np.asarray(pc.list_parent_indices(column))
-                for index in np.flatnonzero(out):
-                    value = values[int(index)].as_py().decode("utf-8", "replace")
-                    yield int(parents[index]), feature.name, f"outside domain: {value!r} not in the string domain"
+            for row, value in _flagged(column, values, out):
+                value = value.decode("utf-8", "replace")
+                yield row, feature.name, f"outside domain: {value!r} not in the string domain"
         if feature.type == schema_pb2.FLOAT:  # NaN or an infinity (from Parquet or tf.Examples) poisons analyzers
-            values = pc.list_flatten(column)
             infinite = np.asarray(pc.invert(pc.is_finite(values)).fill_null(False))
-            if infinite.any():
-                parents = np.asarray(pc.list_parent_indices(column))
-                for index in np.flatnonzero(infinite):
-                    yield int(parents[index]), feature.name, f"not a finite float: {values[int(index)].as_py()}"
+            for row, value in _flagged(column, values, infinite):
+                yield row, feature.name, f"not a finite float: {value}"
         low, high = _domain_bounds(feature)
         if low is None and high is None:
             continue
-        values = pc.list_flatten(column)
         out = pa.array(np.zeros(len(values), dtype=bool))
         if low is not None:
             out = pc.or_(out, pc.less(values, low))
         if high is not None:
             out = pc.or_(out, pc.greater(values, high))
-        out = np.asarray(out.fill_null(False))
-        if out.any():
-            parents = np.asarray(pc.list_parent_indices(column))
-            bounds = f"[{'' if low is None else _number(low)}, {'' if high is None else _number(high)}]"
-            for index in np.flatnonzero(out):
-                value = values[int(index)].as_py()
-                yield int(parents[index]), feature.name, f"outside domain: {_number(value)} not in {bounds}"
+        bounds = f"[{'' if low is None else _number(low)}, {'' if high is None else _number(high)}]"
+        for row, value in _flagged(column, values, np.asarray(out.fill_null(False))):
+            yield row, feature.name, f"outside domain: {_number(value)} not in {bounds}"
+
+
+def _flagged(column: pa.Array, values: pa.Array, mask: np.ndarray) -> Iterator[tuple[int, object]]:
+    """``(row, value)`` for each flattened value of a list column that ``mask`` flags."""
+    if not mask.any():
+        return
+    parents = np.asarray(pc.list_parent_indices(column))
+    for index in np.flatnonzero(mask):
+        yield int(parents[index]), values[int(index)].as_py()
 
 
 def _number(x: float) -> str:
