@@ -95,6 +95,28 @@ _DECIMAL_COMMA_HELP = "CSV floats are written with a decimal comma (12,45), as i
 _DELIMITER_HELP = "CSV field delimiter, e.g. ';' or tab (default: a tab for .tsv[.gz] files, else a comma)"
 
 
+def _add_csv_arguments(parser: argparse.ArgumentParser, numbers: bool = False, quoted_newlines: bool = False) -> None:
+    """The options that say how CSV inputs are written: delimiter and encoding; with ``numbers``,
+    decimal commas; with ``quoted_newlines``, values spanning lines."""
+    parser.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
+    parser.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
+    if numbers:
+        parser.add_argument("--decimal-comma", action="store_true", help=_DECIMAL_COMMA_HELP)
+    if quoted_newlines:
+        parser.add_argument(
+            "--allow-quoted-newlines",
+            action="store_true",
+            help="CSV quoted values may hold newlines (RFC 4180); each CSV file is then read whole, not in byte ranges",
+        )
+
+
+def _csv_format(args: argparse.Namespace):
+    """The ``read.CsvFormat`` of a command's CSV options (:func:`_add_csv_arguments` with both)."""
+    from pipelines.read import CsvFormat
+
+    return CsvFormat(args.csv_delimiter, args.allow_quoted_newlines, args.encoding, args.decimal_comma)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skewless",
@@ -146,14 +168,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="transformed/ as gzip TFRecords of tf.Examples (default; what `skewless train` reads) or as "
         "snappy Parquet files, one column per transformed feature",
     )
-    run.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
-    run.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
-    run.add_argument("--decimal-comma", action="store_true", help=_DECIMAL_COMMA_HELP)
-    run.add_argument(
-        "--allow-quoted-newlines",
-        action="store_true",
-        help="CSV quoted values may hold newlines (RFC 4180); each CSV file is then read whole, not in byte ranges",
-    )
+    _add_csv_arguments(run, numbers=True, quoted_newlines=True)
     run.add_argument(
         "--analysis-cache",
         metavar="DIR",
@@ -246,9 +261,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     infer.add_argument("--input", action="append", required=True, metavar="PATTERN", help="CSV or Parquet files")
     infer.add_argument("--output", required=True, metavar="FILE", help="where to write schema.pbtxt")
-    infer.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
-    infer.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
-    infer.add_argument("--decimal-comma", action="store_true", help=_DECIMAL_COMMA_HELP)
+    _add_csv_arguments(infer, numbers=True)
     infer.add_argument(
         "--max-domain-size", type=int, default=20, help="most distinct values for a string domain (default: 20)"
     )
@@ -272,12 +285,7 @@ def _build_parser() -> argparse.ArgumentParser:
     skew.add_argument("--thresholds", metavar="YAML", help="thresholds config (default: the defaults above)")
     skew.add_argument("--output", metavar="FILE", help="also write the JSON report here")
     skew.add_argument("--quiet", action="store_true", help="no table on stderr (the JSON report still goes to stdout)")
-    skew.add_argument(
-        "--allow-quoted-newlines", action="store_true", help="CSV quoted values may hold newlines (as for run)"
-    )
-    skew.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
-    skew.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
-    skew.add_argument("--decimal-comma", action="store_true", help=_DECIMAL_COMMA_HELP)
+    _add_csv_arguments(skew, numbers=True, quoted_newlines=True)
 
     labels = commands.add_parser(
         "labels",
@@ -306,8 +314,7 @@ def _build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--merge-map", metavar="YAML", help="labels to merge before aggregation: {label: merged}")
     labels.add_argument("--uncertain-label", metavar="NAME", help="label meaning 'cannot tell': counted, not voted")
     labels.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
-    labels.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
-    labels.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
+    _add_csv_arguments(labels)
     labels.add_argument("--quiet", action="store_true", help="print nothing but errors")
     labels.add_argument("--json", action="store_true", help="print agreement.json on stdout")
     labels.add_argument(
@@ -354,8 +361,7 @@ def _build_parser() -> argparse.ArgumentParser:
     dedup.add_argument("--model", metavar="JSON", help="reuse a model.json instead of fitting one")
     dedup.add_argument("--policy", choices=["flag", "keep-canonical"], help="override the config's policy")
     dedup.add_argument("--lineage-db", metavar="FILE", help=_LINEAGE_DB_HELP)
-    dedup.add_argument("--csv-delimiter", type=_delimiter, metavar="CHAR", help=_DELIMITER_HELP)
-    dedup.add_argument("--encoding", type=_encoding, metavar="NAME", help=_ENCODING_HELP)
+    _add_csv_arguments(dedup)
     dedup.add_argument("--quiet", action="store_true", help="print nothing but errors")
     dedup.add_argument("--json", action="store_true", help="print dedup.json on stdout")
 
@@ -673,16 +679,7 @@ def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.skew import check_skew
 
     progress("reading, validating and describing the serving inputs on Beam")
-    report = check_skew(
-        args.transform_output,
-        args.input,
-        args.thresholds,
-        beam_args,
-        args.allow_quoted_newlines,
-        args.csv_delimiter,
-        args.encoding,
-        args.decimal_comma,
-    )
+    report = check_skew(args.transform_output, args.input, args.thresholds, beam_args, _csv_format(args))
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:
@@ -895,10 +892,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             label_policy=args.label_policy,
             analysis_cache=args.analysis_cache,
             output_format=args.output_format,
-            quoted_newlines=args.allow_quoted_newlines,
-            csv_delimiter=args.csv_delimiter,
-            encoding=args.encoding,
-            decimal_comma=args.decimal_comma,
+            csv_format=_csv_format(args),
         ),
         beam_args,
         progress,

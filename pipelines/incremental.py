@@ -58,10 +58,7 @@ def analyze_with_cache(
     options,
     staging: str,
     range_bytes: int,
-    quoted_newlines: bool = False,
-    csv_delimiter: str | None = None,
-    encoding: str | None = None,
-    decimal_comma: bool = False,
+    csv_format: read.CsvFormat = read.DEFAULT_CSV_FORMAT,
 ) -> dict:
     """Analyzes the train rows of the spans that are not cached, reusing the cache for the others;
     writes ``<staging>/transform_fn`` and updates the cache.
@@ -76,11 +73,11 @@ def analyze_with_cache(
         "schema": text_format.MessageToString(dataset.schema),
         "split_key": list(dataset.split_key),
         "eval_fraction": eval_fraction,
-        "quoted_newlines": quoted_newlines,
-        "encoding": read.reencoded(encoding),
-        "decimal_comma": decimal_comma,
+        "quoted_newlines": csv_format.quoted_newlines,
+        "encoding": csv_format.encoding,
+        "decimal_comma": csv_format.decimal_comma,
     }
-    keys = span_keys(files, reading, csv_delimiter)
+    keys = span_keys(files, reading, csv_format.delimiter)
     specs = tensor_adapter.TensorAdapter(adapter_config).OriginalTypeSpecs()
     needed = analysis_graph_builder.get_analysis_cache_entry_keys(
         preprocessing_fn, specs, list(keys.values()), dataset.tf_compat_v1
@@ -104,11 +101,8 @@ def analyze_with_cache(
                 dataset.schema,
                 dataset.split_key,
                 range_bytes,
-                delimiter=csv_delimiter,
                 counted=False,
-                quoted_newlines=quoted_newlines,
-                encoding=encoding,
-                decimal_comma=decimal_comma,
+                csv_format=csv_format,
             )
             batches = (pipeline | f"ReadSpan{index}" >> reader)[read.ReadRawData.BATCHES]
             data[key] = (batches | f"SplitSpan{index}" >> SplitTrainEval(eval_fraction))[SplitTrainEval.TRAIN]

@@ -31,6 +31,8 @@ from pipelines.errors import UsageError
 
 __all__ = [
     "CSV",
+    "CsvFormat",
+    "DEFAULT_CSV_FORMAT",
     "PARQUET",
     "TFRECORD",
     "ReadRawData",
@@ -123,6 +125,52 @@ def delimiter_of(path: str, delimiter: str | None = None) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class CsvFormat:
+    """How a job's CSV files are written: one value that every raw-data reader takes (``run``,
+    ``check-skew``, the incremental analysis, ``lineage row``), recorded in ``run.json``.
+
+    Attributes:
+        delimiter: The field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma
+            (:func:`delimiter_of`).
+        quoted_newlines: Quoted values may hold newlines (RFC 4180): a record ends at a newline
+            outside quotes, and each file is read whole (``pipelines/csv_records.py``).
+        encoding: The text encoding when not UTF-8 (e.g. ``cp1252``): each file is then read whole,
+            re-encoded to UTF-8 (dead-letter offsets count UTF-8 bytes). Kept as its codec name.
+        decimal_comma: Floats are written with a decimal comma (``12,45``).
+    """
+
+    delimiter: str | None = None
+    quoted_newlines: bool = False
+    encoding: str | None = None
+    decimal_comma: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "encoding", reencoded(self.encoding))
+
+    def parameters(self) -> dict:
+        """The format as ``run.json``'s ``parameters`` record it."""
+        return {
+            "allow_quoted_newlines": self.quoted_newlines,
+            "csv_delimiter": self.delimiter,
+            "encoding": self.encoding,
+            "decimal_comma": self.decimal_comma,
+        }
+
+    @classmethod
+    def from_parameters(cls, parameters: dict) -> "CsvFormat":
+        """The format a run recorded (:meth:`parameters`); the defaults for a run that recorded none."""
+        return cls(
+            parameters.get("csv_delimiter"),
+            bool(parameters.get("allow_quoted_newlines")),
+            parameters.get("encoding"),
+            bool(parameters.get("decimal_comma")),
+        )
+
+
+DEFAULT_CSV_FORMAT = CsvFormat()  # commas (tabs for .tsv), one line a record, UTF-8, decimal points
+
+
+@dataclasses.dataclass(frozen=True)
 class _CsvRange:
     """Records of one CSV file starting in bytes ``[start, end)``; ``end`` None means to the end.
 
@@ -169,23 +217,20 @@ def _plan_csv_ranges(
     files: Sequence[tuple[str, int]],
     schema: schema_pb2.Schema,
     range_bytes: int,
-    quoted_newlines: bool = False,
-    delimiter: str | None = None,
-    encoding: str | None = None,
+    csv_format: CsvFormat = DEFAULT_CSV_FORMAT,
 ) -> list[_CsvRange]:
     """Checks each file's header against the schema and cuts the files into byte ranges.
 
     A compressed file, or any file when quoted values may hold newlines (where a record starts is
-    then known only from the file's start) or when it is re-encoded from ``encoding``, is one range,
-    read to its end. Each file's delimiter is ``delimiter``, or the one its name implies
-    (:func:`delimiter_of`).
+    then known only from the file's start) or when it is re-encoded, is one range, read to its end.
+    Each file's delimiter is the format's, or the one its name implies (:func:`delimiter_of`).
     """
-    whole = quoted_newlines or reencoded(encoding) is not None
+    whole = csv_format.quoted_newlines or csv_format.encoding is not None
     expected = [f.name for f in schema.feature]
     ranges = []
     for path, size in files:
-        file_delimiter = delimiter_of(path, delimiter)
-        columns, header_bytes = _read_header(path, file_delimiter, encoding)
+        file_delimiter = delimiter_of(path, csv_format.delimiter)
+        columns, header_bytes = _read_header(path, file_delimiter, csv_format.encoding)
         error = _header_error(columns, expected)
         columns = tuple(columns or ())
         if whole or CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
@@ -313,23 +358,13 @@ class _DecodeBlocks(beam.DoFn):
 
 
 class _DecodeCsvRange(_DecodeBlocks):
-    def __init__(
-        self,
-        schema,
-        split_key,
-        counted: bool = True,
-        quoted_newlines: bool = False,
-        encoding: str | None = None,
-        decimal_comma: bool = False,
-    ):
+    def __init__(self, schema, split_key, counted: bool = True, csv_format: CsvFormat = DEFAULT_CSV_FORMAT):
         super().__init__(schema, split_key, counted)
-        self._quoted_newlines = quoted_newlines
-        self._encoding = encoding
-        self._decimal_comma = decimal_comma
+        self._csv_format = csv_format
 
     def process(self, rng: _CsvRange):
-        with open_csv(rng.path, self._encoding) as handle:
-            blocks = _range_blocks(handle, rng.start, rng.end, self._quoted_newlines)
+        with open_csv(rng.path, self._csv_format.encoding) as handle:
+            blocks = _range_blocks(handle, rng.start, rng.end, self._csv_format.quoted_newlines)
             # the next blocks decode on a background thread while this one goes down the stage
             decoded_blocks = overlap.in_background(functools.partial(self._decode_block, rng), blocks, self._executor)
             for decoded, seconds in decoded_blocks:
@@ -338,7 +373,8 @@ class _DecodeCsvRange(_DecodeBlocks):
     def _decode_block(self, rng: _CsvRange, item: tuple[bytes, int]) -> tuple[decode.DecodedBlock, float]:
         block, offset = item
         if rng.header_error:
-            return decode.undecodable_lines(block, rng.path, offset, rng.header_error, self._quoted_newlines), 0.0
+            quoted = self._csv_format.quoted_newlines
+            return decode.undecodable_lines(block, rng.path, offset, rng.header_error, quoted), 0.0
         started = time.perf_counter()
         decoded = decode.decode_csv_block(
             block,
@@ -348,8 +384,8 @@ class _DecodeCsvRange(_DecodeBlocks):
             offset,
             self._split_key,
             rng.delimiter,
-            self._quoted_newlines,
-            self._decimal_comma,
+            self._csv_format.quoted_newlines,
+            self._csv_format.decimal_comma,
         )
         return decoded, time.perf_counter() - started
 
@@ -401,11 +437,8 @@ class ReadRawData(beam.PTransform):
         schema: schema_pb2.Schema,
         split_key: Sequence[str] = (),
         range_bytes: int = DEFAULT_RANGE_BYTES,
-        delimiter: str | None = None,
         counted: bool = True,
-        quoted_newlines: bool = False,
-        encoding: str | None = None,
-        decimal_comma: bool = False,
+        csv_format: CsvFormat = DEFAULT_CSV_FORMAT,
     ):
         """Plans the reads; raises UsageError at construction for unreadable inputs.
 
@@ -414,14 +447,9 @@ class ReadRawData(beam.PTransform):
             schema: The raw schema.
             split_key: Columns whose values key the train/eval split (empty: the whole record).
             range_bytes: Size of the byte ranges an uncompressed CSV file is cut into.
-            delimiter: CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
             counted: False for data whose rows and dead letters are counted elsewhere (the separate
                 read of ``--analysis-cache``): no counters, no dead letters.
-            quoted_newlines: CSV quoted values may hold newlines (RFC 4180): a record ends at a
-                newline outside quotes, and each file is read whole (``pipelines/csv_records.py``).
-            encoding: The CSV files' text encoding when not UTF-8 (e.g. ``cp1252``): each file is
-                then read whole, re-encoded to UTF-8 (dead-letter offsets count UTF-8 bytes).
-            decimal_comma: CSV floats are written with a decimal comma (``12,45``).
+            csv_format: How CSV inputs are written (delimiter, quoted newlines, encoding, decimal comma).
         """
         super().__init__()
         formats = {input_format_of(path) for path, _ in files}
@@ -432,14 +460,10 @@ class ReadRawData(beam.PTransform):
         self._schema = schema
         self._split_key = tuple(split_key)
         self._counted = counted
-        self._quoted_newlines = quoted_newlines
-        self._encoding = reencoded(encoding)
-        self._decimal_comma = decimal_comma
+        self._csv_format = csv_format
         self._csv_ranges = []
         if self._format == CSV:
-            self._csv_ranges = _plan_csv_ranges(
-                self._files, schema, range_bytes, quoted_newlines, delimiter, self._encoding
-            )
+            self._csv_ranges = _plan_csv_ranges(self._files, schema, range_bytes, csv_format)
         elif self._format == PARQUET:
             for path, _ in self._files:
                 _check_parquet_columns(path, schema)
@@ -458,14 +482,7 @@ class ReadRawData(beam.PTransform):
                 | "SpreadCsvRanges" >> beam.Reshuffle()
                 | "DecodeCsv"
                 >> beam.ParDo(
-                    _DecodeCsvRange(
-                        self._schema,
-                        self._split_key,
-                        self._counted,
-                        self._quoted_newlines,
-                        self._encoding,
-                        self._decimal_comma,
-                    )
+                    _DecodeCsvRange(self._schema, self._split_key, self._counted, self._csv_format)
                 ).with_outputs(*tags, main=self.BATCHES)
             )
         if self._format == PARQUET:

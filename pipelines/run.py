@@ -77,11 +77,8 @@ class RunConfig:
         analysis_cache: A directory of per-span analyzer caches (``pipelines/incremental.py``), or None.
         output_format: ``tfrecord`` (gzip tf.Examples, what ``skewless train`` reads) or ``parquet``
             (snappy Parquet, one plain column per transformed feature).
-        quoted_newlines: CSV quoted values may hold newlines; each CSV file is then read whole
-            (``pipelines/csv_records.py``).
-        csv_delimiter: The CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
-        encoding: The CSV files' text encoding when not UTF-8 (each file is then read whole).
-        decimal_comma: CSV floats are written with a decimal comma (``12,45``).
+        csv_format: How the CSV inputs are written (``read.CsvFormat``: delimiter, quoted newlines,
+            encoding, decimal comma).
     """
 
     output: str
@@ -99,10 +96,7 @@ class RunConfig:
     label_policy: str = "drop"
     analysis_cache: str | None = None
     output_format: str = "tfrecord"
-    quoted_newlines: bool = False
-    csv_delimiter: str | None = None
-    encoding: str | None = None
-    decimal_comma: bool = False
+    csv_format: read.CsvFormat = read.DEFAULT_CSV_FORMAT
 
 
 def _tensor_adapter_config(
@@ -344,10 +338,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
         dataset.schema,
         dataset.split_key,
         range_bytes=config.range_bytes,
-        delimiter=config.csv_delimiter,
-        quoted_newlines=config.quoted_newlines,
-        encoding=config.encoding,
-        decimal_comma=config.decimal_comma,
+        csv_format=config.csv_format,
     )
     options = pipeline_options(list(beam_args))
     timings = {"plan": time.time() - started}
@@ -365,10 +356,7 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
             "label_key": config.label_key,
             "label_policy": config.label_policy if config.labels else None,
             "output_format": config.output_format,
-            "allow_quoted_newlines": config.quoted_newlines,
-            "csv_delimiter": config.csv_delimiter,
-            "encoding": read.reencoded(config.encoding),
-            "decimal_comma": config.decimal_comma,
+            **config.csv_format.parameters(),
             "runner": runner_name(options),
             "pipeline_options": options.get_all_options(drop_default=True),
         },
@@ -440,8 +428,8 @@ def _run_in_staging(
                 [path for path, _ in files],
                 dataclasses.replace(
                     dedup_config,
-                    csv_delimiter=config.csv_delimiter or dedup_config.csv_delimiter,
-                    encoding=config.encoding or dedup_config.encoding,
+                    csv_delimiter=config.csv_format.delimiter or dedup_config.csv_delimiter,
+                    encoding=config.csv_format.encoding or dedup_config.encoding,
                 ),
                 os.path.join(staging, "dedup"),
                 beam_args=beam_args,
@@ -464,10 +452,7 @@ def _run_in_staging(
                 options,
                 staging,
                 config.range_bytes,
-                config.quoted_newlines,
-                config.csv_delimiter,
-                config.encoding,
-                config.decimal_comma,
+                config.csv_format,
             )
             timings["analysis"] = record["analysis"]["seconds"]
         pipeline_started = time.time()

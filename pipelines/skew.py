@@ -144,28 +144,12 @@ def compare_statistics(training: dict, serving: dict, rejected: dict[str, int], 
     return {"passed": not failed, "failed_features": failed, "features": features}
 
 
-def _serving_statistics(
-    files,
-    schema,
-    boundaries,
-    beam_args,
-    quoted_newlines: bool,
-    delimiter: str | None,
-    encoding: str | None,
-    decimal_comma: bool = False,
-) -> tuple[dict, dict, int]:
+def _serving_statistics(files, schema, boundaries, beam_args, csv_format: read.CsvFormat) -> tuple[dict, dict, int]:
     """Runs the serving batch through ReadRawData and GenerateStatistics on Beam."""
     with tempfile.TemporaryDirectory(prefix="skewless-skew-") as tmp:
         path = os.path.join(tmp, "serving_statistics.json")
         pipeline = beam.Pipeline(options=pipeline_options(list(beam_args)))
-        raw = pipeline | "ReadServingData" >> read.ReadRawData(
-            files,
-            schema,
-            delimiter=delimiter,
-            quoted_newlines=quoted_newlines,
-            encoding=encoding,
-            decimal_comma=decimal_comma,
-        )
+        raw = pipeline | "ReadServingData" >> read.ReadRawData(files, schema, csv_format=csv_format)
         (
             raw[read.ReadRawData.BATCHES]
             | "DropRowKeys" >> beam.Map(lambda element: element[0])
@@ -191,10 +175,7 @@ def check_skew(
     patterns: list[str],
     thresholds_path: str | None,
     beam_args=(),
-    quoted_newlines: bool = False,
-    csv_delimiter: str | None = None,
-    encoding: str | None = None,
-    decimal_comma: bool = False,
+    csv_format: read.CsvFormat = read.DEFAULT_CSV_FORMAT,
 ) -> dict:
     """Checks serving inputs against a run's training statistics and schema.
 
@@ -203,10 +184,7 @@ def check_skew(
         patterns: Serving input files.
         thresholds_path: YAML thresholds, or None for the defaults.
         beam_args: Pass-through Beam flags.
-        quoted_newlines: CSV quoted values may hold newlines (as ``skewless run --allow-quoted-newlines``).
-        csv_delimiter: The CSV field delimiter (None: a tab for ``.tsv[.gz]`` files, else a comma).
-        encoding: The CSV files' text encoding when not UTF-8.
-        decimal_comma: CSV floats are written with a decimal comma (``12,45``).
+        csv_format: How the serving CSV files are written (as for ``skewless run``).
 
     Returns:
         The report: ``compare_statistics`` plus ``rows`` and ``rejected_rows`` (per feature).
@@ -222,9 +200,7 @@ def check_skew(
     schema = metadata_io.read_metadata(os.path.join(transform_output, "metadata")).schema
     files = read.expand_patterns(patterns)
     boundaries = statistics.histogram_boundaries(training)
-    serving, rejected, rows = _serving_statistics(
-        files, schema, boundaries, beam_args, quoted_newlines, csv_delimiter, encoding, decimal_comma
-    )
+    serving, rejected, rows = _serving_statistics(files, schema, boundaries, beam_args, csv_format)
     if rows == 0:
         raise UsageError("the serving input has no rows")
     report = compare_statistics(training["features"], serving["features"], rejected, rows, thresholds)

@@ -57,18 +57,17 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
     with open(run_json, encoding="utf-8") as handle:
         record = json.load(handle)
     inputs = [entry["uri"] for entry in record.get("inputs", [])]
-    quoted_newlines = bool(record.get("parameters", {}).get("allow_quoted_newlines"))
-    delimiter = record.get("parameters", {}).get("csv_delimiter")
-    encoding = record.get("parameters", {}).get("encoding")
-    decimal_comma = bool(record.get("parameters", {}).get("decimal_comma"))
+    csv_format = read.CsvFormat.from_parameters(record.get("parameters", {}))
     model = ServingModel(model_dir, signature="transform_features")
     found = []
     for path in inputs:
         if read.input_format_of(path) != "csv":
             continue
-        file_delimiter = read.delimiter_of(path, delimiter)
-        columns = read.csv_header(path, file_delimiter, encoding)
-        for block, records, offsets, numbers in _blocks_of_records(path, quoted_newlines, encoding):
+        file_delimiter = read.delimiter_of(path, csv_format.delimiter)
+        columns = read.csv_header(path, file_delimiter, csv_format.encoding)
+        for block, records, offsets, numbers in _blocks_of_records(
+            path, csv_format.quoted_newlines, csv_format.encoding
+        ):
             decoded = decode.decode_csv_block(
                 block,
                 columns,
@@ -76,8 +75,8 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
                 path,
                 offsets[0],
                 delimiter=file_delimiter,
-                quoted_newlines=quoted_newlines,
-                decimal_comma=decimal_comma,
+                quoted_newlines=csv_format.quoted_newlines,
+                decimal_comma=csv_format.decimal_comma,
             )
             if decoded.batch is None:
                 continue

@@ -142,7 +142,7 @@ def test_with_quoted_newlines_each_file_is_one_range_streamed_in_blocks(tmp_path
     plain = _write(tmp_path / "multi.csv", header.encode() + b"\n" + data)
     files = read.expand_patterns([plain])
     assert len(read._plan_csv_ranges(files, taxi_dataset.schema, 64)) > 1
-    (rng,) = read._plan_csv_ranges(files, taxi_dataset.schema, 64, quoted_newlines=True)
+    (rng,) = read._plan_csv_ranges(files, taxi_dataset.schema, 64, read.CsvFormat(quoted_newlines=True))
     assert (rng.start, rng.end) == (len(header) + 1, None)
     gzipped = _write(tmp_path / "multi.csv.gz", gzip.compress(header.encode() + b"\n" + data))
     for path in (plain, gzipped):
@@ -163,7 +163,9 @@ def test_read_raw_data_with_quoted_newlines_keeps_multiline_values(tmp_path, tax
     )
     files = read.expand_patterns([path])
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
-        raw = p | read.ReadRawData(files, taxi_dataset.schema, range_bytes=500, quoted_newlines=True)
+        raw = p | read.ReadRawData(
+            files, taxi_dataset.schema, range_bytes=500, csv_format=read.CsvFormat(quoted_newlines=True)
+        )
         got = raw[read.ReadRawData.BATCHES] | beam.FlatMap(lambda element: element[0].column("company").to_pylist())
         assert_that(got, equal_to([[c.encode()] if c else None for c in companies]), label="CheckCompanies")
         assert_that(
@@ -235,12 +237,14 @@ def test_each_csv_file_has_its_delimiter_a_tab_for_tsv_files_unless_told(tmp_pat
     assert [read.delimiter_of(p) for p in ("a.csv", "a.TSV", "a.tsv.gz", "a.txt")] == [",", "\t", "\t", ","]
     assert read.delimiter_of("a.tsv", ";") == ";"
     files = read.expand_patterns([semi, tabs])
-    ranges = read._plan_csv_ranges(files, taxi_dataset.schema, 1 << 20, delimiter=None)
+    ranges = read._plan_csv_ranges(files, taxi_dataset.schema, 1 << 20, read.CsvFormat(delimiter=None))
     assert [(r.delimiter, r.header_error is None) for r in ranges] == [(",", False), ("\t", True)]
-    (semi_range,) = read._plan_csv_ranges(files[:1], taxi_dataset.schema, 1 << 20, delimiter=";")
+    (semi_range,) = read._plan_csv_ranges(files[:1], taxi_dataset.schema, 1 << 20, read.CsvFormat(delimiter=";"))
     assert semi_range.header_error is None and semi_range.columns == tuple(header.split(","))
     fares = sorted(line.split(",")[header.split(",").index("fare")] for line in lines)
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
-        raw = p | read.ReadRawData(read.expand_patterns([semi]), taxi_dataset.schema, delimiter=";")
+        raw = p | read.ReadRawData(
+            read.expand_patterns([semi]), taxi_dataset.schema, csv_format=read.CsvFormat(delimiter=";")
+        )
         got = raw[read.ReadRawData.BATCHES] | beam.FlatMap(lambda element: element[0].column("fare").to_pylist())
         assert_that(got | beam.Map(lambda fare: f"{fare[0]:g}"), equal_to([f"{float(f):g}" for f in fares]))
