@@ -255,3 +255,8 @@ def test_csv_delimiter_takes_one_character_or_tab(capsys):
     for bad in ('"', ";;", ""):
         assert cli.main(["run", "--output", "o", "--csv-delimiter", bad]) == 2
         assert "argument --csv-delimiter: must be one character" in capsys.readouterr().err
+    assert parser.parse_args(["labels", "--annotations", "a", "--output", "o", "--encoding", "CP1252"]).encoding == (
+        "cp1252"
+    )
+    assert cli.main(["dedup", "--input", "i", "--config", "c", "--output", "o", "--encoding", "klingon"]) == 2
+    assert "argument --encoding: unknown text encoding 'klingon'" in capsys.readouterr().err
