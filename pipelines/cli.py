@@ -914,6 +914,10 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         ("parity rows checked", record["parity"]["rows_checked"]),
     ]
     table = "\n".join(f"  {name:<28} {value:>12,}" for name, value in rows)
+    ignored = sorted({c for entry in record["inputs"] for c in entry.get("ignored_columns", [])})
+    if ignored:
+        files = sum(1 for entry in record["inputs"] if entry.get("ignored_columns"))
+        table += f"\n  columns not in the schema, ignored ({files} file{'s' * (files > 1)}): {', '.join(ignored)}"
     print(
         f"skewless run: succeeded in {time.time() - started:.1f} s; serving parity "
         + ("passed" if record["parity"]["passed"] else "not checked: no row in the parity sample")

@@ -24,7 +24,7 @@ from google.protobuf import text_format
 from tensorflow_transform.beam import analysis_graph_builder, analyzer_cache
 from tfx_bsl.tfxio import tensor_adapter
 
-from pipelines import outputs, read, run_record
+from pipelines import decode, outputs, read, run_record
 from pipelines.split import SplitTrainEval
 
 __all__ = ["analyze_with_cache", "span_keys"]
@@ -72,6 +72,7 @@ def analyze_with_cache(
         "dataset": dataset.name,
         "schema": text_format.MessageToString(dataset.schema),
         "split_key": list(dataset.split_key),
+        "split_key_version": decode.SPLIT_KEY_VERSION,
         "eval_fraction": eval_fraction,
         "quoted_newlines": csv_format.quoted_newlines,
         "encoding": csv_format.encoding,

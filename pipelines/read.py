@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import functools
 import io
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -81,13 +82,18 @@ def input_format_of(path: str) -> str:
 
 
 def expand_patterns(patterns: Sequence[str]) -> list[tuple[str, int]]:
-    """Expands file patterns into ``(path, size)`` pairs, sorted by path.
+    """Expands file patterns into ``(path, size)`` pairs, sorted by path, each file once.
+
+    A local pattern is made absolute first: Beam's local file system matches nothing for a bare
+    relative glob such as ``*.csv``, and ``a.csv`` and ``./a.csv`` are then one file, not two.
 
     Raises:
         UsageError: When a pattern matches no file.
     """
     files = {}
     for pattern in patterns:
+        if FileSystems.get_scheme(pattern) is None:
+            pattern = os.path.abspath(os.path.expanduser(pattern))
         try:
             matches = FileSystems.match([pattern])[0].metadata_list
         except Exception as error:  # noqa: BLE001 - filesystems raise their own error types
@@ -202,15 +208,22 @@ def _read_header(path: str, delimiter: str = ",", encoding: str | None = None) -
 
 
 def _header_error(columns: list[str] | None, expected: list[str]) -> str | None:
+    """Why a CSV header cannot be read by the schema: not UTF-8, a schema column missing, or a name
+    repeated. Columns the schema lacks are not an error: they are ignored, as in Parquet files,
+    and reported (:attr:`ReadRawData.ignored_columns`)."""
     if columns is None:
         return "header mismatch: the header line is not UTF-8"
     missing = [c for c in expected if c not in columns]
-    unexpected = [c for c in columns if c not in expected]
-    if missing or unexpected or len(set(columns)) != len(columns):
-        return (
-            f"header mismatch: missing {missing or 'none'}, unexpected {unexpected or 'none'}, {len(columns)} columns"
-        )
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if missing or repeated:
+        return f"header mismatch: missing {missing or 'none'}, repeated {repeated or 'none'}, {len(columns)} columns"
     return None
+
+
+def _ignored(columns: Sequence[str] | None, schema: schema_pb2.Schema) -> list[str]:
+    """The columns of a file that the schema lacks, in file order."""
+    expected = {f.name for f in schema.feature}
+    return [c for c in columns or () if c not in expected]
 
 
 def _plan_csv_ranges(
@@ -241,8 +254,9 @@ def _plan_csv_ranges(
     return ranges
 
 
-def _check_parquet_columns(path: str, schema: schema_pb2.Schema) -> None:
-    """Checks that a Parquet file has every schema feature, with a castable type."""
+def _check_parquet_columns(path: str, schema: schema_pb2.Schema) -> list[str]:
+    """Checks that a Parquet file has every schema feature, with a castable type; returns the
+    columns the schema lacks (ignored)."""
     import pyarrow.parquet as pq
 
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
@@ -272,6 +286,7 @@ def _check_parquet_columns(path: str, schema: schema_pb2.Schema) -> None:
                 f"{path}: column {feature.name!r} has type {column_type}, the schema says "
                 f"{schema_pb2.FeatureType.Name(feature.type)}"
             )
+    return _ignored(file_schema.names, schema)
 
 
 def _read_lines_in_range(handle, start: int, end: int) -> tuple[bytes, int]:
@@ -426,6 +441,10 @@ class ReadRawData(beam.PTransform):
     valid rows and their uint32 row-key hashes) and ``dead_letter`` (dicts, see
     ``decode.dead_letter``). Rows read are counted in the ``skewless`` namespace (``rows_read``,
     ``rows_dead_lettered``), per source and per dead-letter reason.
+
+    Columns a file has and the schema lacks are read past (not validated, not output); planning
+    lists them per file in ``ignored_columns``. A CSV file missing a schema column, or naming one
+    twice, has every record dead-lettered with the header's fault.
     """
 
     BATCHES = "batches"
@@ -462,11 +481,16 @@ class ReadRawData(beam.PTransform):
         self._counted = counted
         self._csv_format = csv_format
         self._csv_ranges = []
+        self.ignored_columns: dict[str, list[str]] = {}  # per file, its columns the schema lacks
         if self._format == CSV:
             self._csv_ranges = _plan_csv_ranges(self._files, schema, range_bytes, csv_format)
+            for rng in self._csv_ranges:
+                if not rng.header_error:
+                    self.ignored_columns[rng.path] = _ignored(rng.columns, schema)
         elif self._format == PARQUET:
             for path, _ in self._files:
-                _check_parquet_columns(path, schema)
+                self.ignored_columns[path] = _check_parquet_columns(path, schema)
+        self.ignored_columns = {path: columns for path, columns in self.ignored_columns.items() if columns}
 
     def expand(self, pbegin):
         decoded = self._decode(pbegin)

@@ -488,7 +488,14 @@ def _run_in_staging(
         by_source = {name: value for (space, name), value in counters.items() if space == read.ROWS_BY_SOURCE_NAMESPACE}
         sha256 = hashes.result()
         record["inputs"] = [
-            {"uri": path, "bytes": size, "sha256": sha256[path], "rows": by_source.get(path, 0)} for path, size in files
+            {
+                "uri": path,
+                "bytes": size,
+                "sha256": sha256[path],
+                "rows": by_source.get(path, 0),
+                "ignored_columns": reader.ignored_columns.get(path, []),
+            }
+            for path, size in files
         ]
         timings["finish"] = time.time() - finishing - timings.get("export", 0) - timings.get("parity", 0)
         timings["total"] = time.time() - started

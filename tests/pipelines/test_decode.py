@@ -117,6 +117,19 @@ def test_split_key_columns_key_the_hash():
     assert block.keys[0] == block.keys[1]
 
 
+@pytest.mark.parametrize("quoted_newlines", [False, True])
+def test_windows_line_endings_key_rows_as_unix_ones_do(quoted_newlines):
+    unix = decode.decode_csv_block(
+        b'b,1,2.5\n"q,\nuoted",2,\n,3,-0', COLUMNS, SCHEMA, "f.csv", quoted_newlines=quoted_newlines
+    )
+    windows = decode.decode_csv_block(
+        b'b,1,2.5\r\n"q,\nuoted",2,\r\n,3,-0\r\n', COLUMNS, SCHEMA, "f.csv", quoted_newlines=quoted_newlines
+    )
+    assert windows.keys.tolist() == unix.keys.tolist()
+    assert _rows(windows) == _rows(unix)
+    assert len(set(unix.keys.tolist())) == unix.rows_read - len(unix.dead_letters)
+
+
 def test_an_empty_block_reads_nothing():
     block = decode.decode_csv_block(b"", COLUMNS, SCHEMA, "f.csv")
     assert (block.batch, block.dead_letters, block.rows_read) == (None, [], 0)

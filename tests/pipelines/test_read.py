@@ -50,7 +50,34 @@ def test_a_header_that_does_not_match_the_schema_dead_letters_its_file(tmp_path,
     path = tmp_path / "bad_header.csv"
     path.write_text(header.replace("fare,", "fares,") + "\n" + "\n".join(lines) + "\n")
     (rng,) = read._plan_csv_ranges(read.expand_patterns([str(path)]), taxi_dataset.schema, 1 << 20)
-    assert rng.header_error == "header mismatch: missing ['fare'], unexpected ['fares'], 18 columns"
+    assert rng.header_error == "header mismatch: missing ['fare'], repeated none, 18 columns"
+    twice = tmp_path / "twice.csv"
+    twice.write_text(header + ",tips\n" + "\n".join(f"{line},0" for line in lines) + "\n")
+    (rng,) = read._plan_csv_ranges(read.expand_patterns([str(twice)]), taxi_dataset.schema, 1 << 20)
+    assert rng.header_error == "header mismatch: missing none, repeated ['tips'], 19 columns"
+
+
+def test_columns_the_schema_lacks_are_read_past_and_listed(tmp_path, taxi_dataset):
+    header, lines = sample_lines(3)
+    plain, extra = tmp_path / "plain.csv", tmp_path / "extra.csv"
+    plain.write_text(header + "\n" + "\n".join(lines) + "\n")
+    extra.write_text(f"id,{header},note\n" + "\n".join(f"{i},{line},n" for i, line in enumerate(lines)) + "\n")
+    readers = {
+        path: read.ReadRawData(read.expand_patterns([str(path)]), taxi_dataset.schema) for path in (plain, extra)
+    }
+    assert readers[plain].ignored_columns == {}
+    assert readers[extra].ignored_columns == {str(extra): ["id", "note"]}
+    (rng,) = read._plan_csv_ranges(read.expand_patterns([str(extra)]), taxi_dataset.schema, 1 << 20)
+    assert rng.header_error is None
+    from pipelines import decode
+
+    with open(extra, "rb") as handle:
+        data, _ = read._read_lines_in_range(handle, rng.start, rng.end)
+    block = decode.decode_csv_block(data, rng.columns, taxi_dataset.schema, str(extra))
+    with open(plain, "rb") as handle:
+        plain_data, _ = read._read_lines_in_range(handle, len(header) + 1, plain.stat().st_size)
+    expected = decode.decode_csv_block(plain_data, header.split(","), taxi_dataset.schema, str(plain))
+    assert block.dead_letters == [] and block.batch.equals(expected.batch)
     (latin1,) = read._plan_csv_ranges([(_write(tmp_path / "l.csv", b"caf\xe9\n1\n"), 8)], taxi_dataset.schema, 99)
     assert latin1.header_error == "header mismatch: the header line is not UTF-8"
 
@@ -81,6 +108,14 @@ def _write(path, data: bytes) -> str:
 def test_a_pattern_that_matches_nothing_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="no input file matches"):
         read.expand_patterns([str(tmp_path / "*.csv")])
+
+
+def test_a_relative_glob_matches_and_each_file_is_read_once_however_it_is_named(tmp_path, monkeypatch):
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    (tmp_path / "b.csv").write_text("x\n2\n")
+    monkeypatch.chdir(tmp_path)
+    files = read.expand_patterns(["*.csv", "a.csv", "./a.csv", str(tmp_path / "a.csv")])
+    assert files == [(str(tmp_path / "a.csv"), 4), (str(tmp_path / "b.csv"), 4)]
 
 
 def test_read_raw_data_in_small_ranges_keeps_every_row(tmp_path, taxi_dataset):

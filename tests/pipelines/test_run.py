@@ -191,6 +191,7 @@ def test_run_json_records_inputs_parameters_and_versions(run_dir, sample):
             "bytes": path.stat().st_size,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
             "rows": len(good) + len(bad),
+            "ignored_columns": [],
         }
     ]
     assert record["parameters"]["eval_fraction"] == 0.2
@@ -319,8 +320,10 @@ def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path
         frame["payment_type"].astype("category"),
     )
     assert frame["pickup_community_area"].dtype == "float64"
+    frame["notes"] = "a column the schema lacks"
     frame.to_parquet(tmp_path / "pandas.parquet")
-    (tmp_path / "trips.tsv").write_text("\n".join(line.replace(",", "\t") for line in [header, *lines]) + "\n")
+    tsv_lines = [f"note\t{header}", *(f"n{i}\t{line}" for i, line in enumerate(lines))]  # and one here
+    (tmp_path / "trips.tsv").write_text("\n".join(line.replace(",", "\t") for line in tsv_lines) + "\n")
     results = {}
     for name in ("trips.csv", "trips.parquet", "trips.tfrecord", "pandas.parquet", "trips.tsv"):
         out = tmp_path / f"out-{name}"
@@ -333,13 +336,24 @@ def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path
     assert results["trips.tfrecord"] == results["trips.csv"]
     assert results["pandas.parquet"] == results["trips.csv"]
     assert results["trips.tsv"] == results["trips.csv"]  # a .tsv file's fields are tab-separated
+    ignored = {
+        name: json.loads((tmp_path / f"out-{name}" / "run.json").read_text())["inputs"][0]["ignored_columns"]
+        for name in results
+    }  # columns the schema lacks are read past, in Parquet as in CSV, and recorded
+    assert ignored == {
+        "trips.csv": [],
+        "trips.parquet": [],
+        "trips.tfrecord": [],
+        "pandas.parquet": ["notes"],
+        "trips.tsv": ["note"],
+    }
 
     from pipelines import trace  # `lineage row` reads the .tsv with its tabs too
 
     wanted = {row["row_id"][0] for row in transformed_rows(tmp_path / "out-trips.tsv", "train")[:5]}
     found = trace.find_rows(str(tmp_path / "out-trips.tsv"), wanted)
     assert {f["row_id"] for f in found} == wanted
-    assert all(f["raw"].replace("\t", ",") in lines for f in found)
+    assert all(f["raw"].split("\t", 1)[1].replace("\t", ",") in lines for f in found)
 
 
 def test_allow_quoted_newlines_reads_values_spanning_lines_as_parquet_holds_them(tmp_path, capsys):
