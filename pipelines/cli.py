@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -828,7 +829,7 @@ def _train(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _serve(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipelines.errors import UsageError
+    from pipelines.errors import Interrupted, UsageError
 
     if not os.path.isfile(os.path.join(args.model, "saved_model.pb")):
         raise UsageError(f"{args.model} is not a SavedModel directory")
@@ -848,7 +849,7 @@ def _serve(args: argparse.Namespace, beam_args: list[str]) -> int:
     )
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):  # Ctrl-C or SIGTERM: a normal stop
         pass
     finally:
         server.server_close()
@@ -947,6 +948,33 @@ _COMMANDS = {
 _BEAM_COMMANDS = {"run", "check-skew", "labels", "dedup"}  # commands that pass unknown flags to Beam
 
 
+@contextlib.contextmanager
+def _interruptible(received: list):
+    """While a command runs, SIGTERM and SIGINT raise ``errors.Interrupted`` in the main thread, so
+    the command unwinds (staging removed, the lineage run marked failed) and exits 128 + the
+    signal with one line, instead of dying with a half-written staging directory (SIGTERM) or a
+    traceback (Ctrl-C). Each signal's exception is appended to ``received``. Outside the main
+    thread (a caller's worker thread) nothing is installed."""
+    import signal
+
+    from pipelines.errors import Interrupted
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(number, _frame):
+        received.append(Interrupted(signal.Signals(number).name, number))
+        raise received[-1]
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line.
 
@@ -954,7 +982,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments without the program name; ``sys.argv[1:]`` when None.
 
     Returns:
-        The exit code: 0 success, 1 a check failed, 2 bad usage or unreadable input.
+        The exit code: 0 success, 1 a check failed, 2 bad usage or unreadable input, 128 + the
+        signal's number when stopped by SIGTERM (143) or SIGINT (130).
     """
     from pipelines.errors import SkewlessError
 
@@ -966,13 +995,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     _quiet_libraries()
+    signals = []
     try:
-        return _COMMANDS[args.command](args, rest)
-    except SkewlessError as error:
-        print(f"skewless {args.command}: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except Exception as error:  # noqa: BLE001 - an unexpected failure still ends in one line
-        if os.environ.get("SKEWLESS_DEBUG"):
+        with _interruptible(signals):
+            return _COMMANDS[args.command](args, rest)
+    except BaseException as error:  # noqa: BLE001 - every ending is one line and an exit code
+        if signals:  # its Interrupted may arrive rewrapped (Beam adds the step's name): the signal decides
+            output = getattr(args, "output", None)
+            left = f"; {output} is never half-written (published whole or not at all)" if output else ""
+            print(f"skewless {args.command}: {signals[0]}{left}", file=sys.stderr)
+            return signals[0].exit_code
+        if isinstance(error, SkewlessError):
+            print(f"skewless {args.command}: error: {error}", file=sys.stderr)
+            return error.exit_code
+        if not isinstance(error, Exception) or os.environ.get("SKEWLESS_DEBUG"):
             raise
         message = (str(error).strip().splitlines() or [type(error).__name__])[-1]
         print(

@@ -1,6 +1,6 @@
 """Errors that end a command with a one-line reason and a documented exit code."""
 
-__all__ = ["CheckFailed", "SkewlessError", "UsageError"]
+__all__ = ["CheckFailed", "Interrupted", "SkewlessError", "UsageError"]
 
 
 class SkewlessError(Exception):
@@ -19,3 +19,15 @@ class UsageError(SkewlessError):
     """Bad usage or unreadable input (exit 2)."""
 
     exit_code = 2
+
+
+class Interrupted(BaseException):
+    """The command was stopped by a signal: SIGTERM (what schedulers, ``timeout`` and container
+    stops send) or SIGINT (Ctrl-C). A ``BaseException``, like ``KeyboardInterrupt``, so that no
+    ``except Exception`` (Beam's own included) swallows or rewraps it on its way out; the staging
+    directory is removed on the way (``outputs.staged_directory``). Exit code 128 + the signal.
+    """
+
+    def __init__(self, signal_name: str, signal_number: int):
+        super().__init__(f"stopped by {signal_name}")
+        self.exit_code = 128 + signal_number

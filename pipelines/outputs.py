@@ -1,17 +1,30 @@
 """Output directories that are complete or absent: staged under a temporary sibling, then renamed."""
 
 import contextlib
+import glob
 import os
 import shutil
+import socket
 import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.errors import UsageError
 
-__all__ = ["RECORDS", "TEMP", "check_replaceable", "is_local", "publish", "remove_tree", "staged_directory", "temp_dir"]
+__all__ = [
+    "RECORDS",
+    "TEMP",
+    "check_replaceable",
+    "is_local",
+    "publish",
+    "remove_abandoned_stagings",
+    "remove_tree",
+    "staged_directory",
+    "temp_dir",
+]
 
 TEMP = "tmp"  # a job's scratch space inside its staging directory: deleted, never published
+OWNER = "owner"  # in TEMP: "<host> <pid>" of the process writing the staging directory
 # the record every command writes into its output (run, labels, dedup, train): what may be replaced
 RECORDS = ("run.json", "agreement.json", "dedup.json", "metrics.json")
 
@@ -90,6 +103,39 @@ def publish(staging: str, final: str) -> None:
     remove_tree(staging)
 
 
+def remove_abandoned_stagings(final: str) -> list[str]:
+    """Deletes the local staging directories of ``final`` whose process is gone; returns them.
+
+    A job stopped by a signal removes its staging directory on the way out, but one killed outright
+    (SIGKILL, the kernel's out-of-memory killer, a power cut) cannot: its ``<final>.tmp-*`` sibling,
+    up to the size of the data, would stay. Each staging directory names its owner (host and
+    process id, in ``tmp/owner``), so the next job writing ``final`` deletes those whose owner ran
+    on this host and no longer runs. A staging directory of a live job, of another host (a shared
+    disk) or without an owner file is left alone.
+    """
+    removed = []
+    for path in sorted(glob.glob(glob.escape(final) + ".tmp-*")):
+        try:
+            with open(os.path.join(path, TEMP, OWNER)) as owner:
+                host, pid = owner.read().split()
+        except (OSError, ValueError):
+            continue
+        if host == socket.gethostname() and not _process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def staged_directory(final: str):
     """Yields a temporary sibling of ``final`` to write into; publishes it when the block succeeds.
@@ -102,7 +148,8 @@ def staged_directory(final: str):
 
     Yields:
         The staging directory path (created). Its ``tmp/`` (:func:`temp_dir`) is deleted before
-        the rest is published.
+        the rest is published. Staging directories of ``final`` left by killed jobs are deleted
+        first (:func:`remove_abandoned_stagings`).
     """
     final = final.rstrip("/")
     check_replaceable(final)
@@ -110,7 +157,13 @@ def staged_directory(final: str):
         final = os.path.abspath(final)
         os.makedirs(os.path.dirname(final), exist_ok=True)
     staging = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
-    FileSystems.mkdirs(staging) if not is_local(staging) else os.makedirs(staging)
+    if is_local(final):
+        remove_abandoned_stagings(final)
+        os.makedirs(os.path.join(staging, TEMP))
+        with open(os.path.join(staging, TEMP, OWNER), "w") as owner:
+            owner.write(f"{socket.gethostname()} {os.getpid()}\n")
+    else:
+        FileSystems.mkdirs(staging)
     try:
         yield staging
     except BaseException:

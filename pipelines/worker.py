@@ -10,12 +10,24 @@ main, unchanged.
 """
 
 import logging
+import os
+import signal
 import sys
 
 
 def main() -> None:
     """Loads TensorFlow quietly, then runs Beam's SDK worker (it reads its addresses from the
-    environment Beam gives the process)."""
+    environment Beam gives the process).
+
+    The runner owns the worker's life. A Ctrl-C, which the terminal sends to every process of the
+    job, or a SIGTERM sent to all of them (systemd, ``kill -- -PGID``) is left to the runner
+    process, which unwinds and stops its workers: a worker ignores both (it still ends when the
+    runner's control channel closes, even if the runner was killed). When Beam's worker main
+    returns (the runner stopped the worker, maybe mid-bundle after an interrupt) the process ends at
+    once, without tracebacks from bundle threads that the interpreter's teardown would cut short.
+    """
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
     from pipelines.cli import load_tensorflow
 
     load_tensorflow()
@@ -25,6 +37,10 @@ def main() -> None:
     from apache_beam.runners.worker import sdk_worker_main
 
     sdk_worker_main.main(sys.argv)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

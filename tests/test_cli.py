@@ -58,6 +58,28 @@ class TestConsoleScript:
         assert (out / "serving_model" / "saved_model.pb").exists()
         assert not [path for path in tmp_path.iterdir() if path.name not in ("in.csv", "out")]
 
+    def test_sigterm_mid_run_exits_143_in_one_line_and_leaves_the_earlier_output_whole(self, tmp_path):
+        from tests.helpers import sample_lines
+
+        header, lines = sample_lines()
+        (tmp_path / "in.csv").write_text(header + "\n" + "\n".join(lines * 20) + "\n")  # 300k rows: seconds of work
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "run.json").write_text('{"an": "earlier run"}')
+        argv = [SKEWLESS, "run", "--input", str(tmp_path / "in.csv"), "--output", str(out), "--no-report"]
+        argv += ["--lineage-db", str(tmp_path / "lineage.db")]
+        job = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        for line in job.stderr:  # progress lines; the pipeline starts after this one
+            if "reading, validating" in line:
+                job.terminate()  # SIGTERM, as schedulers, `timeout` and `docker stop` send
+                break
+        assert job.wait(timeout=120) == 143
+        assert job.stderr.read().strip().splitlines() == [
+            f"skewless run: stopped by SIGTERM; {out} is never half-written (published whole or not at all)"
+        ]
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["in.csv", "lineage.db", "out"]  # no staging
+        assert os.listdir(out) == ["run.json"] and json.loads((out / "run.json").read_text()) == {"an": "earlier run"}
+
     def test_missing_command_exits_2(self):
         result = subprocess.run([SKEWLESS], capture_output=True, text=True)
         assert result.returncode == 2

@@ -75,6 +75,32 @@ def test_a_failing_first_run_creates_nothing(tmp_path):
     assert os.listdir(tmp_path / "new") == []
 
 
+def test_stagings_of_killed_jobs_on_this_host_are_deleted_by_the_next_job_and_no_other(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    here = socket.gethostname()
+    owners = {
+        "killed": f"{here} {gone.stdout.strip()}",  # a job killed outright: its process is gone
+        "running": f"{here} {os.getpid()}",  # a live job writing the same output
+        "elsewhere": f"another-host {gone.stdout.strip()}",  # another machine on a shared disk
+        "unowned": None,  # not written by this code: not ours to judge
+    }
+    for name, owner in owners.items():
+        os.makedirs(tmp_path / f"out.tmp-{name}" / "tmp")
+        if owner:
+            (tmp_path / f"out.tmp-{name}" / "tmp" / "owner").write_text(owner + "\n")
+    with outputs.staged_directory(str(tmp_path / "out")) as staging:
+        with open(os.path.join(staging, "tmp", "owner")) as handle:
+            assert handle.read() == f"{here} {os.getpid()}\n"
+        left = sorted(os.listdir(tmp_path))
+    assert left == sorted(["out.tmp-running", "out.tmp-elsewhere", "out.tmp-unowned", os.path.basename(staging)])
+    assert sorted(os.listdir(tmp_path)) == ["out", "out.tmp-elsewhere", "out.tmp-running", "out.tmp-unowned"]
+    assert os.listdir(tmp_path / "out") == []  # the owner file went with tmp/
+
+
 def test_bundle_files_hold_every_element_once_and_only_published_files_remain(tmp_path):
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
