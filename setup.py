@@ -32,6 +32,7 @@ setup(
         "rapidfuzz>=3.6",
         "scipy>=1.10",
         "isal>=1.6",
+        "google-crc32c>=1.5",
     ],
     extras_require={
         "test": ["pytest>=8", "ruff==0.17.6", "build>=1"],

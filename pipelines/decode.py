@@ -36,6 +36,7 @@ __all__ = [
     "undecodable_lines",
     "SPLIT_KEY_VERSION",
     "row_key_hashes",
+    "split_key_hashes",
 ]
 
 ARROW_VALUE_TYPES = {
@@ -117,7 +118,8 @@ def _text(raw: bytes) -> str:
 
 
 # Bumped whenever the key a row is split by changes (2: a CSV record's carriage return is not part
-# of it), so that the incremental analysis never reuses accumulators of rows split the old way.
+# of it, and split_key columns are keyed on their decoded values in every format), so that the
+# incremental analysis never reuses accumulators of rows split the old way.
 SPLIT_KEY_VERSION = 2
 
 
@@ -477,9 +479,8 @@ def decode_csv_block(
         if not lines[i].strip(b"\r \t") and i not in ragged:
             row_reasons[row_of_line[i] if ragged else int(i)] = (None, "empty line")
     dead = [dead_letter(source, offset_of(i), _text(lines[i]), None, reason) for i, reason in sorted(ragged.items())]
-    if split_key:
-        joined = pc.binary_join_element_wise(*[table.column(c) for c in split_key], b"\x1f")
-        keys = row_key_hashes(joined.to_pylist())
+    if split_key:  # keyed on the decoded values below
+        keys = np.zeros(table.num_rows, np.uint32)
     else:
         keys = row_key_hashes(_record_keys([lines[i] for i in parsed_lines] if ragged else lines, data))
 
@@ -490,6 +491,30 @@ def decode_csv_block(
     block = _decode_text_table(table, schema, keys, raw_of, source, row_reasons, decimal_comma)
     block.dead_letters = dead + block.dead_letters
     block.rows_read = len(lines)
+    return _keyed_by_columns(block, split_key)
+
+
+def split_key_hashes(batch: pa.RecordBatch, split_key: Sequence[str]) -> np.ndarray:
+    """The split keys of decoded rows from the values of the ``split_key`` columns: each row's
+    first values as text (missing as empty), joined by a unit separator, hashed.
+
+    Taken from the decoded values, not the raw text, so a row keys the same in every input format
+    and however its numbers are written (``12.50`` and ``12.5``).
+    """
+    texts = []
+    for name in split_key:
+        values = first_values(batch.column(batch.schema.get_field_index(name)))
+        if not (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
+            values = pc.cast(values, pa.string())
+        texts.append(pc.cast(values, pa.large_binary()).fill_null(b""))
+    separator = pa.scalar(b"\x1f", pa.large_binary())
+    return row_key_hashes(pc.binary_join_element_wise(*texts, separator).to_pylist())
+
+
+def _keyed_by_columns(block: DecodedBlock, split_key: Sequence[str]) -> DecodedBlock:
+    """The block with its keys taken from the ``split_key`` columns' values (as it is when none)."""
+    if split_key and block.batch is not None:
+        block.keys = split_key_hashes(block.batch, split_key)
     return block
 
 
@@ -568,14 +593,16 @@ def decode_table(
                 f"{source}: column {feature.name!r} has type {values.type}, not castable to {target}: {error}"
             ) from None
         columns[feature.name] = _to_list_array(values)
-    key_columns = list(split_key) or [f.name for f in schema.feature]
-    as_text = [pc.cast(_decoded(table.column(c)), pa.string()).fill_null("") for c in key_columns]
-    keys = row_key_hashes([s.encode() for s in pc.binary_join_element_wise(*as_text, "\x1f").to_pylist()])
+    if split_key:  # keyed on the decoded values below
+        keys = np.zeros(table.num_rows, np.uint32)
+    else:
+        as_text = [pc.cast(_decoded(table.column(f.name)), pa.string()).fill_null("") for f in schema.feature]
+        keys = row_key_hashes([s.encode() for s in pc.binary_join_element_wise(*as_text, "\x1f").to_pylist()])
 
     def raw_of(row: int) -> tuple[None, str]:
         return row, json.dumps(table.slice(row, 1).to_pylist()[0], default=str)
 
-    return _finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source)
+    return _keyed_by_columns(_finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source), split_key)
 
 
 def _unfit_reason(values: pa.Array, feature_type: int) -> Callable[[int], str]:
@@ -609,7 +636,11 @@ def _index(first: int | None, i: int) -> int | None:
 
 
 def decode_examples(
-    records: Sequence[bytes], schema: schema_pb2.Schema, source: str, first_index: int | None = 0
+    records: Sequence[bytes],
+    schema: schema_pb2.Schema,
+    source: str,
+    first_index: int | None = 0,
+    split_key: Sequence[str] = (),
 ) -> DecodedBlock:
     """Decodes serialized tf.Examples into a list-typed batch and dead letters.
 
@@ -618,9 +649,10 @@ def decode_examples(
         schema: The raw schema.
         source: File name, for dead letters.
         first_index: Index of ``records[0]`` in its source, for dead letters, if known.
+        split_key: Columns whose values key the split; empty keys it on the serialized record.
 
     Returns:
-        The DecodedBlock; the split key is the serialized record.
+        The DecodedBlock.
     """
     from tfx_bsl.coders import example_coder
 
@@ -649,8 +681,8 @@ def decode_examples(
     def raw_of(row: int) -> tuple[int, str]:
         return _index(first_index, good[row]), repr(records[good[row]])
 
-    keys = row_key_hashes([records[i] for i in good])
+    keys = np.zeros(len(good), np.uint32) if split_key else row_key_hashes([records[i] for i in good])
     block = _finish(schema, columns, {}, keys, batch.num_rows, raw_of, source)
     block.dead_letters = dead + block.dead_letters
     block.rows_read = len(records)
-    return block
+    return _keyed_by_columns(block, split_key)

@@ -20,13 +20,14 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipelines import coders, csv_records, decode, overlap
+from pipelines import coders, csv_records, decode, overlap, tfrecord_records
 from pipelines.coders import KeyedBatch
 from pipelines.errors import UsageError
 
@@ -423,15 +424,41 @@ class _DecodeParquetFile(_DecodeBlocks):
         return decoded, time.perf_counter() - started
 
 
-class _DecodeExampleBatch(_DecodeBlocks):
-    def process(self, batch: list[tuple[str, bytes]]):
-        by_source: dict[str, list[bytes]] = {}
-        for source, record in batch:
-            by_source.setdefault(source, []).append(record)
-        for source, records in by_source.items():
-            started = time.perf_counter()
-            decoded = decode.decode_examples(records, self._schema, source, first_index=None)
-            yield from self._emit(decoded, source, time.perf_counter() - started)
+class _DecodeTFRecordFile(_DecodeBlocks):
+    """Reads a TFRecord file's records with their checksums verified (``pipelines/tfrecord_records.py``)
+    and decodes them in batches; each piece of damage is a dead letter, and reading goes on."""
+
+    def process(self, path: str):
+        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+            batches = self._batches(tfrecord_records.read_records(handle))
+            decode_batch = functools.partial(self._decode_batch, path)
+            for decoded, seconds in overlap.in_background(decode_batch, batches, self._executor):
+                yield from self._emit(decoded, path, seconds)
+
+    @staticmethod
+    def _batches(records: Iterator[tfrecord_records.Record]) -> Iterator[list[tfrecord_records.Record]]:
+        """Runs of up to ``_TFRECORD_BATCH`` consecutive intact records; each piece of damage alone."""
+        batch = []
+        for record in records:
+            if record.problem or len(batch) == _TFRECORD_BATCH:
+                if batch:
+                    yield batch
+                batch = []
+            if record.problem:
+                yield [record]
+            else:
+                batch.append(record)
+        if batch:
+            yield batch
+
+    def _decode_batch(self, path: str, batch: list) -> tuple[decode.DecodedBlock, float]:
+        started = time.perf_counter()
+        first = batch[0]
+        if first.problem:  # damage: no record to show, the reason says where
+            dead = [decode.dead_letter(path, first.index, "", None, first.problem)]
+            return decode.DecodedBlock(None, np.zeros(0, np.uint32), dead, 1), 0.0
+        decoded = decode.decode_examples([r.data for r in batch], self._schema, path, first.index, self._split_key)
+        return decoded, time.perf_counter() - started
 
 
 class ReadRawData(beam.PTransform):
@@ -522,10 +549,9 @@ class ReadRawData(beam.PTransform):
         return (
             pbegin
             | "ListTFRecordFiles" >> beam.Create([path for path, _ in self._files])
-            | "ReadTFRecords" >> beam.io.ReadAllFromTFRecord(with_filename=True)
-            | "BatchTFRecords" >> beam.BatchElements(min_batch_size=_TFRECORD_BATCH, max_batch_size=_TFRECORD_BATCH)
-            | "DecodeExamples"
-            >> beam.ParDo(_DecodeExampleBatch(self._schema, self._split_key, self._counted)).with_outputs(
+            | "SpreadTFRecordFiles" >> beam.Reshuffle()
+            | "DecodeTFRecords"
+            >> beam.ParDo(_DecodeTFRecordFile(self._schema, self._split_key, self._counted)).with_outputs(
                 *tags, main=self.BATCHES
             )
         )

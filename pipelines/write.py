@@ -2,12 +2,10 @@
 
 import json
 import os
-import struct
 import time
 import uuid
 
 import apache_beam as beam
-import google_crc32c
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,7 +14,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from isal import isal_zlib
 
-from pipelines import example_encoding, outputs, overlap
+from pipelines import example_encoding, outputs, overlap, tfrecord_records
 from pipelines.parity import RAW_EXAMPLE_COLUMN, encode_pair
 
 __all__ = [
@@ -31,7 +29,6 @@ __all__ = [
     "json_line",
     "publish_file",
     "scalar_features",
-    "frame_tfrecords",
     "gzip_member",
 ]
 
@@ -49,20 +46,6 @@ def gzip_member(data: bytes | memoryview, level: int = GZIP_LEVEL) -> bytes:
     """
     compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
     return compressor.compress(data) + compressor.flush()
-
-
-def _masked_crc(data: bytes) -> bytes:
-    crc = google_crc32c.value(data)
-    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
-
-
-def frame_tfrecords(records: list[bytes]) -> bytes:
-    """Frames serialized records as TFRecord file content (length, its CRC, data, its CRC each)."""
-    parts = []
-    for record in records:
-        length = struct.pack("<Q", len(record))
-        parts += (length, _masked_crc(length), record, _masked_crc(record))
-    return b"".join(parts)
 
 
 def _split_parity_sample(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[int], dict[int, list[bytes]]]:
@@ -92,7 +75,7 @@ def _encode_batch(encoder, batch: pa.RecordBatch) -> tuple[bytes, list[bytes], i
         records, examples = vectorised
     else:
         encoded = encoder.encode(batch)
-        records, examples = frame_tfrecords(encoded), {row: encoded[row] for row in sampled}
+        records, examples = tfrecord_records.frame(encoded), {row: encoded[row] for row in sampled}
     # one element per batch, framed and compressed here (in parallel on every worker):
     # Beam's per-element cost is paid once per batch
     pairs = [encode_pair(raw_examples[row][0], examples[row]) for row in sampled]

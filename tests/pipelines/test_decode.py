@@ -130,6 +130,35 @@ def test_windows_line_endings_key_rows_as_unix_ones_do(quoted_newlines):
     assert len(set(unix.keys.tolist())) == unix.rows_read - len(unix.dead_letters)
 
 
+@pytest.mark.parametrize("careful", [False, True])
+def test_split_key_columns_of_any_type_key_rows_by_value_the_same_in_every_format(careful, monkeypatch):
+    schema = text_format.Parse(
+        'feature { name: "n" type: INT } feature { name: "x" type: FLOAT } feature { name: "s" type: BYTES }',
+        schema_pb2.Schema(),
+    )
+    if careful:  # every cell through the text path
+        monkeypatch.setattr(decode, "_typed_columns", lambda *args, **kwargs: None)
+    csv = decode.decode_csv_block(b"a,1,1.5\na,01,1.50\nb,1,2.5\n,,\n", COLUMNS, schema, "f.csv", split_key=["n", "x"])
+    assert csv.dead_letters == []
+    keys = csv.keys.tolist()
+    assert keys[0] == keys[1] != keys[2] != keys[3]  # 01 is 1 and 1.50 is 1.5; the empty row keys too
+    table = pa.table({"s": ["a", "b", None], "n": [1, 1, None], "x": [1.5, 2.5, None]})
+    parquet = decode.decode_table(table, schema, "f.parquet", split_key=["n", "x"])
+    assert parquet.keys.tolist() == [keys[0], keys[2], keys[3]]
+    import tensorflow as tf
+
+    def example(n, x):
+        feature = {} if n is None else {"n": tf.train.Feature(int64_list=tf.train.Int64List(value=[n]))}
+        if x is not None:
+            feature["x"] = tf.train.Feature(float_list=tf.train.FloatList(value=[x]))
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    examples = decode.decode_examples(
+        [example(1, 1.5), example(1, 2.5), example(None, None)], schema, "f", 0, ["n", "x"]
+    )
+    assert examples.keys.tolist() == [keys[0], keys[2], keys[3]]
+
+
 def test_an_empty_block_reads_nothing():
     block = decode.decode_csv_block(b"", COLUMNS, SCHEMA, "f.csv")
     assert (block.batch, block.dead_letters, block.rows_read) == (None, [], 0)

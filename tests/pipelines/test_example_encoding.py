@@ -7,7 +7,7 @@ import tensorflow as tf
 from tfx_bsl.coders import example_coder
 
 from pipelines import example_encoding
-from pipelines.write import frame_tfrecords
+from pipelines.tfrecord_records import frame as frame_tfrecords
 
 
 def _ints(values) -> pa.Array:

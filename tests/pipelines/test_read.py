@@ -147,7 +147,52 @@ def test_read_raw_data_in_small_ranges_keeps_every_row(tmp_path, taxi_dataset):
         )
 
 
-@pytest.mark.parametrize("dofn", [read._DecodeCsvRange, read._DecodeParquetFile, read._DecodeExampleBatch])
+def test_a_damaged_tfrecord_file_keeps_its_intact_records_and_dead_letters_the_damage(tmp_path, taxi_dataset):
+    import tensorflow as tf
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from pipelines import tfrecord_records
+
+    header, lines = sample_lines(300)
+    columns = header.split(",")
+    fare = columns.index("fare")
+    types = {f.name: f.type for f in taxi_dataset.schema.feature}
+    examples = []
+    for line in lines:
+        feature = {}
+        for name, cell in zip(columns, line.split(","), strict=True):
+            if not cell:
+                continue
+            if types[name] == schema_pb2.BYTES:
+                feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[cell.encode()]))
+            elif types[name] == schema_pb2.INT:
+                feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(cell)]))
+            else:
+                feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(cell)]))
+        examples.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    framed = bytearray(tfrecord_records.frame(examples))
+    starts = [sum(16 + len(e) for e in examples[:i]) for i in range(len(examples))]
+    framed[starts[100] + 20] ^= 0x01  # a bit of record 100's data
+    path = tmp_path / "damaged.tfrecord"
+    path.write_bytes(bytes(framed[: starts[299] + 30]))  # cut inside the last record
+    kept = [float(line.split(",")[fare]) for i, line in enumerate(lines) if i not in (100, 299)]
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
+        raw = p | read.ReadRawData(read.expand_patterns([str(path)]), taxi_dataset.schema)
+        fares = raw[read.ReadRawData.BATCHES] | beam.FlatMap(lambda element: element[0].column("fare").to_pylist())
+        assert_that(fares | beam.Map(lambda v: round(v[0], 2)), equal_to([round(f, 2) for f in kept]), label="Kept")
+        assert_that(
+            raw[read.ReadRawData.DEAD_LETTER] | beam.Map(lambda d: (d["offset"], d["reason"].split(" at byte")[0])),
+            equal_to(
+                [
+                    (100, "corrupt TFRecord: data checksum mismatch in the record"),
+                    (299, f"truncated TFRecord: the file ends 18 bytes into the {len(examples[299])}-byte record"),
+                ]
+            ),
+            label="DeadLetters",
+        )
+
+
+@pytest.mark.parametrize("dofn", [read._DecodeCsvRange, read._DecodeParquetFile, read._DecodeTFRecordFile])
 def test_no_decoder_makes_beam_warn_about_yield_and_return(dofn):
     """Beam logs a warning for every ParDo whose process() source has both ``yield`` and ``return
     <value>`` (nested functions included); a Parquet run used to print it."""
