@@ -556,7 +556,11 @@ def _decoded(column: pa.ChunkedArray) -> pa.Array:
 
 
 def decode_table(
-    table: pa.Table, schema: schema_pb2.Schema, source: str, split_key: Sequence[str] = ()
+    table: pa.Table,
+    schema: schema_pb2.Schema,
+    source: str,
+    split_key: Sequence[str] = (),
+    first_index: int = 0,
 ) -> DecodedBlock:
     """Decodes a flat Arrow table (from Parquet) into a list-typed batch and dead letters.
 
@@ -565,6 +569,7 @@ def decode_table(
         schema: The raw schema.
         source: File name, for dead letters.
         split_key: Columns whose values key the split; empty keys it on the whole row.
+        first_index: Index of the table's first row in its source, for dead letters.
 
     Returns:
         The DecodedBlock.
@@ -599,8 +604,8 @@ def decode_table(
         as_text = [pc.cast(_decoded(table.column(f.name)), pa.string()).fill_null("") for f in schema.feature]
         keys = row_key_hashes([s.encode() for s in pc.binary_join_element_wise(*as_text, "\x1f").to_pylist()])
 
-    def raw_of(row: int) -> tuple[None, str]:
-        return row, json.dumps(table.slice(row, 1).to_pylist()[0], default=str)
+    def raw_of(row: int) -> tuple[int, str]:
+        return first_index + row, json.dumps(table.slice(row, 1).to_pylist()[0], default=str)
 
     return _keyed_by_columns(_finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source), split_key)
 

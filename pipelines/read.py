@@ -407,21 +407,52 @@ class _DecodeCsvRange(_DecodeBlocks):
 
 
 class _DecodeParquetFile(_DecodeBlocks):
-    def process(self, path: str):
-        import pyarrow.parquet as pq
+    """Reads a Parquet file's schema columns row group by row group and decodes them in batches.
 
+    A row group that cannot be read (damaged pages, a bad checksum) does not stop the job: each of
+    its rows not yet read is a dead letter (the footer says how many there are), and reading goes
+    on with the next row group.
+    """
+
+    def process(self, path: str):
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            batches = pq.ParquetFile(handle).iter_batches(batch_size=65536)
-            decode_batch = functools.partial(self._decode_batch, path)
-            for decoded, seconds in overlap.in_background(decode_batch, batches, self._executor):
+            pieces = _parquet_pieces(handle, [f.name for f in self._schema.feature])
+            decode_piece = functools.partial(self._decode_piece, path)
+            for decoded, seconds in overlap.in_background(decode_piece, pieces, self._executor):
                 yield from self._emit(decoded, path, seconds)
 
-    def _decode_batch(self, path: str, batch: pa.RecordBatch) -> tuple[decode.DecodedBlock, float]:
+    def _decode_piece(self, path: str, piece: tuple) -> tuple[decode.DecodedBlock, float]:
         # a method, not a function nested in process(): Beam warns about a process() whose source
         # has both yield and return, nested functions included
+        first, batch, problem, lost = piece
+        if problem:
+            dead = [decode.dead_letter(path, first + i, "", None, problem) for i in range(lost)]
+            return decode.DecodedBlock(None, np.zeros(0, np.uint32), dead, lost), 0.0
         started = time.perf_counter()
-        decoded = decode.decode_table(pa.Table.from_batches([batch]), self._schema, path, self._split_key)
+        table = pa.Table.from_batches([batch])
+        decoded = decode.decode_table(table, self._schema, path, self._split_key, first)
         return decoded, time.perf_counter() - started
+
+
+def _parquet_pieces(handle, columns: list[str]) -> Iterator[tuple[int, pa.RecordBatch | None, str | None, int]]:
+    """``(first row index, batch, None, 0)`` for each batch read, and ``(first row index, None,
+    problem, rows lost)`` for the unread rest of a row group that fails to read."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(handle)
+    first = 0
+    for group in range(parquet.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        done = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=65536, row_groups=[group], columns=columns):
+                yield first + done, batch, None, 0
+                done += batch.num_rows
+        except (OSError, pa.ArrowException) as error:
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            problem = f"unreadable Parquet row group: group {group} ({rows} rows from row {first}): {message}"
+            yield first + done, None, problem, rows - done
+        first += rows
 
 
 class _DecodeTFRecordFile(_DecodeBlocks):

@@ -5,6 +5,7 @@ import gzip
 import io
 
 import apache_beam as beam
+import pyarrow as pa
 import pytest
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -190,6 +191,33 @@ def test_a_damaged_tfrecord_file_keeps_its_intact_records_and_dead_letters_the_d
             ),
             label="DeadLetters",
         )
+
+
+def test_a_damaged_parquet_row_group_is_dead_lettered_row_by_row_and_the_others_are_kept(tmp_path, taxi_dataset):
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    header, lines = sample_lines(1000)
+    assert header.startswith("pickup_community_area,")
+    lines[750] = "99" + lines[750][lines[750].index(",") :]  # outside 1..77, in the 4th group: its file index
+    path = tmp_path / "trips.csv"
+    path.write_text(header + "\n" + "\n".join(lines) + "\n")
+    table = pa_csv.read_csv(path)
+    table = table.append_column("notes", pa.array(["x"] * table.num_rows))  # not read at all
+    pq.write_table(table, tmp_path / "trips.parquet", row_group_size=250)
+    metadata = pq.ParquetFile(tmp_path / "trips.parquet").metadata
+    damaged = bytearray((tmp_path / "trips.parquet").read_bytes())
+    start = metadata.row_group(1).column(table.column_names.index("fare")).data_page_offset
+    damaged[start + 10 : start + 50] = b"\xff" * 40  # the 2nd row group's fare pages
+    (tmp_path / "trips.parquet").write_bytes(bytes(damaged))
+    files = read.expand_patterns([str(tmp_path / "trips.parquet")])
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
+        raw = p | read.ReadRawData(files, taxi_dataset.schema)
+        rows = raw[read.ReadRawData.BATCHES] | beam.Map(lambda element: element[0].num_rows)
+        assert_that(rows | beam.CombineGlobally(sum), equal_to([1000 - 250 - 1]), label="Kept")
+        dead = raw[read.ReadRawData.DEAD_LETTER] | beam.Map(lambda d: (d["offset"], d["reason"].split(":")[0]))
+        expected = [(i, "unreadable Parquet row group") for i in range(250, 500)] + [(750, "outside domain")]
+        assert_that(dead, equal_to(expected), label="DeadLetters")
 
 
 @pytest.mark.parametrize("dofn", [read._DecodeCsvRange, read._DecodeParquetFile, read._DecodeTFRecordFile])
