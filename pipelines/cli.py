@@ -254,9 +254,10 @@ def _build_parser() -> argparse.ArgumentParser:
     infer = commands.add_parser(
         "infer-schema",
         help="bootstrap a raw schema.pbtxt from data, for review",
-        description="Reads CSV or Parquet files in a stream and writes a tensorflow_metadata Schema: types, "
-        "required or optional, non-negative numeric domains, string domains for low-cardinality strings, "
-        "and an annotation with what was observed for each feature. Review it before use.",
+        description="Reads CSV, Parquet or tf.Example TFRecord files in a stream and writes a tensorflow_metadata "
+        "Schema: types, required or optional, values a row (tf.Example lists), non-negative numeric domains, "
+        "string domains for low-cardinality strings, and an annotation with what was observed for each "
+        "feature. Review it before use.",
         epilog="example:\n  skewless infer-schema --input 'data/new/*.csv' --output schemas/new/schema.pbtxt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

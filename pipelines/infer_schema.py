@@ -1,10 +1,14 @@
 """Bootstrapping a raw schema from data, for a person to review (like TFDV's ``infer_schema``).
 
-Reads CSV (every cell as text, then the same parsing rules as ``decode``) or Parquet (Arrow types)
-in a stream of batches, so memory stays bounded whatever the size. Per column it infers:
+Reads CSV (every cell as text, then the same parsing rules as ``decode``), Parquet (Arrow types)
+or tf.Example TFRecord files (each feature's list type) in a stream of batches, so memory stays
+bounded whatever the size. Per column it infers:
 
-* the type: INT if every non-empty value is an integer, FLOAT if every one is a number, else BYTES;
+* the type: INT if every non-empty value is an integer, FLOAT if every one is a number, else BYTES
+  (a tf.Example feature has its list's type: one written as ``int64_list`` in some examples and
+  ``float_list`` in others cannot be read by any one schema, and is reported);
 * presence: required (``min_fraction: 1``, ``shape [1]``) when no row lacks it, else optional;
+* the number of values: one a row, or (tf.Example lists) ``value_count`` with the least and most seen;
 * a domain: ``min: 0`` for numbers never negative; an inline ``string_domain`` for strings with
   at most ``max_domain_size`` distinct values seen at least ``min_domain_support`` times each on
   average;
@@ -54,6 +58,9 @@ class _Column:
     maximum: float | None = None
     distinct: set = dataclasses.field(default_factory=set)
     distinct_overflow: bool = False
+    fewest_values: int = 1  # per row where present (lists: tf.Example features)
+    most_values: int = 1
+    list_type: str | None = None  # a tf.Example feature's list type: int64, float or bytes
 
     def add_text(self, values: pa.Array, decimal_comma: bool = False) -> None:
         text = pc.utf8_trim_whitespace(values.cast(pa.string()))
@@ -83,6 +90,40 @@ class _Column:
         else:
             self.all_int = self.all_number = False
         self._add_distinct(present)
+
+    def add_lists(self, values: pa.Array, name: str, source: str) -> None:
+        """A list column of decoded tf.Examples (null type: the feature is in none of the batch's rows)."""
+        self.rows += len(values)
+        if pa.types.is_null(values.type):
+            self.missing += len(values)
+            return
+        lengths = pc.list_value_length(values).fill_null(0)
+        present = pc.greater(lengths, 0)
+        count = pc.sum(present).as_py() or 0
+        self.missing += len(values) - count
+        if not count:
+            return
+        kept = pc.filter(lengths, present)
+        fewest, most = pc.min(kept).as_py(), pc.max(kept).as_py()
+        first = self.list_type is None
+        self.fewest_values = fewest if first else min(self.fewest_values, fewest)
+        self.most_values = most if first else max(self.most_values, most)
+        flat = pc.list_flatten(values)
+        list_type = (
+            "int64" if pa.types.is_integer(flat.type) else "float" if pa.types.is_floating(flat.type) else "bytes"
+        )
+        if self.list_type not in (None, list_type):
+            raise UsageError(
+                f"{source}: feature {name!r} is a {self.list_type}_list in some examples and a {list_type}_list "
+                "in others: no one schema type reads both"
+            )
+        self.list_type = list_type
+        if list_type == "bytes":
+            self.all_int = self.all_number = False
+        else:
+            self.all_int = self.all_int and list_type == "int64"
+            self._add_range(flat.cast(pa.float64()))
+        self._add_distinct(flat)
 
     def _add_range(self, numbers: pa.Array) -> None:
         if len(numbers):
@@ -115,15 +156,26 @@ def _feature(name: str, column: _Column, max_domain_size: int, min_domain_suppor
         feature.type = schema_pb2.FLOAT
     else:
         feature.type = schema_pb2.BYTES
-    if column.missing == 0 and column.rows:
+    scalar = column.most_values <= 1
+    if column.missing == 0 and column.rows and scalar:
         feature.presence.min_fraction = 1.0
         feature.presence.min_count = 1
         feature.shape.dim.add().size = 1
-    else:
+    elif scalar:
         feature.presence.min_count = 0
         feature.value_count.min = 0
         feature.value_count.max = 1
+    else:  # a list: as many values as were seen
+        if column.missing == 0:
+            feature.presence.min_fraction = 1.0
+            feature.presence.min_count = 1
+        else:
+            feature.presence.min_count = 0
+        feature.value_count.min = 0 if column.missing else column.fewest_values
+        feature.value_count.max = column.most_values
     observed = f"observed: {column.rows} rows, {column.missing} missing"
+    if not scalar:
+        observed += f", {column.fewest_values} to {column.most_values} values a row"
     if feature.type != schema_pb2.BYTES and column.minimum is not None:
         observed += f", range [{_number(column.minimum)}, {_number(column.maximum)}]"
         if column.minimum >= 0:
@@ -150,10 +202,10 @@ def infer_schema(
     encoding: str | None = None,
     decimal_comma: bool = False,
 ) -> schema_pb2.Schema:
-    """Infers a raw schema from CSV or Parquet files.
+    """Infers a raw schema from CSV, Parquet or tf.Example TFRecord files.
 
     Args:
-        patterns: File patterns (local or ``gs://``), all CSV or all Parquet.
+        patterns: File patterns (local or ``gs://``), all of one format.
         max_domain_size: Most distinct values a string feature may have to get a string domain.
         min_domain_support: Least average number of rows per distinct value for a string domain.
         delimiter: The CSV field delimiter (None: a tab for ``.tsv[.gz]`` files, else a comma).
@@ -161,15 +213,18 @@ def infer_schema(
         decimal_comma: CSV floats are written with a decimal comma (``12,45``).
 
     Returns:
-        The schema, features in file column order.
+        The schema, features in file column order (tf.Examples: in the order first seen).
 
     Raises:
-        UsageError: Unreadable inputs, other formats, or files whose headers differ.
+        UsageError: Unreadable inputs, mixed formats, files whose headers differ, a damaged
+            TFRecord, or a tf.Example feature of two list types.
     """
     files = read.expand_patterns(patterns)
     formats = {read.input_format_of(path) for path, _ in files}
-    if formats - {read.CSV, read.PARQUET} or len(formats) != 1:
-        raise UsageError("infer-schema reads CSV or Parquet files, one format at a time")
+    if len(formats) != 1:
+        raise UsageError("infer-schema reads one format at a time")
+    if formats == {read.TFRECORD}:
+        return _schema_of(_example_columns(files), max_domain_size, min_domain_support)
     columns: dict[str, _Column] = {}
     order: list[str] | None = None
     for path, _ in files:
@@ -184,10 +239,54 @@ def infer_schema(
                     columns[name].add_text(values, decimal_comma)
                 else:
                     columns[name].add_typed(values)
+    return _schema_of({name: columns[name] for name in order or []}, max_domain_size, min_domain_support)
+
+
+def _schema_of(columns: dict[str, _Column], max_domain_size: int, min_domain_support: int) -> schema_pb2.Schema:
     schema = schema_pb2.Schema()
-    for name in order or []:
-        schema.feature.append(_feature(name, columns[name], max_domain_size, min_domain_support))
+    for name, column in columns.items():
+        schema.feature.append(_feature(name, column, max_domain_size, min_domain_support))
     return schema
+
+
+def _example_columns(files: list[tuple[str, int]], batch_size: int = 2000) -> dict[str, _Column]:
+    """Each feature of the tf.Examples in ``files``, in the order first seen; a feature missing from
+    some examples counts them as missing."""
+    from tfx_bsl.coders import example_coder
+
+    from pipelines import tfrecord_records
+
+    decoder = example_coder.ExamplesToRecordBatchDecoder()
+    columns: dict[str, _Column] = {}
+    total = 0
+
+    def add(batch_records: list[bytes], path: str) -> None:
+        nonlocal total
+        try:
+            batch = decoder.DecodeBatch(batch_records)
+        except Exception as error:  # noqa: BLE001 - the C++ decoder raises untyped errors
+            raise UsageError(f"{path}: {str(error).splitlines()[0]}") from None
+        for name, values in zip(batch.schema.names, batch.columns, strict=True):
+            column = columns.setdefault(name, _Column(rows=total, missing=total))  # absent until now
+            column.add_lists(values, name, path)
+        total += batch.num_rows
+        for column in columns.values():  # absent from this batch
+            column.missing += total - column.rows
+            column.rows = total
+
+    for path, _ in files:
+        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+            records = []
+            for record in tfrecord_records.read_records(handle):
+                if record.problem:
+                    raise UsageError(f"{path}: {record.problem}: infer-schema reads sound files only")
+                records.append(record.data)
+                if len(records) == batch_size:
+                    add(records, path)
+                    records = []
+            if records:
+                add(records, path)
+    return columns
 
 
 def _batches(path: str, is_csv: bool, delimiter: str, encoding: str | None = None):

@@ -84,3 +84,93 @@ def test_decimal_commas_are_numbers_with_the_flag_and_text_without(tmp_path):
     assert infer_schema([str(tmp_path / "points.csv")], delimiter=";", decimal_comma=True).feature[0].type == (
         schema_pb2.BYTES
     )
+
+
+def _example(**features) -> bytes:
+    import tensorflow as tf
+
+    feature = {}
+    for name, values in features.items():
+        if values and isinstance(values[0], int):
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+        elif values and isinstance(values[0], float):
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        else:
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_tf_examples_give_their_list_types_presence_and_values_a_row(tmp_path):
+    from pipelines import tfrecord_records
+
+    examples = [
+        _example(n=[i], x=[i / 2], tags=[b"a", b"b"][: i % 3], first=[b"s"]) if i else _example(x=[0.0], tags=[b"c"])
+        for i in range(30)
+    ]
+    (tmp_path / "a.tfrecord").write_bytes(tfrecord_records.frame(examples[:20]))
+    (tmp_path / "b.tfrecord").write_bytes(tfrecord_records.frame(examples[20:]))
+    schema = infer_schema([str(tmp_path / "*.tfrecord")], min_domain_support=1)
+    expected = text_format.Parse(
+        """
+        feature { name: "tags" type: BYTES presence { min_count: 0 } value_count { min: 0 max: 2 }
+                  string_domain { name: "tags" value: "a" value: "b" value: "c" }
+                  annotation { comment: "observed: 30 rows, 9 missing, 1 to 2 values a row, 3 distinct values" } }
+        feature { name: "x" type: FLOAT float_domain { min: 0 } presence { min_fraction: 1.0 min_count: 1 }
+                  shape { dim { size: 1 } } annotation { comment: "observed: 30 rows, 0 missing, range [0, 14.5]" } }
+        feature { name: "first" type: BYTES presence { min_count: 0 } value_count { min: 0 max: 1 }
+                  string_domain { name: "first" value: "s" }
+                  annotation { comment: "observed: 30 rows, 1 missing, 1 distinct values" } }
+        feature { name: "n" type: INT int_domain { min: 0 } presence { min_count: 0 } value_count { min: 0 max: 1 }
+                  annotation { comment: "observed: 30 rows, 1 missing, range [1, 29]" } }
+        """,
+        schema_pb2.Schema(),
+    )
+    assert sorted(schema.feature, key=lambda f: f.name) == sorted(expected.feature, key=lambda f: f.name)
+
+
+def test_the_taxi_sample_as_tf_examples_gives_the_csv_schemas_types_and_presence(tmp_path):
+    import csv
+
+    from pipelines import tfrecord_records
+
+    csv_schema = {f.name: f for f in infer_schema([str(SAMPLE_CSV)]).feature}
+    examples = []
+    with open(SAMPLE_CSV) as handle:
+        for row in csv.DictReader(handle):
+            features = {}
+            for name, cell in row.items():
+                if cell == "":
+                    continue
+                kind = csv_schema[name].type
+                features[name] = (
+                    [cell.encode()]
+                    if kind == schema_pb2.BYTES
+                    else [int(cell) if kind == schema_pb2.INT else float(cell)]
+                )
+            examples.append(_example(**features))
+    (tmp_path / "taxi.tfrecord.gz").write_bytes(__import__("gzip").compress(tfrecord_records.frame(examples)))
+    out = tmp_path / "schema.pbtxt"
+    assert cli.main(["infer-schema", "--input", str(tmp_path / "taxi.tfrecord.gz"), "--output", str(out)]) == 0
+    inferred = {f.name: f for f in text_format.Parse(out.read_text(), schema_pb2.Schema()).feature}
+    assert {n: (f.type, f.presence.min_fraction, list(f.string_domain.value)) for n, f in inferred.items()} == {
+        n: (f.type, f.presence.min_fraction, list(f.string_domain.value)) for n, f in csv_schema.items()
+    }
+
+
+def test_a_feature_of_two_list_types_or_a_damaged_file_is_a_one_line_usage_error(tmp_path, capsys):
+    from pipelines import tfrecord_records
+
+    path = tmp_path / "mixed.tfrecord"
+    path.write_bytes(tfrecord_records.frame([_example(n=[1])] * 2000 + [_example(n=[1.5])]))  # in two batches
+    assert cli.main(["infer-schema", "--input", str(path), "--output", str(tmp_path / "s")]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "feature 'n' is a int64_list in some examples and a float_list in others: no one schema type reads both"
+        )
+    )
+    path.write_bytes(tfrecord_records.frame([_example(n=[1])] * 3)[:-5])
+    assert cli.main(["infer-schema", "--input", str(path), "--output", str(tmp_path / "s")]) == 2
+    assert "truncated TFRecord" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
