@@ -12,24 +12,33 @@ Rows without a consensus label, or whose label is flagged for review, follow an 
 """
 
 import csv
+import io
 import json
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines.coders import KeyedBatch, of_type
 from pipelines.decode import first_values_as_text
+from pipelines.errors import UsageError
 
 __all__ = [
     "AttachConsensusLabels",
     "CONFIDENCE_COLUMN",
+    "CONSENSUS_COLUMNS",
     "LABEL_COLUMN",
     "POLICIES",
     "ReadConsensus",
     "WEIGHT_COLUMN",
+    "check_consensus",
     "passthrough_fields",
 ]
+
+# the columns of the consensus.csv `skewless labels` writes for classes (its one source of truth)
+CONSENSUS_COLUMNS = ("item", "label", "confidence", "n_annotations", "agreement", "flagged")
 
 LABEL_COLUMN = "consensus_label"
 CONFIDENCE_COLUMN = "consensus_confidence"
@@ -44,6 +53,49 @@ def passthrough_fields(policy: str) -> list[tuple[str, pa.DataType]]:
     if policy == "weight":
         fields.append((WEIGHT_COLUMN, pa.large_list(pa.float32())))
     return fields
+
+
+def check_consensus(path: str) -> int:
+    """Checks, before the run, that ``path`` is a classes ``consensus.csv`` a join can trust; returns
+    its number of items.
+
+    The header must be ``CONSENSUS_COLUMNS`` (a boxes or text consensus has other columns), each
+    line must have that many fields, a confidence in [0, 1], ``flagged`` 0 or 1, and no item may
+    appear twice (which label would a row get?). One streamed pass holding the items, as the join's
+    side input will.
+
+    Raises:
+        UsageError: Naming the line and the fault.
+    """
+    seen = set()
+    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+        lines = csv.reader(io.TextIOWrapper(handle, encoding="utf-8-sig", newline=""))
+        header = next(lines, [])
+        if tuple(header) != CONSENSUS_COLUMNS:
+            raise UsageError(
+                f"--labels {path} is not a classes consensus.csv of `skewless labels`: its columns are "
+                f"{','.join(header) or 'none'}, expected {','.join(CONSENSUS_COLUMNS)}"
+            )
+        for number, fields in enumerate(lines, start=2):
+            if len(fields) != len(CONSENSUS_COLUMNS):
+                raise UsageError(
+                    f"--labels {path}, line {number}: {len(fields)} fields, expected {len(CONSENSUS_COLUMNS)}"
+                )
+            item, _, confidence, _, _, flagged = fields
+            try:
+                valid = 0.0 <= float(confidence) <= 1.0  # False for NaN
+            except ValueError:
+                valid = False
+            if not valid:
+                raise UsageError(
+                    f"--labels {path}, line {number}: confidence {confidence!r} is not a number from 0 to 1"
+                )
+            if flagged not in ("0", "1"):
+                raise UsageError(f"--labels {path}, line {number}: flagged {flagged!r} is not 0 or 1")
+            if item in seen:
+                raise UsageError(f"--labels {path}, line {number}: item {item!r} appears twice")
+            seen.add(item)
+    return len(seen)
 
 
 def _parse_consensus(line: str):

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import yaml
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import agreement, consensus, decode, label_rounds, lineage, outputs, read, run_record
+from pipelines import agreement, consensus, decode, join_labels, label_rounds, lineage, outputs, read, run_record
 from pipelines.errors import UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.write import WriteDeadLetters
@@ -447,7 +447,7 @@ def _labels_in_staging(config, files, columns, indices, merge, options, started,
         report["seconds"] = round(time.time() - started, 3)
         _write_csv(
             os.path.join(staging, "consensus.csv"),
-            ["item", "label", "confidence", "n_annotations", "agreement", "flagged"],
+            list(join_labels.CONSENSUS_COLUMNS),
             consensus_rows,
         )
         _write_csv(

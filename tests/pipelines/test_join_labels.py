@@ -102,3 +102,51 @@ def test_a_label_key_outside_the_schema_is_a_usage_error(inputs, capsys):
     ]
     assert cli.main(argv) == 2
     assert "--label-key must name a raw column of the schema, got 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "item,box,x0,y0,x1,y1,label,annotators,mean_iou\n1,0,1,1,2,2,car,3,0.9\n",
+            "is not a classes consensus.csv of `skewless labels`: its columns are item,box,x0,y0,x1,y1,label,"
+            "annotators,mean_iou, expected item,label,confidence,n_annotations,agreement,flagged",
+        ),
+        (
+            "item,label,confidence,n_annotations,agreement,flagged\n1,a,0.9,3,1,0\n1,b,0.8,3,1,0\n",
+            "line 3: item '1' appears twice",
+        ),
+        ("item,label,confidence,n_annotations,agreement,flagged\n1,a,0.9,3,1\n", "line 2: 5 fields, expected 6"),
+        (
+            "item,label,confidence,n_annotations,agreement,flagged\n1,a,1.5,3,1,0\n",
+            "line 2: confidence '1.5' is not a number from 0 to 1",
+        ),
+        (
+            "item,label,confidence,n_annotations,agreement,flagged\n1,a,nan,3,1,0\n",
+            "line 2: confidence 'nan' is not a number from 0 to 1",
+        ),
+        (
+            "item,label,confidence,n_annotations,agreement,flagged\n1,a,0.5,3,1,yes\n",
+            "line 2: flagged 'yes' is not 0 or 1",
+        ),
+    ],
+)
+def test_a_labels_file_a_join_cannot_trust_is_refused_before_the_run(inputs, capsys, text, error):
+    folder, data, _, _, _ = inputs
+    bad = folder / "bad_consensus.csv"
+    bad.write_text(text)
+    argv = ["run", "--input", str(data), "--output", str(folder / "refused"), "--labels", str(bad)]
+    assert cli.main([*argv, "--label-key", "trip_start_timestamp"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"skewless run: error: --labels {bad}{',' if error.startswith('line') else ''} {error}"
+    assert not (folder / "refused").exists()
+
+
+def test_a_consensus_written_by_skewless_labels_with_quoted_items_and_a_bom_passes_the_check(tmp_path):
+    from pipelines import join_labels
+
+    path = tmp_path / "consensus.csv"
+    path.write_text(
+        '\ufeffitem,label,confidence,n_annotations,agreement,flagged\n"a,1",x,1.0,3,1.0,0\nb,"y\nz",0,1,1,1\n'
+    )
+    assert join_labels.check_consensus(str(path)) == 2
