@@ -673,9 +673,11 @@ def _infer_schema(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
     import json
 
+    from pipelines import run_record
     from pipelines.errors import CheckFailed
 
     progress = _progress_printer(args.quiet)
+    run_record.require_transform_output(args.transform_output, "check-skew")
     progress("loading TensorFlow and Beam")
     load_tensorflow()
     from pipelines.skew import check_skew
@@ -704,8 +706,10 @@ def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _compare_poc(args: argparse.Namespace, beam_args: list[str]) -> int:
     import json
 
+    from pipelines import run_record
     from pipelines.errors import CheckFailed, UsageError
 
+    run_record.require_transform_output(args.dir, "compare-poc")
     if not os.path.isdir(os.path.join(args.dir, "serving_model")):
         raise UsageError(f"{args.dir} has no serving_model/: is it a `skewless run` output?")
     load_tensorflow()
@@ -795,15 +799,12 @@ def _verify_parity(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _train(args: argparse.Namespace, beam_args: list[str]) -> int:
-    import json
 
     import schemas
+    from pipelines import run_record
     from pipelines.errors import UsageError
 
-    run_json = os.path.join(args.transform_output, "run.json")
-    if not os.path.isfile(run_json):
-        raise UsageError(f"{args.transform_output} has no run.json: is it a `skewless run` output?")
-    record = json.load(open(run_json))
+    record = run_record.require_transform_output(args.transform_output, "train")
     dataset = record["dataset"]
     if record.get("parameters", {}).get("output_format", "tfrecord") != "tfrecord":
         raise UsageError(

@@ -324,7 +324,6 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
             raise UsageError(f"--label-key must name a raw column of the schema, got {config.label_key!r}")
         if config.label_policy not in join_labels.POLICIES:
             raise UsageError(f"--label-policy must be one of {', '.join(join_labels.POLICIES)}")
-        join_labels.check_consensus(config.labels)
     if config.analysis_cache and (config.labels or dataset.config.get("dedup")):
         raise UsageError("--analysis-cache cannot be combined with --labels or a dataset with a dedup: section")
     dedup_config = None
@@ -334,6 +333,8 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
             raise UsageError(f"dataset {dataset.name}: dedup id {dedup_config.id!r} is not a raw column of the schema")
         if any(input_format_of(path) != "csv" for path, _ in files):
             raise UsageError(f"dataset {dataset.name} deduplicates its input first: inputs must be CSV")
+    if config.labels:  # the options are sound: now the file (one streamed pass)
+        join_labels.check_consensus(config.labels)
     reader = read.ReadRawData(
         files,
         dataset.schema,

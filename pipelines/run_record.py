@@ -13,7 +13,15 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
-__all__ = ["FileHashes", "collect_counters", "file_sha256", "files_sha256", "package_versions", "write_json"]
+__all__ = [
+    "FileHashes",
+    "collect_counters",
+    "file_sha256",
+    "files_sha256",
+    "package_versions",
+    "require_transform_output",
+    "write_json",
+]
 
 _PACKAGES = (
     "skewless",
@@ -110,6 +118,31 @@ def write_json(path: str, payload: dict, indent: int = 2) -> None:
     """Writes ``payload`` as indented JSON (keys sorted) to a local or remote path."""
     with FileSystems.create(path) as handle:
         handle.write(json.dumps(payload, indent=indent, sort_keys=True, default=str).encode() + b"\n")
+
+
+def require_transform_output(directory: str, command: str) -> dict:
+    """The ``run.json`` of ``directory`` if it holds a succeeded ``skewless run``'s transform output.
+
+    A run that failed a check publishes only its record, dead letters and raw statistics, so that
+    ``check-skew``, ``train`` or ``compare-poc`` pointed at it would fail deep inside TensorFlow on
+    a missing schema file: they are told why instead.
+
+    Raises:
+        UsageError: No ``run.json``, or the run did not succeed (its reason quoted).
+    """
+    from pipelines.errors import UsageError
+
+    path = os.path.join(directory, "run.json")
+    if not FileSystems.exists(path):
+        raise UsageError(f"{directory} has no run.json: is it a `skewless run` output?")
+    with FileSystems.open(path) as handle:
+        record = json.loads(handle.read())
+    if record.get("status") != "succeeded":
+        raise UsageError(
+            f"{directory} holds a run that {record.get('status', 'did not finish')} "
+            f"({record.get('reason') or 'no reason recorded'}): it has no transform output for {command}"
+        )
+    return record
 
 
 def command_line() -> list[str]:

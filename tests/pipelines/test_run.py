@@ -276,6 +276,17 @@ def test_too_many_invalid_rows_fail_the_run_but_keep_dead_letters(tmp_path, caps
     record = json.loads((out / "run.json").read_text())
     assert (record["status"], record["counts"]["rows_dead_lettered"]) == ("failed", 3)
     assert len((out / "dead_letter").joinpath(os.listdir(out / "dead_letter")[0]).read_text().splitlines()) == 3
+    reason = record["reason"]
+    for argv in (  # the commands that read a transform output are told why there is none
+        ["check-skew", "--transform-output", str(out), "--input", str(path)],
+        ["train", "--transform-output", str(out)],
+        ["compare-poc", "--poc", "benchmarks/taxi_poc.py:prepare", "--input", str(path), str(out)],
+    ):
+        assert cli.main(argv) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"skewless {argv[0]}: error: {out} holds a run that failed ({reason}): "
+            f"it has no transform output for {argv[0]}"
+        )
 
 
 def _write_parquet_and_tfrecord(csv_path, directory, schema):
