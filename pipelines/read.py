@@ -213,7 +213,7 @@ def _header_error(columns: list[str] | None, expected: list[str]) -> str | None:
     repeated. Columns the schema lacks are not an error: they are ignored, as in Parquet files,
     and reported (:attr:`ReadRawData.ignored_columns`)."""
     if columns is None:
-        return "header mismatch: the header line is not UTF-8"
+        return "header mismatch: the header line is not UTF-8 (pass --encoding, e.g. utf-16 or cp1252)"
     missing = [c for c in expected if c not in columns]
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if missing or repeated:

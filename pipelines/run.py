@@ -280,8 +280,16 @@ def _check_counts(counts: dict, max_invalid_fraction: float) -> str | None:
         return (
             f"{dead} of {read_rows} rows invalid ({dead / read_rows:.2%} > --max-invalid-fraction "
             f"{max_invalid_fraction:.2%}; most common: {top[0]!r} x{top[1]}); see dead_letter/"
+            + _FAILURE_HINTS.get(top[0], "")
         )
     return None
+
+
+# what the most common dead-letter reason usually means, when it is a reading option's business
+_FAILURE_HINTS = {
+    "invalid UTF-8": " (a file in another encoding? pass --encoding, e.g. cp1252)",
+    "header mismatch": " (each dead letter gives the header's fault)",
+}
 
 
 def _silent(stage: str) -> None:

@@ -80,7 +80,9 @@ def test_columns_the_schema_lacks_are_read_past_and_listed(tmp_path, taxi_datase
     expected = decode.decode_csv_block(plain_data, header.split(","), taxi_dataset.schema, str(plain))
     assert block.dead_letters == [] and block.batch.equals(expected.batch)
     (latin1,) = read._plan_csv_ranges([(_write(tmp_path / "l.csv", b"caf\xe9\n1\n"), 8)], taxi_dataset.schema, 99)
-    assert latin1.header_error == "header mismatch: the header line is not UTF-8"
+    assert (
+        latin1.header_error == "header mismatch: the header line is not UTF-8 (pass --encoding, e.g. utf-16 or cp1252)"
+    )
 
 
 def test_a_byte_order_mark_before_the_header_is_not_part_of_the_first_column(tmp_path, taxi_dataset):
