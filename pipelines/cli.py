@@ -799,7 +799,6 @@ def _verify_parity(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _train(args: argparse.Namespace, beam_args: list[str]) -> int:
-
     import schemas
     from pipelines import run_record
     from pipelines.errors import UsageError

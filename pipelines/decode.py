@@ -34,9 +34,9 @@ __all__ = [
     "dead_letter",
     "first_values",
     "undecodable_lines",
-    "SPLIT_KEY_VERSION",
     "row_key_hashes",
     "split_key_hashes",
+    "SPLIT_KEY_VERSION",
 ]
 
 ARROW_VALUE_TYPES = {

@@ -67,6 +67,7 @@ TAB_SUFFIXES = (".tsv", ".tsv.gz")  # CSV files whose fields are tab-separated u
 DEFAULT_RANGE_BYTES = 32 << 20
 _BLOCK_BYTES = 8 << 20
 _TFRECORD_BATCH = 2000
+_PARQUET_BATCH = 65536
 
 
 def input_format_of(path: str) -> str:
@@ -445,13 +446,14 @@ def _parquet_pieces(handle, columns: list[str]) -> Iterator[tuple[int, pa.Record
         rows = parquet.metadata.row_group(group).num_rows
         done = 0
         try:
-            for batch in parquet.iter_batches(batch_size=65536, row_groups=[group], columns=columns):
+            for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH, row_groups=[group], columns=columns):
                 yield first + done, batch, None, 0
                 done += batch.num_rows
         except (OSError, pa.ArrowException) as error:
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             problem = f"unreadable Parquet row group: group {group} ({rows} rows from row {first}): {message}"
-            yield first + done, None, problem, rows - done
+            for start in range(done, rows, _PARQUET_BATCH):  # dead letters in batches too: bounded memory
+                yield first + start, None, problem, min(_PARQUET_BATCH, rows - start)
         first += rows
 
 

@@ -195,7 +195,10 @@ def test_a_damaged_tfrecord_file_keeps_its_intact_records_and_dead_letters_the_d
         )
 
 
-def test_a_damaged_parquet_row_group_is_dead_lettered_row_by_row_and_the_others_are_kept(tmp_path, taxi_dataset):
+def test_a_damaged_parquet_row_group_is_dead_lettered_row_by_row_and_the_others_are_kept(
+    tmp_path, taxi_dataset, monkeypatch
+):
+    monkeypatch.setattr(read, "_PARQUET_BATCH", 100)  # groups of 250 rows read (and dead-lettered) in 3 batches
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
@@ -217,6 +220,7 @@ def test_a_damaged_parquet_row_group_is_dead_lettered_row_by_row_and_the_others_
         raw = p | read.ReadRawData(files, taxi_dataset.schema)
         rows = raw[read.ReadRawData.BATCHES] | beam.Map(lambda element: element[0].num_rows)
         assert_that(rows | beam.CombineGlobally(sum), equal_to([1000 - 250 - 1]), label="Kept")
+        assert_that(rows | beam.combiners.Count.Globally(), equal_to([3 * 3]), label="BatchesOf100")
         dead = raw[read.ReadRawData.DEAD_LETTER] | beam.Map(lambda d: (d["offset"], d["reason"].split(":")[0]))
         expected = [(i, "unreadable Parquet row group") for i in range(250, 500)] + [(750, "outside domain")]
         assert_that(dead, equal_to(expected), label="DeadLetters")
