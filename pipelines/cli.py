@@ -390,7 +390,7 @@ def _build_parser() -> argparse.ArgumentParser:
     queries.add_parser("stale", help="artifacts whose recorded inputs have changed on disk since")
     row = queries.add_parser(
         "row",
-        help="the raw line(s) of a transformed example's row_id",
+        help="the raw record(s) of a transformed example's row_id (CSV, Parquet, TFRecord inputs)",
         description="Re-reads the run's recorded CSV inputs and prints the lines whose row_id (computed by the "
         "run's own serving graph) is ROW_ID: source, byte offset, line number and the raw line.",
     )
@@ -442,8 +442,11 @@ def _lineage(args: argparse.Namespace, beam_args: list[str]) -> int:
         from pipelines.trace import find_rows
 
         result = find_rows(args.run, set(args.row_id))
-        lines = [f"{len(result)} raw lines for row_id {', '.join(map(str, args.row_id))}"] + [
-            f"  {r['source']}:{r['line']} (byte {r['offset']}, row_id {r['row_id']}): {r['raw']}" for r in result
+        lines = [f"{len(result)} raw records for row_id {', '.join(map(str, args.row_id))}"] + [
+            f"  {r['source']}:{r['line']} (byte {r['offset']}, row_id {r['row_id']}): {r['raw']}"
+            if r["line"] is not None
+            else f"  {r['source']} (record {r['offset']}, row_id {r['row_id']}): {r['raw']}"
+            for r in result
         ]
         print(json.dumps(result, indent=2) if args.json else "\n".join(lines))
         return 0 if result else 1

@@ -1,15 +1,18 @@
-"""Per-record provenance: from a transformed example's ``row_id`` back to its raw line(s).
+"""Per-record provenance: from a transformed example's ``row_id`` back to its raw record.
 
 ``row_id`` is computed inside the transform graph from the raw values (``transforms.common.row_id``),
-so the run's own ``serving_model`` recomputes it exactly: this module re-reads the run's recorded CSV
-inputs in blocks, cuts and decodes them as the run did (lines, or records under the run's
-``--allow-quoted-newlines``), asks the serving graph for each row's ``row_id`` and reports the
-records whose id is wanted (``skewless lineage row``). Nothing extra is written at run time.
+so the run's own ``serving_model`` recomputes it exactly: this module re-reads the run's recorded
+inputs in blocks, cuts and decodes them as the run did (CSV lines, or records under the run's
+``--allow-quoted-newlines``; Parquet row groups; TFRecord records), asks the serving graph for each
+row's ``row_id`` and reports the records whose id is wanted (``skewless lineage row``). Nothing
+extra is written at run time.
 """
 
 import json
 import os
 from collections.abc import Iterable
+
+import pyarrow as pa
 
 from pipelines import csv_records, decode, read
 from pipelines.errors import UsageError
@@ -17,6 +20,7 @@ from pipelines.errors import UsageError
 __all__ = ["find_rows"]
 
 _BLOCK_BYTES = 4 << 20
+_RECORDS_PER_BLOCK = 5000
 
 
 def _blocks_of_records(
@@ -39,11 +43,13 @@ def _blocks_of_records(
 
 
 def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
-    """The raw records of a run's CSV inputs whose ``row_id`` is in ``row_ids``.
+    """The raw records of a run's inputs whose ``row_id`` is in ``row_ids``.
 
     Returns:
-        One dict per matching record: row_id, source, byte offset (in the decompressed text), line
-        number (1 = header; a record spanning lines has its first), raw record.
+        One dict per matching record: row_id, source, offset, line, raw. For CSV: the byte offset
+        (in the decompressed text), the line number (1 = header; a record spanning lines has its
+        first) and the record's text. For Parquet and TFRecord: the record's index in the file (as
+        in dead letters), no line, and the decoded values as JSON.
 
     Raises:
         UsageError: ``run_dir`` is not a successful run output with a serving model.
@@ -61,7 +67,8 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
     model = ServingModel(model_dir, signature="transform_features")
     found = []
     for path in inputs:
-        if read.input_format_of(path) != "csv":
+        if read.input_format_of(path) != read.CSV:
+            found += _find_in_records(path, row_ids, model)
             continue
         file_delimiter = read.delimiter_of(path, csv_format.delimiter)
         columns = read.csv_header(path, file_delimiter, csv_format.encoding)
@@ -97,3 +104,60 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
                         }
                     )
     return found
+
+
+def _find_in_records(path: str, row_ids: set[int], model) -> list[dict]:
+    """The matching rows of a Parquet or TFRecord input, decoded as the run decoded them."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    found = []
+    parquet = read.input_format_of(path) == read.PARQUET
+    compression = CompressionTypes.UNCOMPRESSED if parquet else CompressionTypes.AUTO
+    with FileSystems.open(path, compression_type=compression) as handle:
+        blocks = _parquet_blocks(handle, path, model.schema) if parquet else _example_blocks(handle, path, model.schema)
+        for first, decoded in blocks:
+            if decoded.batch is None:
+                continue
+            dead = {letter["offset"] for letter in decoded.dead_letters}
+            valid = [index for index in range(first, first + decoded.rows_read) if index not in dead]
+            ids = model.predict_examples(model._encoder.encode(decoded.batch))["row_id"]
+            for position, row_id in enumerate(ids.tolist()):
+                if row_id in row_ids:
+                    values = decoded.batch.slice(position, 1).to_pylist()[0]
+                    found.append(
+                        {
+                            "row_id": row_id,
+                            "source": path,
+                            "offset": valid[position],
+                            "line": None,
+                            "raw": json.dumps(values, default=_text, sort_keys=True),
+                        }
+                    )
+    return found
+
+
+def _parquet_blocks(handle, path: str, schema) -> Iterable[tuple[int, decode.DecodedBlock]]:
+    """``(index of the first row, decoded block)`` of a Parquet file, read as the run read it."""
+    for first, batch, _, _ in read._parquet_pieces(handle, [f.name for f in schema.feature]):
+        if batch is not None:
+            yield first, decode.decode_table(pa.Table.from_batches([batch]), schema, path, (), first)
+
+
+def _example_blocks(handle, path: str, schema) -> Iterable[tuple[int, decode.DecodedBlock]]:
+    """``(index of the first record, decoded block)`` of runs of intact records of a TFRecord file."""
+    from pipelines import tfrecord_records
+
+    run = []
+    for record in tfrecord_records.read_records(handle):
+        if run and (record.problem or len(run) == _RECORDS_PER_BLOCK):
+            yield run[0].index, decode.decode_examples([r.data for r in run], schema, path, run[0].index)
+            run = []
+        if not record.problem:
+            run.append(record)
+    if run:
+        yield run[0].index, decode.decode_examples([r.data for r in run], schema, path, run[0].index)
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)

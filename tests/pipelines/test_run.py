@@ -318,7 +318,7 @@ def _write_parquet_and_tfrecord(csv_path, directory, schema):
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
 
 
-def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path, taxi_dataset):
+def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path, taxi_dataset, capsys):
     header, lines = sample_lines(500)
     csv_path = tmp_path / "trips.csv"
     csv_path.write_text(header + "\n" + "\n".join(lines) + "\n")
@@ -365,6 +365,18 @@ def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path
     found = trace.find_rows(str(tmp_path / "out-trips.tsv"), wanted)
     assert {f["row_id"] for f in found} == wanted
     assert all(f["raw"].split("\t", 1)[1].replace("\t", ",") in lines for f in found)
+    fare = header.split(",").index("fare")
+    for name in ("trips.parquet", "trips.tfrecord"):  # and Parquet rows and tf.Examples, by index
+        wanted = {row["row_id"][0] for row in transformed_rows(tmp_path / f"out-{name}", "train")[:5]}
+        found = trace.find_rows(str(tmp_path / f"out-{name}"), wanted)
+        assert {f["row_id"] for f in found} == wanted, name
+        for f in found:
+            cell = lines[f["offset"]].split(",")[fare]
+            assert (f["line"], json.loads(f["raw"])["fare"]) == (None, [pytest.approx(float(cell))] if cell else None)
+    capsys.readouterr()
+    assert cli.main(["lineage", "row", str(found[0]["row_id"]), "--run", str(tmp_path / "out-trips.tfrecord")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert f"{tmp_path / 'trips.tfrecord'} (record {found[0]['offset']}, row_id {found[0]['row_id']}): " in printed[1]
 
 
 def test_allow_quoted_newlines_reads_values_spanning_lines_as_parquet_holds_them(tmp_path, capsys):
