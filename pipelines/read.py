@@ -89,6 +89,11 @@ def expand_patterns(patterns: Sequence[str]) -> list[tuple[str, int]]:
     A local pattern is made absolute first: Beam's local file system matches nothing for a bare
     relative glob such as ``*.csv``, and ``a.csv`` and ``./a.csv`` are then one file, not two.
 
+    A pattern naming a directory (local, or a ``gs://`` prefix without glob characters) stands for
+    the files under it, as Spark and Hadoop write a dataset (``trips.parquet/part-*.parquet``):
+    their bookkeeping files, whose names start with ``_`` or ``.`` (``_SUCCESS``, ``.crc``), are
+    left out.
+
     Raises:
         UsageError: When a pattern matches no file.
     """
@@ -96,15 +101,32 @@ def expand_patterns(patterns: Sequence[str]) -> list[tuple[str, int]]:
     for pattern in patterns:
         if FileSystems.get_scheme(pattern) is None:
             pattern = os.path.abspath(os.path.expanduser(pattern))
-        try:
-            matches = FileSystems.match([pattern])[0].metadata_list
-        except Exception as error:  # noqa: BLE001 - filesystems raise their own error types
-            raise UsageError(f"cannot read {pattern}: {str(error).splitlines()[0]}") from None
+        matches = _match(pattern)
+        if _names_a_directory(pattern, matches):
+            matches = [m for m in _match(pattern.rstrip("/") + "/**") if not _is_bookkeeping(m.path)]
         if not matches:
             raise UsageError(f"no input file matches {pattern}")
         for metadata in matches:
             files[metadata.path] = metadata.size_in_bytes
     return sorted(files.items())
+
+
+def _match(pattern: str) -> list:
+    try:
+        return FileSystems.match([pattern])[0].metadata_list
+    except Exception as error:  # noqa: BLE001 - filesystems raise their own error types
+        raise UsageError(f"cannot read {pattern}: {str(error).splitlines()[0]}") from None
+
+
+def _names_a_directory(pattern: str, matches: list) -> bool:
+    if FileSystems.get_scheme(pattern) is None:
+        return os.path.isdir(pattern)
+    return pattern.endswith("/") or (not matches and not any(c in pattern for c in "*?["))
+
+
+def _is_bookkeeping(path: str) -> bool:
+    """A Hadoop/Spark bookkeeping file (``_SUCCESS``, ``_metadata``, ``.part-0.crc``), not data."""
+    return os.path.basename(path.rstrip("/")).startswith(("_", "."))
 
 
 def reencoded(encoding: str | None) -> str | None:

@@ -121,6 +121,20 @@ def test_a_relative_glob_matches_and_each_file_is_read_once_however_it_is_named(
     assert files == [(str(tmp_path / "a.csv"), 4), (str(tmp_path / "b.csv"), 4)]
 
 
+def test_a_directory_stands_for_its_data_files_as_spark_writes_a_dataset(tmp_path, monkeypatch):
+    dataset = tmp_path / "trips.parquet"
+    (dataset / "month=1").mkdir(parents=True)
+    for name in ("part-0.parquet", "month=1/part-1.parquet", "_SUCCESS", ".part-0.parquet.crc", "_metadata"):
+        (dataset / name).write_bytes(b"12345")
+    monkeypatch.chdir(tmp_path)
+    expected = [(str(dataset / "month=1" / "part-1.parquet"), 5), (str(dataset / "part-0.parquet"), 5)]
+    assert read.expand_patterns(["trips.parquet"]) == expected
+    assert read.expand_patterns([str(dataset) + "/"]) == expected
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no input file matches"):
+        read.expand_patterns(["empty"])
+
+
 def test_read_raw_data_in_small_ranges_keeps_every_row(tmp_path, taxi_dataset):
     header, lines = sample_lines(40)
     columns = header.split(",")
