@@ -19,6 +19,7 @@ re-encoded them, so that the rest of the pipeline only ever sees UTF-8.
 """
 
 import codecs
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -118,7 +119,8 @@ class Utf8Reader:
     Forward only: ``read``, ``readline`` and a ``seek`` ahead of the current position (offsets count
     UTF-8 bytes). Bytes the encoding does not define are passed through unchanged
     (``surrogateescape``), so the row holding them is dead-lettered as invalid UTF-8 rather than
-    dropped or silently altered.
+    dropped or silently altered. When the underlying file breaks (a cut-short gzip), what was
+    decoded before the break is read first, and the error is raised after it.
     """
 
     def __init__(self, raw: BinaryIO, encoding: str, chunk_bytes: int = 1 << 20):
@@ -128,10 +130,19 @@ class Utf8Reader:
         self._buffer = b""
         self._eof = False
         self._position = 0
+        self._error: BaseException | None = None
 
     def _fill(self, size: int) -> None:
         while len(self._buffer) < size and not self._eof:
-            raw = self._raw.read(max(size - len(self._buffer), self._chunk_bytes))
+            if self._error is not None:  # the file broke: what was decoded before goes first
+                if self._buffer:
+                    return
+                raise self._error
+            try:
+                raw = self._raw.read(max(size - len(self._buffer), self._chunk_bytes))
+            except (EOFError, OSError, zlib.error) as error:  # a compressed file cut short or damaged
+                self._error = error
+                continue
             self._eof = not raw
             self._buffer += self._decoder.decode(raw, final=self._eof).encode("utf-8", "surrogateescape")
 

@@ -14,9 +14,11 @@ import contextlib
 import csv
 import dataclasses
 import functools
+import gzip
 import io
 import os
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
@@ -37,11 +39,13 @@ __all__ = [
     "DEFAULT_CSV_FORMAT",
     "PARQUET",
     "TFRECORD",
+    "UNKNOWN_LOSS_REASONS",
     "ReadRawData",
     "delimiter_of",
     "expand_patterns",
     "input_format_of",
     "open_csv",
+    "open_input",
     "reencoded",
 ]
 
@@ -137,11 +141,81 @@ def reencoded(encoding: str | None) -> str | None:
     return None if name in ("utf-8", "utf-8-sig") else name
 
 
+# what reading a damaged or cut-short compressed input raises
+_BREAK_ERRORS = (EOFError, OSError, zlib.error)
+# dead-letter reasons for damage that lost an unknown number of rows: a run fails on any of them,
+# whatever --max-invalid-fraction says (pipelines/tfrecord_records.py words the second)
+UNKNOWN_LOSS_REASONS = ("truncated file", "lost TFRecord records")
+
+
+@contextlib.contextmanager
+def open_input(path: str) -> Iterator:
+    """Opens an input file for reading, decompressed by its name.
+
+    A gzip file is read by Python's ``gzip``, which raises ``EOFError`` when the file ends before
+    its end-of-stream marker (a download or copy cut short) and an error for damaged data: Beam's
+    decompressing reader returns end-of-file there, so a cut ``.csv.gz`` lost its second half
+    without a word. (ISA-L's faster ``igzip`` drops the output of the read that meets the break.)
+    Other compressions are Beam's.
+    """
+    if CompressionTypes.detect_compression_type(path) == CompressionTypes.GZIP:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as handle:
+                yield _ReadUpToTheBreak(handle)
+        return
+    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+        yield handle
+
+
+class _ReadUpToTheBreak:
+    """A decompressing reader that hands over every byte decompressed before a break.
+
+    ``read(n)`` of a gzip file loops over the decompressor in C, and a break (``EOFError`` at a
+    cut) drops what that call had decompressed: up to ``n`` bytes of good records. Here a read is
+    made of pieces of at most 1 MiB (``read1``); at a break, the pieces already read are returned
+    and the error is raised by the next read.
+    """
+
+    _PIECE = 1 << 20
+
+    def __init__(self, handle):
+        self._handle = handle
+        self._error: BaseException | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if self._error is not None:
+            raise self._error
+        wanted = size if size is not None and size >= 0 else 1 << 62
+        pieces, got = [], 0
+        while got < wanted:
+            try:
+                piece = self._handle.read1(min(wanted - got, self._PIECE))
+            except _BREAK_ERRORS as error:
+                if not pieces:
+                    raise
+                self._error = error
+                break
+            if not piece:
+                break
+            pieces.append(piece)
+            got += len(piece)
+        return b"".join(pieces)
+
+    def readline(self) -> bytes:
+        return self._handle.readline()
+
+    def seek(self, position: int) -> int:
+        return self._handle.seek(position)
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+
 @contextlib.contextmanager
 def open_csv(path: str, encoding: str | None = None) -> Iterator:
-    """Opens a CSV file (decompressed) for reading as UTF-8 bytes: as it is, or re-encoded from
-    ``encoding`` (:class:`csv_records.Utf8Reader`, forward only)."""
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+    """Opens a CSV file (decompressed, :func:`open_input`) for reading as UTF-8 bytes: as it is, or
+    re-encoded from ``encoding`` (:class:`csv_records.Utf8Reader`, forward only)."""
+    with open_input(path) as handle:
         codec = reencoded(encoding)
         yield csv_records.Utf8Reader(handle, codec) if codec else handle
 
@@ -352,8 +426,20 @@ def _range_blocks(
     """
     if end is None:
         handle.seek(start)
-        for block, offset in csv_records.record_blocks(handle, block_bytes, quoted_newlines):
-            yield block, start + offset
+        position = start
+        try:
+            for block, offset in csv_records.record_blocks(handle, block_bytes, quoted_newlines):
+                yield block, start + offset
+                position = start + offset + len(block)
+        except _BREAK_ERRORS as error:  # the record being read when the file broke is not yielded
+            yield (
+                b"",
+                position,
+                (
+                    f"truncated file: decompression stopped after byte {position} ({type(error).__name__}: {error}); "
+                    "the records from there on are lost, their number unknown"
+                ),
+            )
         return
     data, begin = _read_lines_in_range(handle, start, end)
     for block, offset in _blocks(data, block_bytes):
@@ -409,8 +495,11 @@ class _DecodeCsvRange(_DecodeBlocks):
             for decoded, seconds in decoded_blocks:
                 yield from self._emit(decoded, rng.path, seconds)
 
-    def _decode_block(self, rng: _CsvRange, item: tuple[bytes, int]) -> tuple[decode.DecodedBlock, float]:
-        block, offset = item
+    def _decode_block(self, rng: _CsvRange, item: tuple) -> tuple[decode.DecodedBlock, float]:
+        block, offset, *problem = item
+        if problem:  # the file broke off here: one dead letter says so
+            dead = [decode.dead_letter(rng.path, offset, "", None, problem[0])]
+            return decode.DecodedBlock(None, np.zeros(0, np.uint32), dead, 1), 0.0
         if rng.header_error:
             quoted = self._csv_format.quoted_newlines
             return decode.undecodable_lines(block, rng.path, offset, rng.header_error, quoted), 0.0
@@ -484,7 +573,7 @@ class _DecodeTFRecordFile(_DecodeBlocks):
     and decodes them in batches; each piece of damage is a dead letter, and reading goes on."""
 
     def process(self, path: str):
-        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+        with open_input(path) as handle:
             batches = self._batches(tfrecord_records.read_records(handle))
             decode_batch = functools.partial(self._decode_batch, path)
             for decoded, seconds in overlap.in_background(decode_batch, batches, self._executor):

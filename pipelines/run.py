@@ -275,6 +275,13 @@ def _check_counts(counts: dict, max_invalid_fraction: float) -> str | None:
         )
     if read_rows == 0:
         return "no rows were read"
+    lost = {reason: n for reason, n in counts["dead_letter_reasons"].items() if reason in read.UNKNOWN_LOSS_REASONS}
+    if lost:  # no threshold can weigh rows nobody can count
+        found = ", ".join(f"{reason!r} x{n}" for reason, n in lost.items())
+        return (
+            f"damaged inputs lost rows, their number unknown ({found}); see dead_letter/ for where, "
+            "then repair the files or fetch them again"
+        )
     if dead / read_rows > max_invalid_fraction:
         top = max(counts["dead_letter_reasons"].items(), key=lambda kv: kv[1], default=("?", 0))
         return (

@@ -134,7 +134,11 @@ def read_records(handle: BinaryIO, block_bytes: int = _BLOCK_BYTES) -> Iterator[
     index = yield from _framed_records(stream)
     if stream.error:
         yield Record(
-            index, stream.offset, None, f"unreadable TFRecord: reading stopped at byte {stream.offset}: {stream.error}"
+            index,
+            stream.offset,
+            None,
+            f"truncated file: decompression stopped after byte {stream.offset} ({stream.error}); "
+            "the records from there on are lost, their number unknown",
         )
 
 
@@ -185,7 +189,7 @@ def _framed_records(stream: _Stream) -> Iterator[Record]:
             index,
             offset,
             None,
-            f"corrupt TFRecord: length checksum mismatch at byte {offset}; {skipped} bytes skipped to {end} "
+            f"lost TFRecord records: length checksum mismatch at byte {offset}; {skipped} bytes skipped to {end} "
             "(the records in them are lost, their number unknown)",
         )
         index += 1

@@ -121,6 +121,40 @@ def test_a_relative_glob_matches_and_each_file_is_read_once_however_it_is_named(
     assert files == [(str(tmp_path / "a.csv"), 4), (str(tmp_path / "b.csv"), 4)]
 
 
+@pytest.mark.parametrize("encoding", [None, "utf-16"])
+def test_a_csv_gz_cut_short_keeps_every_whole_record_before_the_cut_and_says_where_it_broke(
+    tmp_path, taxi_dataset, encoding
+):
+    header, lines = sample_lines()
+    text = header + "\n" + "\n".join(lines) + "\n"
+    compressed = gzip.compress(text.encode(encoding or "utf-8"))
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(compressed[: len(compressed) // 2])  # a download cut short
+    with gzip.open(path, "rb") as handle:  # what survives, as Python's gzip reads it
+        survived = b""
+        try:
+            while piece := handle.read1(1 << 16):
+                survived += piece
+        except EOFError:
+            pass
+    survived = survived.decode(encoding or "utf-8", errors="ignore")
+    whole = survived[: survived.rfind("\n") + 1].splitlines()[1:]  # whole records after the header
+    assert 0 < len(whole) < len(lines)
+    csv_format = read.CsvFormat(encoding=encoding)
+    files = read.expand_patterns([str(path)])
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
+        raw = p | read.ReadRawData(files, taxi_dataset.schema, csv_format=csv_format)
+        rows = raw[read.ReadRawData.BATCHES] | beam.Map(lambda element: element[0].num_rows)
+        assert_that(rows | beam.CombineGlobally(sum), equal_to([len(whole)]), label="WholeRecords")
+        reasons = raw[read.ReadRawData.DEAD_LETTER] | beam.Map(lambda d: (d["raw"], d["reason"].split(" (")[0]))
+        offset = len(header) + 1 + len("\n".join(whole)) + 1
+        assert_that(
+            reasons,
+            equal_to([("", f"truncated file: decompression stopped after byte {offset}")]),
+            label="OneDeadLetter",
+        )
+
+
 def test_a_directory_stands_for_its_data_files_as_spark_writes_a_dataset(tmp_path, monkeypatch):
     dataset = tmp_path / "trips.parquet"
     (dataset / "month=1").mkdir(parents=True)

@@ -51,7 +51,7 @@ def test_a_damaged_length_skips_to_the_next_intact_record():
         20,
         OFFSETS[20],
         None,
-        f"corrupt TFRecord: length checksum mismatch at byte {OFFSETS[20]}; {skipped} bytes skipped to an intact "
+        f"lost TFRecord records: length checksum mismatch at byte {OFFSETS[20]}; {skipped} bytes skipped to an intact "
         f"record at byte {OFFSETS[21]} (the records in them are lost, their number unknown)",
     )
     assert [r.data for r in records] == RECORDS[:20] + [None] + RECORDS[21:]
@@ -61,7 +61,9 @@ def test_a_damaged_length_skips_to_the_next_intact_record():
 def test_garbage_to_the_end_is_one_piece_of_damage():
     records = _read(FRAMED[: OFFSETS[5]] + b"not a record at all" * 10)
     assert [r.data for r in records] == RECORDS[:5] + [None]
-    assert records[5].problem.startswith(f"corrupt TFRecord: length checksum mismatch at byte {OFFSETS[5]}; 190 bytes")
+    assert records[5].problem.startswith(
+        f"lost TFRecord records: length checksum mismatch at byte {OFFSETS[5]}; 190 bytes"
+    )
     assert records[5].problem.endswith(
         "skipped to the end of the file (the records in them are lost, their number unknown)"
     )
@@ -110,5 +112,5 @@ def test_a_gzip_stream_that_breaks_ends_the_file_with_one_more_piece_of_damage(d
         read = list(tfrecord_records.read_records(handle, block_bytes=4096))
     intact = [r.data for r in read if r.problem is None]
     assert 0 < len(intact) < len(records) and intact == records[: len(intact)]  # a prefix, in order
-    assert read[-1].problem.startswith("unreadable TFRecord: reading stopped at byte ")
+    assert read[-1].problem.startswith("truncated file: decompression stopped after byte ")
     assert read[-1].index == len(read) - 1
