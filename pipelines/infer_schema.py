@@ -314,5 +314,5 @@ def _batches(path: str, is_csv: bool, delimiter: str, encoding: str | None = Non
                 yield from reader
             else:
                 yield from pq.ParquetFile(handle).iter_batches(batch_size=65536)
-        except pa.ArrowException as error:
+        except (pa.ArrowException, OSError, EOFError) as error:  # OSError: a gzip file cut short
             raise UsageError(f"{path}: {str(error).splitlines()[0]}") from None

@@ -174,3 +174,17 @@ def test_a_feature_of_two_list_types_or_a_damaged_file_is_a_one_line_usage_error
     assert cli.main(["infer-schema", "--input", str(path), "--output", str(tmp_path / "s")]) == 2
     assert "truncated TFRecord" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_a_gzip_csv_cut_short_is_a_one_line_usage_error(tmp_path, capsys):
+    import gzip
+
+    compressed = gzip.compress(SAMPLE_CSV.read_bytes())
+    (tmp_path / "cut.csv.gz").write_bytes(compressed[: len(compressed) // 2])
+    argv = ["infer-schema", "--input", str(tmp_path / "cut.csv.gz"), "--output", str(tmp_path / "s.pbtxt")]
+    assert cli.main(argv) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"skewless infer-schema: error: {tmp_path / 'cut.csv.gz'}: Truncated compressed stream"
+    )
+    assert not (tmp_path / "s.pbtxt").exists()
