@@ -11,7 +11,9 @@ reading goes on, so the records around it are kept and the damage is dead-letter
   scans forward for the next offset where a length and its data both pass their checksums (two
   CRC-32Cs, a false match has odds of about 1 in 2**64) and reports the bytes skipped, whose
   number of records cannot be known;
-- a file that ends inside a record reports the truncated record.
+- a file that ends inside a record reports the truncated record;
+- a compressed file whose decompression breaks (a ``.tfrecord.gz`` cut short) ends with one
+  ``truncated file`` report, the record being read then included.
 
 The file is streamed in blocks: memory is bounded by the block size plus the longest record.
 """
@@ -148,6 +150,8 @@ def _framed_records(stream: _Stream) -> Iterator[Record]:
     while stream.need(1):
         offset = stream.offset
         if not stream.need(_HEADER):
+            if stream.error:  # not the file's end but a break in its decompression: said once, below
+                return index
             yield Record(
                 index,
                 offset,
@@ -158,6 +162,8 @@ def _framed_records(stream: _Stream) -> Iterator[Record]:
         length = _sound_header(stream)
         if length is not None:
             if not stream.need(_HEADER + length + _FOOTER):
+                if stream.error:
+                    return index
                 available = stream.remaining() - _HEADER
                 yield Record(
                     index,

@@ -114,3 +114,5 @@ def test_a_gzip_stream_that_breaks_ends_the_file_with_one_more_piece_of_damage(d
     assert 0 < len(intact) < len(records) and intact == records[: len(intact)]  # a prefix, in order
     assert read[-1].problem.startswith("truncated file: decompression stopped after byte ")
     assert read[-1].index == len(read) - 1
+    if damage == "cut":  # the record being read when it broke is part of that one report
+        assert [r.index for r in read if r.problem] == [len(intact)]
