@@ -19,11 +19,12 @@ re-encoded them, so that the rest of the pipeline only ever sees UTF-8.
 """
 
 import codecs
-import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
+
+from pipelines.errors import READ_BREAKS
 
 __all__ = ["MAX_RECORD_BYTES", "Utf8Reader", "record_blocks", "record_ends", "split_records"]
 
@@ -140,7 +141,7 @@ class Utf8Reader:
                 raise self._error
             try:
                 raw = self._raw.read(max(size - len(self._buffer), self._chunk_bytes))
-            except (EOFError, OSError, zlib.error) as error:  # a compressed file cut short or damaged
+            except READ_BREAKS as error:  # a compressed file cut short or damaged
                 self._error = error
                 continue
             self._eof = not raw

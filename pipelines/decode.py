@@ -13,7 +13,7 @@ import csv
 import dataclasses
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,7 @@ from pipelines import csv_records, validate
 
 __all__ = [
     "DecodedBlock",
+    "TRUNCATED_FILE",
     "arrow_schema",
     "decode_csv_block",
     "decode_examples",
@@ -33,6 +34,8 @@ __all__ = [
     "decode_table",
     "dead_letter",
     "first_values",
+    "lost_rows",
+    "truncated_file_reason",
     "undecodable_lines",
     "row_key_hashes",
     "split_key_hashes",
@@ -393,6 +396,25 @@ def decode_dicts(rows: Sequence[dict], schema: schema_pb2.Schema, source: str = 
     texts = [json.dumps(row, sort_keys=True, default=str) for row in rows]
     keys = row_key_hashes([t.encode() for t in texts])
     return _decode_text_table(table, schema, keys, lambda i: (i, texts[i]), source, row_reasons)
+
+
+TRUNCATED_FILE = "truncated file"  # a dead-letter reason: a compressed input broke off
+
+
+def truncated_file_reason(offset: int, error: str) -> str:
+    """The dead-letter reason of a compressed input whose decompression broke after ``offset``
+    decompressed bytes (``error`` names the exception): rows lost, their number unknown."""
+    return (
+        f"{TRUNCATED_FILE}: decompression stopped after byte {offset} ({error}); "
+        "the records from there on are lost, their number unknown"
+    )
+
+
+def lost_rows(source: str, offsets: Iterable[int], reason: str) -> DecodedBlock:
+    """A block of no rows and one dead letter (with no raw record) per offset: rows that damage
+    made unreadable, each counted as read and dead-lettered."""
+    dead = [dead_letter(source, offset, "", None, reason) for offset in offsets]
+    return DecodedBlock(None, np.zeros(0, np.uint32), dead, len(dead))
 
 
 def undecodable_lines(

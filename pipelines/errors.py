@@ -1,6 +1,12 @@
 """Errors that end a command with a one-line reason and a documented exit code."""
 
-__all__ = ["CheckFailed", "Interrupted", "SkewlessError", "UsageError"]
+import zlib
+
+__all__ = ["READ_BREAKS", "CheckFailed", "Interrupted", "SkewlessError", "UsageError"]
+
+# what reading a damaged or cut-short compressed input raises (gzip: EOFError at a cut,
+# BadGzipFile, an OSError, at a bad checksum, zlib.error in damaged data)
+READ_BREAKS = (EOFError, OSError, zlib.error)
 
 
 class SkewlessError(Exception):

@@ -275,17 +275,11 @@ def _example_columns(files: list[tuple[str, int]], batch_size: int = 2000) -> di
             column.rows = total
 
     for path, _ in files:
-        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
-            records = []
-            for record in tfrecord_records.read_records(handle):
-                if record.problem:
-                    raise UsageError(f"{path}: {record.problem}: infer-schema reads sound files only")
-                records.append(record.data)
-                if len(records) == batch_size:
-                    add(records, path)
-                    records = []
-            if records:
-                add(records, path)
+        with read.open_input(path) as handle:  # as `skewless run` reads it: a cut .gz is damage too
+            for run in tfrecord_records.batches(tfrecord_records.read_records(handle), batch_size):
+                if run[0].problem:
+                    raise UsageError(f"{path}: {run[0].problem}: infer-schema reads sound files only")
+                add([record.data for record in run], path)
     return columns
 
 

@@ -18,11 +18,9 @@ import gzip
 import io
 import os
 import time
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 from apache_beam.io.filesystem import CompressionTypes
@@ -31,7 +29,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from pipelines import coders, csv_records, decode, overlap, tfrecord_records
 from pipelines.coders import KeyedBatch
-from pipelines.errors import UsageError
+from pipelines.errors import READ_BREAKS, UsageError
 
 __all__ = [
     "CSV",
@@ -141,11 +139,9 @@ def reencoded(encoding: str | None) -> str | None:
     return None if name in ("utf-8", "utf-8-sig") else name
 
 
-# what reading a damaged or cut-short compressed input raises
-_BREAK_ERRORS = (EOFError, OSError, zlib.error)
 # dead-letter reasons for damage that lost an unknown number of rows: a run fails on any of them,
-# whatever --max-invalid-fraction says (pipelines/tfrecord_records.py words the second)
-UNKNOWN_LOSS_REASONS = ("truncated file", "lost TFRecord records")
+# whatever --max-invalid-fraction says
+UNKNOWN_LOSS_REASONS = (decode.TRUNCATED_FILE, tfrecord_records.LOST_RECORDS)
 
 
 @contextlib.contextmanager
@@ -190,7 +186,7 @@ class _ReadUpToTheBreak:
         while got < wanted:
             try:
                 piece = self._handle.read1(min(wanted - got, self._PIECE))
-            except _BREAK_ERRORS as error:
+            except READ_BREAKS as error:
                 if not pieces:
                     raise
                 self._error = error
@@ -431,15 +427,8 @@ def _range_blocks(
             for block, offset in csv_records.record_blocks(handle, block_bytes, quoted_newlines):
                 yield block, start + offset
                 position = start + offset + len(block)
-        except _BREAK_ERRORS as error:  # the record being read when the file broke is not yielded
-            yield (
-                b"",
-                position,
-                (
-                    f"truncated file: decompression stopped after byte {position} ({type(error).__name__}: {error}); "
-                    "the records from there on are lost, their number unknown"
-                ),
-            )
+        except READ_BREAKS as error:  # the record being read when the file broke is not yielded
+            yield b"", position, decode.truncated_file_reason(position, f"{type(error).__name__}: {error}")
         return
     data, begin = _read_lines_in_range(handle, start, end)
     for block, offset in _blocks(data, block_bytes):
@@ -498,8 +487,7 @@ class _DecodeCsvRange(_DecodeBlocks):
     def _decode_block(self, rng: _CsvRange, item: tuple) -> tuple[decode.DecodedBlock, float]:
         block, offset, *problem = item
         if problem:  # the file broke off here: one dead letter says so
-            dead = [decode.dead_letter(rng.path, offset, "", None, problem[0])]
-            return decode.DecodedBlock(None, np.zeros(0, np.uint32), dead, 1), 0.0
+            return decode.lost_rows(rng.path, [offset], problem[0]), 0.0
         if rng.header_error:
             quoted = self._csv_format.quoted_newlines
             return decode.undecodable_lines(block, rng.path, offset, rng.header_error, quoted), 0.0
@@ -538,8 +526,7 @@ class _DecodeParquetFile(_DecodeBlocks):
         # has both yield and return, nested functions included
         first, batch, problem, lost = piece
         if problem:
-            dead = [decode.dead_letter(path, first + i, "", None, problem) for i in range(lost)]
-            return decode.DecodedBlock(None, np.zeros(0, np.uint32), dead, lost), 0.0
+            return decode.lost_rows(path, range(first, first + lost), problem), 0.0
         started = time.perf_counter()
         table = pa.Table.from_batches([batch])
         decoded = decode.decode_table(table, self._schema, path, self._split_key, first)
@@ -574,33 +561,16 @@ class _DecodeTFRecordFile(_DecodeBlocks):
 
     def process(self, path: str):
         with open_input(path) as handle:
-            batches = self._batches(tfrecord_records.read_records(handle))
+            batches = tfrecord_records.batches(tfrecord_records.read_records(handle), _TFRECORD_BATCH)
             decode_batch = functools.partial(self._decode_batch, path)
             for decoded, seconds in overlap.in_background(decode_batch, batches, self._executor):
                 yield from self._emit(decoded, path, seconds)
-
-    @staticmethod
-    def _batches(records: Iterator[tfrecord_records.Record]) -> Iterator[list[tfrecord_records.Record]]:
-        """Runs of up to ``_TFRECORD_BATCH`` consecutive intact records; each piece of damage alone."""
-        batch = []
-        for record in records:
-            if record.problem or len(batch) == _TFRECORD_BATCH:
-                if batch:
-                    yield batch
-                batch = []
-            if record.problem:
-                yield [record]
-            else:
-                batch.append(record)
-        if batch:
-            yield batch
 
     def _decode_batch(self, path: str, batch: list) -> tuple[decode.DecodedBlock, float]:
         started = time.perf_counter()
         first = batch[0]
         if first.problem:  # damage: no record to show, the reason says where
-            dead = [decode.dead_letter(path, first.index, "", None, first.problem)]
-            return decode.DecodedBlock(None, np.zeros(0, np.uint32), dead, 1), 0.0
+            return decode.lost_rows(path, [first.index], first.problem), 0.0
         decoded = decode.decode_examples([r.data for r in batch], self._schema, path, first.index, self._split_key)
         return decoded, time.perf_counter() - started
 

@@ -20,13 +20,17 @@ The file is streamed in blocks: memory is bounded by the block size plus the lon
 
 import dataclasses
 import struct
-import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 import google_crc32c
 
-__all__ = ["Record", "frame", "masked_crc", "read_records"]
+from pipelines.decode import truncated_file_reason
+from pipelines.errors import READ_BREAKS
+
+__all__ = ["LOST_RECORDS", "Record", "batches", "frame", "masked_crc", "read_records"]
+
+LOST_RECORDS = "lost TFRecord records"  # a dead-letter reason: records lost to a damaged length
 
 _HEADER = 12  # length (8 bytes) and its masked CRC (4 bytes)
 _FOOTER = 4  # the data's masked CRC
@@ -84,7 +88,7 @@ class _Stream:
         while len(self.buffer) - self.pos < n and not self.eof:
             try:
                 chunk = self._handle.read(max(self._block_bytes, n - (len(self.buffer) - self.pos)))
-            except (OSError, EOFError, zlib.error) as error:  # e.g. a damaged gzip stream
+            except READ_BREAKS as error:  # e.g. a damaged gzip stream
                 self.error = f"{type(error).__name__}: {error}"
                 chunk = b""
             if not chunk:
@@ -120,10 +124,17 @@ def _record_at(stream: _Stream) -> tuple[int, bytes] | None:
     length = _sound_header(stream)
     if length is None or not stream.need(_HEADER + length + _FOOTER):
         return None
+    data, sound = _payload(stream, length)
+    return (length, data) if sound else None
+
+
+def _payload(stream: _Stream, length: int) -> tuple[bytes, bool]:
+    """The data of the record at ``stream.pos`` (its ``length`` bytes available) and whether it
+    passes its checksum."""
     start = stream.pos + _HEADER
     data = stream.buffer[start : start + length]
     (crc,) = struct.unpack("<I", stream.buffer[start + length : start + length + _FOOTER])
-    return (length, data) if masked_crc(data) == crc else None
+    return data, masked_crc(data) == crc
 
 
 def read_records(handle: BinaryIO, block_bytes: int = _BLOCK_BYTES) -> Iterator[Record]:
@@ -135,13 +146,22 @@ def read_records(handle: BinaryIO, block_bytes: int = _BLOCK_BYTES) -> Iterator[
     stream = _Stream(handle, block_bytes)
     index = yield from _framed_records(stream)
     if stream.error:
-        yield Record(
-            index,
-            stream.offset,
-            None,
-            f"truncated file: decompression stopped after byte {stream.offset} ({stream.error}); "
-            "the records from there on are lost, their number unknown",
-        )
+        yield Record(index, stream.offset, None, truncated_file_reason(stream.offset, stream.error))
+
+
+def batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    """Runs of up to ``size`` consecutive intact records, in order; each piece of damage alone."""
+    run = []
+    for record in records:
+        if run and (record.problem or len(run) == size):
+            yield run
+            run = []
+        if record.problem:
+            yield [record]
+        else:
+            run.append(record)
+    if run:
+        yield run
 
 
 def _framed_records(stream: _Stream) -> Iterator[Record]:
@@ -173,11 +193,9 @@ def _framed_records(stream: _Stream) -> Iterator[Record]:
                     f"at byte {offset}",
                 )
                 return index + 1
-            start = stream.pos + _HEADER
-            data = stream.buffer[start : start + length]
-            (crc,) = struct.unpack("<I", stream.buffer[start + length : start + length + _FOOTER])
+            data, sound = _payload(stream, length)
             stream.pos += _HEADER + length + _FOOTER
-            if masked_crc(data) == crc:
+            if sound:
                 yield Record(index, offset, data)
             else:
                 yield Record(
@@ -195,7 +213,7 @@ def _framed_records(stream: _Stream) -> Iterator[Record]:
             index,
             offset,
             None,
-            f"lost TFRecord records: length checksum mismatch at byte {offset}; {skipped} bytes skipped to {end} "
+            f"{LOST_RECORDS}: length checksum mismatch at byte {offset}; {skipped} bytes skipped to {end} "
             "(the records in them are lost, their number unknown)",
         )
         index += 1

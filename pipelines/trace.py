@@ -85,15 +85,8 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
                 quoted_newlines=csv_format.quoted_newlines,
                 decimal_comma=csv_format.decimal_comma,
             )
-            if decoded.batch is None:
-                continue
-            dead = {letter["offset"] for letter in decoded.dead_letters}
-            valid = [i for i, offset in enumerate(offsets) if offset not in dead]
-            examples = model._encoder.encode(decoded.batch)
-            ids = model.predict_examples(examples)["row_id"]
-            for position, row_id in enumerate(ids.tolist()):
+            for i, row_id in _row_ids(decoded, offsets, model):
                 if row_id in row_ids:
-                    i = valid[position]
                     found.append(
                         {
                             "row_id": row_id,
@@ -108,33 +101,36 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
 
 def _find_in_records(path: str, row_ids: set[int], model) -> list[dict]:
     """The matching rows of a Parquet or TFRecord input, decoded as the run decoded them."""
-    from apache_beam.io.filesystem import CompressionTypes
-    from apache_beam.io.filesystems import FileSystems
-
     found = []
     parquet = read.input_format_of(path) == read.PARQUET
-    compression = CompressionTypes.UNCOMPRESSED if parquet else CompressionTypes.AUTO
-    with FileSystems.open(path, compression_type=compression) as handle:
+    with read.open_input(path) as handle:
         blocks = _parquet_blocks(handle, path, model.schema) if parquet else _example_blocks(handle, path, model.schema)
         for first, decoded in blocks:
-            if decoded.batch is None:
-                continue
-            dead = {letter["offset"] for letter in decoded.dead_letters}
-            valid = [index for index in range(first, first + decoded.rows_read) if index not in dead]
-            ids = model.predict_examples(model._encoder.encode(decoded.batch))["row_id"]
-            for position, row_id in enumerate(ids.tolist()):
+            for row, (i, row_id) in enumerate(_row_ids(decoded, range(first, first + decoded.rows_read), model)):
                 if row_id in row_ids:
-                    values = decoded.batch.slice(position, 1).to_pylist()[0]
+                    values = decoded.batch.slice(row, 1).to_pylist()[0]
                     found.append(
                         {
                             "row_id": row_id,
                             "source": path,
-                            "offset": valid[position],
+                            "offset": first + i,
                             "line": None,
                             "raw": json.dumps(values, default=_text, sort_keys=True),
                         }
                     )
     return found
+
+
+def _row_ids(decoded: decode.DecodedBlock, offsets, model) -> list[tuple[int, int]]:
+    """``(position of its record among ``offsets``, row_id)`` for each row the block decoded, in
+    batch order: the block's records are at ``offsets``, and those its dead letters name are not
+    rows."""
+    if decoded.batch is None:
+        return []
+    dead = {letter["offset"] for letter in decoded.dead_letters}
+    kept = [i for i, offset in enumerate(offsets) if offset not in dead]
+    ids = model.predict_examples(model._encoder.encode(decoded.batch))["row_id"]
+    return list(zip(kept, ids.tolist(), strict=True))
 
 
 def _parquet_blocks(handle, path: str, schema) -> Iterable[tuple[int, decode.DecodedBlock]]:
@@ -148,15 +144,9 @@ def _example_blocks(handle, path: str, schema) -> Iterable[tuple[int, decode.Dec
     """``(index of the first record, decoded block)`` of runs of intact records of a TFRecord file."""
     from pipelines import tfrecord_records
 
-    run = []
-    for record in tfrecord_records.read_records(handle):
-        if run and (record.problem or len(run) == _RECORDS_PER_BLOCK):
+    for run in tfrecord_records.batches(tfrecord_records.read_records(handle), _RECORDS_PER_BLOCK):
+        if not run[0].problem:  # damage has no row to trace
             yield run[0].index, decode.decode_examples([r.data for r in run], schema, path, run[0].index)
-            run = []
-        if not record.problem:
-            run.append(record)
-    if run:
-        yield run[0].index, decode.decode_examples([r.data for r in run], schema, path, run[0].index)
 
 
 def _text(value) -> str:

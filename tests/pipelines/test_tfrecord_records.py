@@ -116,3 +116,11 @@ def test_a_gzip_stream_that_breaks_ends_the_file_with_one_more_piece_of_damage(d
     assert read[-1].index == len(read) - 1
     if damage == "cut":  # the record being read when it broke is part of that one report
         assert [r.index for r in read if r.problem] == [len(intact)]
+
+
+def test_batches_are_runs_of_intact_records_and_each_piece_of_damage_alone():
+    records = [Record(i, i * 10, b"x") for i in range(7)]
+    records[3] = Record(3, 30, None, "corrupt TFRecord: data checksum mismatch in the record at byte 30")
+    runs = [[r.index for r in run] for run in tfrecord_records.batches(records, 2)]
+    assert runs == [[0, 1], [2], [3], [4, 5], [6]]
+    assert list(tfrecord_records.batches([], 2)) == []
