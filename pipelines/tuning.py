@@ -113,11 +113,20 @@ _beams_deep_size = statecache.get_deep_size
 _globals_ids: tuple[int, frozenset[int]] = (-1, frozenset())  # (modules loaded, ids of their globals)
 
 
+def _globals_of(module) -> dict | None:
+    """``module.__dict__`` without loading a lazily loaded module (``importlib.util.LazyLoader``, as
+    scipy's submodules are), which reading it through the module's own ``__getattribute__`` would do."""
+    try:
+        return object.__getattribute__(module, "__dict__")
+    except AttributeError:  # e.g. a cffi library object in sys.modules
+        return None
+
+
 def _ids_of_modules_globals() -> frozenset[int]:
     global _globals_ids
     loaded = len(sys.modules)
     if _globals_ids[0] != loaded:
-        dicts = (getattr(module, "__dict__", None) for module in list(sys.modules.values()))
+        dicts = (_globals_of(module) for module in list(sys.modules.values()))
         _globals_ids = (loaded, frozenset(id(d) for d in dicts if d is not None))
     return _globals_ids[1]
 

@@ -120,6 +120,23 @@ def test_deep_sizes_are_beams_own_and_follow_newly_loaded_modules(monkeypatch):
     assert statecache.get_deep_size is tuning.deep_size
 
 
+def test_deep_size_leaves_lazily_loaded_modules_unloaded(monkeypatch, tmp_path):
+    import importlib.util
+    import sys
+
+    (tmp_path / "skewless_lazy_test_module.py").write_text("LOADED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = importlib.util.find_spec("skewless_lazy_test_module")
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)  # as scipy does for its submodules: loaded on first attribute use
+    monkeypatch.setattr(tuning, "_globals_ids", (-1, frozenset()))  # list the modules again
+    assert tuning.deep_size([list(range(10))]) > 0
+    assert type(module) is importlib.util._LazyModule  # still not loaded (Beam's own measure loads it)
+    assert module.LOADED and type(module) is not importlib.util._LazyModule  # loads when used
+
+
 def test_dofn_specs_are_beams_own_remembered_per_dofn(monkeypatch):
     class Unhashable(beam.DoFn):
         __hash__ = None
