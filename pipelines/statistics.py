@@ -119,21 +119,24 @@ _MAX_COUNTED_RANGE = 1 << 16
 
 
 def _add_to_sketch(sketch, numbers: np.ndarray, integers: bool) -> None:
-    """Adds a batch's numbers (no NaN) to a quantiles sketch.
+    """Adds a batch's numbers (no NaN) to a quantiles sketch, once per distinct value with its count
+    as weight, which the sketch summarises with the same error bound.
 
     Integers within a narrow range (ids, buckets, hours, flags: most of a transformed batch) are
-    counted first and added once per distinct value with its count as weight, which the sketch
-    summarises with the same error bound: about 3 instead of 35 ns a value. Other numbers are added
-    one by one (about 80 ns a value).
+    counted with ``np.bincount``: about 3 instead of 35 ns a value. Other numbers are counted by
+    sorting (``np.unique``): a sorted, weighted batch is 2-6x cheaper for the sketch than the same
+    values one by one (a 65,536-row batch of taxi fares: 0.8 against 5.4 ms; of coordinates, 47,000
+    of them distinct: 2.0 against 4.8 ms).
     """
-    if integers:
+    if integers and len(numbers):
         low, high = int(numbers.min()), int(numbers.max())
         if high - low < min(_MAX_COUNTED_RANGE, 4 * len(numbers)):
             counts = np.bincount((numbers - low).astype(np.int64), minlength=high - low + 1)
             present = np.flatnonzero(counts)
             sketch.AddValues(pa.array(present + float(low)), pa.array(counts[present].astype(np.float64)))
             return
-    sketch.AddValues(pa.array(numbers))
+    distinct, counts = np.unique(numbers, return_counts=True)
+    sketch.AddValues(pa.array(distinct), pa.array(counts.astype(np.float64)))
 
 
 def _feature_columns(batch: pa.RecordBatch):

@@ -95,14 +95,16 @@ def test_given_bins_are_counted_exactly_and_own_bins_come_from_the_sketch():
 
 
 @pytest.mark.parametrize(
-    ("numbers", "counted"),
+    ("numbers", "integers", "counted"),
     [
-        ([float(h % 24) for h in range(100_000)], True),  # hours: counted, one weighted value each
-        ([-3.0, -3.0, 7.0, 0.0, 2.0] * 10, True),  # negative integers too
-        ([float(i * 1000) for i in range(5000)] * 2, False),  # ids spread wide: added one by one
+        ([float(h % 24) for h in range(100_000)], True, True),  # hours: counted, one weighted value each
+        ([-3.0, -3.0, 7.0, 0.0, 2.0] * 10, True, True),  # negative integers too
+        ([float(i * 1000) for i in range(5000)] * 2, True, True),  # ids spread wide: counted by sorting
+        ([round(0.01 * (i % 900), 2) for i in range(9000)], False, True),  # fares: counted by sorting
+        ([0.1 * i for i in range(7000)], False, False),  # numbers all distinct: one weighted value each
     ],
 )
-def test_integers_counted_into_the_sketch_give_the_same_quantiles(numbers, counted, monkeypatch):
+def test_numbers_counted_into_the_sketch_give_the_same_quantiles(numbers, integers, counted, monkeypatch):
     import numpy as np
     from tfx_bsl import sketches
 
@@ -115,6 +117,6 @@ def test_integers_counted_into_the_sketch_give_the_same_quantiles(numbers, count
             added.append(len(args[0]))
             counted_sketch.AddValues(*args)
 
-    statistics._add_to_sketch(Recording(), np.array(numbers), integers=True)
-    assert added == [len(set(numbers)) if counted else len(numbers)]
+    statistics._add_to_sketch(Recording(), np.array(numbers), integers)
+    assert added == [len(set(numbers))] and (len(set(numbers)) < len(numbers)) == counted
     assert counted_sketch.GetQuantiles(20).to_pylist() == plain.GetQuantiles(20).to_pylist()
