@@ -4,6 +4,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterable
 
 import apache_beam as beam
 import numpy as np
@@ -38,14 +39,15 @@ METRICS_NAMESPACE = "skewless"
 GZIP_LEVEL = 1  # the output is written once and read a few times: favour speed
 
 
-def gzip_member(data: bytes | memoryview, level: int = GZIP_LEVEL) -> bytes:
-    """``data`` (any bytes-like object) as one gzip member; concatenated members form a valid gzip file.
+def gzip_member(pieces: Iterable[bytes | memoryview], level: int = GZIP_LEVEL) -> bytes:
+    """``pieces`` (bytes-like objects), one after the other, as one gzip member; concatenated members
+    form a valid gzip file.
 
     Compressed with ISA-L (``isal``): standard gzip, about 5x faster than zlib at level 1 on
     transformed examples (0.6 against 3.0 microseconds a row) and slightly smaller.
     """
     compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
-    return compressor.compress(data) + compressor.flush()
+    return b"".join([*map(compressor.compress, pieces), compressor.flush()])
 
 
 def _split_parity_sample(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[int], dict[int, list[bytes]]]:
@@ -72,10 +74,10 @@ def _encode_batch(encoder, batch: pa.RecordBatch) -> tuple[bytes, list[bytes], i
     batch, sampled, raw_examples = _split_parity_sample(batch)
     vectorised = example_encoding.encode_framed(batch, sampled)
     if vectorised is not None:
-        records, examples = vectorised
+        records, examples, _ = vectorised
     else:
         encoded = encoder.encode(batch)
-        records, examples = tfrecord_records.frame(encoded), {row: encoded[row] for row in sampled}
+        records, examples = [tfrecord_records.frame(encoded)], {row: encoded[row] for row in sampled}
     # one element per batch, framed and compressed here (in parallel on every worker):
     # Beam's per-element cost is paid once per batch
     pairs = [encode_pair(raw_examples[row][0], examples[row]) for row in sampled]

@@ -41,11 +41,20 @@ def _parse_records(content: bytes, tmp_path) -> list[tf.train.Example]:
     return [tf.train.Example.FromString(record.numpy()) for record in tf.data.TFRecordDataset(str(path))]
 
 
+def _encoded_in_row_order(batch, tmp_path, keep_rows=None):
+    """The parsed examples of ``encode_framed``, put back in row order, its kept examples and the
+    rows of its records in record order."""
+    pieces, kept, order = example_encoding.encode_framed(batch, keep_rows)
+    parsed = _parse_records(b"".join(pieces), tmp_path)
+    assert sorted(order.tolist()) == list(range(batch.num_rows))  # every row once
+    by_row = dict(zip(order.tolist(), parsed, strict=True))
+    return [by_row[row] for row in range(batch.num_rows)], kept, order
+
+
 def test_awkward_values_encode_to_the_same_examples_as_tfx_bsl(tmp_path):
     batch = _awkward_batch()
-    framed, kept = example_encoding.encode_framed(batch, [0, 1, 2999])
+    ours, kept, order = _encoded_in_row_order(batch, tmp_path, [0, 1, 2999])
     reference = example_coder.RecordBatchToExamplesEncoder().encode(batch)
-    ours = _parse_records(framed, tmp_path)
     assert len(ours) == batch.num_rows
     for mine, theirs in zip(ours, reference, strict=True):
         assert mine == tf.train.Example.FromString(theirs)
@@ -55,15 +64,40 @@ def test_awkward_values_encode_to_the_same_examples_as_tfx_bsl(tmp_path):
     assert np.isnan(ours[0].features.feature["fare_xf"].float_list.value[0])
     assert sorted(kept) == [0, 1, 2999]
     assert tf.train.Example.FromString(kept[2999]) == tf.train.Example.FromString(reference[2999])
-    # the framing is TFRecord's: same bytes as framing serialized examples of the same length
-    assert len(framed) == len(frame_tfrecords(reference))
+    # the framing is TFRecord's (TFRecordDataset checked both CRCs of every record above), and each
+    # example as long as tfx_bsl's
+    pieces, _, _ = example_encoding.encode_framed(batch)
+    assert sum(map(len, pieces)) == len(frame_tfrecords(reference))
 
 
 def test_a_sliced_batch_encodes_its_own_rows(tmp_path):
     batch = _awkward_batch().slice(1000, 7)
-    framed, _ = example_encoding.encode_framed(batch)
+    ours, _, _ = _encoded_in_row_order(batch, tmp_path)
     reference = example_coder.RecordBatchToExamplesEncoder().encode(batch)
-    assert _parse_records(framed, tmp_path) == [tf.train.Example.FromString(r) for r in reference]
+    assert ours == [tf.train.Example.FromString(r) for r in reference]
+
+
+def test_records_come_grouped_by_layout_each_group_in_row_order(tmp_path):
+    # varint sizes: column a 1 or 2 bytes, b 1 byte or 5; the float is always 4 bytes
+    a = [5, 300, 7, 300, 9]
+    b = [2**30, 1, 1, 2**30, 2**30]
+    batch = pa.RecordBatch.from_arrays([_ints(a), _ints(b), _floats([0.5] * 5)], ["a", "b", "f"])
+    ours, _, order = _encoded_in_row_order(batch, tmp_path)
+    assert order.tolist() == [2, 0, 4, 1, 3]  # layouts (1, 1), (1, 5), (2, 1), (2, 5)
+    assert [e.features.feature["a"].int64_list.value[0] for e in ours] == a
+
+
+def test_a_batch_of_many_layouts_in_many_columns(tmp_path):
+    rng = np.random.default_rng(3)
+    columns = [_ints(rng.choice([0, 200, 70_000], size=400)) for _ in range(20)]  # 3**20 possible layouts
+    batch = pa.RecordBatch.from_arrays(columns, [f"c{i}" for i in range(20)])
+    ours, kept, _ = _encoded_in_row_order(batch, tmp_path, keep_rows=[0, 399])
+    reference = example_coder.RecordBatchToExamplesEncoder().encode(batch)
+    assert ours == [tf.train.Example.FromString(r) for r in reference]
+    assert {row: tf.train.Example.FromString(example) for row, example in kept.items()} == {
+        0: ours[0],
+        399: ours[399],
+    }
 
 
 @pytest.mark.parametrize(
