@@ -232,6 +232,16 @@ def test_tensorflow_loads_with_the_collector_tuned_first_and_its_unused_modules_
     assert after.split() == ["module"] * 3
 
 
+@pytest.mark.parametrize(("set_by_user", "backend"), [(None, "jemalloc"), ("system", "system")])
+def test_arrow_allocates_from_jemalloc_unless_the_user_chose(set_by_user, backend):
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if set_by_user:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = set_by_user
+    code = "import pipelines, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert result.stdout.strip() == backend
+
+
 @pytest.mark.parametrize("command", ["run", "labels", "dedup"])
 def test_an_output_that_holds_other_files_is_refused_before_any_work_and_left_whole(tmp_path, capsys, command):
     """``--output data`` (the input's own directory, say) used to be replaced: the input deleted."""
