@@ -170,17 +170,19 @@ _csv_line = read.csv_line
 
 
 class _KeepFirstOfEachId(beam.DoFn):
-    """Keeps one record per id (the first in sort order); the others are dead letters."""
+    """Keeps one record per id (the first in sort order of values, then file); the others are dead
+    letters naming their file."""
 
     def __init__(self, columns: list[str]):
         self._columns = columns
 
     def process(self, element):
-        record_id, records = element
-        records = sorted(records, key=lambda r: [r[c] for c in self._columns])
-        yield records[0]
-        for other in records[1:]:
-            yield _dead("", _csv_line([other[c] for c in self._columns]), None, f"repeated record id {record_id!r}")
+        record_id, sourced = element  # (file, record) pairs
+        sourced = sorted(sourced, key=lambda pair: ([pair[1][c] for c in self._columns], pair[0]))
+        yield sourced[0][1]
+        for source, other in sourced[1:]:
+            line = _csv_line([other[c] for c in self._columns])
+            yield _dead(source, line, None, f"repeated record id {record_id!r}")
 
 
 class ReadRecords(beam.PTransform):
@@ -205,12 +207,14 @@ class ReadRecords(beam.PTransform):
             | "Reshuffle" >> beam.Reshuffle()
             | "Parse"
             >> beam.ParDo(
-                read.ParseCsvRecords(self._columns, {self._id: "empty record id"}, NAMESPACE, "records")
+                read.ParseCsvRecords(
+                    self._columns, {self._id: "empty record id"}, NAMESPACE, "records", with_source=True
+                )
             ).with_outputs("dead_letter", main="records")
         )
         unique = (
             parsed.records
-            | "KeyById" >> beam.Map(lambda record, key: (record[key], record), self._id)
+            | "KeyById" >> beam.Map(lambda sourced, key: (sourced[1][key], sourced), self._id)
             | "GroupById" >> beam.GroupByKey()
             | "KeepFirstOfEachId"
             >> beam.ParDo(_KeepFirstOfEachId(self._columns)).with_outputs("dead_letter", main="records")

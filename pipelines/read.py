@@ -789,10 +789,12 @@ class ParseCsvRecords(beam.DoFn):
         required: Column -> reason given when it is empty.
         namespace: Beam metrics namespace.
         what: Counter prefix (``records``, ``annotations``).
+        with_source: Emit ``(file, record)`` pairs instead of records, for dead letters made later.
     """
 
-    def __init__(self, columns: list[str], required: dict[str, str], namespace: str, what: str):
+    def __init__(self, columns: list[str], required: dict[str, str], namespace: str, what: str, with_source=False):
         self._columns, self._required, self._namespace, self._what = columns, required, namespace, what
+        self._with_source = with_source
 
     def process(self, text_file: TextFile):
         for block in text_record_blocks(text_file):
@@ -816,4 +818,5 @@ class ParseCsvRecords(beam.DoFn):
             if empty:
                 yield self._dead(source, csv_line(values), empty[0], empty[1])
                 continue
-            yield dict(zip(self._columns, values, strict=True))
+            record = dict(zip(self._columns, values, strict=True))
+            yield (source, record) if self._with_source else record

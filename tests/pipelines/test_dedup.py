@@ -106,6 +106,7 @@ def test_no_record_vanishes(people):
         "repeated record id 'r00000007'",
         "wrong field count: expected 10, found 2",
     ]
+    assert {d["source"] for d in dead} == {people["input"]}  # every dead letter names its file
     assert summary["records"] == {"read": 3005, "dead_lettered": 3, "kept": len(kept), "removed": len(removed)}
 
 
