@@ -51,7 +51,13 @@ def _encoded_in_row_order(batch, tmp_path, keep_rows=None):
     return [by_row[row] for row in range(batch.num_rows)], kept, order
 
 
-def test_awkward_values_encode_to_the_same_examples_as_tfx_bsl(tmp_path):
+# 1: every batch takes the matrix-per-layout path; 10**9: every batch of two layouts or more the mask
+BOTH_PATHS = pytest.mark.parametrize("layout_share", [1, 10**9], ids=["per-layout", "masked"])
+
+
+@BOTH_PATHS
+def test_awkward_values_encode_to_the_same_examples_as_tfx_bsl(tmp_path, monkeypatch, layout_share):
+    monkeypatch.setattr(example_encoding, "MAX_LAYOUT_SHARE", layout_share)
     batch = _awkward_batch()
     ours, kept, order = _encoded_in_row_order(batch, tmp_path, [0, 1, 2999])
     reference = example_coder.RecordBatchToExamplesEncoder().encode(batch)
@@ -70,24 +76,32 @@ def test_awkward_values_encode_to_the_same_examples_as_tfx_bsl(tmp_path):
     assert sum(map(len, pieces)) == len(frame_tfrecords(reference))
 
 
-def test_a_sliced_batch_encodes_its_own_rows(tmp_path):
+@BOTH_PATHS
+def test_a_sliced_batch_encodes_its_own_rows(tmp_path, monkeypatch, layout_share):
+    monkeypatch.setattr(example_encoding, "MAX_LAYOUT_SHARE", layout_share)
     batch = _awkward_batch().slice(1000, 7)
     ours, _, _ = _encoded_in_row_order(batch, tmp_path)
     reference = example_coder.RecordBatchToExamplesEncoder().encode(batch)
     assert ours == [tf.train.Example.FromString(r) for r in reference]
 
 
-def test_records_come_grouped_by_layout_each_group_in_row_order(tmp_path):
+def test_records_come_grouped_by_layout_each_group_in_row_order_unless_layouts_are_many(tmp_path, monkeypatch):
     # varint sizes: column a 1 or 2 bytes, b 1 byte or 5; the float is always 4 bytes
-    a = [5, 300, 7, 300, 9]
-    b = [2**30, 1, 1, 2**30, 2**30]
-    batch = pa.RecordBatch.from_arrays([_ints(a), _ints(b), _floats([0.5] * 5)], ["a", "b", "f"])
+    a = [5, 300, 7, 300, 9] * 200
+    b = [2**30, 1, 1, 2**30, 2**30] * 200
+    batch = pa.RecordBatch.from_arrays([_ints(a), _ints(b), _floats([0.5] * 1000)], ["a", "b", "f"])
     ours, _, order = _encoded_in_row_order(batch, tmp_path)
-    assert order.tolist() == [2, 0, 4, 1, 3]  # layouts (1, 1), (1, 5), (2, 1), (2, 5)
+    layouts = {(1, 1): [2], (1, 5): [0, 4], (2, 1): [1], (2, 5): [3]}  # rows of each, in every 5
+    assert order.tolist() == [row + 5 * k for rows in layouts.values() for k in range(200) for row in rows]
     assert [e.features.feature["a"].int64_list.value[0] for e in ours] == a
+    # 4 layouts in 400 rows, one per 100: past one per MAX_LAYOUT_SHARE = 128, the mask, in row order
+    assert example_encoding.MAX_LAYOUT_SHARE == 128
+    assert example_encoding.encode_framed(batch.slice(0, 400))[2].tolist() == list(range(400))
 
 
-def test_a_batch_of_many_layouts_in_many_columns(tmp_path):
+@BOTH_PATHS
+def test_a_batch_of_many_layouts_in_many_columns(tmp_path, monkeypatch, layout_share):
+    monkeypatch.setattr(example_encoding, "MAX_LAYOUT_SHARE", layout_share)
     rng = np.random.default_rng(3)
     columns = [_ints(rng.choice([0, 200, 70_000], size=400)) for _ in range(20)]  # 3**20 possible layouts
     batch = pa.RecordBatch.from_arrays(columns, [f"c{i}" for i in range(20)])
