@@ -1,6 +1,8 @@
 """Beam pipeline options: the runner is chosen by flags alone, and never downloaded at run time."""
 
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+import os
+
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipelines import tuning
 
@@ -49,6 +51,11 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     standard = options.view_as(StandardOptions)
     if standard.runner in _REPLACED_RUNNERS:
         standard.runner = LOCAL_RUNNER
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode == "multi_processing":
+        tuning.set_local_workers(direct.direct_num_workers or os.cpu_count() or 1)  # 0: one per core
+    else:
+        tuning.set_local_workers(0)  # no local worker processes
     return options
 
 

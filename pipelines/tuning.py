@@ -30,7 +30,11 @@ nothing measurable.
 **Quiet local worker processes.** ``--direct_running_mode=multi_processing`` starts its workers
 with ``python -m apache_beam.runners.worker.sdk_worker_main``; that command is swapped for
 ``python -m pipelines.worker`` (``WORKER_MODULE``), which imports TensorFlow with its native notices
-hidden and then runs the same Beam worker.
+hidden and then runs the same Beam worker. When the workers are at least as many as the machine's
+cores (:func:`set_local_workers`, from the pipeline options), the command also sets
+``SKEWLESS_BACKGROUND_THREADS=0`` for them: each then works inline rather than on background
+threads that could only compete with the other workers (``pipelines/overlap.py``). Beam's local
+runner gives its workers no pipeline options, so the command line is where they learn it.
 
 **Sizing cached side inputs without walking every module.** The SDK worker weighs each value it
 caches (side inputs, mostly) with ``objsize``, which excludes the globals of every loaded module
@@ -39,12 +43,16 @@ from the size and so lists the 5,000 modules of a TensorFlow process on each cal
 listed once, again whenever the number of loaded modules changes.
 """
 
+import os
+import shlex
 import sys
 import types
 import weakref
 
 from apache_beam.runners.worker import statecache, statesampler
 from apache_beam.transforms import core, environments, userstate
+
+from pipelines import overlap
 
 __all__ = [
     "BEAMS_WORKER_MODULE",
@@ -55,6 +63,7 @@ __all__ = [
     "deep_size",
     "install",
     "quiet_worker_environment",
+    "set_local_workers",
 ]
 
 SAMPLING_PERIOD_MS = 10
@@ -158,10 +167,27 @@ WORKER_MODULE = "pipelines.worker"
 _beams_subprocess_environment = environments.SubprocessSDKEnvironment.from_command_string.__func__
 
 
+_worker_variables: dict[str, str] = {}  # set on the command line of the local worker processes
+
+
+def set_local_workers(workers: int) -> None:
+    """Records how many local worker processes the next pipelines start: as many as the cores or
+    more, and they work inline (unless ``SKEWLESS_BACKGROUND_THREADS`` is set here, which they
+    inherit)."""
+    _worker_variables.clear()
+    if workers >= len(os.sched_getaffinity(0)) and overlap.BACKGROUND_THREADS not in os.environ:
+        _worker_variables[overlap.BACKGROUND_THREADS] = "0"
+
+
 def quiet_worker_environment(cls, command_string: str):
     """``SubprocessSDKEnvironment.from_command_string``, with Beam's worker module replaced by
-    ``WORKER_MODULE`` in the command (any other command is left as it is)."""
-    command = command_string.replace(f"-m {BEAMS_WORKER_MODULE}", f"-m {WORKER_MODULE}")
+    ``WORKER_MODULE`` in the command, after the variables :func:`set_local_workers` chose (any other
+    command is left as it is)."""
+    worker = f"-m {BEAMS_WORKER_MODULE}"
+    command = command_string
+    if worker in command_string:
+        variables = "".join(f"{name}={shlex.quote(value)} " for name, value in sorted(_worker_variables.items()))
+        command = variables + command_string.replace(worker, f"-m {WORKER_MODULE}")
     return _beams_subprocess_environment(cls, command)
 
 

@@ -129,3 +129,25 @@ def test_discard_waits_for_and_drops_the_work_of_a_failed_bundle():
     assert background.drain() == []
     assert background.submit(lambda x: x, 7) == [] and background.drain() == [(7, None)]
     background.close()
+
+
+def test_without_background_threads_the_work_runs_inline_on_the_calling_thread(monkeypatch):
+    monkeypatch.setenv(overlap.BACKGROUND_THREADS, "0")
+    caller, threads = threading.get_ident(), set()
+
+    def work(item):
+        threads.add(threading.get_ident())
+        return item * 10
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
+        assert list(overlap.in_background(work, range(5), executor)) == [0, 10, 20, 30, 40]
+    background = overlap.InBackground(depth=2)
+    assert [background.submit(work, i, context=i) for i in range(3)] == [[(0, 0)], [(10, 1)], [(20, 2)]]
+    assert background.drain() == []
+    assert threads == {caller}
+    background.close()
+
+
+def test_encode_examples_gives_the_same_outputs_inline(monkeypatch):
+    monkeypatch.setenv(overlap.BACKGROUND_THREADS, "0")
+    test_encode_examples_outputs_every_batch_and_parity_pair_of_a_bundle()

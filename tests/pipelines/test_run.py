@@ -245,7 +245,10 @@ def test_worker_processes_start_without_tensorflow_notices(multiprocess_rerun_di
 
 
 def _touch_pid_file(_, directory: str) -> None:
-    open(os.path.join(directory, str(os.getpid())), "w").close()
+    from pipelines import overlap
+
+    with open(os.path.join(directory, str(os.getpid())), "w") as handle:
+        handle.write(str(overlap.background_threads()))
 
 
 def test_multi_processing_options_really_run_workers_in_other_processes(tmp_path):
@@ -258,6 +261,9 @@ def test_multi_processing_options_really_run_workers_in_other_processes(tmp_path
         _ = p | beam.Create(range(8)) | beam.Reshuffle() | beam.Map(_touch_pid_file, str(tmp_path))
     worker_pids = {int(name) for name in os.listdir(tmp_path)}
     assert worker_pids and os.getpid() not in worker_pids
+    # two workers on two cores or fewer work inline; on a larger machine each keeps its threads
+    inline = 2 >= len(os.sched_getaffinity(0))
+    assert {(tmp_path / str(pid)).read_text() for pid in worker_pids} == {str(not inline)}
 
 
 def test_too_many_invalid_rows_fail_the_run_but_keep_dead_letters(tmp_path, capsys):

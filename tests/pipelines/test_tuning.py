@@ -170,3 +170,41 @@ def test_local_worker_processes_run_the_quiet_worker_module():
     other = environments.SubprocessSDKEnvironment.from_command_string("my-worker --flag")
     assert other.command_string == "my-worker --flag"
     assert isinstance(other, environments.SubprocessSDKEnvironment)
+
+
+@pytest.mark.parametrize(
+    ("workers", "cores", "prefix"),
+    [(2, 2, "SKEWLESS_BACKGROUND_THREADS=0 "), (3, 2, "SKEWLESS_BACKGROUND_THREADS=0 "), (2, 4, ""), (0, 2, "")],
+)
+def test_local_workers_as_many_as_the_cores_work_inline(monkeypatch, workers, cores, prefix):
+    from apache_beam.transforms import environments
+
+    monkeypatch.setattr(tuning.os, "sched_getaffinity", lambda _: set(range(cores)))
+    monkeypatch.delenv("SKEWLESS_BACKGROUND_THREADS", raising=False)
+    monkeypatch.setattr(tuning, "_worker_variables", {})
+    tuning.install()
+    tuning.set_local_workers(workers)
+    python = "/venv/bin/python -m "
+    beams = environments.SubprocessSDKEnvironment.from_command_string(python + tuning.BEAMS_WORKER_MODULE)
+    assert beams.command_string == prefix + python + tuning.WORKER_MODULE
+    assert environments.SubprocessSDKEnvironment.from_command_string("my-worker").command_string == "my-worker"
+
+
+def test_a_users_own_background_threads_setting_reaches_the_workers_unchanged(monkeypatch):
+    monkeypatch.setattr(tuning.os, "sched_getaffinity", lambda _: {0, 1})
+    monkeypatch.setenv("SKEWLESS_BACKGROUND_THREADS", "1")  # inherited by the workers as it is
+    monkeypatch.setattr(tuning, "_worker_variables", {})
+    tuning.set_local_workers(2)
+    assert tuning._worker_variables == {}
+
+
+def test_pipeline_options_tell_how_many_local_workers(monkeypatch):
+    from pipelines.options import pipeline_options
+
+    seen = []
+    monkeypatch.setattr(tuning, "set_local_workers", seen.append)
+    monkeypatch.setattr(tuning.os, "cpu_count", lambda: 8)
+    pipeline_options(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    pipeline_options(["--direct_running_mode=multi_processing", "--direct_num_workers=0"])  # one per core
+    pipeline_options([])
+    assert seen == [2, 8, 0]
