@@ -147,10 +147,11 @@ _HEADER = 6  # the masked layout's room for the Example tag and its length varin
 
 def _encode_masked(
     columns: list[tuple[bytes, np.ndarray, np.ndarray | None]], rows: int, keep: np.ndarray
-) -> tuple[memoryview, dict[int, bytes]]:
+) -> tuple[memoryview, dict[int, bytes]] | None:
     """Frames all rows in row order through one ``[rows, width]`` matrix as wide as the widest row,
     with a mask of the bytes each row uses (read out row by row); for batches of many layouts, where
-    a matrix per layout would cost more than the mask (see :data:`MAX_LAYOUT_SHARE`)."""
+    a matrix per layout would cost more than the mask (see :data:`MAX_LAYOUT_SHARE`). None for
+    examples of 2**28 bytes or more, which its layout has no room for."""
     entries = []
     for key, value, sizes in columns:
         # the length bytes of a varint entry are set per row below
@@ -189,6 +190,8 @@ def _encode_masked(
             features_length += sizes
         at = end + value.shape[1]
     header, header_sizes = _varints(features_length)
+    if header.shape[1] > _HEADER - 1:  # examples of 2**28 bytes or more
+        return None
     out[:, _FRAME_HEAD + 1 : _FRAME_HEAD + 1 + header.shape[1]] = header
     used[:, _FRAME_HEAD + 1 : _FRAME_HEAD + _HEADER] = np.arange(_HEADER - 1) < header_sizes[:, None]
     lengths = 1 + header_sizes + features_length
@@ -248,8 +251,8 @@ def encode_framed(
     keep = np.unique(np.asarray(keep_rows if keep_rows is not None else [], dtype=np.int64))
     groups = _layout_groups([sizes for _, _, sizes in columns], rows, max(1, rows // MAX_LAYOUT_SHARE))
     if groups is None:
-        framed, kept = _encode_masked(columns, rows, keep)
-        return [framed], kept, np.arange(rows)
+        masked = _encode_masked(columns, rows, keep)
+        return None if masked is None else ([masked[0]], masked[1], np.arange(rows))
     pieces, kept, order = [], {}, []
     for group in groups:
         out, data, example_length = _encode_layout(columns, group, all_rows=len(groups) == 1)
