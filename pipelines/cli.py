@@ -916,6 +916,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         *((f"  {reason}", n) for reason, n in counts["dead_letter_reasons"].items()),
         *((("dropped by policy", counts["rows_dropped_by_policy"]),) if counts["rows_dropped_by_policy"] else ()),
         *((f"  {reason}", n) for reason, n in counts["dropped_reasons"].items()),
+        *((("blank lines at file ends", counts["blank_lines_at_end"]),) if counts.get("blank_lines_at_end") else ()),
         ("parity rows checked", record["parity"]["rows_checked"]),
     ]
     table = "\n".join(f"  {name:<28} {value:>12,}" for name, value in rows)

@@ -18,6 +18,7 @@ import gzip
 import io
 import os
 import time
+import typing
 from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
@@ -284,6 +285,7 @@ class _CsvRange:
     columns: tuple[str, ...]
     header_error: str | None = None
     delimiter: str = ","
+    last: bool = True  # the file's last range: blank lines that end the file are not records
 
 
 def _read_header(path: str, delimiter: str = ",", encoding: str | None = None) -> tuple[list[str] | None, int]:
@@ -344,7 +346,8 @@ def _plan_csv_ranges(
             ranges.append(_CsvRange(path, header_bytes, None, columns, error, file_delimiter))
             continue
         for start in range(header_bytes, max(size, header_bytes + 1), range_bytes):
-            ranges.append(_CsvRange(path, start, min(start + range_bytes, size), columns, error, file_delimiter))
+            end = min(start + range_bytes, size)
+            ranges.append(_CsvRange(path, start, end, columns, error, file_delimiter, last=end >= size))
     return ranges
 
 
@@ -411,28 +414,66 @@ def _blocks(data: bytes, block_bytes: int) -> Iterable[tuple[bytes, int]]:
         position = cut
 
 
+BLANK_LINES_AT_END = "blank_lines_at_end"  # counter: blank lines that end a CSV file, not rows
+
+
+class _Block(typing.NamedTuple):
+    """Whole records of a CSV file as read: ``data`` from byte ``offset``; ``problem`` when the file
+    broke off at ``offset`` (``data`` is then empty); ``blank_lines_at_end`` cut after ``data``."""
+
+    data: bytes
+    offset: int
+    problem: str | None = None
+    blank_lines_at_end: int = 0
+
+
+def cut_blank_lines_at_end(block: bytes) -> tuple[bytes, int]:
+    """``block`` without the blank lines (nothing but spaces, tabs or a carriage return) that end
+    it, and how many there were; the newline ending its last record is kept."""
+    content = len(block.rstrip(b" \t\r\n"))
+    newline = block.find(b"\n", content)
+    kept = block[: newline + 1] if content and newline >= 0 else block[:content]
+    tail = block[len(kept) :]
+    return kept, tail.count(b"\n") + (1 if tail and not tail.endswith(b"\n") else 0)
+
+
 def _range_blocks(
-    handle, start: int, end: int | None, quoted_newlines: bool, block_bytes: int = _BLOCK_BYTES
-) -> Iterator[tuple[bytes, int]]:
+    handle, start: int, end: int | None, quoted_newlines: bool, block_bytes: int = _BLOCK_BYTES, last: bool = False
+) -> Iterator[_Block]:
     """Blocks of whole records of one range, with their offsets in the file.
 
     A byte range (``end`` set) is read at once and cut at lines; a whole file (``end`` None) is
     streamed from ``start`` in blocks, cut at records (``csv_records``), so that memory stays bounded
-    however large the file (a compressed one included).
+    however large the file (a compressed one included). The ``last`` range of a file stops before
+    the blank lines that end the file (editors and exporters often add some): they are not records,
+    and the last block says how many there were.
     """
+    previous = None
+    for block in _blocks_as_read(handle, start, end, quoted_newlines, block_bytes):
+        if previous is not None:
+            yield previous
+        previous = block
+    if previous is not None and last and previous.problem is None:  # a file that broke off has no end
+        data, blank = cut_blank_lines_at_end(previous.data)
+        previous = previous._replace(data=data, blank_lines_at_end=blank)
+    if previous is not None:
+        yield previous
+
+
+def _blocks_as_read(handle, start: int, end: int | None, quoted_newlines: bool, block_bytes: int) -> Iterator[_Block]:
     if end is None:
         handle.seek(start)
         position = start
         try:
             for block, offset in csv_records.record_blocks(handle, block_bytes, quoted_newlines):
-                yield block, start + offset
+                yield _Block(block, start + offset)
                 position = start + offset + len(block)
         except READ_BREAKS as error:  # the record being read when the file broke is not yielded
-            yield b"", position, decode.truncated_file_reason(position, f"{type(error).__name__}: {error}")
+            yield _Block(b"", position, decode.truncated_file_reason(position, f"{type(error).__name__}: {error}"))
         return
     data, begin = _read_lines_in_range(handle, start, end)
     for block, offset in _blocks(data, block_bytes):
-        yield block, begin + offset
+        yield _Block(block, begin + offset)
 
 
 class _DecodeBlocks(beam.DoFn):
@@ -478,16 +519,21 @@ class _DecodeCsvRange(_DecodeBlocks):
 
     def process(self, rng: _CsvRange):
         with open_csv(rng.path, self._csv_format.encoding) as handle:
-            blocks = _range_blocks(handle, rng.start, rng.end, self._csv_format.quoted_newlines)
+            blocks = _range_blocks(handle, rng.start, rng.end, self._csv_format.quoted_newlines, last=rng.last)
             # the next blocks decode on a background thread while this one goes down the stage
             decoded_blocks = overlap.in_background(functools.partial(self._decode_block, rng), blocks, self._executor)
-            for decoded, seconds in decoded_blocks:
+            for (decoded, seconds), blank_lines_at_end in decoded_blocks:
+                if blank_lines_at_end and self._counted:  # counted here: metrics belong to the DoFn's thread
+                    beam.metrics.Metrics.counter(METRICS_NAMESPACE, BLANK_LINES_AT_END).inc(blank_lines_at_end)
                 yield from self._emit(decoded, rng.path, seconds)
 
-    def _decode_block(self, rng: _CsvRange, item: tuple) -> tuple[decode.DecodedBlock, float]:
-        block, offset, *problem = item
+    def _decode_block(self, rng: _CsvRange, block: _Block) -> tuple[tuple[decode.DecodedBlock, float], int]:
+        return self._decoded(rng, block), block.blank_lines_at_end
+
+    def _decoded(self, rng: _CsvRange, item: _Block) -> tuple[decode.DecodedBlock, float]:
+        block, offset, problem = item.data, item.offset, item.problem
         if problem:  # the file broke off here: one dead letter says so
-            return decode.lost_rows(rng.path, [offset], problem[0]), 0.0
+            return decode.lost_rows(rng.path, [offset], problem), 0.0
         if rng.header_error:
             quoted = self._csv_format.quoted_newlines
             return decode.undecodable_lines(block, rng.path, offset, rng.header_error, quoted), 0.0

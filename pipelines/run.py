@@ -256,6 +256,8 @@ def _counts(counters: dict[tuple[str, str], int]) -> dict:
         "rows_eval": counters.get((ns, "rows_eval"), 0),
         "rows_dead_lettered": counters.get((ns, "rows_dead_lettered"), 0),
         "rows_dropped_by_policy": counters.get((ns, "rows_dropped_by_policy"), 0),
+        # blank lines that end a CSV file: not rows, not dead letters, but never dropped unsaid
+        "blank_lines_at_end": counters.get((ns, read.BLANK_LINES_AT_END), 0),
         "dropped_reasons": {
             name: value for (space, name), value in sorted(counters.items()) if space == "skewless.dropped_reasons"
         },

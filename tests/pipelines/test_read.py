@@ -312,9 +312,9 @@ def test_with_quoted_newlines_each_file_is_one_range_streamed_in_blocks(tmp_path
             blocks = list(read._range_blocks(handle, rng.start, None, True, block_bytes=100))
         assert len(blocks) > 5
         assert blocks[0][1] == rng.start
-        assert all(offset == rng.start + data.find(block) for block, offset in blocks)
-        assert b"".join(block for block, _ in blocks) == data
-        assert [r.decode() for block, _ in blocks for r in csv_records.split_records(block, True)] == records
+        assert all(offset == rng.start + data.find(block) for block, offset, *_ in blocks)
+        assert b"".join(block for block, *_ in blocks) == data
+        assert [r.decode() for block, *_ in blocks for r in csv_records.split_records(block, True)] == records
 
 
 def test_read_raw_data_with_quoted_newlines_keeps_multiline_values(tmp_path, taxi_dataset):
@@ -386,8 +386,8 @@ def test_a_compressed_file_is_read_to_its_end_past_beams_16_mib_read_buffer(tmp_
     for quoted in (False, True):
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
             blocks = list(read._range_blocks(handle, rng.start, rng.end, quoted))
-        assert sum(len(block) for block, _ in blocks) == len(body)
-        assert sum(block.count(b"\n") for block, _ in blocks) == 12 * len(lines)
+        assert sum(len(block) for block, *_ in blocks) == len(body)
+        assert sum(block.count(b"\n") for block, *_ in blocks) == 12 * len(lines)
     (text_file,) = read.plan_text_files(read.expand_patterns([path]))
     assert b"".join(read.text_record_blocks(text_file)) == body
 
@@ -410,3 +410,34 @@ def test_each_csv_file_has_its_delimiter_a_tab_for_tsv_files_unless_told(tmp_pat
         )
         got = raw[read.ReadRawData.BATCHES] | beam.FlatMap(lambda element: element[0].column("fare").to_pylist())
         assert_that(got | beam.Map(lambda fare: f"{fare[0]:g}"), equal_to([f"{float(f):g}" for f in fares]))
+
+
+@pytest.mark.parametrize(
+    ("block", "kept", "blank"),
+    [
+        (b"a,1\nb,2\n", b"a,1\nb,2\n", 0),
+        (b"a,1\nb,2", b"a,1\nb,2", 0),  # no newline at the end: nothing to cut
+        (b"a,1\nb,2\n\n", b"a,1\nb,2\n", 1),
+        (b"a,1\r\nb,2\r\n\r\n \t\r\n", b"a,1\r\nb,2\r\n", 2),
+        (b"a,1\nb,2 \n  ", b"a,1\nb,2 \n", 1),  # spaces after the last record stay; a last blank line counts
+        (b"a,1\n\nb,2\n", b"a,1\n\nb,2\n", 0),  # a blank line inside is not cut (it is dead-lettered)
+        (b"\n\n", b"", 2),
+        (b"", b"", 0),
+    ],
+)
+def test_blank_lines_that_end_a_block_are_cut_and_counted(block, kept, blank):
+    assert read.cut_blank_lines_at_end(block) == (kept, blank)
+
+
+def test_only_the_last_range_of_a_file_stops_before_its_blank_lines(tmp_path, taxi_dataset):
+    header, lines = sample_lines(40)
+    body = "\n".join(lines) + "\n\n \n\n"
+    path = _write(tmp_path / "blank_end.csv", (header + "\n" + body).encode())
+    ranges = read._plan_csv_ranges(read.expand_patterns([path]), taxi_dataset.schema, 1000)
+    assert len(ranges) > 2 and [r.last for r in ranges] == [False] * (len(ranges) - 1) + [True]
+    blocks = []
+    for rng in ranges:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            blocks += list(read._range_blocks(handle, rng.start, rng.end, False, last=rng.last))
+    assert b"".join(b.data for b in blocks).decode() == "\n".join(lines) + "\n"
+    assert [b.blank_lines_at_end for b in blocks] == [0] * (len(blocks) - 1) + [3]

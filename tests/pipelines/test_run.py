@@ -108,6 +108,7 @@ def test_every_row_is_accounted_for(run_dir, sample):
         "rows_eval": len(eval_),
         "rows_dead_lettered": len(bad),
         "rows_dropped_by_policy": 0,
+        "blank_lines_at_end": 0,
         "dropped_reasons": {},
         "dead_letter_reasons": {
             "empty line": 1,
@@ -264,6 +265,26 @@ def test_multi_processing_options_really_run_workers_in_other_processes(tmp_path
     # two workers on two cores or fewer work inline; on a larger machine each keeps its threads
     inline = 2 >= len(os.sched_getaffinity(0))
     assert {(tmp_path / str(pid)).read_text() for pid in worker_pids} == {str(not inline)}
+
+
+def test_blank_lines_that_end_a_file_are_not_rows_but_blank_lines_inside_are_dead_letters(tmp_path, capsys):
+    """A 20-row export with a blank line after its rows used to fail the run: 1 of 21 rows invalid."""
+    header, lines = sample_lines(20)
+    path = tmp_path / "blank_lines.csv"
+    path.write_bytes((header + "\r\n" + "\r\n".join([*lines[:10], "", *lines[10:]]) + "\r\n\r\n \r\n").encode())
+    out = tmp_path / "out"
+    assert cli.main(["run", "--input", str(path), "--output", str(out), "--max-invalid-fraction", "0.1"]) == 0
+    counts = json.loads((out / "run.json").read_text())["counts"]
+    assert (counts["rows_read"], counts["rows_train"] + counts["rows_eval"], counts["blank_lines_at_end"]) == (
+        21,
+        20,
+        2,
+    )
+    assert counts["dead_letter_reasons"] == {"empty line": 1}
+    assert "blank lines at file ends                2" in capsys.readouterr().err
+    ends_only = tmp_path / "ends_only.csv"
+    ends_only.write_text(header + "\n" + "\n".join(lines) + "\n\n\n")
+    assert cli.main(["run", "--input", str(ends_only), "--output", str(tmp_path / "out2"), "--quiet"]) == 0
 
 
 def test_too_many_invalid_rows_fail_the_run_but_keep_dead_letters(tmp_path, capsys):
