@@ -33,6 +33,7 @@ from pipelines.coders import KeyedBatch
 from pipelines.errors import READ_BREAKS, UsageError
 
 __all__ = [
+    "BLANK_LINES_AT_END",
     "CSV",
     "CsvFormat",
     "DEFAULT_CSV_FORMAT",
@@ -40,6 +41,7 @@ __all__ = [
     "TFRECORD",
     "UNKNOWN_LOSS_REASONS",
     "ReadRawData",
+    "cut_blank_lines_at_end",
     "delimiter_of",
     "expand_patterns",
     "input_format_of",
