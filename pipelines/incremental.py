@@ -31,7 +31,7 @@ __all__ = ["analyze_with_cache", "span_keys"]
 
 
 def span_keys(
-    files, reading: dict | None = None, csv_delimiter: str | None = None
+    files, reading: dict | None = None, csv_delimiter: str | None = None, hashes: dict[str, str] | None = None
 ) -> dict[str, analyzer_cache.DatasetKey]:
     """input path -> dataset key named after the file's content and how its rows were chosen.
 
@@ -39,9 +39,10 @@ def span_keys(
     same content read the same way: ``reading`` (the schema, the split and the CSV options) is part
     of the key, ``span_<content sha256>_<reading sha256>``, with the file's own CSV delimiter. A
     changed file, schema, eval fraction, split key or delimiter makes a new span, analyzed afresh,
-    never a stale reuse.
+    never a stale reuse. ``hashes`` (``{path: sha256}``) are the files' hashes when known already.
     """
-    hashes = run_record.files_sha256([path for path, _ in files], threads=os.cpu_count() or 1)
+    if hashes is None:
+        hashes = run_record.files_sha256([path for path, _ in files], threads=os.cpu_count() or 1)
     keys = {}
     for path, digest in hashes.items():
         how = json.dumps({**(reading or {}), "delimiter": read.delimiter_of(path, csv_delimiter)}, sort_keys=True)
@@ -64,7 +65,9 @@ def analyze_with_cache(
     writes ``<staging>/transform_fn`` and updates the cache.
 
     Returns:
-        ``{"cache", "analyzed": [paths], "reused": [paths], "seconds"}``.
+        ``{"cache", "analyzed": [paths], "reused": [paths], "seconds", "sha256": {path: hash}}``:
+        the files' hashes, which name the spans, serve the run's record too (``run.json``'s
+        ``inputs``), so that the files are not read a second time for them.
     """
     started = time.time()
     preprocessing_fn = dataset.preprocessing_fn()
@@ -78,7 +81,8 @@ def analyze_with_cache(
         "encoding": csv_format.encoding,
         "decimal_comma": csv_format.decimal_comma,
     }
-    keys = span_keys(files, reading, csv_format.delimiter)
+    hashes = run_record.files_sha256([path for path, _ in files], threads=os.cpu_count() or 1)
+    keys = span_keys(files, reading, csv_format.delimiter, hashes)
     specs = tensor_adapter.TensorAdapter(adapter_config).OriginalTypeSpecs()
     needed = analysis_graph_builder.get_analysis_cache_entry_keys(
         preprocessing_fn, specs, list(keys.values()), dataset.tf_compat_v1
@@ -116,4 +120,5 @@ def analyze_with_cache(
             pipeline, cache_dir, list(keys.values())
         )
     pipeline.run().wait_until_finish()
-    return {"cache": cache_dir, "analyzed": analyzed, "reused": reused, "seconds": round(time.time() - started, 3)}
+    seconds = round(time.time() - started, 3)
+    return {"cache": cache_dir, "analyzed": analyzed, "reused": reused, "seconds": seconds, "sha256": hashes}

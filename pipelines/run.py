@@ -440,6 +440,7 @@ def _run_in_staging(
     """Runs the pipeline into a staging directory and publishes it; returns a check failure or None."""
     with outputs.staged_directory(config.output) as staging:
         removed_ids = None
+        known_hashes = None  # {path: sha256} of the inputs, when the incremental analysis hashed them
         if dedup_config is not None:
             progress("dedup stage (the dataset config's `dedup:` section)")
             deduplicating = time.time()
@@ -474,11 +475,12 @@ def _run_in_staging(
                 config.csv_format,
             )
             timings["analysis"] = record["analysis"]["seconds"]
+            known_hashes = record["analysis"].pop("sha256")  # for run.json: the files are not hashed twice
         pipeline_started = time.time()
         progress(f"reading, validating, analysing, transforming, writing on {runner_name(options)}")
         pipeline = beam.Pipeline(options=options)
         _build(pipeline, config, dataset, reader, staging, removed_ids, analyzed=bool(config.analysis_cache))
-        hashes = run_record.FileHashes([path for path, _ in files])  # beside the pipeline, for run.json
+        hashes = None if known_hashes else run_record.FileHashes([path for path, _ in files])  # beside the pipeline
         result = pipeline.run()
         result.wait_until_finish()
         timings["pipeline"] = time.time() - pipeline_started
@@ -505,7 +507,7 @@ def _run_in_staging(
                 outputs.remove_tree(os.path.join(staging, name))
             outputs.remove_tree(os.path.join(staging, "stats", "post_transform.json"))
         by_source = {name: value for (space, name), value in counters.items() if space == read.ROWS_BY_SOURCE_NAMESPACE}
-        sha256 = hashes.result()
+        sha256 = known_hashes or hashes.result()
         record["inputs"] = [
             {
                 "uri": path,

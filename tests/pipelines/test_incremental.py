@@ -52,6 +52,28 @@ def test_only_the_new_span_is_analyzed(runs):
     assert (other["analyzed"], other["reused"]) == (runs["spans"][1:], [])  # other train rows: analyzed afresh
 
 
+def test_the_span_hashes_are_the_run_records_input_hashes(runs, tmp_path, monkeypatch):
+    """The analysis hashes the spans to name them; run.json's inputs take those hashes rather than
+    reading the files again."""
+    import hashlib
+
+    from pipelines import run_record
+
+    record = json.loads((runs["warm"] / "run.json").read_text())
+    assert "sha256" not in record["analysis"]
+    expected = [(path, hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()) for path in runs["spans"][1:]]
+    assert [(i["uri"], i["sha256"]) for i in record["inputs"]] == expected
+
+    def hashed_again(paths):
+        raise AssertionError(f"hashed a second time: {paths}")
+
+    monkeypatch.setattr(run_record, "FileHashes", hashed_again)
+    argv = ["run", "--output", str(tmp_path / "out"), "--no-report", "--quiet", "--analysis-cache", runs["cache"]]
+    assert cli.main([*argv, "--input", runs["spans"][1], "--input", runs["spans"][2]]) == 0
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert [(i["uri"], i["sha256"]) for i in record["inputs"]] == expected
+
+
 def test_each_span_caches_one_entry_per_analyzer(runs):
     """The taxi preprocessing_fn has four analyzers (z-scores, two vocabularies, quantiles), so each
     span's cache holds four entries beside its metadata."""
