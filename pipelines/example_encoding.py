@@ -24,6 +24,8 @@ the order of the map entries, which parsers ignore)::
               | 0x1A varint(s+2) (0x0A s varint(v))  int64_list, packed, s = bytes of varint(v)
 """
 
+from collections.abc import Iterable
+
 import google_crc32c
 import numpy as np
 import pyarrow as pa
@@ -116,6 +118,13 @@ def _layout_groups(sizes: list[np.ndarray | None], rows: int, max_groups: int) -
 _FRAME_HEAD, _FRAME_TAIL = 12, 4  # length + its CRC; data CRC
 
 
+def _data_crcs(data: bytes, starts: Iterable[int], ends: Iterable[int], count: int) -> np.ndarray:
+    """The masked CRC-32C of each example ``data[start:end]``, as TFRecord framing writes it (one
+    C call an example; ``google_crc32c`` takes bytes only, hence ``data`` as bytes)."""
+    examples = map(data.__getitem__, map(slice, starts, ends))
+    return _masked_crcs(np.fromiter(map(google_crc32c.value, examples), dtype=np.uint32, count=count))
+
+
 def _encode_layout(
     columns: list[tuple[bytes, np.ndarray, np.ndarray | None]], rows: np.ndarray, all_rows: bool
 ) -> tuple[np.ndarray, bytes, int]:
@@ -204,10 +213,9 @@ def _encode_masked(
     ends = np.cumsum(lengths + _FRAME_HEAD + _FRAME_TAIL)
     starts = ends - lengths - _FRAME_TAIL  # where each example starts
     data = framed.tobytes()
-    examples = map(data.__getitem__, map(slice, starts.tolist(), (ends - _FRAME_TAIL).tolist()))
-    data_crcs = np.fromiter(map(google_crc32c.value, examples), dtype=np.uint32, count=rows)
+    data_crcs = _data_crcs(data, starts.tolist(), (ends - _FRAME_TAIL).tolist(), rows)
     tails = (ends - _FRAME_TAIL)[:, None] + np.arange(_FRAME_TAIL)
-    framed[tails] = _masked_crcs(data_crcs).view(np.uint8).reshape(rows, _FRAME_TAIL)
+    framed[tails] = data_crcs.view(np.uint8).reshape(rows, _FRAME_TAIL)
     kept = {row: data[starts[row] : ends[row] - _FRAME_TAIL] for row in keep.tolist()}
     return memoryview(framed), kept
 
@@ -259,9 +267,8 @@ def encode_framed(
         width = out.shape[1]
         starts = range(_FRAME_HEAD, len(data), width)
         ends = range(_FRAME_HEAD + example_length, len(data) + 1, width)
-        examples = map(data.__getitem__, map(slice, starts, ends))
-        crcs = np.fromiter(map(google_crc32c.value, examples), dtype=np.uint32, count=len(group))
-        out[:, -_FRAME_TAIL:] = _masked_crcs(crcs).view(np.uint8).reshape(len(group), _FRAME_TAIL)
+        crcs = _data_crcs(data, starts, ends, len(group))
+        out[:, -_FRAME_TAIL:] = crcs.view(np.uint8).reshape(len(group), _FRAME_TAIL)
         positions = np.searchsorted(group, keep)
         for row, position in zip(keep.tolist(), positions.tolist(), strict=True):
             if position < len(group) and group[position] == row:

@@ -30,6 +30,11 @@ from pipelines.split import SplitTrainEval
 __all__ = ["analyze_with_cache", "span_keys"]
 
 
+def _file_hashes(files) -> dict[str, str]:
+    """``{path: sha256}`` of the input files, hashed on every core."""
+    return run_record.files_sha256([path for path, _ in files], threads=os.cpu_count() or 1)
+
+
 def span_keys(
     files, reading: dict | None = None, csv_delimiter: str | None = None, hashes: dict[str, str] | None = None
 ) -> dict[str, analyzer_cache.DatasetKey]:
@@ -42,7 +47,7 @@ def span_keys(
     never a stale reuse. ``hashes`` (``{path: sha256}``) are the files' hashes when known already.
     """
     if hashes is None:
-        hashes = run_record.files_sha256([path for path, _ in files], threads=os.cpu_count() or 1)
+        hashes = _file_hashes(files)
     keys = {}
     for path, digest in hashes.items():
         how = json.dumps({**(reading or {}), "delimiter": read.delimiter_of(path, csv_delimiter)}, sort_keys=True)
@@ -81,7 +86,7 @@ def analyze_with_cache(
         "encoding": csv_format.encoding,
         "decimal_comma": csv_format.decimal_comma,
     }
-    hashes = run_record.files_sha256([path for path, _ in files], threads=os.cpu_count() or 1)
+    hashes = _file_hashes(files)
     keys = span_keys(files, reading, csv_format.delimiter, hashes)
     specs = tensor_adapter.TensorAdapter(adapter_config).OriginalTypeSpecs()
     needed = analysis_graph_builder.get_analysis_cache_entry_keys(

@@ -524,21 +524,20 @@ class _DecodeCsvRange(_DecodeBlocks):
             blocks = _range_blocks(handle, rng.start, rng.end, self._csv_format.quoted_newlines, last=rng.last)
             # the next blocks decode on a background thread while this one goes down the stage
             decoded_blocks = overlap.in_background(functools.partial(self._decode_block, rng), blocks, self._executor)
-            for (decoded, seconds), blank_lines_at_end in decoded_blocks:
+            for decoded, seconds, blank_lines_at_end in decoded_blocks:
                 if blank_lines_at_end and self._counted:  # counted here: metrics belong to the DoFn's thread
                     beam.metrics.Metrics.counter(METRICS_NAMESPACE, BLANK_LINES_AT_END).inc(blank_lines_at_end)
                 yield from self._emit(decoded, rng.path, seconds)
 
-    def _decode_block(self, rng: _CsvRange, block: _Block) -> tuple[tuple[decode.DecodedBlock, float], int]:
-        return self._decoded(rng, block), block.blank_lines_at_end
-
-    def _decoded(self, rng: _CsvRange, item: _Block) -> tuple[decode.DecodedBlock, float]:
-        block, offset, problem = item.data, item.offset, item.problem
+    def _decode_block(self, rng: _CsvRange, item: _Block) -> tuple[decode.DecodedBlock, float, int]:
+        """The block decoded, the seconds it took and the blank lines cut after it."""
+        block, offset, problem, blank_lines_at_end = item
         if problem:  # the file broke off here: one dead letter says so
-            return decode.lost_rows(rng.path, [offset], problem), 0.0
+            return decode.lost_rows(rng.path, [offset], problem), 0.0, 0
         if rng.header_error:
             quoted = self._csv_format.quoted_newlines
-            return decode.undecodable_lines(block, rng.path, offset, rng.header_error, quoted), 0.0
+            undecodable = decode.undecodable_lines(block, rng.path, offset, rng.header_error, quoted)
+            return undecodable, 0.0, blank_lines_at_end
         started = time.perf_counter()
         decoded = decode.decode_csv_block(
             block,
@@ -551,7 +550,7 @@ class _DecodeCsvRange(_DecodeBlocks):
             self._csv_format.quoted_newlines,
             self._csv_format.decimal_comma,
         )
-        return decoded, time.perf_counter() - started
+        return decoded, time.perf_counter() - started, blank_lines_at_end
 
 
 class _DecodeParquetFile(_DecodeBlocks):
