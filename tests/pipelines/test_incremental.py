@@ -46,6 +46,7 @@ def test_only_the_new_span_is_analyzed(runs):
     warm = json.loads((runs["warm"] / "run.json").read_text())["analysis"]
     assert (cold["analyzed"], cold["reused"]) == (runs["spans"][:2], [])
     assert (warm["analyzed"], warm["reused"]) == (runs["spans"][2:], runs["spans"][1:2])
+    assert cold["damaged"] == warm["damaged"] == []
     again = json.loads((runs["again"] / "run.json").read_text())["analysis"]
     assert (again["analyzed"], again["reused"]) == ([], runs["spans"][1:])
     other = json.loads((runs["other_split"] / "run.json").read_text())["analysis"]
@@ -143,3 +144,90 @@ def test_a_bad_row_in_a_one_pass_run_is_dead_lettered_and_counted(tmp_path):
     assert [(record["raw"], record["reason"]) for record in dead] == [
         ("1,2,3", "wrong field count: expected 18, found 3")
     ]
+
+
+def _cache_spans(cache: str) -> list:
+    from tensorflow_transform.beam import analyzer_cache
+
+    return [analyzer_cache.DatasetKey(path.name) for path in sorted(pathlib.Path(cache).iterdir())]
+
+
+def _manifest(cache: str, key) -> dict:
+    import pickle
+
+    return pickle.loads((pathlib.Path(cache) / key.key / "MANIFEST").read_bytes())
+
+
+def test_the_cache_is_read_in_one_stage_with_the_values_tf_reads(runs):
+    """Every cached entry and span metadata, read by ``ReadAnalysisCache`` in one DoFn, equals what
+    TensorFlow's own TFRecord reader finds in the files tf.Transform wrote."""
+    import tensorflow as tf
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+    from tensorflow_transform.beam import analyzer_cache
+
+    def tf_records(pattern):
+        return [
+            r.numpy()
+            for path in sorted(tf.io.gfile.glob(pattern))
+            for r in tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
+        ]
+
+    cache, spans = runs["cache"], _cache_spans(runs["cache"])
+    needed = sorted(_manifest(cache, spans[0]))
+    assert len(needed) == 4
+    reader = incremental.ReadAnalysisCache(cache, spans, needed)
+    assert reader.damaged == []
+    with TestPipeline() as pipeline:
+        read = pipeline | reader
+        assert sorted(read) == spans
+        for span in spans:
+            folder = pathlib.Path(cache) / span.key
+            manifest = _manifest(cache, span)
+            assert sorted(read[span].cache_dict) == needed
+            for entry, cached in read[span].cache_dict.items():
+                expected = tf_records(str(folder / f"{manifest[entry]}-*-of-*"))
+                assert expected
+                assert_that(cached, equal_to(expected), label=f"{span.key}/{manifest[entry]}")
+            metadata = [analyzer_cache.DatasetCacheMetadata.decode(r) for r in tf_records(str(folder / "METADATA-*"))]
+            assert len(metadata) == 1 and metadata[0].dataset_size > 0
+            assert_that(read[span].metadata, equal_to(metadata), label=f"{span.key}/metadata")
+
+
+def test_a_damaged_or_incomplete_span_cache_is_not_reused(runs, tmp_path):
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(runs["cache"], cache)
+    spans = _cache_spans(str(cache))
+    needed = sorted(_manifest(str(cache), spans[0]))
+    cut, no_metadata, other_fn, sound = spans[:4]
+    entry = cache / cut.key / f"{_manifest(str(cache), cut)[needed[0]]}-00000-of-00001.gz"
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    (cache / no_metadata.key / "METADATA-00000-of-00001").unlink()
+    reader = incremental.ReadAnalysisCache(str(cache), spans, needed)
+    assert reader.damaged == [cut, no_metadata]
+    # a cache made for another preprocessing_fn lacks an entry: not damaged, just not this fn's cache
+    assert incremental.ReadAnalysisCache(str(cache), [other_fn, sound], [*needed, b"another"]).damaged == []
+
+
+def test_a_run_analyzes_damaged_spans_afresh_and_caches_them_again(runs, tmp_path):
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(runs["cache"], cache)
+    for entry in cache.glob("*/3-*.gz"):
+        entry.write_bytes(entry.read_bytes()[:-20])  # every span's last entry cut short
+    argv = ["run", "--no-report", "--quiet", "--analysis-cache", str(cache)]
+    for path in runs["spans"][1:]:
+        argv += ["--input", path]
+    assert cli.main([*argv, "--output", str(tmp_path / "first")]) == 0
+    first = json.loads((tmp_path / "first" / "run.json").read_text())["analysis"]
+    assert (first["analyzed"], first["reused"], first["damaged"]) == (runs["spans"][1:], [], runs["spans"][1:])
+    assert cli.main([*argv, "--output", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "run.json").read_text())["analysis"]
+    assert (again["analyzed"], again["reused"], again["damaged"]) == ([], runs["spans"][1:], [])
+    for run in ("first", "again"):
+        for vocabulary in ("payment_type", "company"):
+            path = f"transform_fn/assets/{vocabulary}"
+            assert (tmp_path / run / path).read_bytes() == (runs["plain"] / path).read_bytes()
