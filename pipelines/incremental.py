@@ -13,6 +13,7 @@ The analysis runs as its own Beam pipeline (reading only the spans that are not 
 that transform_fn, in one pass. ``run.json`` records which spans were analyzed and which reused, and the time.
 """
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -209,12 +210,15 @@ def analyze_with_cache(
         "encoding": csv_format.encoding,
         "decimal_comma": csv_format.decimal_comma,
     }
-    hashes = _file_hashes(files)
-    keys = span_keys(files, reading, csv_format.delimiter, hashes)
     specs = tensor_adapter.TensorAdapter(adapter_config).OriginalTypeSpecs()
-    needed = analysis_graph_builder.get_analysis_cache_entry_keys(
-        preprocessing_fn, specs, list(keys.values()), dataset.tf_compat_v1
-    )
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # hashing releases the GIL; tracing holds it
+        hashing = pool.submit(_file_hashes, files)
+        # the entries an analyzer caches are the same for every span: one key stands for them all
+        needed = analysis_graph_builder.get_analysis_cache_entry_keys(
+            preprocessing_fn, specs, [analyzer_cache.DatasetKey("span")], dataset.tf_compat_v1
+        )
+        hashes = hashing.result()
+    keys = span_keys(files, reading, csv_format.delimiter, hashes)
     pipeline = beam.Pipeline(options=options)
     analyzed, reused = [], []
     with tft_beam.Context(temp_dir=os.path.join(staging, outputs.TEMP), force_tf_compat_v1=dataset.tf_compat_v1):

@@ -231,3 +231,24 @@ def test_a_run_analyzes_damaged_spans_afresh_and_caches_them_again(runs, tmp_pat
         for vocabulary in ("payment_type", "company"):
             path = f"transform_fn/assets/{vocabulary}"
             assert (tmp_path / run / path).read_bytes() == (runs["plain"] / path).read_bytes()
+
+
+def test_the_cache_entries_needed_are_the_same_for_every_span():
+    """``analyze_with_cache`` lists the entries the preprocessing_fn needs with one stand-in span
+    key (while the real keys' files are hashed); that holds only if they do not depend on the key."""
+    from tensorflow_transform.beam import analysis_graph_builder, analyzer_cache
+    from tfx_bsl.tfxio import tensor_adapter
+
+    import schemas
+    from pipelines import run
+
+    dataset = schemas.load_dataset("taxi")
+    specs = tensor_adapter.TensorAdapter(run._tensor_adapter_config(dataset.schema)).OriginalTypeSpecs()
+
+    def needed(keys):
+        return analysis_graph_builder.get_analysis_cache_entry_keys(
+            dataset.preprocessing_fn(), specs, [analyzer_cache.DatasetKey(k) for k in keys], dataset.tf_compat_v1
+        )
+
+    one = needed(["span"])
+    assert len(one) == 4 and needed(["span_a", "span_b", "span_c"]) == one
