@@ -32,7 +32,7 @@ from pipelines import decode, outputs, read, run_record, tfrecord_records
 from pipelines.errors import READ_BREAKS, CheckFailed
 from pipelines.split import SplitTrainEval
 
-__all__ = ["ReadAnalysisCache", "analyze_with_cache", "span_keys"]
+__all__ = ["ReadAnalysisCache", "WriteAnalysisCache", "analyze_with_cache", "span_keys"]
 
 _MANIFEST = "MANIFEST"  # tf.Transform's cache layout (analyzer_cache.WriteAnalysisCacheToFS): a pickled
 _METADATA = "METADATA"  # {cache entry key: index}, the entries' TFRecord files <index>-*-of-*, and the
@@ -96,15 +96,10 @@ def _span_entries(cache_dir: str, key: analyzer_cache.DatasetKey, needed: list[b
         damaged one (``damaged``: an entry or the metadata missing, cut short or failing a checksum).
     """
     folder = os.path.join(cache_dir, key.key)
-    manifest_path = os.path.join(folder, _MANIFEST)
-    if not needed or not FileSystems.exists(manifest_path):
+    if not needed or not FileSystems.exists(os.path.join(folder, _MANIFEST)):
         return None, False
-    try:
-        with FileSystems.open(manifest_path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            manifest = pickle.loads(handle.read())
-    except Exception:  # noqa: BLE001 - whatever an unreadable manifest raises, the span is analyzed
-        return None, True
-    if not isinstance(manifest, dict):
+    manifest = _read_manifest(folder)
+    if manifest is None:
         return None, True
     if not set(needed) <= set(manifest):
         return None, False
@@ -178,6 +173,95 @@ class ReadAnalysisCache(beam.PTransform):
         }
 
 
+def _read_manifest(folder: str) -> dict | None:
+    """The span's manifest (``{cache entry key: index}``); None if it has none or it is unreadable."""
+    path = os.path.join(folder, _MANIFEST)
+    if not FileSystems.exists(path):
+        return None
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            manifest = pickle.loads(handle.read())
+    except Exception:  # noqa: BLE001 - whatever an unreadable manifest raises, it names nothing
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+class _WriteSpanCache(beam.DoFn):
+    """Writes one span's cache entries and metadata, then its manifest (see WriteAnalysisCache)."""
+
+    def __init__(self, cache_dir: str, entries: dict[str, list[bytes]]):
+        self._cache_dir, self._entries = cache_dir, entries
+
+    def process(self, element):
+        span, values = element
+        records: dict = {}
+        for entry, value in values:
+            records.setdefault(entry, []).append(value)
+        folder = os.path.join(self._cache_dir, span)
+        manifest = _read_manifest(folder) or {}
+        index = max(manifest.values(), default=-1) + 1
+        if not FileSystems.exists(folder):
+            FileSystems.mkdirs(folder)
+        written = {}
+        for entry in self._entries[span]:  # every entry, an empty one too: its file says it is empty
+            path = os.path.join(folder, f"{index}-00000-of-00001.gz")
+            with FileSystems.create(path, compression_type=CompressionTypes.GZIP) as handle:
+                handle.write(tfrecord_records.frame(records.get(entry, [])))
+            written[entry], index = index, index + 1
+        if None in records:
+            path = os.path.join(folder, f"{_METADATA}-00000-of-00001")
+            with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                handle.write(tfrecord_records.frame(records[None]))
+        staged = os.path.join(folder, f"{_MANIFEST}.tmp-{os.getpid()}")
+        with FileSystems.create(staged, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            handle.write(pickle.dumps({**manifest, **written}, protocol=0))  # tf.Transform's own format
+        if FileSystems.exists(os.path.join(folder, _MANIFEST)):
+            FileSystems.delete([os.path.join(folder, _MANIFEST)])
+        FileSystems.rename([staged], [os.path.join(folder, _MANIFEST)])
+        yield span
+
+
+class WriteAnalysisCache(beam.PTransform):
+    """Writes tf.Transform's output cache (``{DatasetKey: DatasetCache}``) to ``cache_dir`` in the
+    layout ``analyzer_cache.WriteAnalysisCacheToFS`` writes and reads, each span whole.
+
+    tf.Transform's writer writes each span's manifest while the pipeline is built, before any entry
+    exists, and each entry in Beam stages of its own: a run stopped midway left manifests naming
+    missing files, and each entry cost two bundles. Here each span's entries and metadata are
+    written by one DoFn and its manifest last (staged, then renamed), so a manifest names only
+    files that were written whole; a span cached before keeps its other entries (new ones take the
+    next indices, as tf.Transform numbers them). Returns the spans written.
+
+    Args:
+        cache_dir: The analysis cache folder.
+        output_cache: What ``AnalyzeDatasetWithCache`` returned beside the transform_fn.
+    """
+
+    def __init__(self, cache_dir: str, output_cache: dict):
+        super().__init__()
+        self._cache_dir, self._cache = cache_dir, output_cache
+
+    def expand(self, pbegin):
+        keyed, entries = [], {}
+        for number, key in enumerate(sorted(self._cache)):
+            cache = self._cache[key]
+            entries[key.key] = list(cache.cache_dict)
+            for index, (entry, values) in enumerate(cache.cache_dict.items()):
+                keyed.append(values | f"Key{number}_{index}" >> beam.Map(lambda v, s=key.key, e=entry: (s, (e, v))))
+            if cache.metadata is not None:
+                keyed.append(
+                    cache.metadata | f"KeyMetadata{number}" >> beam.Map(lambda m, s=key.key: (s, (None, m.encode())))
+                )
+        if not keyed:
+            return pbegin | "NoSpans" >> beam.Create([])
+        return (
+            keyed
+            | "Flatten" >> beam.Flatten(pipeline=pbegin.pipeline)
+            | "GroupBySpan" >> beam.GroupByKey()
+            | "WriteSpans" >> beam.ParDo(_WriteSpanCache(self._cache_dir, entries))
+        )
+
+
 def analyze_with_cache(
     dataset,
     files,
@@ -246,9 +330,7 @@ def analyze_with_cache(
             tft_beam.AnalyzeDatasetWithCache(preprocessing_fn, pipeline=pipeline)
         )
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(staging)
-        _ = output_cache | "WriteAnalysisCache" >> analyzer_cache.WriteAnalysisCacheToFS(
-            pipeline, cache_dir, list(keys.values())
-        )
+        _ = pipeline | "WriteAnalysisCache" >> WriteAnalysisCache(cache_dir, output_cache or {})
     pipeline.run().wait_until_finish()
     seconds = round(time.time() - started, 3)
     damaged = [path for path, _ in files if keys[path] in cache_reader.damaged]

@@ -160,7 +160,7 @@ def _manifest(cache: str, key) -> dict:
 
 def test_the_cache_is_read_in_one_stage_with_the_values_tf_reads(runs):
     """Every cached entry and span metadata, read by ``ReadAnalysisCache`` in one DoFn, equals what
-    TensorFlow's own TFRecord reader finds in the files tf.Transform wrote."""
+    TensorFlow's own TFRecord reader finds in the files, and what tf.Transform's cache reader reads."""
     import tensorflow as tf
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
@@ -180,6 +180,7 @@ def test_the_cache_is_read_in_one_stage_with_the_values_tf_reads(runs):
     assert reader.damaged == []
     with TestPipeline() as pipeline:
         read = pipeline | reader
+        theirs = pipeline | "TheirReader" >> analyzer_cache.ReadAnalysisCacheFromFS(cache, spans)
         assert sorted(read) == spans
         for span in spans:
             folder = pathlib.Path(cache) / span.key
@@ -189,6 +190,8 @@ def test_the_cache_is_read_in_one_stage_with_the_values_tf_reads(runs):
                 expected = tf_records(str(folder / f"{manifest[entry]}-*-of-*"))
                 assert expected
                 assert_that(cached, equal_to(expected), label=f"{span.key}/{manifest[entry]}")
+                # the cache is written by WriteAnalysisCache: tf.Transform's reader reads it too
+                assert_that(theirs[span].cache_dict[entry], equal_to(expected), label=f"{span.key}/{entry}/tft")
             metadata = [analyzer_cache.DatasetCacheMetadata.decode(r) for r in tf_records(str(folder / "METADATA-*"))]
             assert len(metadata) == 1 and metadata[0].dataset_size > 0
             assert_that(read[span].metadata, equal_to(metadata), label=f"{span.key}/metadata")
@@ -252,3 +255,40 @@ def test_the_cache_entries_needed_are_the_same_for_every_span():
 
     one = needed(["span"])
     assert len(one) == 4 and needed(["span_a", "span_b", "span_c"]) == one
+
+
+def test_a_span_cache_cut_short_by_a_failure_has_no_manifest_naming_a_missing_file(runs, tmp_path, monkeypatch):
+    """Each span's manifest is written last: a write that fails midway leaves a new span without a
+    manifest, and a span cached before with its old manifest (so it is reused as it was)."""
+    import shutil
+
+    from apache_beam.io.filesystems import FileSystems
+
+    cache = tmp_path / "cache"
+    shutil.copytree(runs["cache"], cache)
+    old = _cache_spans(str(cache))[0]
+    before = _manifest(str(cache), old)
+    entries = sorted(before)
+    values = [(entry, b"accumulator") for entry in entries]
+    created = []
+    create = FileSystems.create
+
+    def fail_on_the_second_file(path, *args, **kwargs):
+        created.append(path)
+        if len(created) == 2:
+            raise OSError("disk full")
+        return create(path, *args, **kwargs)
+
+    monkeypatch.setattr(FileSystems, "create", fail_on_the_second_file)
+    writer = incremental._WriteSpanCache(str(cache), {"span_new": entries, old.key: entries})
+    for span in ("span_new", old.key):
+        created.clear()
+        with pytest.raises(OSError, match="disk full"):
+            list(writer.process((span, values)))
+    assert sorted(p.name for p in (cache / "span_new").iterdir()) == ["0-00000-of-00001.gz"]
+    assert _manifest(str(cache), old) == before
+    monkeypatch.setattr(FileSystems, "create", create)
+    assert list(writer.process(("span_new", values))) == ["span_new"]
+    assert _manifest(str(cache), incremental.analyzer_cache.DatasetKey("span_new")) == {
+        entry: index for index, entry in enumerate(entries)
+    }
