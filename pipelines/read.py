@@ -353,6 +353,24 @@ def _plan_csv_ranges(
     return ranges
 
 
+def _first_example_features(path: str) -> list[str]:
+    """The feature names of a TFRecord file's first intact tf.Example, sorted (its "header": a
+    tf.Example's features are a map); none when the file has no intact record or it is not a
+    tf.Example (decoding dead-letters such records)."""
+    from tensorflow.core.example import example_pb2
+
+    try:
+        with open_input(path) as handle:
+            for record in tfrecord_records.read_records(handle, block_bytes=1 << 16):
+                if record.problem is None:
+                    return sorted(example_pb2.Example.FromString(record.data).features.feature)
+    except READ_BREAKS:  # unreadable here: reading it in the pipeline dead-letters what it can
+        return []
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError: not a tf.Example (dead-lettered later)
+        return []
+    return []
+
+
 def _check_parquet_columns(path: str, schema: schema_pb2.Schema) -> list[str]:
     """Checks that a Parquet file has every schema feature, with a castable type; returns the
     columns the schema lacks (ignored)."""
@@ -631,7 +649,8 @@ class ReadRawData(beam.PTransform):
     ``rows_dead_lettered``), per source and per dead-letter reason.
 
     Columns a file has and the schema lacks are read past (not validated, not output); planning
-    lists them per file in ``ignored_columns``. A CSV file missing a schema column, or naming one
+    lists them per file in ``ignored_columns`` (a TFRecord file's: the features of its first
+    tf.Example beyond the schema). A CSV file missing a schema column, or naming one
     twice, has every record dead-lettered with the header's fault.
     """
 
@@ -678,6 +697,9 @@ class ReadRawData(beam.PTransform):
         elif self._format == PARQUET:
             for path, _ in self._files:
                 self.ignored_columns[path] = _check_parquet_columns(path, schema)
+        elif self._format == TFRECORD:
+            for path, _ in self._files:
+                self.ignored_columns[path] = _ignored(_first_example_features(path), schema)
         self.ignored_columns = {path: columns for path, columns in self.ignored_columns.items() if columns}
 
     def expand(self, pbegin):

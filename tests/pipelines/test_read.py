@@ -441,3 +441,37 @@ def test_only_the_last_range_of_a_file_stops_before_its_blank_lines(tmp_path, ta
             blocks += list(read._range_blocks(handle, rng.start, rng.end, False, last=rng.last))
     assert b"".join(b.data for b in blocks).decode() == "\n".join(lines) + "\n"
     assert [b.blank_lines_at_end for b in blocks] == [0] * (len(blocks) - 1) + [3]
+
+
+def test_a_tfrecord_files_ignored_features_are_its_first_examples_beyond_the_schema(tmp_path, taxi_dataset):
+    """Planning reads a TFRecord file's first intact tf.Example as a CSV file's header: the features
+    the schema lacks are listed; damage before it, a gzip file, an empty file and a record that is
+    not a tf.Example are handled, not raised."""
+    import tensorflow as tf
+
+    from pipelines import tfrecord_records
+
+    def example(**features) -> bytes:
+        values = {name: tf.train.Feature(int64_list=tf.train.Int64List(value=[1])) for name in features}
+        return tf.train.Example(features=tf.train.Features(feature=values)).SerializeToString()
+
+    first = example(fare=1, trip_miles=1, notes=1, batch=1)
+    framed = bytearray(tfrecord_records.frame([first, example(other=1)]))
+    damaged = bytearray(tfrecord_records.frame([example(lost=1)]))
+    damaged[-1] ^= 0xFF  # the first record's data fails its checksum: the next one is read
+    files = {
+        "plain.tfrecord": bytes(framed),
+        "damaged_first.tfrecord": bytes(damaged + framed),
+        "empty.tfrecord": b"",
+        "not_examples.tfrecord": tfrecord_records.frame([b"\xff\xff not a proto"]),
+    }
+    (tmp_path / "zipped.tfrecord.gz").write_bytes(gzip.compress(bytes(framed)))
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    paths = sorted(tmp_path.iterdir())
+    reader = read.ReadRawData([(str(p), p.stat().st_size) for p in paths], taxi_dataset.schema)
+    assert reader.ignored_columns == {
+        str(tmp_path / "damaged_first.tfrecord"): ["batch", "notes"],
+        str(tmp_path / "plain.tfrecord"): ["batch", "notes"],
+        str(tmp_path / "zipped.tfrecord.gz"): ["batch", "notes"],
+    }

@@ -357,6 +357,7 @@ def _write_parquet_and_tfrecord(csv_path, directory, schema):
                     feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
                 else:
                     feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+            feature["notes"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"a feature the schema lacks"]))
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
 
 
@@ -392,11 +393,11 @@ def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path
     ignored = {
         name: json.loads((tmp_path / f"out-{name}" / "run.json").read_text())["inputs"][0]["ignored_columns"]
         for name in results
-    }  # columns the schema lacks are read past, in Parquet as in CSV, and recorded
+    }  # columns the schema lacks are read past, in Parquet and tf.Examples as in CSV, and recorded
     assert ignored == {
         "trips.csv": [],
         "trips.parquet": [],
-        "trips.tfrecord": [],
+        "trips.tfrecord": ["notes"],
         "pandas.parquet": ["notes"],
         "trips.tsv": ["note"],
     }
