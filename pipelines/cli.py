@@ -627,6 +627,7 @@ def _dedup(args: argparse.Namespace, beam_args: list[str]) -> int:
     import dataclasses
     import json
 
+    _tune_garbage_collector()  # a million record dicts pass through: 9% of a 300k-record run went to collections
     from pipelines.dedup import load_dedup_config, run_dedup
 
     progress = _progress_printer(args.quiet)
@@ -757,7 +758,8 @@ SWITCH_INTERVAL_S = 0.0005
 
 
 def _tune_garbage_collector() -> None:
-    """Fewer, cheaper cyclic-garbage collections for the commands that load TensorFlow.
+    """Fewer, cheaper cyclic-garbage collections for the commands that load TensorFlow, and for
+    ``skewless dedup``, whose records travel as Python dicts (300k records: 40 against 44 s).
 
     Importing TensorFlow, tracing graphs and building a Beam pipeline allocate millions of
     long-lived objects: with Python's default thresholds (700, 10, 10) a 15k-row ``skewless run``

@@ -33,7 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines import decode, dedup_model, lineage, matching, outputs, read, run_record
+from pipelines import decode, dedup_model, lineage, matching, outputs, read, run_record, shuffle
 from pipelines.coders import KeyedBatch, of_type
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
@@ -186,7 +186,10 @@ class _KeepFirstOfEachId(beam.DoFn):
 
 
 class ReadRecords(beam.PTransform):
-    """Reads headed CSV files into record dicts (``main``) and dead letters (``dead_letter``)."""
+    """Reads headed CSV files into record dicts (``main``) and dead letters (``dead_letter``).
+
+    ``group_temp``: where the group-by on the record id keeps its state (``shuffle.group_by_key``).
+    """
 
     def __init__(
         self,
@@ -195,10 +198,12 @@ class ReadRecords(beam.PTransform):
         id_column: str,
         delimiter: str | None = None,
         encoding: str | None = None,
+        group_temp: str | None = None,
     ):
         super().__init__()
         self._files = read.plan_text_files(files, delimiter, encoding)
         self._columns, self._id = columns, id_column
+        self._group_temp = group_temp
 
     def expand(self, pbegin):
         parsed = (
@@ -215,7 +220,7 @@ class ReadRecords(beam.PTransform):
         unique = (
             parsed.records
             | "KeyById" >> beam.Map(lambda sourced, key: (sourced[1][key], sourced), self._id)
-            | "GroupById" >> beam.GroupByKey()
+            | "GroupById" >> shuffle.group_by_key(self._group_temp)
             | "KeepFirstOfEachId"
             >> beam.ParDo(_KeepFirstOfEachId(self._columns)).with_outputs("dead_letter", main="records")
         )
@@ -451,11 +456,13 @@ class _ChooseCanonical(beam.DoFn):
 
 class ApplyPolicy(beam.PTransform):
     """Adds ``cluster_id``/``is_canonical``; under ``keep-canonical`` moves non-canonical cluster members
-    to ``removed`` (with cluster, canonical id and best match probability). Outputs: records, removed."""
+    to ``removed`` (with cluster, canonical id and best match probability). Outputs: records, removed.
+    ``group_temp``: where the group-by on the cluster keeps its state (``shuffle.group_by_key``)."""
 
-    def __init__(self, config: DedupConfig, clusters, best_scores):
+    def __init__(self, config: DedupConfig, clusters, best_scores, group_temp: str | None = None):
         super().__init__()
         self._config, self._clusters, self._best = config, clusters, best_scores
+        self._group_temp = group_temp
 
     def expand(self, records):
         id_column = self._config.id
@@ -473,7 +480,7 @@ class ApplyPolicy(beam.PTransform):
         )
         chosen = (
             routed.clustered
-            | "GroupByCluster" >> beam.GroupByKey()
+            | "GroupByCluster" >> shuffle.group_by_key(self._group_temp)
             | "ChooseCanonical"
             >> beam.ParDo(_ChooseCanonical(self._config), beam.pvalue.AsDict(self._best)).with_outputs(
                 "removed", main="kept"
@@ -521,8 +528,16 @@ def _review_rows(pairs, records, columns: list[str]):
     )
 
 
+def _group_by_temp(pipeline, staging: str, name: str) -> str | None:
+    """Where a group-by keeps its state on the in-process runner (on disk, ``pipelines/shuffle.py``);
+    None on a runner with a shuffle of its own."""
+    return outputs.temp_dir(staging, f"groups_{name}") if runner_name(pipeline.options) == "FnApiRunner" else None
+
+
 def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: dict | None):
-    read_out = pipeline | "ReadRecords" >> ReadRecords(files, columns, config.id, config.csv_delimiter, config.encoding)
+    read_out = pipeline | "ReadRecords" >> ReadRecords(
+        files, columns, config.id, config.csv_delimiter, config.encoding, _group_by_temp(pipeline, staging, "ids")
+    )
     records = read_out["records"]
     read_out["dead_letter"] | "WriteDeadLetters" >> WriteDeadLetters(
         os.path.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
@@ -549,7 +564,7 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
         normalised
         | "BlockRecords"
         >> beam.FlatMap(lambda r: [((rule, key), r) for rule, key in enumerate(r[2]) if key is not None])
-        | "GroupByBlock" >> beam.GroupByKey()
+        | "GroupByBlock" >> shuffle.group_by_key(_group_by_temp(pipeline, staging, "blocks"))
         | "ScorePairs"
         >> beam.ParDo(ScorePairs(config), beam.pvalue.AsSingleton(model_pc), beam.pvalue.AsSingleton(frequencies))
     )
@@ -588,7 +603,9 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
         ["id_a", "id_b", "match_probability", *[f"{c}_{side}" for c in review_columns for side in ("a", "b")]],
         "Review",
     )
-    decided = records | "ApplyPolicy" >> ApplyPolicy(config, clusters, best)
+    decided = records | "ApplyPolicy" >> ApplyPolicy(
+        config, clusters, best, _group_by_temp(pipeline, staging, "clusters")
+    )
     out_columns = [*columns, "cluster_id", "is_canonical"]
 
     def count_kept(record):

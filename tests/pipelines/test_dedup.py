@@ -290,3 +290,35 @@ def test_a_semicolon_separated_utf16_copy_gives_the_same_clusters(people, tmp_pa
     assert summary["records"] == flagged["records"] and summary["records"]["read"] == 3005
     for name in ("clusters.csv", "pairs.csv"):
         assert open(os.path.join(out, name)).read() == open(os.path.join(people["flagged"], name)).read(), name
+
+
+def test_the_group_bys_on_disk_give_what_beams_group_by_key_gives(people, tmp_path, monkeypatch):
+    """On the local runner the id, block and cluster group-bys keep their state in files
+    (``pipelines/shuffle.py``); with Beam's in-memory GroupByKey instead, every output is the same."""
+    from pipelines import dedup, shuffle
+
+    used = []
+    group_by_temp = dedup._group_by_temp
+
+    def spy(pipeline, staging, name):
+        used.append(name)
+        return group_by_temp(pipeline, staging, name)
+
+    monkeypatch.setattr(dedup, "_group_by_temp", spy)
+    on_disk, in_memory = str(tmp_path / "on_disk"), str(tmp_path / "in_memory")
+    model = os.path.join(people["kept"], "model.json")
+    argv = ["dedup", "--input", people["input"], "--config", PEOPLE_CONFIG, "--model", model, "--quiet"]
+    assert cli.main([*argv, "--output", on_disk, "--policy", "keep-canonical"]) == 0
+    assert sorted(used) == ["blocks", "clusters", "ids"]
+    monkeypatch.setattr(dedup, "_group_by_temp", lambda pipeline, staging, name: None)
+    monkeypatch.setattr(shuffle, "GroupByKeyOnDisk", None)  # would fail if still used
+    assert cli.main([*argv, "--output", in_memory, "--policy", "keep-canonical"]) == 0
+    for name in ("pairs.csv", "clusters.csv", "review.csv"):
+        assert sorted(_read_csv(os.path.join(on_disk, name)), key=str) == sorted(
+            _read_csv(os.path.join(in_memory, name)), key=str
+        ), name
+    assert sorted(_records(on_disk), key=str) == sorted(_records(in_memory), key=str)
+    removed = [sorted(open(os.path.join(d, "removed.jsonl")).read().splitlines()) for d in (on_disk, in_memory)]
+    assert removed[0] == removed[1] and len(removed[0]) > 100
+    assert sorted(map(str, _dead_letters(on_disk))) == sorted(map(str, _dead_letters(in_memory)))
+    assert not os.path.exists(os.path.join(on_disk, "tmp"))  # the partition files went with the staging's tmp
