@@ -926,6 +926,13 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if ignored:
         files = sum(1 for entry in record["inputs"] if entry.get("ignored_columns"))
         table += f"\n  columns not in the schema, ignored ({files} file{'s' * (files > 1)}): {', '.join(ignored)}"
+    if "analysis" in record:  # --analysis-cache
+        analysis = record["analysis"]
+        damaged = f", {len(analysis['damaged'])} of them because their cache was damaged" if analysis["damaged"] else ""
+        table += (
+            f"\n  analysis cache: {len(analysis['reused'])} span(s) reused, {len(analysis['analyzed'])} analyzed"
+            f"{damaged} ({analysis['seconds']:.1f} s)"
+        )
     print(
         f"skewless run: succeeded in {time.time() - started:.1f} s; serving parity "
         + ("passed" if record["parity"]["passed"] else "not checked: no row in the parity sample")

@@ -214,22 +214,26 @@ def test_a_damaged_or_incomplete_span_cache_is_not_reused(runs, tmp_path):
     assert incremental.ReadAnalysisCache(str(cache), [other_fn, sound], [*needed, b"another"]).damaged == []
 
 
-def test_a_run_analyzes_damaged_spans_afresh_and_caches_them_again(runs, tmp_path):
+def test_a_run_analyzes_damaged_spans_afresh_and_caches_them_again(runs, tmp_path, capsys):
     import shutil
 
     cache = tmp_path / "cache"
     shutil.copytree(runs["cache"], cache)
     for entry in cache.glob("*/3-*.gz"):
         entry.write_bytes(entry.read_bytes()[:-20])  # every span's last entry cut short
-    argv = ["run", "--no-report", "--quiet", "--analysis-cache", str(cache)]
+    argv = ["run", "--no-report", "--analysis-cache", str(cache)]
     for path in runs["spans"][1:]:
         argv += ["--input", path]
+    capsys.readouterr()
     assert cli.main([*argv, "--output", str(tmp_path / "first")]) == 0
     first = json.loads((tmp_path / "first" / "run.json").read_text())["analysis"]
     assert (first["analyzed"], first["reused"], first["damaged"]) == (runs["spans"][1:], [], runs["spans"][1:])
+    summary = capsys.readouterr().err  # the run's summary says so too
+    assert "analysis cache: 0 span(s) reused, 2 analyzed, 2 of them because their cache was damaged" in summary
     assert cli.main([*argv, "--output", str(tmp_path / "again")]) == 0
     again = json.loads((tmp_path / "again" / "run.json").read_text())["analysis"]
     assert (again["analyzed"], again["reused"], again["damaged"]) == ([], runs["spans"][1:], [])
+    assert "analysis cache: 2 span(s) reused, 0 analyzed (" in capsys.readouterr().err
     for run in ("first", "again"):
         for vocabulary in ("payment_type", "company"):
             path = f"transform_fn/assets/{vocabulary}"
