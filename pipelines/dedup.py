@@ -822,7 +822,10 @@ def _summary(config: DedupConfig, counters: dict, staging: str) -> dict:
             "estimated_with": model.get("estimated_with"),
         },
     }
-    if read_count != kept + removed + dead:
+    lost = counters.get("records_lost_to_damage", 0)
+    if lost:  # no threshold can weigh records nobody can count
+        summary["failure"] = read.lost_to_damage("records", lost, "see dead_letter/ for where, then ")
+    elif read_count != kept + removed + dead:
         summary["failure"] = (
             f"records unaccounted for: read {read_count} != kept {kept} + removed {removed} + dead-lettered {dead}"
         )

@@ -26,7 +26,7 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import agreement, consensus, decode, join_labels, label_rounds, lineage, outputs, read, run_record
-from pipelines.errors import UsageError
+from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.write import WriteDeadLetters
 
@@ -86,8 +86,12 @@ class _ParseAnnotationRange(beam.DoFn):
         self._columns, self._indices, self._merge = columns, indices, merge
 
     def process(self, text_file: read.TextFile):
-        for block in read.text_record_blocks(text_file):
-            yield from self._parse(block, text_file.path, text_file.delimiter)
+        for block, broke in read.text_record_blocks_to_the_break(text_file):
+            if broke:  # annotations lost, their number unknown: the job fails after saying where
+                beam.metrics.Metrics.counter("skewless", "annotations_lost_to_damage").inc()
+                yield self._dead(text_file.path, "", broke)
+            else:
+                yield from self._parse(block, text_file.path, text_file.delimiter)
 
     def _dead(self, source: str, raw: str, reason: str):
         beam.metrics.Metrics.counter("skewless", "annotations_dead_lettered").inc()
@@ -418,6 +422,9 @@ def _labels_in_staging(config, files, columns, indices, merge, options, started,
         result = pipeline.run()
         result.wait_until_finish()
         counters = run_record.collect_counters(result)
+        lost = counters.get(("skewless", "annotations_lost_to_damage"), 0)
+        if lost:  # annotations lost, their number unknown: no consensus over what is left
+            raise CheckFailed(read.lost_to_damage("annotations", lost))
         import pyarrow.parquet as pq
 
         paths = sorted(

@@ -24,7 +24,7 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import boxes, decode, label_rounds, lineage, outputs, read, run_record, transcripts
-from pipelines.errors import UsageError
+from pipelines.errors import CheckFailed, UsageError
 from pipelines.options import pipeline_options, runner_name
 from pipelines.write import WriteDeadLetters
 
@@ -392,6 +392,9 @@ def _in_staging(config, files, columns, has_label, normaliser, previous, options
         result = pipeline.run()
         result.wait_until_finish()
         counters = {n: v for (space, n), v in run_record.collect_counters(result).items() if space == NAMESPACE}
+        lost = counters.get("annotations_lost_to_damage", 0)
+        if lost:  # records lost, their number unknown: no consensus over what is left
+            raise CheckFailed(read.lost_to_damage("annotations", lost))
         progress("agreement, conventions, consensus and HLP")
         paths = sorted(m.path for m in FileSystems.match([os.path.join(staging, "items", "*.jsonl")])[0].metadata_list)
         summaries = sorted(

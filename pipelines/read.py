@@ -773,6 +773,28 @@ def text_record_blocks(text_file: TextFile, block_bytes: int = _BLOCK_BYTES) -> 
             yield block
 
 
+def text_record_blocks_to_the_break(text_file: TextFile) -> Iterator[tuple[bytes, str | None]]:
+    """``(block, None)`` for each block of :func:`text_record_blocks`; if a compressed file breaks
+    off (a ``.csv.gz`` cut short), the blocks before the break and then ``(b"", reason)``, the
+    ``truncated file`` dead-letter reason saying where decompression stopped."""
+    position = text_file.start
+    try:
+        for block in text_record_blocks(text_file):
+            position += len(block)
+            yield block, None
+    except READ_BREAKS as error:
+        yield b"", decode.truncated_file_reason(position, f"{type(error).__name__}: {error}")
+
+
+def lost_to_damage(what: str, count: int, see: str = "") -> str:
+    """The one-line reason a job fails with when compressed inputs broke off: ``what`` (records,
+    annotations) were lost, their number unknown, which no threshold can weigh."""
+    return (
+        f"damaged inputs lost {what}, their number unknown ('{decode.TRUNCATED_FILE}' x{count}); {see}"
+        "repair the files or fetch them again"
+    )
+
+
 def as_text(column: pa.Array) -> pa.Array:
     """A binary column as UTF-8 text (invalid bytes escaped, never dropped)."""
     try:
@@ -851,7 +873,9 @@ class ParseCsvRecords(beam.DoFn):
 
     Ragged rows, and rows with an empty value in a ``required`` column, go to the ``dead_letter``
     output with their raw line and reason; every row is counted as ``<what>_read`` and each dead
-    letter as ``<what>_dead_lettered`` in ``namespace``.
+    letter as ``<what>_dead_lettered`` in ``namespace``. A compressed file that breaks off (a
+    ``.csv.gz`` cut short) keeps the records before the break and ends with one ``truncated file``
+    dead letter, also counted as ``<what>_lost_to_damage``: records were lost, their number unknown.
 
     Args:
         columns: The file's columns (its header).
@@ -866,8 +890,13 @@ class ParseCsvRecords(beam.DoFn):
         self._with_source = with_source
 
     def process(self, text_file: TextFile):
-        for block in text_record_blocks(text_file):
-            yield from self._parse(block, text_file.path, text_file.delimiter)
+        for block, broke in text_record_blocks_to_the_break(text_file):
+            if broke:  # records lost, their number unknown: one dead letter says where
+                beam.metrics.Metrics.counter(self._namespace, f"{self._what}_read").inc()
+                beam.metrics.Metrics.counter(self._namespace, f"{self._what}_lost_to_damage").inc()
+                yield self._dead(text_file.path, "", None, broke)
+            else:
+                yield from self._parse(block, text_file.path, text_file.delimiter)
 
     def _dead(self, source: str, raw: str, feature: str | None, reason: str):
         beam.metrics.Metrics.counter(self._namespace, f"{self._what}_dead_lettered").inc()

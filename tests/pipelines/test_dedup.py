@@ -322,3 +322,30 @@ def test_the_group_bys_on_disk_give_what_beams_group_by_key_gives(people, tmp_pa
     assert removed[0] == removed[1] and len(removed[0]) > 100
     assert sorted(map(str, _dead_letters(on_disk))) == sorted(map(str, _dead_letters(in_memory)))
     assert not os.path.exists(os.path.join(on_disk, "tmp"))  # the partition files went with the staging's tmp
+
+
+def test_a_cut_gzip_input_keeps_the_records_before_the_break_and_fails_saying_where(people, tmp_path, capsys):
+    """The records before the break are read and accounted for, the break is one ``truncated file``
+    dead letter naming its offset, and the job fails with one line (a loss nobody can count):
+    dead letters and dedup.json are published, the deduplicated records are not."""
+    import gzip
+
+    data = gzip.compress(open(people["input"], "rb").read())
+    cut = tmp_path / "people.csv.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    capsys.readouterr()
+    argv = ["dedup", "--input", str(cut), "--config", PEOPLE_CONFIG, "--output", str(out), "--quiet"]
+    assert cli.main([*argv, "--model", os.path.join(people["kept"], "model.json")]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "skewless dedup: error: damaged inputs lost records, their number unknown ('truncated file' x1); "
+        "see dead_letter/ for where, then repair the files or fetch them again"
+    )
+    summary = json.load(open(os.path.join(out, "dedup.json")))
+    records = summary["records"]
+    assert 100 < records["read"] < len(people["records"])  # the first half, and the break
+    assert records["read"] == records["kept"] + records["removed"] + records["dead_lettered"]
+    truncated = [d for d in _dead_letters(out) if d["reason"].startswith("truncated file")]
+    assert len(truncated) == 1 and truncated[0]["source"] == str(cut)
+    assert "decompression stopped after byte" in truncated[0]["reason"]
+    assert not os.path.exists(os.path.join(out, "records"))

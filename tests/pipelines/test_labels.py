@@ -171,3 +171,23 @@ def test_a_tab_separated_utf16_copy_gives_the_same_consensus(rte, tmp_path):
     assert cli.main([*argv, "--encoding", "utf-16"]) == 0
     for name in ("consensus.csv", "review.csv"):
         assert (out / name).read_text() == (rte / name).read_text(), name
+
+
+def test_a_cut_gzip_input_fails_with_one_line_saying_annotations_were_lost(tmp_path, capsys):
+    """A ``.csv.gz`` cut short (a download or copy interrupted) used to stop the job with the
+    decompression error; the annotations before the break are read, the break is a ``truncated
+    file`` dead letter, and the job fails since no consensus should stand on an unknown loss."""
+    import gzip
+
+    data = gzip.compress(RTE.read_bytes())
+    cut = tmp_path / "rte.csv.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert cli.main(["labels", "--annotations", str(cut), "--output", str(out), *RTE_COLUMNS, "--quiet"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "skewless labels: error: damaged inputs lost annotations, their number unknown ('truncated file' x1); "
+        "repair the files or fetch them again"
+    )
+    assert not out.exists()  # nothing published

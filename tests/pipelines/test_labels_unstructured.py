@@ -217,3 +217,21 @@ def test_the_report_shows_box_agreement_and_conventions(boxes_run, text_run, tmp
     ):
         page = open(report.write_report(str(tmp_path), labels_dir=str(labels_dir)), encoding="utf-8").read()
         assert all(text in page for text in expected)
+
+
+def test_a_cut_gzip_transcript_file_fails_with_one_line(tmp_path, capsys):
+    import gzip
+
+    rows = [[f"clip{i}", f"ann{i % 3}", f"the cat sat on mat number {i}"] for i in range(3000)]
+    plain = _write(tmp_path / "t.csv", ["clip", "worker", "transcript"], rows)
+    data = gzip.compress(open(plain, "rb").read())
+    cut = tmp_path / "t.csv.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    argv = ["labels", "--kind", "text", "--annotations", str(cut), "--output", str(tmp_path / "out"), "--quiet"]
+    capsys.readouterr()
+    assert cli.main([*argv, "--item-col", "clip", "--annotator-col", "worker", "--label-col", "transcript"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "skewless labels: error: damaged inputs lost annotations, their number unknown ('truncated file' x1); "
+        "repair the files or fetch them again"
+    )
+    assert not (tmp_path / "out").exists()
