@@ -76,7 +76,9 @@ def _cached_records(pattern: str) -> list[bytes] | None:
         return None
     for path in paths:
         try:
-            with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+            # Python's gzip (read.open_input) raises where a file is cut short, even between two
+            # records; Beam's decompressing reader would return an early end of file there
+            with read.open_input(path) as handle:
                 for record in tfrecord_records.read_records(handle):
                     if record.problem:
                         return None

@@ -198,18 +198,24 @@ def test_the_cache_is_read_in_one_stage_with_the_values_tf_reads(runs):
 
 
 def test_a_damaged_or_incomplete_span_cache_is_not_reused(runs, tmp_path):
+    import gzip
     import shutil
 
     cache = tmp_path / "cache"
     shutil.copytree(runs["cache"], cache)
     spans = _cache_spans(str(cache))
     needed = sorted(_manifest(str(cache), spans[0]))
-    cut, no_metadata, other_fn, sound = spans[:4]
+    cut, no_metadata, other_fn, sound, cut_between_records = spans[:5]
     entry = cache / cut.key / f"{_manifest(str(cache), cut)[needed[0]]}-00000-of-00001.gz"
     entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
     (cache / no_metadata.key / "METADATA-00000-of-00001").unlink()
+    # cut after its last whole record (here: before its first), where only gzip's own end is missing
+    entry = (
+        cache / cut_between_records.key / f"{_manifest(str(cache), cut_between_records)[needed[1]]}-00000-of-00001.gz"
+    )
+    entry.write_bytes(gzip.compress(b"")[:-8])
     reader = incremental.ReadAnalysisCache(str(cache), spans, needed)
-    assert reader.damaged == [cut, no_metadata]
+    assert reader.damaged == [cut, no_metadata, cut_between_records]
     # a cache made for another preprocessing_fn lacks an entry: not damaged, just not this fn's cache
     assert incremental.ReadAnalysisCache(str(cache), [other_fn, sound], [*needed, b"another"]).damaged == []
 
