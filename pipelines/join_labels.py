@@ -11,19 +11,20 @@ Rows without a consensus label, or whose label is flagged for review, follow an 
 * ``weight``: the row stays, with ``sample_weight`` = the label's confidence (0 without a label).
 """
 
+import codecs
 import csv
-import io
+import gzip
 import json
+import zlib
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from pipelines.coders import KeyedBatch, of_type
 from pipelines.decode import first_values_as_text
 from pipelines.errors import UsageError
+from pipelines.read import open_input
 
 __all__ = [
     "AttachConsensusLabels",
@@ -62,14 +63,25 @@ def check_consensus(path: str) -> int:
     The header must be ``CONSENSUS_COLUMNS`` (a boxes or text consensus has other columns), each
     line must have that many fields, a confidence in [0, 1], ``flagged`` 0 or 1, and no item may
     appear twice (which label would a row get?). One streamed pass holding the items, as the join's
-    side input will.
+    side input will. A ``.gz`` file is read by Python's gzip, which notices a file cut short (the
+    join's Beam reader would stop early at the cut without a word).
 
     Raises:
         UsageError: Naming the line and the fault.
     """
+    try:
+        return _check_consensus_lines(path)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:  # a consensus.csv.gz cut short or damaged
+        raise UsageError(
+            f"--labels {path}: the file is cut short or damaged ({type(error).__name__}: {error})"
+        ) from None
+
+
+def _check_consensus_lines(path: str) -> int:
     seen = set()
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
-        lines = csv.reader(io.TextIOWrapper(handle, encoding="utf-8-sig", newline=""))
+    with open_input(path) as handle:
+        # lines as read (each with its newline, so a quoted value may span lines), decoded as they come
+        lines = csv.reader(codecs.iterdecode(iter(handle.readline, b""), "utf-8-sig"))
         header = next(lines, [])
         if tuple(header) != CONSENSUS_COLUMNS:
             raise UsageError(

@@ -150,3 +150,23 @@ def test_a_consensus_written_by_skewless_labels_with_quoted_items_and_a_bom_pass
         '\ufeffitem,label,confidence,n_annotations,agreement,flagged\n"a,1",x,1.0,3,1.0,0\nb,"y\nz",0,1,1,1\n'
     )
     assert join_labels.check_consensus(str(path)) == 2
+
+
+def test_a_gzipped_consensus_is_checked_whole_and_one_cut_short_is_refused(tmp_path):
+    """``--labels consensus.csv.gz``: Beam's reader stops early where a gzip file is cut short, so
+    the check reads it with Python's gzip, which notices the cut."""
+    import gzip
+
+    import pytest
+
+    from pipelines import join_labels
+    from pipelines.errors import UsageError
+
+    lines = ["item,label,confidence,n_annotations,agreement,flagged"] + [f"i{n},x,1.0,3,1.0,0" for n in range(5000)]
+    data = gzip.compress(("\n".join(lines) + "\n").encode())
+    whole, cut = tmp_path / "consensus.csv.gz", tmp_path / "cut.csv.gz"
+    whole.write_bytes(data)
+    cut.write_bytes(data[:-8])  # every line there, only gzip's end missing
+    assert join_labels.check_consensus(str(whole)) == 5000
+    with pytest.raises(UsageError, match=r"--labels .*cut\.csv\.gz: the file is cut short or damaged \(EOFError"):
+        join_labels.check_consensus(str(cut))
