@@ -9,15 +9,20 @@ Importing the package sets two process-wide defaults, each only where the user h
 - Arrow allocates from jemalloc (``ARROW_DEFAULT_MEMORY_POOL``) rather than pyarrow's default,
   mimalloc: every batch the jobs decode, filter, spill and transform is a fresh allocation of
   megabytes, and with jemalloc a 1M-row run peaks 80-120 MB lower (1.18-1.20 against 1.27-1.30
-  GB); the CPU saving session 12 measured (0.7 s) was within noise when measured again. Read when
-  Arrow first allocates, so it holds when this package is imported before pyarrow is used, as in
-  every Skewless command and worker. (tfx-bsl's own Arrow, built with the system allocator only,
-  logs once that it ignores the variable; the command line keeps such library logs quiet.)
+  GB); the CPU saving session 12 measured (0.7 s) was within noise when measured again. pyarrow
+  reads the variable when it makes its pool, so this package makes it on import (when pyarrow has
+  not allocated yet, as in every Skewless command and worker) and then removes the variable again:
+  tfx-bsl's own Arrow, built with the system allocator only, would log that it ignores it (a stray
+  line in a notebook). A user's own value is kept, and read by both.
 """
 
 import os
 import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-if sys.platform.startswith("linux"):  # pyarrow's Linux wheels are built with jemalloc
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+if sys.platform.startswith("linux") and "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+    os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"  # pyarrow's Linux wheels are built with it
+    import pyarrow
+
+    pyarrow.default_memory_pool()  # pyarrow's pool is made now, from the variable, once
+    del os.environ["ARROW_DEFAULT_MEMORY_POOL"]  # so that tfx-bsl's own Arrow does not log it ignores it

@@ -237,9 +237,14 @@ def test_arrow_allocates_from_jemalloc_unless_the_user_chose(set_by_user, backen
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     if set_by_user:
         env["ARROW_DEFAULT_MEMORY_POOL"] = set_by_user
-    code = "import pipelines, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    code = (
+        "import os, pipelines, pyarrow as pa; from tfx_bsl.coders import example_coder; "
+        "print(pa.default_memory_pool().backend_name, os.environ.get('ARROW_DEFAULT_MEMORY_POOL'))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    assert result.stdout.strip() == backend
+    assert result.stdout.strip() == f"{backend} {set_by_user}"  # the variable is not left behind
+    if not set_by_user:  # tfx-bsl's Arrow (system allocator only) saw no variable to complain about
+        assert "Unsupported backend" not in result.stderr
 
 
 @pytest.mark.parametrize("command", ["run", "labels", "dedup"])
