@@ -36,7 +36,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipelines import decode, dedup_model, lineage, matching, outputs, read, run_record, shuffle
 from pipelines.coders import KeyedBatch, of_type
 from pipelines.errors import CheckFailed, UsageError
-from pipelines.options import pipeline_options, runner_name
+from pipelines.options import LOCAL_RUNNER, pipeline_options, runner_name
 from pipelines.write import WriteDeadLetters
 
 __all__ = ["DedupConfig", "load_dedup_config", "run_dedup", "ScorePairs", "ClusterMatches"]
@@ -531,7 +531,7 @@ def _review_rows(pairs, records, columns: list[str]):
 def _group_by_temp(pipeline, staging: str, name: str) -> str | None:
     """Where a group-by keeps its state on the in-process runner (on disk, ``pipelines/shuffle.py``);
     None on a runner with a shuffle of its own."""
-    return outputs.temp_dir(staging, f"groups_{name}") if runner_name(pipeline.options) == "FnApiRunner" else None
+    return outputs.temp_dir(staging, f"groups_{name}") if runner_name(pipeline.options) == LOCAL_RUNNER else None
 
 
 def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: dict | None):

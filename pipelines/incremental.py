@@ -97,10 +97,12 @@ def _span_entries(cache_dir: str, key: analyzer_cache.DatasetKey, needed: list[b
         it, a cache made for another preprocessing_fn (the manifest lacks a needed entry), or a
         damaged one (``damaged``: an entry or the metadata missing, cut short or failing a checksum).
     """
-    folder = os.path.join(cache_dir, key.key)
-    if not needed or not FileSystems.exists(os.path.join(folder, _MANIFEST)):
+    if not needed:
         return None, False
-    manifest = _read_manifest(folder)
+    folder = os.path.join(cache_dir, key.key)
+    present, manifest = _read_manifest(folder)
+    if not present:
+        return None, False
     if manifest is None:
         return None, True
     if not set(needed) <= set(manifest):
@@ -175,17 +177,18 @@ class ReadAnalysisCache(beam.PTransform):
         }
 
 
-def _read_manifest(folder: str) -> dict | None:
-    """The span's manifest (``{cache entry key: index}``); None if it has none or it is unreadable."""
+def _read_manifest(folder: str) -> tuple[bool, dict | None]:
+    """Whether the span has a manifest, and the manifest (``{cache entry key: index}``), None when
+    there is none or it is unreadable."""
     path = os.path.join(folder, _MANIFEST)
     if not FileSystems.exists(path):
-        return None
+        return False, None
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             manifest = pickle.loads(handle.read())
     except Exception:  # noqa: BLE001 - whatever an unreadable manifest raises, it names nothing
-        return None
-    return manifest if isinstance(manifest, dict) else None
+        return True, None
+    return True, manifest if isinstance(manifest, dict) else None
 
 
 class _WriteSpanCache(beam.DoFn):
@@ -200,7 +203,7 @@ class _WriteSpanCache(beam.DoFn):
         for entry, value in values:
             records.setdefault(entry, []).append(value)
         folder = os.path.join(self._cache_dir, span)
-        manifest = _read_manifest(folder) or {}
+        manifest = _read_manifest(folder)[1] or {}  # an unreadable one is replaced
         index = max(manifest.values(), default=-1) + 1
         if not FileSystems.exists(folder):
             FileSystems.mkdirs(folder)

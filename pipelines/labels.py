@@ -86,12 +86,12 @@ class _ParseAnnotationRange(beam.DoFn):
         self._columns, self._indices, self._merge = columns, indices, merge
 
     def process(self, text_file: read.TextFile):
-        for block, broke in read.text_record_blocks_to_the_break(text_file):
-            if broke:  # annotations lost, their number unknown: the job fails after saying where
+        for block in read.text_record_blocks(text_file):
+            if block.problem:  # annotations lost, their number unknown: the job fails after saying where
                 beam.metrics.Metrics.counter("skewless", "annotations_lost_to_damage").inc()
-                yield self._dead(text_file.path, "", broke)
+                yield self._dead(text_file.path, "", block.problem)
             else:
-                yield from self._parse(block, text_file.path, text_file.delimiter)
+                yield from self._parse(block.data, text_file.path, text_file.delimiter)
 
     def _dead(self, source: str, raw: str, reason: str):
         beam.metrics.Metrics.counter("skewless", "annotations_dead_lettered").inc()

@@ -765,25 +765,12 @@ def plan_text_files(
     return planned
 
 
-def text_record_blocks(text_file: TextFile, block_bytes: int = _BLOCK_BYTES) -> Iterator[bytes]:
-    """The records of a headed CSV file in blocks of whole records, streamed (bounded memory)."""
+def text_record_blocks(text_file: TextFile, block_bytes: int = _BLOCK_BYTES) -> Iterator[_Block]:
+    """The records of a headed CSV file in blocks of whole records, streamed (bounded memory); a
+    compressed file that breaks off (a ``.csv.gz`` cut short) gives the blocks before the break,
+    then an empty block whose ``problem`` is the ``truncated file`` dead-letter reason."""
     with open_csv(text_file.path, text_file.encoding) as handle:
-        handle.seek(text_file.start)
-        for block, _ in csv_records.record_blocks(handle, block_bytes, quoted_newlines=True):
-            yield block
-
-
-def text_record_blocks_to_the_break(text_file: TextFile) -> Iterator[tuple[bytes, str | None]]:
-    """``(block, None)`` for each block of :func:`text_record_blocks`; if a compressed file breaks
-    off (a ``.csv.gz`` cut short), the blocks before the break and then ``(b"", reason)``, the
-    ``truncated file`` dead-letter reason saying where decompression stopped."""
-    position = text_file.start
-    try:
-        for block in text_record_blocks(text_file):
-            position += len(block)
-            yield block, None
-    except READ_BREAKS as error:
-        yield b"", decode.truncated_file_reason(position, f"{type(error).__name__}: {error}")
+        yield from _blocks_as_read(handle, text_file.start, None, True, block_bytes)
 
 
 def lost_to_damage(what: str, count: int, see: str = "") -> str:
@@ -890,13 +877,13 @@ class ParseCsvRecords(beam.DoFn):
         self._with_source = with_source
 
     def process(self, text_file: TextFile):
-        for block, broke in text_record_blocks_to_the_break(text_file):
-            if broke:  # records lost, their number unknown: one dead letter says where
+        for block in text_record_blocks(text_file):
+            if block.problem:  # records lost, their number unknown: one dead letter says where
                 beam.metrics.Metrics.counter(self._namespace, f"{self._what}_read").inc()
                 beam.metrics.Metrics.counter(self._namespace, f"{self._what}_lost_to_damage").inc()
-                yield self._dead(text_file.path, "", None, broke)
+                yield self._dead(text_file.path, "", None, block.problem)
             else:
-                yield from self._parse(block, text_file.path, text_file.delimiter)
+                yield from self._parse(block.data, text_file.path, text_file.delimiter)
 
     def _dead(self, source: str, raw: str, feature: str | None, reason: str):
         beam.metrics.Metrics.counter(self._namespace, f"{self._what}_dead_lettered").inc()

@@ -41,7 +41,11 @@ def _pickled(value) -> bytes:
 def partition_of(key, partitions: int) -> int:
     """The partition of ``key``: the CRC-32 of its pickle, the same in every process (``hash`` of a
     string is not: it is salted per process), so that workers agree."""
-    return zlib.crc32(_pickled(key)) % partitions
+    return _partition(_pickled(key), partitions)
+
+
+def _partition(pickled_key: bytes, partitions: int) -> int:
+    return zlib.crc32(pickled_key) % partitions
 
 
 class _PartitionFile:
@@ -82,7 +86,7 @@ class _WritePartitions(beam.DoFn):
     def process(self, element):
         key, value = element
         key = _pickled(key)
-        partition = zlib.crc32(key) % self._partitions
+        partition = _partition(key, self._partitions)  # partition_of, the key pickled once for both uses
         if partition not in self._files:
             self._files[partition] = _PartitionFile(f"{self._prefix}-{partition:04d}-{uuid.uuid4().hex}")
         self._files[partition].append(key, _pickled(value))

@@ -344,7 +344,7 @@ def test_text_files_are_parsed_whole_so_a_multiline_value_is_never_cut(tmp_path)
     path = _write(tmp_path / "annotations.csv", out.getvalue().encode())
     (text_file,) = read.plan_text_files(read.expand_patterns([path]))
     assert text_file == read.TextFile(path, len(b"item,annotator,text\n"))
-    parsed, blocks = [], list(read.text_record_blocks(text_file, block_bytes=40))
+    parsed, blocks = [], [block.data for block in read.text_record_blocks(text_file, block_bytes=40)]
     for block in blocks:
         table, ragged = read.parse_csv_block(block, ["item", "annotator", "text"])
         assert ragged == []
@@ -389,7 +389,7 @@ def test_a_compressed_file_is_read_to_its_end_past_beams_16_mib_read_buffer(tmp_
         assert sum(len(block) for block, *_ in blocks) == len(body)
         assert sum(block.count(b"\n") for block, *_ in blocks) == 12 * len(lines)
     (text_file,) = read.plan_text_files(read.expand_patterns([path]))
-    assert b"".join(read.text_record_blocks(text_file)) == body
+    assert b"".join(block.data for block in read.text_record_blocks(text_file)) == body
 
 
 def test_each_csv_file_has_its_delimiter_a_tab_for_tsv_files_unless_told(tmp_path, taxi_dataset):
