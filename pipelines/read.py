@@ -347,10 +347,37 @@ def _plan_csv_ranges(
         if whole or CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
             ranges.append(_CsvRange(path, header_bytes, None, columns, error, file_delimiter))
             continue
-        for start in range(header_bytes, max(size, header_bytes + 1), range_bytes):
-            end = min(start + range_bytes, size)
-            ranges.append(_CsvRange(path, start, end, columns, error, file_delimiter, last=end >= size))
+        # the ranges are cut before the blank lines that end the file, and the last one reads them
+        # to the end: a range holding only some of them would take them for rows
+        content = _content_end(path, size)
+        for start in range(header_bytes, max(content, header_bytes + 1), range_bytes):
+            end = min(start + range_bytes, content)
+            last = end >= content
+            ranges.append(_CsvRange(path, start, size if last else end, columns, error, file_delimiter, last=last))
     return ranges
+
+
+_BLANK = b" \t\r\n"
+
+
+def _content_end(path: str, size: int, chunk_bytes: int = 1 << 16) -> int:
+    """Where the blank lines that end an uncompressed file begin: the offset just after the line
+    holding its last byte that is not a space, tab, carriage return or newline (0 when it has none,
+    ``size`` when that line has no newline). The file is read backwards from its end."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        end, first_newline_after = size, size - 1  # the first newline in the blank bytes read so far
+        while end > 0:
+            start = max(0, end - chunk_bytes)
+            handle.seek(start)
+            chunk = handle.read(end - start)
+            content = len(chunk.rstrip(_BLANK))
+            newline = chunk.find(b"\n", content)
+            if newline >= 0:
+                first_newline_after = start + newline
+            if content:
+                return first_newline_after + 1
+            end = start
+    return 0
 
 
 def _first_example_features(path: str) -> list[str]:
@@ -465,19 +492,21 @@ def _range_blocks(
     A byte range (``end`` set) is read at once and cut at lines; a whole file (``end`` None) is
     streamed from ``start`` in blocks, cut at records (``csv_records``), so that memory stays bounded
     however large the file (a compressed one included). The ``last`` range of a file stops before
-    the blank lines that end the file (editors and exporters often add some): they are not records,
-    and the last block says how many there were.
+    the blank lines that end the file (editors and exporters often add some), however many blocks
+    they fill: they are not records, and the last block says how many there were.
     """
-    previous = None
+    held = []  # the last block with records, then the blocks of nothing but blank lines after it
     for block in _blocks_as_read(handle, start, end, quoted_newlines, block_bytes):
-        if previous is not None:
-            yield previous
-        previous = block
-    if previous is not None and last and previous.problem is None:  # a file that broke off has no end
-        data, blank = cut_blank_lines_at_end(previous.data)
-        previous = previous._replace(data=data, blank_lines_at_end=blank)
-    if previous is not None:
-        yield previous
+        if block.problem is None and not block.data.strip(_BLANK) and held:
+            held.append(block)
+            continue
+        yield from held
+        held = [block]
+    if last and held and held[-1].problem is None:  # a file that broke off has no end
+        cuts = [cut_blank_lines_at_end(block.data) for block in held]
+        blank = sum(lines for _, lines in cuts)
+        held = [held[0]._replace(data=cuts[0][0], blank_lines_at_end=blank)]
+    yield from held
 
 
 def _blocks_as_read(handle, start: int, end: int | None, quoted_newlines: bool, block_bytes: int) -> Iterator[_Block]:

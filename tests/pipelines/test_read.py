@@ -443,6 +443,48 @@ def test_only_the_last_range_of_a_file_stops_before_its_blank_lines(tmp_path, ta
     assert [b.blank_lines_at_end for b in blocks] == [0] * (len(blocks) - 1) + [3]
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+def test_blank_lines_that_end_a_file_are_not_rows_however_many_ranges_and_blocks_they_span(
+    tmp_path, taxi_dataset, compressed
+):
+    """2,000 bytes of blank lines end the file: range boundaries (every 500 bytes) and block
+    boundaries (every 64 bytes) fall among them, and none of them is taken for a row."""
+    header, lines = sample_lines(40)
+    blank_lines = ["", " ", "\t\r"] * 250
+    body = "\n".join(lines) + "\n" + "\n".join(blank_lines)  # the last blank line has no newline
+    data = (header + "\n" + body).encode()
+    path = _write(
+        tmp_path / ("blank_end.csv.gz" if compressed else "blank_end.csv"), gzip.compress(data) if compressed else data
+    )
+    ranges = read._plan_csv_ranges(read.expand_patterns([path]), taxi_dataset.schema, 500)
+    content_end = len(header) + 1 + len("\n".join(lines)) + 1
+    if not compressed:
+        assert read._content_end(path, len(data), chunk_bytes=100) == content_end
+        assert all(r.end <= content_end for r in ranges[:-1]) and ranges[-1].end == len(data)
+    blocks = []
+    for rng in ranges:
+        with read.open_input(path) as handle:
+            blocks += list(read._range_blocks(handle, rng.start, rng.end, False, block_bytes=64, last=rng.last))
+    assert b"".join(b.data for b in blocks).decode() == "\n".join(lines) + "\n"
+    assert [b.blank_lines_at_end for b in blocks] == [0] * (len(blocks) - 1) + [len(blank_lines)]
+
+
+@pytest.mark.parametrize(
+    ("data", "end"),
+    [
+        (b"h\na\nb\n", 6),
+        (b"h\na\nb", 5),  # no newline after the last line: the file's size
+        (b"h\na\nb \r\n\n  \n", 8),  # spaces after a value belong to its line
+        (b"h\na\n\nb\n\n", 7),  # a blank line inside is content
+        (b"\n \n", 0),
+        (b"", 0),
+    ],
+)
+def test_content_end_is_where_the_blank_lines_that_end_a_file_begin(tmp_path, data, end):
+    path = _write(tmp_path / "f.csv", data)
+    assert [read._content_end(path, len(data), chunk_bytes=c) for c in (1, 2, 3, 1 << 16)] == [end] * 4
+
+
 def test_a_tfrecord_files_ignored_features_are_its_first_examples_beyond_the_schema(tmp_path, taxi_dataset):
     """Planning reads a TFRecord file's first intact tf.Example as a CSV file's header: the features
     the schema lacks are listed; damage before it, a gzip file, an empty file and a record that is
