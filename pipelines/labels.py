@@ -89,19 +89,20 @@ class _ParseAnnotationRange(beam.DoFn):
         for block in read.text_record_blocks(text_file):
             if block.problem:  # annotations lost, their number unknown: the job fails after saying where
                 beam.metrics.Metrics.counter("skewless", "annotations_lost_to_damage").inc()
-                yield self._dead(text_file.path, "", block.problem)
+                yield self._dead(text_file.path, block.offset, "", block.problem)
             else:
-                yield from self._parse(block.data, text_file.path, text_file.delimiter)
+                yield from self._parse(block, text_file.path, text_file.delimiter)
 
-    def _dead(self, source: str, raw: str, reason: str):
+    def _dead(self, source: str, offset: int | None, raw: str, reason: str):
         beam.metrics.Metrics.counter("skewless", "annotations_dead_lettered").inc()
-        return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, None, raw, None, reason))
+        return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, offset, raw, None, reason))
 
-    def _parse(self, block: bytes, source: str, delimiter: str):
+    def _parse(self, block, source: str, delimiter: str):
         include = [self._columns[i] for i in self._indices.values()]
-        table, ragged = read.parse_csv_block(block, self._columns, include, delimiter)
-        for raw, reason in ragged:
-            yield self._dead(source, raw, reason)
+        table, ragged = read.parse_csv_block(block.data, self._columns, include, delimiter)
+        offsets = read.RecordOffsets(block.data, block.offset, [index for index, _, _ in ragged])
+        for index, raw, reason in ragged:
+            yield self._dead(source, offsets.of_record(index), raw, reason)
         values = {
             key: pc.utf8_trim_whitespace(read.as_text(table.column(self._columns[index]).combine_chunks()))
             for key, index in self._indices.items()
@@ -111,7 +112,7 @@ class _ParseAnnotationRange(beam.DoFn):
             empty = np.asarray(pc.equal(pc.utf8_length(values[key]), 0))
             for row in np.flatnonzero(empty & usable):
                 raw = ",".join(str(values[k][int(row)]) for k in values)
-                yield self._dead(source, raw, f"missing {key}")
+                yield self._dead(source, offsets.of_row(int(row)), raw, f"missing {key}")
             usable &= ~empty
         label = values["label"]
         for old, new in self._merge.items():

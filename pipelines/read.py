@@ -22,6 +22,7 @@ import typing
 from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 from apache_beam.io.filesystem import CompressionTypes
@@ -860,13 +861,15 @@ def parse_csv_block(
     """Whole CSV records (no header; quoted values may hold newlines) as a table of binary columns.
 
     Returns:
-        The table (``include`` columns, default all) and ``(raw record, reason)`` for each row with
-        the wrong number of fields (skipped from the table).
+        The table (``include`` columns, default all) and ``(record index, raw record, reason)`` for
+        each record with the wrong number of fields (skipped from the table), the index counting
+        the block's records from 0.
     """
     ragged = []
 
     def on_invalid_row(row) -> str:
-        ragged.append((row.text, f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"))
+        reason = f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"
+        ragged.append((row.number - 1, row.text, reason))
         return "skip"
 
     table = pa_csv.read_csv(
@@ -882,6 +885,40 @@ def parse_csv_block(
         ),
     )
     return table, ragged
+
+
+class RecordOffsets:
+    """Where a block's records start in their file, for dead letters: the block's records are
+    found (:func:`csv_records.record_ends`, quoted values holding newlines) on first use only, as
+    dead letters are rare.
+
+    Args:
+        block: Whole CSV records, as :func:`parse_csv_block` parses them.
+        offset: The block's byte offset in the file.
+        ragged: The indices of the records :func:`parse_csv_block` skipped, to find a table row's
+            record.
+    """
+
+    def __init__(self, block: bytes, offset: int, ragged: Sequence[int] = ()):
+        self._block, self._offset, self._ragged = block, offset, sorted(ragged)
+        self._starts: np.ndarray | None = None
+
+    def of_record(self, index: int) -> int | None:
+        """The byte offset of the block's record ``index`` (None if the index is past its records)."""
+        if self._starts is None:
+            self._starts = np.concatenate([[0], csv_records.record_ends(self._block, True) + 1])
+        if index != 0 and not (0 < index < len(self._starts) and self._starts[index] < len(self._block)):
+            return None
+        return self._offset + int(self._starts[index])
+
+    def of_row(self, row: int) -> int | None:
+        """The byte offset of the record read as the table's ``row`` (the ragged ones skipped)."""
+        index = row
+        for skipped in self._ragged:
+            if skipped > index:
+                break
+            index += 1
+        return self.of_record(index)
 
 
 class ParseCsvRecords(beam.DoFn):
@@ -910,27 +947,28 @@ class ParseCsvRecords(beam.DoFn):
             if block.problem:  # records lost, their number unknown: one dead letter says where
                 beam.metrics.Metrics.counter(self._namespace, f"{self._what}_read").inc()
                 beam.metrics.Metrics.counter(self._namespace, f"{self._what}_lost_to_damage").inc()
-                yield self._dead(text_file.path, "", None, block.problem)
+                yield self._dead(text_file.path, block.offset, "", None, block.problem)
             else:
-                yield from self._parse(block.data, text_file.path, text_file.delimiter)
+                yield from self._parse(block, text_file.path, text_file.delimiter)
 
-    def _dead(self, source: str, raw: str, feature: str | None, reason: str):
+    def _dead(self, source: str, offset: int | None, raw: str, feature: str | None, reason: str):
         beam.metrics.Metrics.counter(self._namespace, f"{self._what}_dead_lettered").inc()
-        return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, None, raw, feature, reason))
+        return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, offset, raw, feature, reason))
 
-    def _parse(self, block: bytes, source: str, delimiter: str):
-        table, ragged = parse_csv_block(block, self._columns, delimiter=delimiter)
+    def _parse(self, block: _Block, source: str, delimiter: str):
+        table, ragged = parse_csv_block(block.data, self._columns, delimiter=delimiter)
+        offsets = RecordOffsets(block.data, block.offset, [index for index, _, _ in ragged])
         read_counter = beam.metrics.Metrics.counter(self._namespace, f"{self._what}_read")
-        for raw, reason in ragged:
+        for index, raw, reason in ragged:
             read_counter.inc()
-            yield self._dead(source, raw, None, reason)
+            yield self._dead(source, offsets.of_record(index), raw, None, reason)
         columns = [as_text(table.column(c).combine_chunks()).to_pylist() for c in self._columns]
         required = [(self._columns.index(c), c, reason) for c, reason in self._required.items()]
-        for values in zip(*columns, strict=True):
+        for row, values in enumerate(zip(*columns, strict=True)):
             read_counter.inc()
             empty = next(((c, reason) for i, c, reason in required if not values[i].strip()), None)
             if empty:
-                yield self._dead(source, csv_line(values), empty[0], empty[1])
+                yield self._dead(source, offsets.of_row(row), csv_line(values), empty[0], empty[1])
                 continue
             record = dict(zip(self._columns, values, strict=True))
             yield (source, record) if self._with_source else record

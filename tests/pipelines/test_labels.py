@@ -132,6 +132,8 @@ def test_merge_map_uncertain_label_duplicates_and_dead_letters(tmp_path):
     assert consensus["i4"]["label"] == "dent"
     dead = [json.loads(line) for f in (out / "dead_letter").glob("*.jsonl") for line in open(f)]
     assert sorted(d["reason"] for d in dead) == ["missing annotator", "wrong field count: expected 3, found 2"]
+    data = path.read_bytes()
+    assert sorted(data[d["offset"] :].split(b"\n")[0] for d in dead) == [b"i5,,dent", b"i5,bob"]
 
 
 def test_missing_columns_are_a_usage_error(tmp_path, capsys):

@@ -353,6 +353,24 @@ def test_text_files_are_parsed_whole_so_a_multiline_value_is_never_cut(tmp_path)
     assert parsed == rows
 
 
+def test_record_offsets_locate_records_across_blocks_and_quoted_newlines(tmp_path):
+    """Dead letters of whole-file CSV reads (labels, dedup) name their record's byte offset: the
+    block's offset plus the record's start, a quoted value's newline not ending a record."""
+    rows = ["1,a,plain", '2,b,"two\nlines"', "3,c", "4,d,plain", "5,e,x,y", "6,f,plain"] * 5
+    data = ("item,annotator,text\n" + "\n".join(rows) + "\n").encode()
+    path = _write(tmp_path / "a.csv", data)
+    (text_file,) = read.plan_text_files(read.expand_patterns([path]))
+    located, table_rows = [], []
+    for block in read.text_record_blocks(text_file, block_bytes=50):
+        table, ragged = read.parse_csv_block(block.data, ["item", "annotator", "text"])
+        offsets = read.RecordOffsets(block.data, block.offset, [index for index, _, _ in ragged])
+        located += [(data[offsets.of_record(index) :].split(b"\n")[0], raw) for index, raw, _ in ragged]
+        table_rows += [data[offsets.of_row(row) :].split(b"\n")[0] for row in range(table.num_rows)]
+        assert offsets.of_record(table.num_rows + len(ragged)) is None  # past the block's records
+    assert located == [(b"3,c", "3,c"), (b"5,e,x,y", "5,e,x,y")] * 5
+    assert table_rows == [r.split("\n")[0].encode() for r in rows if r[0] not in "35"]
+
+
 def test_a_parquet_column_with_no_value_at_all_is_read_as_missing(tmp_path, taxi_dataset):
     import pyarrow as pa
     import pyarrow.csv as pa_csv
