@@ -670,7 +670,8 @@ def _infer_schema(args: argparse.Namespace, beam_args: list[str]) -> int:
     with open(args.output, "w") as handle:
         handle.write("# Inferred by `skewless infer-schema`: review types, presence and domains before use.\n")
         handle.write(text_format.MessageToString(schema))
-    print(f"skewless infer-schema: {len(schema.feature)} features -> {args.output}", file=sys.stderr)
+    skipped = "".join(f"; {comment}" for comment in schema.annotation.comment)
+    print(f"skewless infer-schema: {len(schema.feature)} features -> {args.output}{skipped}", file=sys.stderr)
     return 0
 
 

@@ -227,8 +227,9 @@ def infer_schema(
         return _schema_of(_example_columns(files), max_domain_size, min_domain_support)
     columns: dict[str, _Column] = {}
     order: list[str] | None = None
+    ragged = _Ragged()
     for path, _ in files:
-        for batch in _batches(path, formats == {read.CSV}, read.delimiter_of(path, delimiter), encoding):
+        for batch in _batches(path, formats == {read.CSV}, read.delimiter_of(path, delimiter), encoding, ragged):
             if order is None:
                 order = batch.schema.names
                 columns = {name: _Column() for name in order}
@@ -239,10 +240,37 @@ def infer_schema(
                     columns[name].add_text(values, decimal_comma)
                 else:
                     columns[name].add_typed(values)
-    return _schema_of({name: columns[name] for name in order or []}, max_domain_size, min_domain_support)
+    hint = f" ({ragged.comment()}; is the delimiter right?)" if ragged.count else ""
+    schema = _schema_of({name: columns[name] for name in order or []}, max_domain_size, min_domain_support, hint)
+    if ragged.count:
+        schema.annotation.comment.append(ragged.comment())
+    return schema
 
 
-def _schema_of(columns: dict[str, _Column], max_domain_size: int, min_domain_support: int) -> schema_pb2.Schema:
+@dataclasses.dataclass
+class _Ragged:
+    """The CSV rows with a wrong number of fields: skipped (a schema is inferred from the others,
+    as ``skewless run`` dead-letters them), counted, and the first kept as an example."""
+
+    count: int = 0
+    example: str = ""
+
+    def skip(self, path: str, row) -> str:
+        if not self.count:
+            self.example = f"in {path}: {row.text[:200]!r}"
+        self.count += 1
+        return "skip"
+
+    def comment(self) -> str:
+        rows = "1 row" if self.count == 1 else f"{self.count} rows"
+        return f"skipped: {rows} with a wrong number of fields, the first {self.example}"
+
+
+def _schema_of(
+    columns: dict[str, _Column], max_domain_size: int, min_domain_support: int, hint: str = ""
+) -> schema_pb2.Schema:
+    if not any(column.rows for column in columns.values()):  # a header only, or no example at all
+        raise UsageError(f"the inputs hold no rows to infer types from{hint}")
     schema = schema_pb2.Schema()
     for name, column in columns.items():
         schema.feature.append(_feature(name, column, max_domain_size, min_domain_support))
@@ -283,7 +311,7 @@ def _example_columns(files: list[tuple[str, int]], batch_size: int = 2000) -> di
     return columns
 
 
-def _batches(path: str, is_csv: bool, delimiter: str, encoding: str | None = None):
+def _batches(path: str, is_csv: bool, delimiter: str, encoding: str | None = None, ragged: _Ragged | None = None):
     import pyarrow.parquet as pq
 
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
@@ -300,7 +328,10 @@ def _batches(path: str, is_csv: bool, delimiter: str, encoding: str | None = Non
                 reader = pa_csv.open_csv(
                     stream,
                     read_options=pa_csv.ReadOptions(block_size=8 << 20, encoding=encoding or "utf8"),
-                    parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+                    parse_options=pa_csv.ParseOptions(
+                        delimiter=delimiter,
+                        invalid_row_handler=(lambda row: ragged.skip(path, row)) if ragged else None,
+                    ),
                     convert_options=pa_csv.ConvertOptions(
                         column_types={name: pa.binary() for name in header}, strings_can_be_null=False
                     ),

@@ -188,3 +188,34 @@ def test_a_gzip_csv_cut_short_is_a_one_line_usage_error(tmp_path, capsys):
         == f"skewless infer-schema: error: {tmp_path / 'cut.csv.gz'}: Truncated compressed stream"
     )
     assert not (tmp_path / "s.pbtxt").exists()
+
+
+def test_rows_with_a_wrong_number_of_fields_are_skipped_counted_and_named(tmp_path, capsys):
+    """One ragged row no longer fails the inference (run dead-letters such rows); the schema's
+    annotation and the command's line say how many were skipped, with the first."""
+    good = ["n,s"] + [f"{i},{'ab'[i % 2]}" for i in range(30)]
+    clean, ragged = tmp_path / "clean.csv", tmp_path / "ragged.csv"
+    clean.write_text("\n".join(good) + "\n")
+    ragged.write_text("\n".join(good[:10] + ["7", "1,a,extra"] + good[10:]) + "\n")
+    schema = infer_schema([str(ragged)])
+    assert list(schema.annotation.comment) == [
+        f"skipped: 2 rows with a wrong number of fields, the first in {ragged}: '7'"
+    ]
+    schema.ClearField("annotation")
+    assert schema == infer_schema([str(clean)])
+    out = tmp_path / "schema.pbtxt"
+    assert cli.main(["infer-schema", "--input", str(ragged), "--output", str(out)]) == 0
+    assert "2 features -> " in capsys.readouterr().err and "skipped: 2 rows" in out.read_text()
+
+
+def test_no_rows_to_infer_from_is_a_usage_error_that_suspects_the_delimiter(tmp_path, capsys):
+    header_only, semicolons = tmp_path / "header.csv", tmp_path / "semi.csv"
+    header_only.write_text("n,s\n")
+    semicolons.write_text("n,s\n" + "".join(f"{i};a;b\n" for i in range(5)))
+    out = str(tmp_path / "schema.pbtxt")
+    assert cli.main(["infer-schema", "--input", str(header_only), "--output", out]) == 2
+    assert "the inputs hold no rows to infer types from\n" in capsys.readouterr().err
+    assert cli.main(["infer-schema", "--input", str(semicolons), "--output", out]) == 2
+    err = capsys.readouterr().err
+    assert "no rows to infer types from (skipped: 5 rows with a wrong number of fields" in err
+    assert "is the delimiter right?" in err
