@@ -685,7 +685,7 @@ def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
     run_record.require_transform_output(args.transform_output, "check-skew")
     progress("loading TensorFlow and Beam")
     load_tensorflow()
-    from pipelines.skew import check_skew
+    from pipelines.skew import check_skew, failure_reason
 
     progress("reading, validating and describing the serving inputs on Beam")
     report = check_skew(args.transform_output, args.input, args.thresholds, beam_args, _csv_format(args))
@@ -704,7 +704,7 @@ def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
     if not args.quiet:
         print("\n".join(lines), file=sys.stderr)
     if not report["passed"]:
-        raise CheckFailed(f"skew beyond thresholds on {', '.join(report['failed_features'])}")
+        raise CheckFailed(failure_reason(report))
     return 0
 
 

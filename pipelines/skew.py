@@ -25,7 +25,18 @@ from pipelines import read, run_record, statistics
 from pipelines.errors import UsageError
 from pipelines.options import pipeline_options
 
-__all__ = ["DEFAULT_THRESHOLDS", "check_skew", "compare_statistics", "jensen_shannon", "l_infinity", "load_thresholds"]
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "RECORD",
+    "check_skew",
+    "compare_statistics",
+    "failure_reason",
+    "jensen_shannon",
+    "l_infinity",
+    "load_thresholds",
+]
+
+RECORD = "<record>"  # the report's name for rejections of whole records (ragged, undecodable, empty lines)
 
 DEFAULT_THRESHOLDS = {
     "linf": 0.1,  # strings: largest difference of a value's frequency
@@ -162,12 +173,15 @@ def _serving_statistics(files, schema, boundaries, beam_args, csv_format: read.C
         with FileSystems.open(path) as handle:
             serving = json.loads(handle.read())
     rejected: dict[str, int] = {}
+    record_reasons: dict[str, int] = {}
     for (space, name), value in counters.items():
         if space == read.DEAD_LETTER_FEATURE_NAMESPACE:
-            feature = name.split("|")[0] or "<record>"
-            rejected[feature] = rejected.get(feature, 0) + value
+            feature, _, reason = name.partition("|")
+            rejected[feature or RECORD] = rejected.get(feature or RECORD, 0) + value
+            if not feature:
+                record_reasons[reason] = record_reasons.get(reason, 0) + value
     rows = counters.get((read.METRICS_NAMESPACE, "rows_read"), 0)
-    return serving["slices"].get(statistics.ALL, {"features": {}}), rejected, rows
+    return serving["slices"].get(statistics.ALL, {"features": {}}), rejected, record_reasons, rows
 
 
 def check_skew(
@@ -200,12 +214,23 @@ def check_skew(
     schema = metadata_io.read_metadata(os.path.join(transform_output, "metadata")).schema
     files = read.expand_patterns(patterns)
     boundaries = statistics.histogram_boundaries(training)
-    serving, rejected, rows = _serving_statistics(files, schema, boundaries, beam_args, csv_format)
+    serving, rejected, record_reasons, rows = _serving_statistics(files, schema, boundaries, beam_args, csv_format)
     if rows == 0:
         raise UsageError("the serving input has no rows")
     report = compare_statistics(training["features"], serving["features"], rejected, rows, thresholds)
     report.update(rows=rows, rejected_rows=rejected, training_rows=training["num_rows"])
-    if rejected.get("<record>", 0) / rows > thresholds[0]["invalid"]:  # ragged, undecodable, empty lines
+    report["rejected_records_by_reason"] = dict(sorted(record_reasons.items(), key=lambda item: -item[1]))
+    if rejected.get(RECORD, 0) / rows > thresholds[0]["invalid"]:  # ragged, undecodable, empty lines
         report["passed"] = False
-        report["failed_features"].append("<record>")
+        report["failed_features"].append(RECORD)
     return report
+
+
+def failure_reason(report: dict) -> str:
+    """The one line a failed check ends with: the features beyond their thresholds and, when whole
+    records were rejected (a header lacking a column, ragged lines), how many and why."""
+    reason = f"skew beyond thresholds on {', '.join(report['failed_features'])}"
+    if RECORD in report["failed_features"]:
+        why = ", ".join(f"'{name}' x{count}" for name, count in report["rejected_records_by_reason"].items())
+        reason += f" ({report['rejected_rows'][RECORD]} of {report['rows']} records rejected: {why})"
+    return reason

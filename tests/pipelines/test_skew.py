@@ -116,3 +116,19 @@ def test_allow_quoted_newlines_reads_serving_values_spanning_lines(training, ser
     report = json.loads(capsys.readouterr().out)
     assert (report["rows"], report["rejected_rows"]) == (1000, {})
     assert all(v.endswith("\n(night shift)") for v in report["features"]["company"]["new_values"]["examples"])
+
+
+def test_records_rejected_whole_are_counted_by_reason_and_named_in_the_failure_line(
+    training, serving_rows, tmp_path, capsys
+):
+    """A serving export lacking a column used to fail with "skew beyond thresholds on <record>"."""
+    header, rows = serving_rows
+    path = _write(tmp_path / "no_tips.csv", ",".join(header.split(",")[:-1]), [row[:-1] for row in rows[:40]])
+    with open(path, "a") as handle:
+        handle.write("\n")
+    assert cli.main(["check-skew", "--transform-output", str(training), "--input", str(path)]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["rejected_records_by_reason"] == {"header mismatch": 40}
+    assert report["failed_features"][-1] == skew.RECORD and report["rejected_rows"][skew.RECORD] == 40
+    assert captured.err.splitlines()[-1].endswith("on <record> (40 of 40 records rejected: 'header mismatch' x40)")
