@@ -161,28 +161,28 @@ def load_dedup_config(path: str) -> DedupConfig:
 # ----------------------------------------------------------------------------------------- reading
 
 
-def _dead(source: str, raw: str, feature: str | None, reason: str):
+def _dead(source: str, offset: int | None, raw: str, feature: str | None, reason: str):
     beam.metrics.Metrics.counter(NAMESPACE, "records_dead_lettered").inc()
-    return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, None, raw, feature, reason))
+    return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, offset, raw, feature, reason))
 
 
 _csv_line = read.csv_line
 
 
 class _KeepFirstOfEachId(beam.DoFn):
-    """Keeps one record per id (the first in sort order of values, then file); the others are dead
-    letters naming their file."""
+    """Keeps one record per id (the first in sort order of values, then file and offset); the
+    others are dead letters naming their file and offset."""
 
     def __init__(self, columns: list[str]):
         self._columns = columns
 
     def process(self, element):
-        record_id, sourced = element  # (file, record) pairs
-        sourced = sorted(sourced, key=lambda pair: ([pair[1][c] for c in self._columns], pair[0]))
-        yield sourced[0][1]
-        for source, other in sourced[1:]:
+        record_id, sourced = element  # (file, offset, record)
+        sourced = sorted(sourced, key=lambda each: ([each[2][c] for c in self._columns], each[0], each[1] or 0))
+        yield sourced[0][2]
+        for source, offset, other in sourced[1:]:
             line = _csv_line([other[c] for c in self._columns])
-            yield _dead(source, line, None, f"repeated record id {record_id!r}")
+            yield _dead(source, offset, line, None, f"repeated record id {record_id!r}")
 
 
 class ReadRecords(beam.PTransform):
@@ -219,7 +219,7 @@ class ReadRecords(beam.PTransform):
         )
         unique = (
             parsed.records
-            | "KeyById" >> beam.Map(lambda sourced, key: (sourced[1][key], sourced), self._id)
+            | "KeyById" >> beam.Map(lambda sourced, key: (sourced[2][key], sourced), self._id)
             | "GroupById" >> shuffle.group_by_key(self._group_temp)
             | "KeepFirstOfEachId"
             >> beam.ParDo(_KeepFirstOfEachId(self._columns)).with_outputs("dead_letter", main="records")

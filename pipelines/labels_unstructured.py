@@ -80,7 +80,8 @@ class _ParseAnnotation(beam.DoFn):
     def __init__(self, config: UnstructuredLabelsConfig, has_label: bool, normaliser: transcripts.Normaliser):
         self._config, self._has_label, self._normaliser = config, has_label, normaliser
 
-    def process(self, record: dict):
+    def process(self, sourced: tuple[str, int | None, dict]):
+        source, offset, record = sourced
         c = self._config
         item, annotator = record[c.item_col].strip(), record[c.annotator_col].strip()
         if c.kind == "text":
@@ -93,18 +94,18 @@ class _ParseAnnotation(beam.DoFn):
         try:
             x_min, y_min, x_max, y_max = (float(record[col]) for col in c.box_cols)
         except ValueError:
-            yield self._dead(record, "unparsable box coordinate")
+            yield self._dead(source, offset, record, "unparsable box coordinate")
             return
         if not all(math.isfinite(v) for v in (x_min, y_min, x_max, y_max)) or x_max <= x_min or y_max <= y_min:
-            yield self._dead(record, "empty or inverted box (x_max <= x_min or y_max <= y_min)")
+            yield self._dead(source, offset, record, "empty or inverted box (x_max <= x_min or y_max <= y_min)")
             return
         label = record[c.label_col].strip() if self._has_label else "object"
         yield item, (annotator, (x_min, y_min, x_max, y_max, label or "object"))
 
-    def _dead(self, record: dict, reason: str):
+    def _dead(self, source: str, offset: int | None, record: dict, reason: str):
         beam.metrics.Metrics.counter(NAMESPACE, "annotations_dead_lettered").inc()
         raw = read.csv_line(list(record.values()))
-        return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter("", None, raw, None, reason))
+        return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, offset, raw, None, reason))
 
 
 def _summarise_boxes(element, threshold: float, min_annotators: int | None):
@@ -360,9 +361,9 @@ def _in_staging(config, files, columns, has_label, normaliser, previous, options
             | "Files" >> beam.Create(read.plan_text_files(files, config.csv_delimiter, config.encoding))
             | "Reshuffle" >> beam.Reshuffle()
             | "ReadCsvRecords"
-            >> beam.ParDo(read.ParseCsvRecords(columns, required, NAMESPACE, "annotations")).with_outputs(
-                "dead_letter", main="records"
-            )
+            >> beam.ParDo(
+                read.ParseCsvRecords(columns, required, NAMESPACE, "annotations", with_source=True)
+            ).with_outputs("dead_letter", main="records")
         )
         parsed = records.records | "ParseAnnotations" >> beam.ParDo(
             _ParseAnnotation(config, has_label, normaliser)

@@ -935,7 +935,8 @@ class ParseCsvRecords(beam.DoFn):
         required: Column -> reason given when it is empty.
         namespace: Beam metrics namespace.
         what: Counter prefix (``records``, ``annotations``).
-        with_source: Emit ``(file, record)`` pairs instead of records, for dead letters made later.
+        with_source: Emit ``(file, byte offset, record)`` instead of records, for dead letters
+            made later.
     """
 
     def __init__(self, columns: list[str], required: dict[str, str], namespace: str, what: str, with_source=False):
@@ -971,4 +972,4 @@ class ParseCsvRecords(beam.DoFn):
                 yield self._dead(source, offsets.of_row(row), csv_line(values), empty[0], empty[1])
                 continue
             record = dict(zip(self._columns, values, strict=True))
-            yield (source, record) if self._with_source else record
+            yield (source, offsets.of_row(row), record) if self._with_source else record

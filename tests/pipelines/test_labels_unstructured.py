@@ -119,6 +119,10 @@ def test_planted_box_conventions_are_detected(boxes_run):
     stats = report["annotators_stats"]
     assert stats["a1"]["boxes_per_item"] == pytest.approx(50 / 30) and stats["merger"]["boxes_per_item"] == 1.0
     assert (report["items"], report["annotators"], report["dead_lettered"]) == (30, 5, 2)
+    dead = [json.loads(line) for path in (boxes_run / "dead_letter").glob("*.jsonl") for line in open(path)]
+    assert sorted(d["reason"].split(" ")[0] for d in dead) == ["empty", "unparsable"]
+    for d in dead:  # each names its file and the byte offset of its line there
+        assert open(d["source"], "rb").read()[d["offset"] :].split(b"\n")[0].decode().rstrip("\r") == d["raw"]
     with open(boxes_run / "review.csv") as handle:
         review = list(csv.DictReader(handle))
     # every image is in review: 'tail' draws larger boxes everywhere, 'merger' merges on two iguanas
