@@ -22,6 +22,7 @@ import io
 import json
 import os
 import time
+import typing
 import zlib
 from collections.abc import Sequence
 
@@ -456,28 +457,36 @@ class _ChooseCanonical(beam.DoFn):
 
 class ApplyPolicy(beam.PTransform):
     """Adds ``cluster_id``/``is_canonical``; under ``keep-canonical`` moves non-canonical cluster members
-    to ``removed`` (with cluster, canonical id and best match probability). Outputs: records, removed.
-    ``group_temp``: where the group-by on the cluster keeps its state (``shuffle.group_by_key``)."""
+    to ``removed`` (with cluster, canonical id and best match probability).
 
-    def __init__(self, config: DedupConfig, clusters, best_scores, group_temp: str | None = None):
+    Outputs: ``single`` (records in no cluster), ``kept`` (the cluster members kept), ``removed``,
+    and ``in_review`` (the records of ``review_ids``, for the review sheet). The records are read once,
+    by one stage that routes them all: on the in-process runner, each more stage reading them, and
+    each merge of outputs of two stages (a ``Flatten``), would hold another copy of them in memory.
+    ``group_temp``: where the group-by on the cluster keeps its state (``shuffle.group_by_key``).
+    """
+
+    def __init__(self, config: DedupConfig, clusters, best_scores, review_ids, group_temp: str | None = None):
         super().__init__()
         self._config, self._clusters, self._best = config, clusters, best_scores
-        self._group_temp = group_temp
+        self._review_ids, self._group_temp = review_ids, group_temp
 
     def expand(self, records):
         id_column = self._config.id
 
-        def route(record, clusters):
-            cluster = clusters.get(record[id_column])
+        def route(record, clusters, review_ids):
+            record_id = record[id_column]
+            if record_id in review_ids:
+                yield beam.pvalue.TaggedOutput("in_review", record)
+            cluster = clusters.get(record_id)
             if cluster is None:
-                return beam.pvalue.TaggedOutput(
-                    "single", {**record, "cluster_id": record[id_column], "is_canonical": "true"}
-                )
-            return cluster, record
+                yield beam.pvalue.TaggedOutput("single", {**record, "cluster_id": record_id, "is_canonical": "true"})
+            else:
+                yield cluster, record
 
-        routed = records | "RouteByCluster" >> beam.Map(route, beam.pvalue.AsSingleton(self._clusters)).with_outputs(
-            "single", main="clustered"
-        )
+        routed = records | "RouteByCluster" >> beam.FlatMap(
+            route, beam.pvalue.AsSingleton(self._clusters), beam.pvalue.AsSingleton(self._review_ids)
+        ).with_output_types(tuple[typing.Any, typing.Any]).with_outputs("single", "in_review", main="clustered")
         chosen = (
             routed.clustered
             | "GroupByCluster" >> shuffle.group_by_key(self._group_temp)
@@ -486,8 +495,7 @@ class ApplyPolicy(beam.PTransform):
                 "removed", main="kept"
             )
         )
-        kept = (routed.single, chosen.kept) | "MergeKept" >> beam.Flatten()
-        return {"records": kept, "removed": chosen.removed}
+        return {"single": routed.single, "kept": chosen.kept, "removed": chosen.removed, "in_review": routed.in_review}
 
 
 # ----------------------------------------------------------------------------------------- the job
@@ -501,21 +509,24 @@ def _write_single_csv(pcoll, path: str, header: Sequence[str], label: str):
     )
 
 
-def _review_rows(pairs, records, columns: list[str]):
-    def rows(_, pairs, by_id):
-        for id_a, id_b, probability, _ in sorted(pairs, key=lambda p: (-p[2], p[0], p[1])):
-            a, b = by_id.get(id_a, {}), by_id.get(id_b, {})
-            yield [id_a, id_b, f"{probability:.6f}", *[v for c in columns for v in (a.get(c, ""), b.get(c, ""))]]
-
-    review_ids = (
+def _review_ids(pairs):
+    """The set of the record ids in review ``pairs`` (one element)."""
+    return (
         pairs
         | "ReviewIds" >> beam.FlatMap(lambda p: [p[0], p[1]])
         | "DistinctReviewIds" >> beam.Distinct()
         | "ReviewIdSet" >> beam.combiners.ToSet()
     )
-    in_review = records | "RecordsInReview" >> beam.Filter(
-        lambda record, ids, key: record[key] in ids, beam.pvalue.AsSingleton(review_ids), columns[0]
-    )
+
+
+def _review_rows(pairs, in_review, columns: list[str]):
+    """The review sheet's rows: each review pair with its two records (``in_review``) side by side."""
+
+    def rows(_, pairs, by_id):
+        for id_a, id_b, probability, _ in sorted(pairs, key=lambda p: (-p[2], p[0], p[1])):
+            a, b = by_id.get(id_a, {}), by_id.get(id_b, {})
+            yield [id_a, id_b, f"{probability:.6f}", *[v for c in columns for v in (a.get(c, ""), b.get(c, ""))]]
+
     return (
         pairs.pipeline
         | "OneReviewList" >> beam.Create([None])
@@ -529,8 +540,8 @@ def _review_rows(pairs, records, columns: list[str]):
 
 
 def _group_by_temp(pipeline, staging: str, name: str) -> str | None:
-    """Where a group-by keeps its state on the in-process runner (on disk, ``pipelines/shuffle.py``);
-    None on a runner with a shuffle of its own."""
+    """Where a group-by, or a collection kept for a later stage, keeps its state on the in-process
+    runner (on disk, ``pipelines/shuffle.py``); None on a runner with a shuffle of its own."""
     return outputs.temp_dir(staging, f"groups_{name}") if runner_name(pipeline.options) == LOCAL_RUNNER else None
 
 
@@ -596,15 +607,17 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
         ["id", "cluster_id"],
         "Clusters",
     )
+    # read again once the clusters are known: on the local runner, kept on disk until then
+    records = records | "KeepRecords" >> shuffle.keep_on_disk(_group_by_temp(pipeline, staging, "records"))
+    decided = records | "ApplyPolicy" >> ApplyPolicy(
+        config, clusters, best, _review_ids(review), _group_by_temp(pipeline, staging, "clusters")
+    )
     review_columns = [config.id] + [c for c in columns if c != config.id]
     _write_single_csv(
-        _review_rows(review, records, review_columns),
+        _review_rows(review, decided["in_review"], review_columns),
         os.path.join(staging, "review.csv"),
         ["id_a", "id_b", "match_probability", *[f"{c}_{side}" for c in review_columns for side in ("a", "b")]],
         "Review",
-    )
-    decided = records | "ApplyPolicy" >> ApplyPolicy(
-        config, clusters, best, _group_by_temp(pipeline, staging, "clusters")
     )
     out_columns = [*columns, "cluster_id", "is_canonical"]
 
@@ -612,15 +625,18 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
         beam.metrics.Metrics.counter(NAMESPACE, "records_kept").inc()
         return [record[c] for c in out_columns]
 
-    (
-        decided["records"]
-        | "CountKept" >> beam.Map(count_kept)
-        | "RecordsToCsv" >> beam.Map(_csv_line)
-        | "WriteRecords"
-        >> beam.io.WriteToText(
-            os.path.join(staging, "records", "records"), file_name_suffix=".csv", header=_csv_line(out_columns)
+    # records in no cluster and the cluster members kept are written by the stages that make them,
+    # to shards of their own (records-*.csv, clustered-*.csv): merging them first would hold them
+    for output, prefix in (("single", "records"), ("kept", "clustered")):
+        (
+            decided[output]
+            | f"CountKept{prefix.title()}" >> beam.Map(count_kept)
+            | f"{prefix.title()}ToCsv" >> beam.Map(_csv_line)
+            | f"Write{prefix.title()}"
+            >> beam.io.WriteToText(
+                os.path.join(staging, "records", prefix), file_name_suffix=".csv", header=_csv_line(out_columns)
+            )
         )
-    )
     (
         decided["removed"]
         | "RemovedToJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, sort_keys=True))

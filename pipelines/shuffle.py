@@ -1,4 +1,4 @@
-"""A group-by whose state is on disk, for the in-process runner.
+"""A group-by whose state is on disk, and a collection kept on disk, for the in-process runner.
 
 Beam's local runner (``FnApiRunner``) holds a ``GroupByKey``'s every value in memory, decoded, until
 the group is read: ``skewless dedup`` at 1M records peaked at 4 GB that way, growing with the data.
@@ -6,8 +6,13 @@ the group is read: ``skewless dedup`` at 1M records peaked at 4 GB that way, gro
 hash of the key, as the elements go by, and then groups one partition at a time: memory holds one
 partition's groups (a ``partitions``-th of the data), the rest waits on disk.
 
-Distributed runners have a shuffle of their own (Dataflow's shuffle service); there Beam's
-``GroupByKey`` is used (:func:`group_by_key`).
+It also holds a whole collection in memory while a later stage waits to read it, and copies it
+again to feed that stage: :class:`KeepOnDisk` writes such a collection to files as it is made, and
+the reading stage reads them back.
+
+Distributed runners have a shuffle of their own (Dataflow's shuffle service) and do not hold
+collections in memory; there Beam's ``GroupByKey`` is used (:func:`group_by_key`), and collections
+pass as they are (:func:`keep_on_disk`).
 
 Keys must pickle to the same bytes when they are equal (strings, numbers, tuples of them), since
 the pickle's CRC-32 picks the partition. The order of the values within a group is not defined,
@@ -19,6 +24,7 @@ import pickle
 import struct
 import uuid
 import zlib
+from collections.abc import Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -27,7 +33,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-__all__ = ["DEFAULT_PARTITIONS", "GroupByKeyOnDisk", "group_by_key", "partition_of"]
+__all__ = ["DEFAULT_PARTITIONS", "GroupByKeyOnDisk", "KeepOnDisk", "group_by_key", "keep_on_disk", "partition_of"]
 
 DEFAULT_PARTITIONS = 64
 _LENGTH = struct.Struct("<I")
@@ -48,19 +54,23 @@ def _partition(pickled_key: bytes, partitions: int) -> int:
     return zlib.crc32(pickled_key) % partitions
 
 
-class _PartitionFile:
-    """One partition's file of a bundle: ``length | pickled key | length | pickled value`` for each
-    element, written in 1 MiB pieces."""
+class _PiecesFile:
+    """A file of length-prefixed pieces (``length | bytes``), written in 1 MiB pieces: a partition's
+    file holds ``pickled key, pickled value`` for each element, a kept collection's ``pickled
+    element``."""
 
     def __init__(self, path: str):
         self.path = path
         self._handle = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
         self._pending: list[bytes] = []
         self._bytes = 0
+        self.written = 0  # bytes appended so far
 
-    def append(self, key: bytes, value: bytes) -> None:
-        self._pending += (_LENGTH.pack(len(key)), key, _LENGTH.pack(len(value)), value)
-        self._bytes += 2 * _LENGTH.size + len(key) + len(value)
+    def append(self, *pieces: bytes) -> None:
+        for piece in pieces:
+            self._pending += (_LENGTH.pack(len(piece)), piece)
+            self._bytes += _LENGTH.size + len(piece)
+            self.written += _LENGTH.size + len(piece)
         if self._bytes >= _WRITE_BUFFER:
             self._flush()
 
@@ -81,14 +91,14 @@ class _WritePartitions(beam.DoFn):
         self._prefix, self._partitions = prefix, partitions
 
     def start_bundle(self):
-        self._files: dict[int, _PartitionFile] = {}
+        self._files: dict[int, _PiecesFile] = {}
 
     def process(self, element):
         key, value = element
         key = _pickled(key)
         partition = _partition(key, self._partitions)  # partition_of, the key pickled once for both uses
         if partition not in self._files:
-            self._files[partition] = _PartitionFile(f"{self._prefix}-{partition:04d}-{uuid.uuid4().hex}")
+            self._files[partition] = _PiecesFile(f"{self._prefix}-{partition:04d}-{uuid.uuid4().hex}")
         self._files[partition].append(key, _pickled(value))
 
     def finish_bundle(self):
@@ -97,18 +107,22 @@ class _WritePartitions(beam.DoFn):
             yield WindowedValue((partition, file.close()), MIN_TIMESTAMP, [GlobalWindow()])
 
 
-def _group_file(path: str, groups: dict) -> None:
-    """Adds the file's values to ``groups`` (pickled key -> [pickled values])."""
+def _pieces(path: str) -> Iterator[memoryview]:
+    """The pieces of a :class:`_PiecesFile`, in order."""
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         data = memoryview(handle.read())
     position, unpack, size = 0, _LENGTH.unpack_from, _LENGTH.size
     while position < len(data):
         (length,) = unpack(data, position)
-        key = bytes(data[position + size : position + size + length])
+        yield data[position + size : position + size + length]
         position += size + length
-        (length,) = unpack(data, position)
-        groups.setdefault(key, []).append(data[position + size : position + size + length])
-        position += size + length
+
+
+def _group_file(path: str, groups: dict) -> None:
+    """Adds the file's values to ``groups`` (pickled key -> [pickled values])."""
+    pieces = _pieces(path)
+    for key in pieces:
+        groups.setdefault(bytes(key), []).append(next(pieces))
 
 
 class _GroupPartition(beam.DoFn):
@@ -144,6 +158,68 @@ class GroupByKeyOnDisk(beam.PTransform):
             | "GroupFilesByPartition" >> beam.GroupByKey()
             | "GroupPartitions" >> beam.ParDo(_GroupPartition())
         )
+
+
+class _WriteElements(beam.DoFn):
+    """Appends each element, pickled, to this bundle's file; outputs a file's path once it holds
+    ``file_bytes`` (and the last one when the bundle ends)."""
+
+    def __init__(self, prefix: str, file_bytes: int):
+        self._prefix, self._file_bytes = prefix, file_bytes
+
+    def start_bundle(self):
+        self._file: _PiecesFile | None = None
+
+    def process(self, element):
+        if self._file is None:
+            self._file = _PiecesFile(f"{self._prefix}-{uuid.uuid4().hex}")
+        self._file.append(_pickled(element))
+        if self._file.written >= self._file_bytes:
+            file, self._file = self._file, None
+            yield file.close()
+
+    def finish_bundle(self):
+        if self._file is not None:
+            file, self._file = self._file, None
+            yield WindowedValue(file.close(), MIN_TIMESTAMP, [GlobalWindow()])
+
+
+def _read_elements(path: str):
+    for piece in _pieces(path):
+        yield pickle.loads(piece)
+
+
+class KeepOnDisk(beam.PTransform):
+    """The same collection, kept in files under ``temp_dir`` between the stage that makes it and the
+    stages that read it (see the module's docstring).
+
+    The in-process runner holds a collection that a later stage reads (one waiting for a side
+    input, say) in memory, whole, and copies it again to feed that stage; written to files as it
+    is made, only the files' paths wait. Each reading stage reads the files back. The files go
+    with ``temp_dir``.
+
+    Args:
+        temp_dir: Where the files go.
+        file_bytes: Pickled bytes a file holds before the next one is started.
+    """
+
+    def __init__(self, temp_dir: str, file_bytes: int = 32 << 20):
+        super().__init__()
+        self._prefix, self._file_bytes = os.path.join(temp_dir, "kept"), file_bytes
+
+    def expand(self, elements):
+        return (
+            elements
+            | "WriteFiles" >> beam.ParDo(_WriteElements(self._prefix, self._file_bytes))
+            | "SpreadFiles" >> beam.Reshuffle()  # also: no file is read before the stage writing it ends
+            | "ReadFiles" >> beam.FlatMap(_read_elements)
+        )
+
+
+def keep_on_disk(temp_dir: str | None) -> beam.PTransform:
+    """:class:`KeepOnDisk` under ``temp_dir``, or nothing (the collection itself) when None (a
+    runner that does not hold collections in memory)."""
+    return beam.Map(lambda element: element) if temp_dir is None else KeepOnDisk(temp_dir)
 
 
 def group_by_key(temp_dir: str | None) -> beam.PTransform:

@@ -297,8 +297,9 @@ def test_a_semicolon_separated_utf16_copy_gives_the_same_clusters(people, tmp_pa
 
 
 def test_the_group_bys_on_disk_give_what_beams_group_by_key_gives(people, tmp_path, monkeypatch):
-    """On the local runner the id, block and cluster group-bys keep their state in files
-    (``pipelines/shuffle.py``); with Beam's in-memory GroupByKey instead, every output is the same."""
+    """On the local runner the id, block and cluster group-bys keep their state in files, and the
+    records wait for the policy in files too (``pipelines/shuffle.py``); with Beam's in-memory
+    GroupByKey and the records passed as they are instead, every output is the same."""
     from pipelines import dedup, shuffle
 
     used = []
@@ -313,7 +314,7 @@ def test_the_group_bys_on_disk_give_what_beams_group_by_key_gives(people, tmp_pa
     model = os.path.join(people["kept"], "model.json")
     argv = ["dedup", "--input", people["input"], "--config", PEOPLE_CONFIG, "--model", model, "--quiet"]
     assert cli.main([*argv, "--output", on_disk, "--policy", "keep-canonical"]) == 0
-    assert sorted(used) == ["blocks", "clusters", "ids"]
+    assert sorted(used) == ["blocks", "clusters", "ids", "records"]
     monkeypatch.setattr(dedup, "_group_by_temp", lambda pipeline, staging, name: None)
     monkeypatch.setattr(shuffle, "GroupByKeyOnDisk", None)  # would fail if still used
     assert cli.main([*argv, "--output", in_memory, "--policy", "keep-canonical"]) == 0

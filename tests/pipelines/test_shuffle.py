@@ -1,4 +1,4 @@
-"""``GroupByKeyOnDisk``: Beam's GroupByKey with its state in partition files."""
+"""``GroupByKeyOnDisk``: Beam's GroupByKey with its state in partition files; ``KeepOnDisk``."""
 
 import random
 
@@ -64,3 +64,23 @@ def test_equal_keys_have_one_partition_in_every_process():
 def test_a_runner_with_its_own_shuffle_gets_beams_group_by_key(tmp_path):
     assert isinstance(shuffle.group_by_key(None), beam.GroupByKey)
     assert isinstance(shuffle.group_by_key(str(tmp_path)), shuffle.GroupByKeyOnDisk)
+
+
+def test_a_collection_kept_on_disk_is_read_back_whole_by_a_stage_waiting_for_a_side_input(tmp_path):
+    """``KeepOnDisk`` writes the elements to files (several here: 2 KB each) and the stage that
+    reads them, which waits for a side input as dedup's policy does, gets every one back."""
+    rng = random.Random(3)
+    records = [{"id": f"r{i}", "name": "x" * rng.randrange(40), "n": i} for i in range(2000)]
+    temp = tmp_path / "kept"
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as pipeline:
+        created = pipeline | beam.Create(records)
+        total = created | "Count" >> beam.combiners.Count.Globally()
+        kept = created | shuffle.KeepOnDisk(str(temp), file_bytes=2048)
+        read = kept | "AfterCount" >> beam.Map(lambda r, n: (r["id"], r["n"], n), beam.pvalue.AsSingleton(total))
+        assert_that(read, equal_to([(r["id"], r["n"], 2000) for r in records]))
+    assert len(list(temp.iterdir())) > 20  # files of about 2 KB, left for the run's temp dir to remove
+
+
+def test_a_runner_that_holds_nothing_in_memory_gets_the_collection_as_it_is(tmp_path):
+    assert not isinstance(shuffle.keep_on_disk(None), shuffle.KeepOnDisk)
+    assert isinstance(shuffle.keep_on_disk(str(tmp_path)), shuffle.KeepOnDisk)
