@@ -460,9 +460,9 @@ class ApplyPolicy(beam.PTransform):
     to ``removed`` (with cluster, canonical id and best match probability).
 
     Outputs: ``single`` (records in no cluster), ``kept`` (the cluster members kept), ``removed``,
-    and ``in_review`` (the records of ``review_ids``, for the review sheet). The records are read once,
-    by one stage that routes them all: on the in-process runner, each more stage reading them, and
-    each merge of outputs of two stages (a ``Flatten``), would hold another copy of them in memory.
+    and ``in_review`` (the records of ``review_ids``, for the review sheet). One stage reads the
+    records and routes them all: on the in-process runner, every further stage reading them, and
+    every merge of two stages' outputs (a ``Flatten``), would hold another copy of them in memory.
     ``group_temp``: where the group-by on the cluster keeps its state (``shuffle.group_by_key``).
     """
 

@@ -719,10 +719,13 @@ class ReadRawData(beam.PTransform):
         self._csv_format = csv_format
         self._csv_ranges = []
         self.ignored_columns: dict[str, list[str]] = {}  # per file, its columns the schema lacks
+        self.header_errors: dict[str, str] = {}  # per CSV file whose lines are all dead letters: why
         if self._format == CSV:
             self._csv_ranges = _plan_csv_ranges(self._files, schema, range_bytes, csv_format)
             for rng in self._csv_ranges:
-                if not rng.header_error:
+                if rng.header_error:
+                    self.header_errors[rng.path] = rng.header_error
+                else:
                     self.ignored_columns[rng.path] = _ignored(rng.columns, schema)
         elif self._format == PARQUET:
             for path, _ in self._files:

@@ -155,12 +155,13 @@ def compare_statistics(training: dict, serving: dict, rejected: dict[str, int], 
     return {"passed": not failed, "failed_features": failed, "features": features}
 
 
-def _serving_statistics(files, schema, boundaries, beam_args, csv_format: read.CsvFormat) -> tuple[dict, dict, int]:
+def _serving_statistics(files, schema, boundaries, beam_args, csv_format: read.CsvFormat) -> tuple:
     """Runs the serving batch through ReadRawData and GenerateStatistics on Beam."""
     with tempfile.TemporaryDirectory(prefix="skewless-skew-") as tmp:
         path = os.path.join(tmp, "serving_statistics.json")
         pipeline = beam.Pipeline(options=pipeline_options(list(beam_args)))
-        raw = pipeline | "ReadServingData" >> read.ReadRawData(files, schema, csv_format=csv_format)
+        reader = read.ReadRawData(files, schema, csv_format=csv_format)
+        raw = pipeline | "ReadServingData" >> reader
         (
             raw[read.ReadRawData.BATCHES]
             | "DropRowKeys" >> beam.Map(lambda element: element[0])
@@ -181,7 +182,7 @@ def _serving_statistics(files, schema, boundaries, beam_args, csv_format: read.C
             if not feature:
                 record_reasons[reason] = record_reasons.get(reason, 0) + value
     rows = counters.get((read.METRICS_NAMESPACE, "rows_read"), 0)
-    return serving["slices"].get(statistics.ALL, {"features": {}}), rejected, record_reasons, rows
+    return serving["slices"].get(statistics.ALL, {"features": {}}), rejected, record_reasons, reader.header_errors, rows
 
 
 def check_skew(
@@ -214,12 +215,15 @@ def check_skew(
     schema = metadata_io.read_metadata(os.path.join(transform_output, "metadata")).schema
     files = read.expand_patterns(patterns)
     boundaries = statistics.histogram_boundaries(training)
-    serving, rejected, record_reasons, rows = _serving_statistics(files, schema, boundaries, beam_args, csv_format)
+    serving, rejected, record_reasons, header_errors, rows = _serving_statistics(
+        files, schema, boundaries, beam_args, csv_format
+    )
     if rows == 0:
         raise UsageError("the serving input has no rows")
     report = compare_statistics(training["features"], serving["features"], rejected, rows, thresholds)
     report.update(rows=rows, rejected_rows=rejected, training_rows=training["num_rows"])
     report["rejected_records_by_reason"] = dict(sorted(record_reasons.items(), key=lambda item: -item[1]))
+    report["header_errors"] = header_errors  # files whose every line is rejected, and why
     if rejected.get(RECORD, 0) / rows > thresholds[0]["invalid"]:  # ragged, undecodable, empty lines
         report["passed"] = False
         report["failed_features"].append(RECORD)
@@ -233,4 +237,9 @@ def failure_reason(report: dict) -> str:
     if RECORD in report["failed_features"]:
         why = ", ".join(f"'{name}' x{count}" for name, count in report["rejected_records_by_reason"].items())
         reason += f" ({report['rejected_rows'][RECORD]} of {report['rows']} records rejected: {why})"
+        headers = report.get("header_errors", {})
+        if headers:
+            path, error = next(iter(headers.items()))
+            more = f" (and {len(headers) - 1} more files: see header_errors)" if len(headers) > 1 else ""
+            reason += f"; {path}: {error}{more}"
     return reason

@@ -131,4 +131,8 @@ def test_records_rejected_whole_are_counted_by_reason_and_named_in_the_failure_l
     report = json.loads(captured.out)
     assert report["rejected_records_by_reason"] == {"header mismatch": 40}
     assert report["failed_features"][-1] == skew.RECORD and report["rejected_rows"][skew.RECORD] == 40
-    assert captured.err.splitlines()[-1].endswith("on <record> (40 of 40 records rejected: 'header mismatch' x40)")
+    assert report["header_errors"] == {str(path): "header mismatch: missing ['tips'], repeated none, 17 columns"}
+    assert captured.err.splitlines()[-1].endswith(
+        f"on <record> (40 of 40 records rejected: 'header mismatch' x40); {path}: header mismatch: missing ['tips'], "
+        "repeated none, 17 columns"
+    )
