@@ -502,6 +502,18 @@ def _lineage(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _json_safe(value):
+    """``run_record.json_safe``, imported when needed (it brings Beam)."""
+    from pipelines import run_record
+
+    return run_record.json_safe(value)
+
+
+def _shown(value, spec: str) -> str:
+    """A measure for the summary line: ``-`` when it is undefined (None or NaN)."""
+    return "-" if value is None or value != value else format(value, spec)
+
+
 def _labels(args: argparse.Namespace, beam_args: list[str]) -> int:
     import json
 
@@ -535,17 +547,20 @@ def _labels(args: argparse.Namespace, beam_args: list[str]) -> int:
         progress,
     )
     if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True, default=str))
+        print(json.dumps(_json_safe(report), indent=2, sort_keys=True, default=str))
     if args.quiet:
         return 0
     hlp = report["hlp"]["vs_others"]
     gold = report["gold"].get("consensus_accuracy")
+    ci = "" if hlp["accuracy"] is None else f" [{hlp['ci95'][0]:.3f}, {hlp['ci95'][1]:.3f}]"
     print(
         f"skewless labels: {report['annotations']:,} annotations of {report['items']:,} items by "
         f"{report['annotators']:,} annotators ({report['dead_lettered']} dead-lettered)\n"
-        f"agreement {report['percent_agreement']:.3f}, Fleiss' kappa {report['fleiss_kappa']:.3f}, "
-        f"Krippendorff's alpha {report['krippendorff_alpha']['value']:.3f}; "
-        f"HLP {hlp['accuracy']:.3f} [{hlp['ci95'][0]:.3f}, {hlp['ci95'][1]:.3f}]"
+        f"agreement {_shown(report['percent_agreement'], '.3f')}, "
+        f"Fleiss' kappa {_shown(report['fleiss_kappa'], '.3f')}, "
+        f"Krippendorff's alpha {_shown(report['krippendorff_alpha']['value'], '.3f')}; "
+        f"HLP {_shown(hlp['accuracy'], '.3f')}{ci}"
+        + (" (agreement needs items labelled by two annotators or more: '-' is undefined)" if ci == "" else "")
         + (f"; consensus accuracy vs gold {gold:.4f}" if gold is not None else "")
         + f"\n{report['consensus']['flagged_for_review']} items to review; outputs in {args.output}/: "
         "consensus.csv agreement.json review.csv annotations/ dead_letter/",
@@ -589,30 +604,28 @@ def _unstructured_labels(args: argparse.Namespace, beam_args: list[str], progres
         progress,
     )
     if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True, default=str))
+        print(json.dumps(_json_safe(report), indent=2, sort_keys=True, default=str))
     if args.quiet:
         return 0
     hlp = report["hlp"]
     ci = "" if hlp["value"] is None else f" [{hlp['ci95'][0]:.3f}, {hlp['ci95'][1]:.3f}]"
 
-    def shown(value, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
-
     if args.kind == "boxes":
         measures = (
-            f"mean IoU {shown(report['mean_iou'], '.3f')}, unmatched boxes {shown(report['unmatched_share'], '.1%')}, "
-            f"box count differs on {shown(report['count_disagreement'], '.1%')} of annotator pairs"
+            f"mean IoU {_shown(report['mean_iou'], '.3f')}, "
+            f"unmatched boxes {_shown(report['unmatched_share'], '.1%')}, "
+            f"box count differs on {_shown(report['count_disagreement'], '.1%')} of annotator pairs"
         )
     else:
         measures = (
-            f"mean pairwise WER {shown(report['mean_pairwise_wer'], '.3f')}, "
+            f"mean pairwise WER {_shown(report['mean_pairwise_wer'], '.3f')}, "
             f"{report['unintelligible_tags']} unintelligible tags"
         )
     lines = [
         f"skewless labels ({args.kind}): {report['annotations']:,} annotations of {report['items']:,} items by "
         f"{report['annotators']:,} annotators ({report['dead_lettered']} dead-lettered)",
         measures,
-        f"HLP {shown(hlp['value'], '.3f')}{ci} ({hlp['measure']})",
+        f"HLP {_shown(hlp['value'], '.3f')}{ci} ({hlp['measure']})",
         *conventions_text(report),
         f"{report['review_items']} items to review; outputs in {args.output}/: consensus.csv agreement.json "
         "review.csv items/ dead_letter/" + (" rounds.json" if report.get("rounds") else ""),
@@ -640,7 +653,7 @@ def _dedup(args: argparse.Namespace, beam_args: list[str]) -> int:
         config = dataclasses.replace(config, encoding=args.encoding)
     summary = run_dedup(args.input, config, args.output, args.model, beam_args, args.lineage_db, progress)
     if args.json:
-        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        print(json.dumps(_json_safe(summary), indent=2, sort_keys=True, default=str))
     if not args.quiet:
         records, pairs, clusters = summary["records"], summary["pairs"], summary["clusters"]
         print(
@@ -689,7 +702,7 @@ def _check_skew(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     progress("reading, validating and describing the serving inputs on Beam")
     report = check_skew(args.transform_output, args.input, args.thresholds, beam_args, _csv_format(args))
-    text = json.dumps(report, indent=2)
+    text = json.dumps(_json_safe(report), indent=2)
     print(text)
     if args.output:
         with open(args.output, "w") as handle:
@@ -722,7 +735,7 @@ def _compare_poc(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     report = compare_poc(args.poc, args.input, args.dir)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(_json_safe(report), indent=2))
     lines = [f"{'feature':<28} {'mismatch':>9} {'max |diff|':>11}  explanation"]
     for name, entry in report["features"].items():
         diff = "-" if entry["max_abs_diff"] is None else f"{entry['max_abs_diff']:.3g}"
@@ -796,7 +809,7 @@ def _verify_parity(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     report = parity.verify_parity(args.dir, args.model, args.max_rows)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(_json_safe(report), indent=2))
     print("\n".join(_parity_lines(report)), file=sys.stderr)
     if not report["passed"]:
         reason = ", ".join(report["mismatched_features"]) or "no rows to check"
@@ -906,7 +919,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         progress,
     )
     if args.json:
-        print(json.dumps(record, indent=2, default=str))
+        print(json.dumps(_json_safe(record), indent=2, default=str))
     if args.quiet:
         return 0
     counts = record["counts"]

@@ -87,6 +87,11 @@ def _number(value, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+def _with_interval(value: float | None, interval: list) -> str:
+    """``0.8000 [0.7000, 0.9000]``, or ``-`` when the measure is undefined (one annotator an item)."""
+    return "-" if value is None else f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
 def _table(header: list[str], rows: list[list], sortable: bool = False) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join(
@@ -363,11 +368,11 @@ def _labels_section(labels_dir: str | None, model_metrics: dict | None) -> str:
         ["Fleiss' kappa", report["fleiss_kappa"]],
         ["mean pairwise Cohen's kappa", report["mean_pairwise_cohen_kappa"]["value"]],
         [f"Krippendorff's alpha ({_e(report['krippendorff_alpha']['level'])})", report["krippendorff_alpha"]["value"]],
-        ["HLP (vs the other annotators)", f"{hlp['accuracy']:.4f} [{hlp['ci95'][0]:.4f}, {hlp['ci95'][1]:.4f}]"],
+        ["HLP (vs the other annotators)", _with_interval(hlp["accuracy"], hlp["ci95"])],
     ]
     if "vs_gold" in report["hlp"]:
         gold = report["hlp"]["vs_gold"]
-        measures.append(["HLP (vs gold)", f"{gold['accuracy']:.4f} [{gold['ci95'][0]:.4f}, {gold['ci95'][1]:.4f}]"])
+        measures.append(["HLP (vs gold)", _with_interval(gold["accuracy"], gold["ci95"])])
     if model_metrics:
         measures.append(["model accuracy (eval)", model_metrics["accuracy"]])
     per_class = [[_e(k), v] for k, v in report["per_class_agreement"].items()]

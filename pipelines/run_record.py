@@ -4,6 +4,7 @@ import concurrent.futures
 import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import sys
@@ -114,10 +115,28 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def json_safe(value):
+    """``value`` with every NaN or infinite float (an undefined measure: a kappa over one class, an
+    agreement with one annotator) as None, so that the JSON written is standard (``null``): Python
+    would write ``NaN``, which strict parsers (browsers' ``JSON.parse``, jq, most languages) refuse."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def to_json(payload, indent: int | None = 2) -> str:
+    """``payload`` as standard JSON (:func:`json_safe`), keys sorted."""
+    return json.dumps(json_safe(payload), indent=indent, sort_keys=True, default=str, allow_nan=False)
+
+
 def write_json(path: str, payload: dict, indent: int = 2) -> None:
-    """Writes ``payload`` as indented JSON (keys sorted) to a local or remote path."""
+    """Writes ``payload`` as indented, standard JSON (keys sorted) to a local or remote path."""
     with FileSystems.create(path) as handle:
-        handle.write(json.dumps(payload, indent=indent, sort_keys=True, default=str).encode() + b"\n")
+        handle.write(to_json(payload, indent).encode() + b"\n")
 
 
 def require_transform_output(directory: str, command: str) -> dict:

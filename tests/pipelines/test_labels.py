@@ -193,3 +193,29 @@ def test_a_cut_gzip_input_fails_with_one_line_saying_annotations_were_lost(tmp_p
         "repair the files or fetch them again"
     )
     assert not out.exists()  # nothing published
+
+
+def test_one_annotator_an_item_gives_undefined_measures_as_null_not_a_crash(tmp_path, capsys):
+    """Agreement and HLP need items labelled twice: with one annotator they are undefined. The
+    summary line crashed on them, and agreement.json held NaN, which strict JSON parsers refuse."""
+    from pipelines import report as html_report
+
+    path = tmp_path / "single.csv"
+    path.write_text("item,annotator,label\n" + "".join(f"i{i},a1,{i % 2}\n" for i in range(30)))
+    out = tmp_path / "out"
+    assert cli.main(["labels", "--annotations", str(path), "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "agreement -, Fleiss' kappa -, Krippendorff's alpha -; HLP - (agreement needs items labelled" in err
+
+    def refuse(constant):
+        raise ValueError(f"not standard JSON: {constant}")
+
+    report = json.loads((out / "agreement.json").read_text(), parse_constant=refuse)
+    assert (report["percent_agreement"], report["fleiss_kappa"], report["hlp"]["vs_others"]["accuracy"]) == (
+        None,
+        None,
+        None,
+    )
+    assert report["annotators"] == 1 and report["items"] == 30
+    section = html_report._labels_section(str(out), None)
+    assert "HLP (vs the other annotators)" in section
