@@ -5,7 +5,6 @@ is a ``tf_keras`` (Keras 2) layer, so the model is built with ``tf_keras`` too: 
 SavedModel, and the exported ``serving_default`` takes raw serialized tf.Examples.
 """
 
-import json
 import os
 
 import tensorflow as tf
@@ -13,7 +12,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 import schemas
-from pipelines import export, lineage, outputs
+from pipelines import export, lineage, outputs, run_record
 
 __all__ = ["HASH_BUCKETS", "train"]
 
@@ -155,5 +154,5 @@ def _train(output_dir: str, label: str, epochs: int, excluded: tuple[str, ...] =
             os.path.join(serving_dir, export.SCHEMA_FILE),
         )
         with tf.io.gfile.GFile(os.path.join(staging, "metrics.json"), "w") as handle:
-            handle.write(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+            handle.write(run_record.to_json(metrics) + "\n")  # a NaN loss is null: standard JSON
     return metrics
