@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import gzip
 import io
+import json
 import os
 import time
 import typing
@@ -55,6 +56,7 @@ METRICS_NAMESPACE = "skewless"
 ROWS_BY_SOURCE_NAMESPACE = "skewless.rows_read_by_source"
 DEAD_LETTER_NAMESPACE = "skewless.dead_letter_reasons"
 DEAD_LETTER_FEATURE_NAMESPACE = "skewless.dead_letter_features"  # counter names: "<feature>|<reason>"
+IGNORED_FEATURES_NAMESPACE = "skewless.ignored_features"  # counter names: JSON ["<file>", "<feature>"]
 CSV, PARQUET, TFRECORD = "csv", "parquet", "tfrecord"
 _SUFFIXES = {
     ".csv": CSV,
@@ -558,6 +560,8 @@ class _DecodeBlocks(beam.DoFn):
             beam.metrics.Metrics.counter(DEAD_LETTER_NAMESPACE, reason).inc()
             beam.metrics.Metrics.counter(DEAD_LETTER_FEATURE_NAMESPACE, f"{record['feature'] or ''}|{reason}").inc()
             yield beam.pvalue.TaggedOutput(ReadRawData.DEAD_LETTER, record)
+        for name in block.extra_features:  # tf.Example features the schema lacks: listed in run.json
+            beam.metrics.Metrics.counter(IGNORED_FEATURES_NAMESPACE, json.dumps([source, name])).inc()
         if block.batch is not None:
             yield KeyedBatch(block.batch, block.keys)
 
@@ -680,8 +684,9 @@ class ReadRawData(beam.PTransform):
 
     Columns a file has and the schema lacks are read past (not validated, not output); planning
     lists them per file in ``ignored_columns`` (a TFRecord file's: the features of its first
-    tf.Example beyond the schema). A CSV file missing a schema column, or naming one
-    twice, has every record dead-lettered with the header's fault.
+    tf.Example beyond the schema), and :meth:`ignored_columns_read` adds, once the pipeline has
+    run, those of a TFRecord file's other tf.Examples. A CSV file missing a schema column, or naming
+    one twice, has every record dead-lettered with the header's fault.
     """
 
     BATCHES = "batches"
@@ -734,6 +739,19 @@ class ReadRawData(beam.PTransform):
             for path, _ in self._files:
                 self.ignored_columns[path] = _ignored(_first_example_features(path), schema)
         self.ignored_columns = {path: columns for path, columns in self.ignored_columns.items() if columns}
+
+    def ignored_columns_read(self, counters: dict) -> dict[str, list[str]]:
+        """:attr:`ignored_columns` once the pipeline has run: a TFRecord file's are then the features
+        the schema lacks of all its tf.Examples, as decoding met them (``counters``: the run's, as
+        ``run_record.collect_counters`` gives them), not of its first one only."""
+        if self._format != TFRECORD:
+            return dict(self.ignored_columns)
+        columns = {path: set(names) for path, names in self.ignored_columns.items()}
+        for (space, name), _ in counters.items():
+            if space == IGNORED_FEATURES_NAMESPACE:
+                path, feature = json.loads(name)
+                columns.setdefault(path, set()).add(feature)
+        return {path: sorted(names) for path, names in columns.items()}
 
     def expand(self, pbegin):
         decoded = self._decode(pbegin)

@@ -508,13 +508,14 @@ def _run_in_staging(
             outputs.remove_tree(os.path.join(staging, "stats", "post_transform.json"))
         by_source = {name: value for (space, name), value in counters.items() if space == read.ROWS_BY_SOURCE_NAMESPACE}
         sha256 = known_hashes or hashes.result()
+        ignored = reader.ignored_columns_read(counters)
         record["inputs"] = [
             {
                 "uri": path,
                 "bytes": size,
                 "sha256": sha256[path],
                 "rows": by_source.get(path, 0),
-                "ignored_columns": reader.ignored_columns.get(path, []),
+                "ignored_columns": ignored.get(path, []),
             }
             for path, size in files
         ]

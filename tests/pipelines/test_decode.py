@@ -371,3 +371,48 @@ def test_decimal_commas_decode_the_same_on_both_paths(data, monkeypatch):
     else:
         assert rows == {b"a": [2.5], b"d": [7.0]}
         assert [d["reason"] for d in careful.dead_letters] == ["unparsable float: '1.5'", "unparsable float: '1,2,3'"]
+
+
+def test_tf_examples_decode_as_written_and_with_the_schema_alike_and_name_the_features_it_lacks():
+    """Decoding without the schema (the fast path, which sees every feature) and with it (the path
+    for a block holding a record the schema cannot read) give the same rows and the same features
+    the schema lacks: here one feature of the 7th example only."""
+    import tensorflow as tf
+
+    def example(i: int, extra: bool) -> bytes:
+        feature = {
+            "trip_miles": tf.train.Feature(float_list=tf.train.FloatList(value=[i / 2])),
+            "company": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"c%d" % i] if i % 3 else [])),
+            "trip_start_hour": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 24])),
+            "pickup_latitude": tf.train.Feature(),  # a feature with no list at all
+        }
+        if extra:
+            feature["late_note"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"]))
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = text_format.Parse(
+        """
+        feature { name: "trip_miles" type: FLOAT presence { min_fraction: 1 } shape { dim { size: 1 } } }
+        feature { name: "company" type: BYTES value_count { min: 0 max: 1 } }
+        feature { name: "trip_start_hour" type: INT presence { min_fraction: 1 } shape { dim { size: 1 } } }
+        feature { name: "pickup_latitude" type: FLOAT value_count { min: 0 max: 1 } }
+        """,
+        schema_pb2.Schema(),
+    )
+    records = [example(i, i == 7) for i in range(20)]
+    mistyped = tf.train.Example(
+        features=tf.train.Features(feature={"trip_miles": tf.train.Feature(int64_list=tf.train.Int64List(value=[3]))})
+    ).SerializeToString()  # an int64_list for a FLOAT: the schema cannot read it
+    # the mistyped record first: the decoder that fails on it must not spoil the records after it
+    fast = decode.decode_examples(records, schema, "f.tfrecord")
+    careful = decode.decode_examples([mistyped, *records], schema, "f.tfrecord", first_index=None)
+    assert decode._decode_as_written(records, schema)[0] is not None  # the fast path was taken
+    assert decode._decode_as_written([mistyped, *records], schema)[0] is None
+    assert fast.extra_features == careful.extra_features == ["late_note"]
+    assert fast.dead_letters == []
+    assert [d["reason"].split(":")[0] for d in careful.dead_letters] == ["undecodable tf.Example"]
+    assert fast.batch.num_rows == 20 and careful.batch.equals(fast.batch) and list(careful.keys) == list(fast.keys)
+    assert fast.rows_read == 20 and careful.rows_read == 21

@@ -346,7 +346,7 @@ def _write_parquet_and_tfrecord(csv_path, directory, schema):
     )
     pq.write_table(table, directory / "trips.parquet")
     with tf.io.TFRecordWriter(str(directory / "trips.tfrecord")) as writer:
-        for row in table.to_pylist():
+        for index, row in enumerate(table.to_pylist()):
             feature = {}
             for name, value in row.items():
                 if value is None or value == "":
@@ -358,6 +358,8 @@ def _write_parquet_and_tfrecord(csv_path, directory, schema):
                 else:
                     feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
             feature["notes"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"a feature the schema lacks"]))
+            if index == 300:  # a feature only a later example carries
+                feature["late_note"] = tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
 
 
@@ -397,7 +399,7 @@ def test_csv_parquet_and_tfrecord_inputs_give_the_same_transformed_rows(tmp_path
     assert ignored == {
         "trips.csv": [],
         "trips.parquet": [],
-        "trips.tfrecord": ["notes"],
+        "trips.tfrecord": ["late_note", "notes"],  # every example's, not the first's only
         "pandas.parquet": ["notes"],
         "trips.tsv": ["note"],
     }
