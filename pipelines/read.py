@@ -895,7 +895,7 @@ def parse_csv_block(
 
     table = pa_csv.read_csv(
         io.BytesIO(block),
-        read_options=pa_csv.ReadOptions(column_names=columns, use_threads=False),
+        read_options=decode.block_read_options(columns, block),
         parse_options=pa_csv.ParseOptions(
             delimiter=delimiter, invalid_row_handler=on_invalid_row, newlines_in_values=True
         ),

@@ -416,3 +416,16 @@ def test_tf_examples_decode_as_written_and_with_the_schema_alike_and_name_the_fe
     assert [d["reason"].split(":")[0] for d in careful.dead_letters] == ["undecodable tf.Example"]
     assert fast.batch.num_rows == 20 and careful.batch.equals(fast.batch) and list(careful.keys) == list(fast.keys)
     assert fast.rows_read == 20 and careful.rows_read == 21
+
+
+@pytest.mark.parametrize("with_a_bad_line", [False, True])
+def test_a_value_longer_than_arrows_read_block_is_a_value_not_a_dead_letter(with_a_bad_line):
+    """A 3 MiB free-text value: Arrow refused it with its default 1 MiB blocks ("straddling object"),
+    and the record-by-record path with Python's 128 KiB field limit, so the row was dead-lettered as
+    malformed CSV (and `skewless labels` stopped with the error)."""
+    long_text = b"y" * (3 << 20)
+    spanning = [b'"one value', b'over two lines",4,'] if with_a_bad_line else []  # the record-by-record path
+    lines = [b"a,1,1.5", b'"' + long_text + b'",2,', b"c,3,", *spanning]
+    block = decode.decode_csv_block(b"\n".join(lines) + b"\n", COLUMNS, SCHEMA, "f.csv")
+    assert [row["s"] for row in _rows(block)] == [[b"a"], [long_text], [b"c"]]
+    assert [d["reason"].split(":")[0] for d in block.dead_letters] == ["malformed CSV"] * len(spanning)

@@ -535,3 +535,11 @@ def test_a_tfrecord_files_ignored_features_are_its_first_examples_beyond_the_sch
         str(tmp_path / "plain.tfrecord"): ["batch", "notes"],
         str(tmp_path / "zipped.tfrecord.gz"): ["batch", "notes"],
     }
+
+
+def test_a_text_value_longer_than_arrows_read_block_is_parsed_not_an_error():
+    """`skewless labels` stopped with "straddling object straddles two block boundaries" on a 2 MiB
+    free-text annotation (Arrow's default read block is 1 MiB)."""
+    text = "z" * (2 << 20)
+    table, ragged = read.parse_csv_block(f'i1,a1,"{text}"\ni2,a2,short\n'.encode(), ["item", "annotator", "text"])
+    assert ragged == [] and table.column("text").to_pylist() == [text.encode(), b"short"]
