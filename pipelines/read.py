@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 import os
+import re
 import time
 import typing
 from collections.abc import Iterable, Iterator, Sequence
@@ -361,6 +362,7 @@ def _plan_csv_ranges(
 
 
 _BLANK = b" \t\r\n"
+_ALL_BLANK = re.compile(rb"[ \t\r\n]*\Z")  # matched from a block's start: stops at its first other byte, no copy
 
 
 def _content_end(path: str, size: int, chunk_bytes: int = 1 << 16) -> int:
@@ -500,7 +502,7 @@ def _range_blocks(
     """
     held = []  # the last block with records, then the blocks of nothing but blank lines after it
     for block in _blocks_as_read(handle, start, end, quoted_newlines, block_bytes):
-        if block.problem is None and not block.data.strip(_BLANK) and held:
+        if held and block.problem is None and _ALL_BLANK.match(block.data):
             held.append(block)
             continue
         yield from held
