@@ -887,11 +887,28 @@ def _progress_printer(quiet: bool):
     return progress
 
 
+def _start_hashing(patterns: list[str] | None):
+    """Starts hashing the input files on a thread while TensorFlow loads (which keeps one core busy
+    for a second or two), for ``run.json`` and the analysis cache's span keys: a ``FileHashes``, or
+    None when no ``--input`` was given or the patterns do not resolve (the run then says why)."""
+    if not patterns:
+        return None
+    from pipelines import read, run_record
+
+    try:
+        files = read.expand_patterns(patterns)
+    except Exception:  # noqa: BLE001 - the run reports unreadable inputs with its own message
+        return None
+    return run_record.FileHashes([path for path, _ in files])
+
+
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     import json
 
     started = time.time()
     progress = _progress_printer(args.quiet)
+    _tune_garbage_collector()  # before any import (load_tensorflow tunes it too)
+    input_hashes = _start_hashing(args.input)
     progress("loading TensorFlow, tf.Transform and Beam")
     load_tensorflow()
     from pipelines import run as run_job
@@ -917,6 +934,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         ),
         beam_args,
         progress,
+        input_hashes,
     )
     if args.json:
         print(json.dumps(_json_safe(record), indent=2, default=str))

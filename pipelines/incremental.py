@@ -277,9 +277,11 @@ def analyze_with_cache(
     staging: str,
     range_bytes: int,
     csv_format: read.CsvFormat = read.DEFAULT_CSV_FORMAT,
+    input_hashes: run_record.FileHashes | None = None,
 ) -> dict:
     """Analyzes the train rows of the spans that are not cached, reusing the cache for the others;
-    writes ``<staging>/transform_fn`` and updates the cache.
+    writes ``<staging>/transform_fn`` and updates the cache. ``input_hashes``: the files' hashes,
+    if already started (the command line starts them while TensorFlow loads).
 
     Returns:
         ``{"cache", "analyzed": [paths], "reused": [paths], "damaged": [paths], "seconds", "sha256":
@@ -301,7 +303,7 @@ def analyze_with_cache(
     }
     specs = tensor_adapter.TensorAdapter(adapter_config).OriginalTypeSpecs()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # hashing releases the GIL; tracing holds it
-        hashing = pool.submit(_file_hashes, files)
+        hashing = pool.submit(input_hashes.result) if input_hashes else pool.submit(_file_hashes, files)
         # the entries an analyzer caches are the same for every span: one key stands for them all
         needed = analysis_graph_builder.get_analysis_cache_entry_keys(
             preprocessing_fn, specs, [analyzer_cache.DatasetKey("span")], dataset.tf_compat_v1

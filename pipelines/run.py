@@ -305,13 +305,20 @@ def _silent(stage: str) -> None:
     del stage
 
 
-def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> dict:
+def run(
+    config: RunConfig,
+    beam_args: Sequence[str] = (),
+    progress=_silent,
+    input_hashes: run_record.FileHashes | None = None,
+) -> dict:
     """Runs the job and returns its run record (also written to ``<output>/run.json``).
 
     Args:
         config: What to run.
         beam_args: Pass-through Beam flags (runner, workers, Dataflow options).
         progress: Called with the name of each stage as it starts.
+        input_hashes: The inputs' hashes, started by the caller (the command line starts them
+            while TensorFlow loads); used when they are of the files ``config.inputs`` name.
 
     Returns:
         The run record.
@@ -332,6 +339,8 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
         raise UsageError(f"--eval-fraction must be in [0, 1), got {config.eval_fraction}")
     patterns = list(config.inputs) or [str(dataset.sample)]
     files = read.expand_patterns(patterns)
+    if input_hashes is not None and input_hashes.paths != [path for path, _ in files]:
+        input_hashes = None
     unknown = sorted(set(config.slice_by) - set(dataset.feature_names))
     if unknown:
         raise UsageError(f"--slice-by names columns the schema lacks: {', '.join(unknown)}")
@@ -388,7 +397,18 @@ def run(config: RunConfig, beam_args: Sequence[str] = (), progress=_silent) -> d
     record["lineage"] = {"run_id": recorder.id, "store": config.lineage_db or lineage.default_db_path()}
     try:
         failure = _run_in_staging(
-            config, dataset, reader, options, files, record, timings, started, progress, beam_args, dedup_config
+            config,
+            dataset,
+            reader,
+            options,
+            files,
+            record,
+            timings,
+            started,
+            progress,
+            beam_args,
+            dedup_config,
+            input_hashes,
         )
     except BaseException as error:
         recorder.fail(error)
@@ -435,9 +455,10 @@ def _record_lineage(recorder, config: RunConfig, dataset, record: dict, failure:
 
 
 def _run_in_staging(
-    config, dataset, reader, options, files, record, timings, started, progress, beam_args, dedup_config
+    config, dataset, reader, options, files, record, timings, started, progress, beam_args, dedup_config, input_hashes
 ) -> str | None:
-    """Runs the pipeline into a staging directory and publishes it; returns a check failure or None."""
+    """Runs the pipeline into a staging directory and publishes it; returns a check failure or None.
+    ``input_hashes``: the inputs' hashes if already started (``run_record.FileHashes``), or None."""
     with outputs.staged_directory(config.output) as staging:
         removed_ids = None
         known_hashes = None  # {path: sha256} of the inputs, when the incremental analysis hashed them
@@ -473,6 +494,7 @@ def _run_in_staging(
                 staging,
                 config.range_bytes,
                 config.csv_format,
+                input_hashes,
             )
             timings["analysis"] = record["analysis"]["seconds"]
             known_hashes = record["analysis"].pop("sha256")  # for run.json: the files are not hashed twice
@@ -480,7 +502,8 @@ def _run_in_staging(
         progress(f"reading, validating, analysing, transforming, writing on {runner_name(options)}")
         pipeline = beam.Pipeline(options=options)
         _build(pipeline, config, dataset, reader, staging, removed_ids, analyzed=bool(config.analysis_cache))
-        hashes = None if known_hashes else run_record.FileHashes([path for path, _ in files])  # beside the pipeline
+        # hashed beside the pipeline, unless started already (while TensorFlow loaded) or done by the analysis
+        hashes = None if known_hashes else input_hashes or run_record.FileHashes([path for path, _ in files])
         result = pipeline.run()
         result.wait_until_finish()
         timings["pipeline"] = time.time() - pipeline_started

@@ -83,6 +83,7 @@ class FileHashes:
     """
 
     def __init__(self, paths: list[str]):
+        self.paths = list(paths)
         self._hashes: dict[str, str] = {}
         self._error: Exception | None = None
         self._thread = threading.Thread(

@@ -54,8 +54,9 @@ def test_only_the_new_span_is_analyzed(runs):
 
 
 def test_the_span_hashes_are_the_run_records_input_hashes(runs, tmp_path, monkeypatch):
-    """The analysis hashes the spans to name them; run.json's inputs take those hashes rather than
-    reading the files again."""
+    """The analysis names the spans by their hashes; run.json's inputs take those hashes rather than
+    reading the files again. The command line starts hashing them while TensorFlow loads: each file
+    is hashed once."""
     import hashlib
 
     from pipelines import run_record
@@ -65,14 +66,19 @@ def test_the_span_hashes_are_the_run_records_input_hashes(runs, tmp_path, monkey
     expected = [(path, hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()) for path in runs["spans"][1:]]
     assert [(i["uri"], i["sha256"]) for i in record["inputs"]] == expected
 
-    def hashed_again(paths):
-        raise AssertionError(f"hashed a second time: {paths}")
+    hashed = []
+    files_sha256 = run_record.files_sha256
 
-    monkeypatch.setattr(run_record, "FileHashes", hashed_again)
+    def counted(paths, *args, **kwargs):
+        hashed.extend(paths)
+        return files_sha256(paths, *args, **kwargs)
+
+    monkeypatch.setattr(run_record, "files_sha256", counted)
     argv = ["run", "--output", str(tmp_path / "out"), "--no-report", "--quiet", "--analysis-cache", runs["cache"]]
     assert cli.main([*argv, "--input", runs["spans"][1], "--input", runs["spans"][2]]) == 0
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert [(i["uri"], i["sha256"]) for i in record["inputs"]] == expected
+    assert sorted(hashed) == sorted(runs["spans"][1:])  # once each
 
 
 def test_each_span_caches_one_entry_per_analyzer(runs):
