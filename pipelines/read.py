@@ -385,24 +385,6 @@ def _content_end(path: str, size: int, chunk_bytes: int = 1 << 16) -> int:
     return 0
 
 
-def _first_example_features(path: str) -> list[str]:
-    """The feature names of a TFRecord file's first intact tf.Example, sorted (its "header": a
-    tf.Example's features are a map); none when the file has no intact record or it is not a
-    tf.Example (decoding dead-letters such records)."""
-    from tensorflow.core.example import example_pb2
-
-    try:
-        with open_input(path) as handle:
-            for record in tfrecord_records.read_records(handle, block_bytes=1 << 16):
-                if record.problem is None:
-                    return sorted(example_pb2.Example.FromString(record.data).features.feature)
-    except READ_BREAKS:  # unreadable here: reading it in the pipeline dead-letters what it can
-        return []
-    except Exception:  # noqa: BLE001 - protobuf's DecodeError: not a tf.Example (dead-lettered later)
-        return []
-    return []
-
-
 def _check_parquet_columns(path: str, schema: schema_pb2.Schema) -> list[str]:
     """Checks that a Parquet file has every schema feature, with a castable type; returns the
     columns the schema lacks (ignored)."""
@@ -685,10 +667,11 @@ class ReadRawData(beam.PTransform):
     ``rows_dead_lettered``), per source and per dead-letter reason.
 
     Columns a file has and the schema lacks are read past (not validated, not output); planning
-    lists them per file in ``ignored_columns`` (a TFRecord file's: the features of its first
-    tf.Example beyond the schema), and :meth:`ignored_columns_read` adds, once the pipeline has
-    run, those of a TFRecord file's other tf.Examples. A CSV file missing a schema column, or naming
-    one twice, has every record dead-lettered with the header's fault.
+    lists a CSV or Parquet file's in ``ignored_columns`` (from its header or schema), and
+    :meth:`ignored_columns_read` adds, once the pipeline has run, a TFRecord file's (the features
+    the schema lacks of all its tf.Examples, as decoding met them: a tf.Example's features may
+    differ from record to record). A CSV file missing a schema column, or naming one twice, has
+    every record dead-lettered with the header's fault.
     """
 
     BATCHES = "batches"
@@ -737,23 +720,18 @@ class ReadRawData(beam.PTransform):
         elif self._format == PARQUET:
             for path, _ in self._files:
                 self.ignored_columns[path] = _check_parquet_columns(path, schema)
-        elif self._format == TFRECORD:
-            for path, _ in self._files:
-                self.ignored_columns[path] = _ignored(_first_example_features(path), schema)
         self.ignored_columns = {path: columns for path, columns in self.ignored_columns.items() if columns}
 
     def ignored_columns_read(self, counters: dict) -> dict[str, list[str]]:
-        """:attr:`ignored_columns` once the pipeline has run: a TFRecord file's are then the features
-        the schema lacks of all its tf.Examples, as decoding met them (``counters``: the run's, as
-        ``run_record.collect_counters`` gives them), not of its first one only."""
-        if self._format != TFRECORD:
-            return dict(self.ignored_columns)
-        columns = {path: set(names) for path, names in self.ignored_columns.items()}
+        """:attr:`ignored_columns` once the pipeline has run, with a TFRecord file's: the features
+        the schema lacks of all its tf.Examples, as decoding counted them (``counters``: the run's,
+        as ``run_record.collect_counters`` gives them), sorted."""
+        columns = dict(self.ignored_columns)
         for (space, name), _ in counters.items():
             if space == IGNORED_FEATURES_NAMESPACE:
                 path, feature = json.loads(name)
-                columns.setdefault(path, set()).add(feature)
-        return {path: sorted(names) for path, names in columns.items()}
+                columns[path] = sorted({*columns.get(path, ()), feature})
+        return columns
 
     def expand(self, pbegin):
         decoded = self._decode(pbegin)
@@ -912,8 +890,8 @@ def parse_csv_block(
 
 class RecordOffsets:
     """Where a block's records start in their file, for dead letters: the block's records are
-    found (:func:`csv_records.record_ends`, quoted values holding newlines) on first use only, as
-    dead letters are rare.
+    found (:func:`csv_records.record_ends`, quoted values holding newlines) on first use, so only
+    for a block with a dead letter, or when every record's offset is kept (``with_source``).
 
     Args:
         block: Whole CSV records, as :func:`parse_csv_block` parses them.
@@ -930,7 +908,8 @@ class RecordOffsets:
         """The byte offset of the block's record ``index`` (None if the index is past its records)."""
         if self._starts is None:
             self._starts = np.concatenate([[0], csv_records.record_ends(self._block, True) + 1])
-        if index != 0 and not (0 < index < len(self._starts) and self._starts[index] < len(self._block)):
+        # a start at the block's very end begins no record: the last record's newline ends the block
+        if not 0 <= index < len(self._starts) or (index and self._starts[index] >= len(self._block)):
             return None
         return self._offset + int(self._starts[index])
 
