@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     import tensorflow as tf
 
-    from pipelines.export import raw_schema_of
+    from pipelines.prepare.export import raw_schema_of
 
     schema = raw_schema_of(str(args.run_dir / "serving_model"))
     examples = raw_examples(schema, 2000)

@@ -22,7 +22,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from pipelines import transcripts  # noqa: E402
+from pipelines.labels import transcripts  # noqa: E402
 
 WORDS = (
     "the a weather today tomorrow rain sun cloud wind cold warm morning evening city river road car train bus "

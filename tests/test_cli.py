@@ -106,7 +106,7 @@ def test_every_command_has_help_with_an_example(command, capsys):
     from pipelines import cli
 
     with pytest.raises(SystemExit) as exit_:
-        cli._build_parser().parse_args([command, "--help"])
+        cli.build_parser().parse_args([command, "--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     assert f"usage: skewless {command}" in text and "example" in text
@@ -199,7 +199,7 @@ def test_new_commands_fail_bad_usage_in_one_line_and_write_nothing(tmp_path, cap
 def test_importing_the_pipelines_loads_keras_2_only():
     # TensorFlow loads Keras 3 (and pandas) at import unless TF_USE_LEGACY_KERAS is set first
     env = {name: value for name, value in os.environ.items() if name != "TF_USE_LEGACY_KERAS"}
-    code = "import sys, pipelines.run; print(sorted({'keras', 'tf_keras'} & set(sys.modules)))"
+    code = "import sys, pipelines.prepare.run; print(sorted({'keras', 'tf_keras'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.strip() == "['tf_keras']"
 
@@ -207,17 +207,18 @@ def test_importing_the_pipelines_loads_keras_2_only():
 def test_loading_tensorflow_tunes_the_collector_and_the_gil_switch_interval():
     import gc
 
-    from pipelines import cli
+    from pipelines.runtime import process
 
-    cli.load_tensorflow()  # what every command that runs a pipeline does first
-    assert gc.get_threshold() == cli.GC_THRESHOLDS
-    assert sys.getswitchinterval() == pytest.approx(cli.SWITCH_INTERVAL_S)
+    process.load_tensorflow()  # what every command that runs a pipeline does first
+    assert gc.get_threshold() == process.GC_THRESHOLDS
+    assert sys.getswitchinterval() == pytest.approx(process.SWITCH_INTERVAL_S)
 
 
 def test_tensorflow_loads_with_the_collector_tuned_first_and_its_unused_modules_deferred(tmp_path):
     code = (
-        "import gc, sys; from pipelines import cli; cli.load_tensorflow(); print(gc.get_stats()[2]['collections'])\n"
-        "kinds = lambda: [type(sys.modules[name]).__name__ for name in sorted(cli.lazy_imports.DEFERRED)]\n"
+        "import gc, sys; from pipelines.runtime import lazy_imports, process; process.load_tensorflow()\n"
+        "print(gc.get_stats()[2]['collections'])\n"
+        "kinds = lambda: [type(sys.modules[name]).__name__ for name in sorted(lazy_imports.DEFERRED)]\n"
         "import tensorflow as tf; add = tf.function(lambda x: x + 1, input_signature=[tf.TensorSpec([2])])\n"
         f"tf.saved_model.save(tf.Module(), {str(tmp_path / 'model')!r}, signatures=add.get_concrete_function())\n"
         "print(*kinds()); import googleapiclient.discovery as d, scipy.linalg, scipy.ndimage\n"
@@ -287,7 +288,7 @@ def test_an_output_that_holds_other_files_is_refused_before_any_work_and_left_wh
 def test_csv_delimiter_takes_one_character_or_tab(capsys):
     from pipelines import cli
 
-    parser = cli._build_parser()
+    parser = cli.build_parser()
     for text, expected in ((";", ";"), ("tab", "\t"), ("\\t", "\t"), ("|", "|")):
         args = parser.parse_args(["run", "--output", "o", "--csv-delimiter", text])
         assert args.csv_delimiter == expected

@@ -15,8 +15,8 @@ NEEDED = [
     "transforms/common.py",
     "schemas/taxi/schema.pbtxt",
     "schemas/taxi/config.yaml",
-    "pipelines/run.py",
-    "pipelines/cli.py",
+    "pipelines/prepare/run.py",
+    "pipelines/cli/entry.py",
 ]
 
 

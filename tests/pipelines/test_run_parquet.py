@@ -86,7 +86,7 @@ def test_train_refuses_a_parquet_output(runs, capsys):
 def test_plain_columns_follow_the_schema_not_the_batch():
     import pyarrow as pa
 
-    from pipelines.write import flat_table
+    from pipelines.io.write import flat_table
 
     one_each = pa.array([[1], [2]], pa.large_list(pa.int64()))
     batch = pa.RecordBatch.from_arrays([one_each, one_each], names=["scalar", "varlen"])
@@ -103,14 +103,14 @@ def test_plain_columns_follow_the_schema_not_the_batch():
 def test_scalar_features_are_the_fixed_len_features_of_shape_empty(runs):
     import tensorflow_transform as tft
 
-    from pipelines.write import scalar_features
+    from pipelines.io.write import scalar_features
 
     metadata = tft.TFTransformOutput(str(runs["parquet"])).transformed_metadata
     assert scalar_features(metadata) == frozenset(_parquet_table(runs["parquet"], "train").column_names)
 
 
 def test_publishing_moves_a_finished_file_once(tmp_path):
-    from pipelines.write import publish_file
+    from pipelines.io.write import publish_file
 
     temp = tmp_path / "tmp" / "abc.parquet"
     temp.parent.mkdir()

@@ -1,5 +1,5 @@
 """common.vocabulary_ids: most frequent first, ties in descending order (as tft.vocabulary), exact while the distinct
-values fit in top_k (values outside the vocabulary at serving: tests/pipelines/test_serving.py)."""
+values fit in top_k (values outside the vocabulary at serving: tests/pipelines/serving/test_model.py)."""
 
 import tensorflow as tf
 import tensorflow_transform as tft

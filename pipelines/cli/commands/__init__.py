@@ -1,0 +1,33 @@
+"""One module per ``skewless`` command, each with ``NAME``, ``PASSES_BEAM_FLAGS``, ``add_parser`` and ``handle``."""
+
+from pipelines.cli.commands import (
+    check_skew,
+    compare_poc,
+    dedup,
+    infer_schema,
+    labels,
+    lineage,
+    report,
+    run,
+    serve,
+    train,
+    verify_parity,
+)
+
+# In the order ``skewless --help`` lists them.
+COMMANDS = {
+    module.NAME: module
+    for module in (
+        run,
+        verify_parity,
+        train,
+        serve,
+        compare_poc,
+        infer_schema,
+        check_skew,
+        labels,
+        dedup,
+        lineage,
+        report,
+    )
+}

@@ -1,0 +1,1 @@
+"""The ``skewless dedup`` job: blocking, matching, clustering and a review policy."""

@@ -1,0 +1,1 @@
+"""Provenance and lineage: the run record, the lineage store, per-row tracing."""

@@ -1,0 +1,1 @@
+"""The ``skewless run`` job: split, analyze and transform, analysis cache, export, parity."""

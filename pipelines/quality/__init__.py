@@ -1,0 +1,1 @@
+"""Data quality: schema validation, statistics, skew and drift, schema inference, POC comparison."""

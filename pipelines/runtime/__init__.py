@@ -1,0 +1,1 @@
+"""Process and Beam set-up: loading TensorFlow, pipeline options, local workers, background threads, Beam patches."""

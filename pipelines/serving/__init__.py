@@ -1,0 +1,1 @@
+"""Serving: a baseline model, the Python API over an exported graph, the REST server."""

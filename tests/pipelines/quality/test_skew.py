@@ -1,0 +1,139 @@
+"""check-skew: distances, thresholds, and the end-to-end verdict on shifted and unshifted data."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from pipelines import cli
+from pipelines.errors import UsageError
+from pipelines.quality import skew
+from tests.helpers import sample_lines
+
+
+def test_jensen_shannon_known_values():
+    assert skew.jensen_shannon([5, 5], [5, 5]) == 0.0
+    assert skew.jensen_shannon([1, 0], [0, 1]) == pytest.approx(1.0)
+    assert skew.jensen_shannon([1, 1], [1, 0]) == pytest.approx(0.311278, abs=1e-6)
+    assert skew.jensen_shannon([0, 0], [1, 0]) == 0.0
+
+
+def test_l_infinity_known_values():
+    assert skew.l_infinity({"a": 2, "b": 2}, {"a": 1, "b": 1}) == 0.0
+    assert skew.l_infinity({"a": 3, "b": 1}, {"a": 1, "b": 1, "c": 2}) == pytest.approx(0.5)
+
+
+def test_thresholds_file_overrides_and_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("default: {js: 0.2}\nfeatures: {fare: {js: 0.05}}\n")
+    default, features = skew.load_thresholds(str(path))
+    assert default == dict(skew.DEFAULT_THRESHOLDS, js=0.2) and features == {"fare": {"js": 0.05}}
+    path.write_text("features: {fare: {kl: 0.05}}\n")
+    with pytest.raises(UsageError, match=r"fare has unknown thresholds \['kl'\]"):
+        skew.load_thresholds(str(path))
+
+
+def _write(path, header: str, rows: list[list[str]]):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header.split(","))
+    writer.writerows(rows)
+    path.write_text(buffer.getvalue())
+    return path
+
+
+@pytest.fixture(scope="module")
+def training(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "out"
+    assert cli.main(["run", "--output", str(out)]) == 0  # the whole bundled sample
+    return out
+
+
+@pytest.fixture(scope="module")
+def serving_rows():
+    header, lines = sample_lines(3000)
+    return header, [next(csv.reader([line])) for line in lines]
+
+
+def _check(training, path, capsys) -> tuple[int, dict]:
+    code = cli.main(["check-skew", "--transform-output", str(training), "--input", str(path)])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_a_sample_of_the_training_data_passes(training, serving_rows, tmp_path, capsys):
+    header, rows = serving_rows
+    code, report = _check(training, _write(tmp_path / "same.csv", header, rows), capsys)
+    assert (code, report["passed"], report["failed_features"]) == (0, True, [])
+    assert report["rows"] == 3000 and report["training_rows"] == 15002
+    assert all(entry["value"] < 0.1 for entry in report["features"].values())
+
+
+def test_doubled_fares_fail_on_fare_alone(training, serving_rows, tmp_path, capsys):
+    header, rows = serving_rows
+    index = header.split(",").index("fare")
+    shifted = [row[:index] + [str(float(row[index]) * 2)] + row[index + 1 :] for row in rows]
+    code, report = _check(training, _write(tmp_path / "fare.csv", header, shifted), capsys)
+    assert (code, report["failed_features"]) == (1, ["fare"])
+    assert report["features"]["fare"]["distance"] == "jensen_shannon" and report["features"]["fare"]["value"] > 0.1
+
+
+def test_payment_type_shifted_to_one_category_fails_on_payment_type_alone(training, serving_rows, tmp_path, capsys):
+    header, rows = serving_rows
+    index = header.split(",").index("payment_type")
+    shifted = [row[:index] + ["Cash"] + row[index + 1 :] for row in rows]
+    code, report = _check(training, _write(tmp_path / "pay.csv", header, shifted), capsys)
+    assert (code, report["failed_features"]) == (1, ["payment_type"])
+    assert report["features"]["payment_type"]["distance"] == "l_infinity"
+
+
+def test_schema_anomalies_new_values_and_rejected_rows(training, serving_rows, tmp_path, capsys):
+    header, rows = serving_rows
+    columns = header.split(",")
+    hour, payment = columns.index("trip_start_hour"), columns.index("payment_type")
+    anomalous = [list(row) for row in rows]
+    for row in anomalous[:100]:
+        row[hour] = "31"  # out of domain: rejected
+    for row in anomalous[100:200]:
+        row[payment] = "Crypto"  # a value training never saw
+    code, report = _check(training, _write(tmp_path / "odd.csv", header, anomalous), capsys)
+    assert code == 1
+    assert report["rejected_rows"] == {"trip_start_hour": 100}
+    assert report["features"]["trip_start_hour"]["invalid_rows"] == 100
+    assert report["features"]["payment_type"]["new_values"]["examples"] == ["Crypto"]
+    assert report["features"]["payment_type"]["new_values"]["share"] == pytest.approx(100 / 2900)
+    assert report["failed_features"] == ["payment_type", "trip_start_hour"]
+
+
+def test_allow_quoted_newlines_reads_serving_values_spanning_lines(training, serving_rows, tmp_path, capsys):
+    header, rows = serving_rows
+    company = header.split(",").index("company")
+    spanning = [row[:company] + [row[company] + "\n(night shift)"] + row[company + 1 :] for row in rows[:1000]]
+    path = _write(tmp_path / "multi.csv", header, spanning)
+    code, report = _check(training, path, capsys)
+    assert (code, report["rows"], report["rejected_rows"]) == (1, 2000, {"<record>": 2000})  # each line a record
+    argv = ["check-skew", "--transform-output", str(training), "--input", str(path), "--allow-quoted-newlines"]
+    cli.main(argv)
+    report = json.loads(capsys.readouterr().out)
+    assert (report["rows"], report["rejected_rows"]) == (1000, {})
+    assert all(v.endswith("\n(night shift)") for v in report["features"]["company"]["new_values"]["examples"])
+
+
+def test_records_rejected_whole_are_counted_by_reason_and_named_in_the_failure_line(
+    training, serving_rows, tmp_path, capsys
+):
+    """A serving export lacking a column used to fail with "skew beyond thresholds on <record>"."""
+    header, rows = serving_rows
+    path = _write(tmp_path / "no_tips.csv", ",".join(header.split(",")[:-1]), [row[:-1] for row in rows[:40]])
+    with open(path, "a") as handle:
+        handle.write("\n")
+    assert cli.main(["check-skew", "--transform-output", str(training), "--input", str(path)]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["rejected_records_by_reason"] == {"header mismatch": 40}
+    assert report["failed_features"][-1] == skew.RECORD and report["rejected_rows"][skew.RECORD] == 40
+    assert report["header_errors"] == {str(path): "header mismatch: missing ['tips'], repeated none, 17 columns"}
+    assert captured.err.splitlines()[-1].endswith(
+        f"on <record> (40 of 40 records rejected: 'header mismatch' x40); {path}: header mismatch: missing ['tips'], "
+        "repeated none, 17 columns"
+    )
