@@ -26,25 +26,19 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 import schemas
-from pipelines import (
-    coders,
-    decode,
-    dedup,
-    export,
-    join_labels,
-    lineage,
-    outputs,
-    parity,
-    read,
-    report,
-    run_record,
-    spill,
-    statistics,
-)
+from pipelines.dedup import job as dedup
 from pipelines.errors import CheckFailed, UsageError
+from pipelines.io import coders, decode, read, spill
+from pipelines.io import staging as outputs
 from pipelines.io.read import input_format_of
 from pipelines.io.write import EncodeExamples, WriteDeadLetters, WriteExamples, WriteParityPairs, WriteParquet
+from pipelines.labels import join as join_labels
+from pipelines.lineage import run_record
+from pipelines.lineage import store as lineage
+from pipelines.prepare import export, parity
 from pipelines.prepare.split import SplitTrainEval
+from pipelines.quality import statistics
+from pipelines.report import html as report
 from pipelines.runtime import beam_patches
 from pipelines.runtime.options import pipeline_options, runner_name
 

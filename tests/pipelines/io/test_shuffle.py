@@ -54,7 +54,7 @@ def test_equal_keys_have_one_partition_in_every_process():
     here = [shuffle.partition_of(key, 64) for key in keys]
     assert here == [shuffle.partition_of(pickle.loads(pickle.dumps(key)), 64) for key in keys]
     assert shuffle.partition_of("".join(["blo", "ck"]), 64) == here[0]
-    code = f"from pipelines import shuffle; print([shuffle.partition_of(k, 64) for k in {keys!r}])"
+    code = f"from pipelines.io import shuffle; print([shuffle.partition_of(k, 64) for k in {keys!r}])"
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         printed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
