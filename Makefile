@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench baselines clean browser
+.PHONY: install demo test test-fast docs lint format bench baselines clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ browser:
 
 test: lint browser
 	$(BIN)/python -m pytest
+
+# Unit and pipeline tests only: no whole command, no browser.
+test-fast: lint
+	$(BIN)/python -m pytest -m "not e2e and not browser"
+
+# The command reference is generated from the parser (a test fails when it drifts).
+docs: $(STAMP)
+	$(BIN)/python -m pipelines.cli.reference docs/reference/commands.md
 
 # recordlinkage (the dedup benchmark's baseline) brings scikit-learn, which Keras imports on every
 # `import tensorflow` when present (+1.3 s a start): it gets its own environment.

@@ -6,6 +6,8 @@ import pytest
 
 from benchmarks import run_benchmark
 
+pytestmark = pytest.mark.unit
+
 
 def test_timed_reports_wall_and_cpu_time_peak_memory_and_exit_code():
     busy = (

@@ -7,6 +7,8 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 import schemas
 from tests.helpers import sample_lines
 
+pytestmark = pytest.mark.unit
+
 
 def test_taxi_schema_names_exactly_the_sample_columns(taxi_dataset):
     header, _ = sample_lines(0)

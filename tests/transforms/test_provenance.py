@@ -7,6 +7,8 @@ import tensorflow as tf
 import schemas
 from transforms import common
 
+pytestmark = pytest.mark.unit
+
 
 def _sparse(values, dtype):
     """A [batch, 1] SparseTensor; None = missing."""

@@ -2,12 +2,15 @@
 
 import math
 
+import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_transform.beam import tft_unit
 
 import schemas
 from transforms import common, taxi
+
+pytestmark = pytest.mark.unit
 
 N = 20
 

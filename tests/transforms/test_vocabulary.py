@@ -1,12 +1,15 @@
 """common.vocabulary_ids: most frequent first, ties in descending order (as tft.vocabulary), exact while the distinct
 values fit in top_k (values outside the vocabulary at serving: tests/pipelines/serving/test_model.py)."""
 
+import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.beam import tft_unit
 
 from transforms import common
+
+pytestmark = pytest.mark.unit
 
 
 def _preprocessing_fn(inputs):

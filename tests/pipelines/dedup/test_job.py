@@ -12,6 +12,8 @@ from pipelines import cli
 from pipelines.dedup.job import ClusterMatches, load_dedup_config
 from tests.helpers import PROJECT_ROOT
 
+pytestmark = pytest.mark.e2e
+
 PEOPLE_CONFIG = str(PROJECT_ROOT / "data" / "dedup" / "people.yaml")
 FEBRL_CONFIG = str(PROJECT_ROOT / "data" / "dedup" / "febrl.yaml")
 NOVA = [

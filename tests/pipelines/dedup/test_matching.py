@@ -8,6 +8,8 @@ import pytest
 
 from pipelines.dedup import matching
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     "kind, raw, expected",

@@ -3,6 +3,7 @@
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -14,6 +15,8 @@ BATCH = pa.record_batch(
         "company": pa.array([["a"], ["b"], []], pa.large_list(pa.large_binary())),
     }
 )
+
+pytestmark = pytest.mark.pipeline
 
 
 def test_record_batches_round_trip_and_are_sized_by_their_buffers():

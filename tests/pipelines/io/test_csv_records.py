@@ -7,6 +7,8 @@ import pytest
 
 from pipelines.io import csv_records
 
+pytestmark = pytest.mark.unit
+
 # records as written by Python's csv module: quoted newlines, escaped quotes, a CRLF newline inside
 ROWS = [
     ["1", "plain", "x"],

@@ -7,6 +7,9 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from pipelines.io import decode
+from tests.helpers import PROJECT_ROOT
+
+pytestmark = pytest.mark.unit
 
 SCHEMA = text_format.Parse(
     """
@@ -310,11 +313,10 @@ def test_plainly_valid_blocks_take_the_fast_path(monkeypatch):
 
 
 def test_the_bundled_taxi_sample_decodes_the_same_on_both_paths(monkeypatch):
-    import pathlib
 
     import schemas
 
-    path = pathlib.Path(__file__).resolve().parents[2] / "data" / "taxi" / "data.csv"
+    path = PROJECT_ROOT / "data" / "taxi" / "data.csv"
     header, _, data = path.read_bytes().partition(b"\n")
     columns = header.decode().strip().split(",")
     schema = schemas.load_dataset("taxi").schema

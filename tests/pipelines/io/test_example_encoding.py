@@ -9,6 +9,8 @@ from tfx_bsl.coders import example_coder
 from pipelines.io import example_encoding
 from pipelines.io.tfrecord_records import frame as frame_tfrecords
 
+pytestmark = pytest.mark.unit
+
 
 def _ints(values) -> pa.Array:
     return pa.array([[int(v)] for v in values], pa.large_list(pa.int64()))

@@ -16,6 +16,8 @@ from pipelines.errors import UsageError
 from pipelines.io import csv_records, read
 from tests.helpers import sample_lines
 
+pytestmark = pytest.mark.pipeline
+
 
 @pytest.mark.parametrize("range_bytes", [1, 7, 16, 17, 50, 1000])
 def test_byte_ranges_cover_every_line_exactly_once(range_bytes):

@@ -3,10 +3,13 @@
 import random
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.io import shuffle
+
+pytestmark = pytest.mark.pipeline
 
 
 def _sorted_groups(element):

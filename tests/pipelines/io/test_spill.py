@@ -12,6 +12,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.io.spill import ReadSpilledBatches, SpillBatches, tag_of, with_tag_column
 
+pytestmark = pytest.mark.pipeline
+
 
 def _batch(start: int, rows: int, extra: bool = False) -> pa.RecordBatch:
     columns = {

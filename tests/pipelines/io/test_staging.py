@@ -7,6 +7,8 @@ import pytest
 from pipelines.errors import UsageError
 from pipelines.io import staging as outputs
 
+pytestmark = pytest.mark.pipeline
+
 
 def test_a_successful_block_publishes_and_replaces_the_old_output(tmp_path):
     final = tmp_path / "out"

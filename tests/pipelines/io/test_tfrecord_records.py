@@ -8,6 +8,8 @@ import pytest
 from pipelines.io import tfrecord_records
 from pipelines.io.tfrecord_records import Record
 
+pytestmark = pytest.mark.unit
+
 RECORDS = [f"record {i} ".encode() * (i % 7 + 1) for i in range(50)]
 FRAMED = tfrecord_records.frame(RECORDS)
 OFFSETS = [sum(12 + len(r) + 4 for r in RECORDS[:i]) for i in range(len(RECORDS))]

@@ -8,6 +8,8 @@ import pytest
 from pipelines.labels import agreement
 from tests.helpers import PROJECT_ROOT
 
+pytestmark = pytest.mark.unit
+
 TABLES = PROJECT_ROOT / "data" / "agreement_tables"
 
 

@@ -8,6 +8,8 @@ import pytest
 from pipelines import cli
 from tests.helpers import PROJECT_ROOT
 
+pytestmark = pytest.mark.e2e
+
 RTE = PROJECT_ROOT / "data" / "crowd" / "rte.standardized.csv"
 RTE_COLUMNS = ["--item-col", "orig_id", "--annotator-col", "!amt_worker_ids", "--label-col", "response"]
 

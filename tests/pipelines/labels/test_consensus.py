@@ -5,6 +5,8 @@ import pytest
 
 from pipelines.labels import consensus
 
+pytestmark = pytest.mark.unit
+
 
 def test_majority_vote_breaks_ties_by_the_voters_accuracy_and_reports_them():
     # item 0: annotators 0, 1, 3 say 0, annotator 2 says 1; item 1: annotator 0 says 1, annotator 2 says 0

@@ -7,6 +7,8 @@ import pytest
 from pipelines import cli
 from tests.helpers import sample_lines, transformed_rows
 
+pytestmark = pytest.mark.e2e
+
 N = 300
 
 

@@ -10,6 +10,8 @@ import pytest
 from pipelines import cli
 from pipelines.labels import boxes, transcripts
 
+pytestmark = pytest.mark.e2e
+
 
 def _write(path, header, rows):
     with open(path, "w", newline="") as handle:

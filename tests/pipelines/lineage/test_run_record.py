@@ -7,6 +7,8 @@ import pytest
 
 from pipelines.lineage import run_record
 
+pytestmark = pytest.mark.unit
+
 
 def test_a_file_is_hashed_once_while_unchanged_and_again_when_it_changes(tmp_path, monkeypatch):
     path = tmp_path / "data.csv"

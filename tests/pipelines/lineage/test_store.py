@@ -11,6 +11,8 @@ from pipelines import cli
 from pipelines.lineage import store as lineage
 from tests.helpers import PROJECT_ROOT, sample_lines
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):

@@ -9,6 +9,8 @@ from pipelines import cli
 from pipelines.prepare import incremental
 from tests.helpers import sample_lines, transformed_rows
 
+pytestmark = pytest.mark.e2e
+
 ROWS_PER_SPAN = 1000
 
 

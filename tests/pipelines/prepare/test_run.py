@@ -14,6 +14,8 @@ import tensorflow_transform as tft
 from pipelines import cli
 from tests.helpers import as_multiset, read_tfrecords, sample_lines, saved_model_tags, transformed_rows
 
+pytestmark = pytest.mark.e2e
+
 N_GOOD = 3000
 BAD_LINES = {
     "1,2,3": "wrong field count: expected 18, found 3",
@@ -236,6 +238,36 @@ def test_a_multiprocess_rerun_gives_identical_records_and_vocabularies(run_dir, 
         ).read_bytes()
     record = json.loads((multiprocess_rerun_dir / "run.json").read_text())
     assert record["parameters"]["pipeline_options"]["direct_running_mode"] == "multi_processing"
+
+
+def _dead_letters(output) -> list[str]:
+    return sorted(line for path in (output / "dead_letter").iterdir() for line in path.read_text().splitlines())
+
+
+def test_a_run_without_the_beam_patches_gives_the_same_outputs(sample, run_dir, tmp_path):
+    """``SKEWLESS_BEAM_PATCHES=0``: the console script in a process of its own, Beam left as it is."""
+    import subprocess
+
+    path, _, _ = sample
+    out = tmp_path / "unpatched"
+    skewless = os.path.join(os.path.dirname(sys.executable), "skewless")
+    argv = [skewless, "run", "--input", str(path), "--output", str(out), "--slice-by", "payment_type", "--quiet"]
+    result = subprocess.run(argv, env={**os.environ, "SKEWLESS_BEAM_PATCHES": "0"}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""  # switched off, no patch is even tried: no warning either
+    unpatched, patched = (json.loads((d / "run.json").read_text()) for d in (out, run_dir))
+    assert (unpatched["beam_patches"], len(patched["beam_patches"])) == ([], 5)
+    assert unpatched["counts"] == patched["counts"]
+    assert unpatched["parity"] == patched["parity"]
+    for split in ("train", "eval"):
+        assert as_multiset(transformed_rows(out, split)) == as_multiset(transformed_rows(run_dir, split))
+    for vocabulary in ("payment_type", "company"):
+        assert (out / "transform_fn" / "assets" / vocabulary).read_bytes() == (
+            run_dir / "transform_fn" / "assets" / vocabulary
+        ).read_bytes()
+    assert _dead_letters(out) == _dead_letters(run_dir)
+    for stats in ("pre_transform.json", "post_transform.json"):
+        assert json.loads((out / "stats" / stats).read_text()) == json.loads((run_dir / "stats" / stats).read_text())
 
 
 def test_worker_processes_start_without_tensorflow_notices(multiprocess_rerun_dir):

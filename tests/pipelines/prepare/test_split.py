@@ -9,6 +9,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.prepare.split import SplitTrainEval, eval_mask
 
+pytestmark = pytest.mark.pipeline
+
 
 def test_eval_mask_uses_the_first_buckets():
     keys = np.array([0, 1999, 2000, 12345, 10_001], dtype=np.uint32)

@@ -1,11 +1,14 @@
 """infer-schema: types, presence and domains from data, and agreement with the hand-written taxi schema."""
 
+import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from pipelines import cli
 from pipelines.quality.infer_schema import infer_schema
 from tests.helpers import SAMPLE_CSV
+
+pytestmark = pytest.mark.e2e
 
 
 def test_small_csv_exact_schema(tmp_path):

@@ -11,6 +11,8 @@ from pipelines.errors import UsageError
 from pipelines.quality import skew
 from tests.helpers import sample_lines
 
+pytestmark = pytest.mark.e2e
+
 
 def test_jensen_shannon_known_values():
     assert skew.jensen_shannon([5, 5], [5, 5]) == 0.0

@@ -8,6 +8,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.quality import statistics
 
+pytestmark = pytest.mark.pipeline
+
 
 def _batches():
     first = pa.RecordBatch.from_pydict(

@@ -11,6 +11,8 @@ import pytest
 from pipelines import cli
 from tests.helpers import sample_lines
 
+pytestmark = pytest.mark.e2e
+
 INJECTED = "<script>alert(1)</script>"
 ATTRIBUTE = '" onmouseover="alert(2)'
 DEAD = "<img src=x onerror=alert(3)>,1,2"
@@ -114,6 +116,7 @@ def _headless(chromium: str, profile, *flags) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.browser
 def test_the_report_renders_in_headless_chromium_without_javascript_errors(report_dir, chromium, tmp_path):
     url = (report_dir / "report.html").as_uri()
     dom = _headless(chromium, tmp_path / "a", "--dump-dom", url)

@@ -18,6 +18,8 @@ from apache_beam.utils.counters import CounterFactory
 
 from pipelines.runtime import beam_patches as tuning
 
+pytestmark = pytest.mark.unit
+
 
 class _Stateful(beam.DoFn):
     COUNT = userstate.ReadModifyWriteStateSpec("count", VarIntCoder())

@@ -2,9 +2,12 @@
 
 import pickle
 
+import pytest
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, TypeOptions
 
 from pipelines.runtime.options import LOCAL_RUNNER, SkewlessPipelineOptions, pipeline_options, runner_name
+
+pytestmark = pytest.mark.unit
 
 
 def test_no_runner_or_the_direct_runner_becomes_the_in_process_runner():

@@ -18,6 +18,8 @@ from pipelines.io.write import EncodeExamples
 from pipelines.prepare.parity import RAW_EXAMPLE_COLUMN
 from pipelines.runtime import overlap
 
+pytestmark = pytest.mark.pipeline
+
 
 def test_in_background_keeps_order_and_runs_off_the_calling_thread():
     caller = threading.get_ident()

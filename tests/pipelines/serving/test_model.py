@@ -22,6 +22,8 @@ from pipelines.prepare import parity
 from pipelines.serving import model as serving
 from tests.helpers import PROJECT_ROOT, sample_lines, transformed_rows
 
+pytestmark = pytest.mark.e2e
+
 REQUIRED = {
     "trip_start_month": "5",
     "trip_start_hour": "19",

@@ -9,6 +9,8 @@ import pytest
 from pipelines import cli
 from tests.helpers import PROJECT_ROOT, parse_examples, read_tfrecords, saved_model_tags
 
+pytestmark = pytest.mark.e2e
+
 SAMPLE = PROJECT_ROOT / "data" / "people" / "signups.csv"
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from pipelines import cli
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
