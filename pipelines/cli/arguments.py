@@ -60,8 +60,8 @@ def add_csv_arguments(parser: argparse.ArgumentParser, numbers: bool = False, qu
 
 
 def csv_format(args: argparse.Namespace):
-    """The ``read.CsvFormat`` of a command's CSV options (:func:`add_csv_arguments` with both)."""
-    from pipelines.io.read import CsvFormat
+    """The ``input_files.CsvFormat`` of a command's CSV options (:func:`add_csv_arguments` with both)."""
+    from pipelines.io.input_files import CsvFormat
 
     return CsvFormat(args.csv_delimiter, args.allow_quoted_newlines, args.encoding, args.decimal_comma)
 

@@ -37,7 +37,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipelines.dedup import matching
 from pipelines.dedup import model as dedup_model
 from pipelines.errors import CheckFailed, UsageError
-from pipelines.io import decode, read, shuffle
+from pipelines.io import decode, input_files, shuffle, text_records
 from pipelines.io import staging as outputs
 from pipelines.io.coders import KeyedBatch, of_type
 from pipelines.io.write import WriteDeadLetters
@@ -172,7 +172,7 @@ def _dead(source: str, offset: int | None, raw: str, feature: str | None, reason
     return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, offset, raw, feature, reason))
 
 
-_csv_line = read.csv_line
+_csv_line = text_records.csv_line
 
 
 class _KeepFirstOfEachId(beam.DoFn):
@@ -207,7 +207,7 @@ class ReadRecords(beam.PTransform):
         group_temp: str | None = None,
     ):
         super().__init__()
-        self._files = read.plan_text_files(files, delimiter, encoding)
+        self._files = text_records.plan_text_files(files, delimiter, encoding)
         self._columns, self._id = columns, id_column
         self._group_temp = group_temp
 
@@ -218,7 +218,7 @@ class ReadRecords(beam.PTransform):
             | "Reshuffle" >> beam.Reshuffle()
             | "Parse"
             >> beam.ParDo(
-                read.ParseCsvRecords(
+                text_records.ParseCsvRecords(
                     self._columns, {self._id: "empty record id"}, NAMESPACE, "records", with_source=True
                 )
             ).with_outputs("dead_letter", main="records")
@@ -711,8 +711,8 @@ def run_dedup(
     """
     started = time.time()
     config.validate()
-    files = read.expand_patterns(list(inputs))
-    columns = read.shared_csv_columns(files, [config.id, *config.fields], config.csv_delimiter, config.encoding)
+    files = input_files.expand_patterns(list(inputs))
+    columns = text_records.shared_csv_columns(files, [config.id, *config.fields], config.csv_delimiter, config.encoding)
     for reserved in ("cluster_id", "is_canonical"):
         if reserved in columns:
             raise UsageError(f"{files[0][0]}: column {reserved!r} is added by dedup; rename it")
@@ -845,7 +845,7 @@ def _summary(config: DedupConfig, counters: dict, staging: str) -> dict:
     }
     lost = counters.get("records_lost_to_damage", 0)
     if lost:  # no threshold can weigh records nobody can count
-        summary["failure"] = read.lost_to_damage("records", lost, "see dead_letter/ for where, then ")
+        summary["failure"] = text_records.lost_to_damage("records", lost, "see dead_letter/ for where, then ")
     elif read_count != kept + removed + dead:
         summary["failure"] = (
             f"records unaccounted for: read {read_count} != kept {kept} + removed {removed} + dead-lettered {dead}"

@@ -26,7 +26,7 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.errors import CheckFailed, UsageError
-from pipelines.io import decode, read
+from pipelines.io import decode, input_files, text_records
 from pipelines.io import staging as outputs
 from pipelines.io.write import WriteDeadLetters
 from pipelines.labels import agreement, consensus
@@ -91,8 +91,8 @@ class _ParseAnnotationRange(beam.DoFn):
     def __init__(self, columns: list[str], indices: dict[str, int], merge: dict[str, str]):
         self._columns, self._indices, self._merge = columns, indices, merge
 
-    def process(self, text_file: read.TextFile):
-        for block in read.text_record_blocks(text_file):
+    def process(self, text_file: text_records.TextFile):
+        for block in text_records.text_record_blocks(text_file):
             if block.problem:  # annotations lost, their number unknown: the job fails after saying where
                 beam.metrics.Metrics.counter("skewless", "annotations_lost_to_damage").inc()
                 yield self._dead(text_file.path, block.offset, "", block.problem)
@@ -105,12 +105,12 @@ class _ParseAnnotationRange(beam.DoFn):
 
     def _parse(self, block, source: str, delimiter: str):
         include = [self._columns[i] for i in self._indices.values()]
-        table, ragged = read.parse_csv_block(block.data, self._columns, include, delimiter)
-        offsets = read.RecordOffsets(block.data, block.offset, [index for index, _, _ in ragged])
+        table, ragged = text_records.parse_csv_block(block.data, self._columns, include, delimiter)
+        offsets = text_records.RecordOffsets(block.data, block.offset, [index for index, _, _ in ragged])
         for index, raw, reason in ragged:
             yield self._dead(source, offsets.of_record(index), raw, reason)
         values = {
-            key: pc.utf8_trim_whitespace(read.as_text(table.column(self._columns[index]).combine_chunks()))
+            key: pc.utf8_trim_whitespace(text_records.as_text(table.column(self._columns[index]).combine_chunks()))
             for key, index in self._indices.items()
         }
         usable = np.ones(table.num_rows, dtype=bool)
@@ -153,7 +153,7 @@ class ReadAnnotations(beam.PTransform):
         encoding: str | None = None,
     ):
         super().__init__()
-        self._files = read.plan_text_files(files, delimiter, encoding)
+        self._files = text_records.plan_text_files(files, delimiter, encoding)
         self._columns, self._indices, self._merge = columns, indices, merge
 
     def expand(self, pbegin):
@@ -383,12 +383,12 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=_si
         raise UsageError(f"--method must be one of {', '.join(METHODS)}")
     if config.level not in LEVELS:
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}")
-    files = read.expand_patterns(list(config.annotations))
+    files = input_files.expand_patterns(list(config.annotations))
     merge = _load_merge_map(config.merge_map)
     wanted = {"item": config.item_col, "annotator": config.annotator_col, "label": config.label_col}
     if config.gold_col:
         wanted["gold"] = config.gold_col
-    columns = read.shared_csv_columns(files, list(wanted.values()), config.csv_delimiter, config.encoding)
+    columns = text_records.shared_csv_columns(files, list(wanted.values()), config.csv_delimiter, config.encoding)
     indices = {key: columns.index(name) for key, name in wanted.items()}
     options = pipeline_options(list(beam_args))
     parameters = {k: v for k, v in dataclasses.asdict(config).items() if k != "lineage_db"}
@@ -431,7 +431,7 @@ def _labels_in_staging(config, files, columns, indices, merge, options, started,
         counters = run_record.collect_counters(result)
         lost = counters.get(("skewless", "annotations_lost_to_damage"), 0)
         if lost:  # annotations lost, their number unknown: no consensus over what is left
-            raise CheckFailed(read.lost_to_damage("annotations", lost))
+            raise CheckFailed(text_records.lost_to_damage("annotations", lost))
         import pyarrow.parquet as pq
 
         paths = sorted(

@@ -24,7 +24,7 @@ import pyarrow as pa
 from pipelines.errors import UsageError
 from pipelines.io.coders import KeyedBatch, of_type
 from pipelines.io.decode import first_values_as_text
-from pipelines.io.read import open_input
+from pipelines.io.input_files import open_input
 
 __all__ = [
     "AttachConsensusLabels",

@@ -24,7 +24,7 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.errors import CheckFailed, UsageError
-from pipelines.io import decode, read
+from pipelines.io import decode, input_files, text_records
 from pipelines.io import staging as outputs
 from pipelines.io.write import WriteDeadLetters
 from pipelines.labels import boxes, transcripts
@@ -109,7 +109,7 @@ class _ParseAnnotation(beam.DoFn):
 
     def _dead(self, source: str, offset: int | None, record: dict, reason: str):
         beam.metrics.Metrics.counter(NAMESPACE, "annotations_dead_lettered").inc()
-        raw = read.csv_line(list(record.values()))
+        raw = text_records.csv_line(list(record.values()))
         return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, offset, raw, None, reason))
 
 
@@ -331,10 +331,10 @@ def run_unstructured_labels(config: UnstructuredLabelsConfig, beam_args: Sequenc
     if config.kind not in KINDS:
         raise UsageError(f"--kind must be one of classes, {', '.join(KINDS)}")
     normaliser = _load_normaliser(config.normaliser)
-    files = read.expand_patterns(list(config.annotations))
+    files = input_files.expand_patterns(list(config.annotations))
     needed = [config.item_col, config.annotator_col]
     needed += list(config.box_cols) if config.kind == "boxes" else [config.label_col]
-    columns = read.shared_csv_columns(files, needed, config.csv_delimiter, config.encoding)
+    columns = text_records.shared_csv_columns(files, needed, config.csv_delimiter, config.encoding)
     has_label = config.label_col in columns
     previous = label_rounds.load_rounds(config.previous_rounds or config.output)
     options = pipeline_options(list(beam_args))
@@ -363,11 +363,11 @@ def _in_staging(config, files, columns, has_label, normaliser, previous, options
         pipeline = beam.Pipeline(options=options)
         records = (
             pipeline
-            | "Files" >> beam.Create(read.plan_text_files(files, config.csv_delimiter, config.encoding))
+            | "Files" >> beam.Create(text_records.plan_text_files(files, config.csv_delimiter, config.encoding))
             | "Reshuffle" >> beam.Reshuffle()
             | "ReadCsvRecords"
             >> beam.ParDo(
-                read.ParseCsvRecords(columns, required, NAMESPACE, "annotations", with_source=True)
+                text_records.ParseCsvRecords(columns, required, NAMESPACE, "annotations", with_source=True)
             ).with_outputs("dead_letter", main="records")
         )
         parsed = records.records | "ParseAnnotations" >> beam.ParDo(
@@ -400,7 +400,7 @@ def _in_staging(config, files, columns, has_label, normaliser, previous, options
         counters = {n: v for (space, n), v in run_record.collect_counters(result).items() if space == NAMESPACE}
         lost = counters.get("annotations_lost_to_damage", 0)
         if lost:  # records lost, their number unknown: no consensus over what is left
-            raise CheckFailed(read.lost_to_damage("annotations", lost))
+            raise CheckFailed(text_records.lost_to_damage("annotations", lost))
         progress("agreement, conventions, consensus and HLP")
         paths = sorted(m.path for m in FileSystems.match([os.path.join(staging, "items", "*.jsonl")])[0].metadata_list)
         summaries = sorted(

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 from pipelines.errors import UsageError
-from pipelines.io import csv_records, decode, read
+from pipelines.io import csv_records, decode, input_files, read, text_records
 
 __all__ = ["find_rows"]
 
@@ -28,7 +28,7 @@ def _blocks_of_records(
 ) -> Iterable[tuple[bytes, list[bytes], list[int], list[int]]]:
     """Blocks of whole records after the header, cut as the run cut them: ``(block, records, byte
     offsets, line numbers)`` (line 1 is the header; a record spanning lines has its first)."""
-    with read.open_csv(path, encoding) as handle:
+    with input_files.open_csv(path, encoding) as handle:
         start = len(handle.readline())
         line_number = 2
         for block, offset in csv_records.record_blocks(handle, _BLOCK_BYTES, quoted_newlines):
@@ -63,15 +63,15 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
     with open(run_json, encoding="utf-8") as handle:
         record = json.load(handle)
     inputs = [entry["uri"] for entry in record.get("inputs", [])]
-    csv_format = read.CsvFormat.from_parameters(record.get("parameters", {}))
+    csv_format = input_files.CsvFormat.from_parameters(record.get("parameters", {}))
     model = ServingModel(model_dir, signature="transform_features")
     found = []
     for path in inputs:
-        if read.input_format_of(path) != read.CSV:
+        if input_files.input_format_of(path) != input_files.CSV:
             found += _find_in_records(path, row_ids, model)
             continue
-        file_delimiter = read.delimiter_of(path, csv_format.delimiter)
-        columns = read.csv_header(path, file_delimiter, csv_format.encoding)
+        file_delimiter = input_files.delimiter_of(path, csv_format.delimiter)
+        columns = text_records.csv_header(path, file_delimiter, csv_format.encoding)
         for block, records, offsets, numbers in _blocks_of_records(
             path, csv_format.quoted_newlines, csv_format.encoding
         ):
@@ -102,8 +102,8 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
 def _find_in_records(path: str, row_ids: set[int], model) -> list[dict]:
     """The matching rows of a Parquet or TFRecord input, decoded as the run decoded them."""
     found = []
-    parquet = read.input_format_of(path) == read.PARQUET
-    with read.open_input(path) as handle:
+    parquet = input_files.input_format_of(path) == input_files.PARQUET
+    with input_files.open_input(path) as handle:
         blocks = _parquet_blocks(handle, path, model.schema) if parquet else _example_blocks(handle, path, model.schema)
         for first, decoded in blocks:
             for row, (i, row_id) in enumerate(_row_ids(decoded, range(first, first + decoded.rows_read), model)):

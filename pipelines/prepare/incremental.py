@@ -29,7 +29,7 @@ from tensorflow_transform.beam import analysis_graph_builder, analyzer_cache
 from tfx_bsl.tfxio import tensor_adapter
 
 from pipelines.errors import READ_BREAKS, CheckFailed
-from pipelines.io import decode, read, tfrecord_records
+from pipelines.io import decode, input_files, read, tfrecord_records
 from pipelines.io import staging as outputs
 from pipelines.lineage import run_record
 from pipelines.prepare.split import SplitTrainEval
@@ -61,7 +61,9 @@ def span_keys(
         hashes = _file_hashes(files)
     keys = {}
     for path, digest in hashes.items():
-        how = json.dumps({**(reading or {}), "delimiter": read.delimiter_of(path, csv_delimiter)}, sort_keys=True)
+        how = json.dumps(
+            {**(reading or {}), "delimiter": input_files.delimiter_of(path, csv_delimiter)}, sort_keys=True
+        )
         keys[path] = analyzer_cache.DatasetKey(f"span_{digest[:32]}_{hashlib.sha256(how.encode()).hexdigest()[:16]}")
     return keys
 
@@ -78,9 +80,9 @@ def _cached_records(pattern: str) -> list[bytes] | None:
         return None
     for path in paths:
         try:
-            # Python's gzip (read.open_input) raises where a file is cut short, even between two
+            # Python's gzip (input_files.open_input) raises where a file is cut short, even between two
             # records; Beam's decompressing reader would return an early end of file there
-            with read.open_input(path) as handle:
+            with input_files.open_input(path) as handle:
                 for record in tfrecord_records.read_records(handle):
                     if record.problem:
                         return None
@@ -278,7 +280,7 @@ def analyze_with_cache(
     options,
     staging: str,
     range_bytes: int,
-    csv_format: read.CsvFormat = read.DEFAULT_CSV_FORMAT,
+    csv_format: input_files.CsvFormat = input_files.DEFAULT_CSV_FORMAT,
     input_hashes: run_record.FileHashes | None = None,
 ) -> dict:
     """Analyzes the train rows of the spans that are not cached, reusing the cache for the others;

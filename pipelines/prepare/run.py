@@ -28,9 +28,9 @@ from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 import schemas
 from pipelines.dedup import job as dedup
 from pipelines.errors import CheckFailed, UsageError
-from pipelines.io import coders, decode, read, spill
+from pipelines.io import blocks, coders, decode, input_files, read, spill
 from pipelines.io import staging as outputs
-from pipelines.io.read import input_format_of
+from pipelines.io.input_files import input_format_of
 from pipelines.io.write import EncodeExamples, WriteDeadLetters, WriteExamples, WriteParityPairs, WriteParquet
 from pipelines.labels import join as join_labels
 from pipelines.lineage import run_record
@@ -72,7 +72,7 @@ class RunConfig:
         analysis_cache: A directory of per-span analyzer caches (``pipelines/prepare/incremental.py``), or None.
         output_format: ``tfrecord`` (gzip tf.Examples, what ``skewless train`` reads) or ``parquet``
             (snappy Parquet, one plain column per transformed feature).
-        csv_format: How the CSV inputs are written (``read.CsvFormat``: delimiter, quoted newlines,
+        csv_format: How the CSV inputs are written (``input_files.CsvFormat``: delimiter, quoted newlines,
             encoding, decimal comma).
     """
 
@@ -91,7 +91,7 @@ class RunConfig:
     label_policy: str = "drop"
     analysis_cache: str | None = None
     output_format: str = "tfrecord"
-    csv_format: read.CsvFormat = read.DEFAULT_CSV_FORMAT
+    csv_format: input_files.CsvFormat = input_files.DEFAULT_CSV_FORMAT
 
 
 def _tensor_adapter_config(
@@ -252,7 +252,7 @@ def _counts(counters: dict[tuple[str, str], int]) -> dict:
         "rows_dead_lettered": counters.get((ns, "rows_dead_lettered"), 0),
         "rows_dropped_by_policy": counters.get((ns, "rows_dropped_by_policy"), 0),
         # blank lines that end a CSV file: not rows, not dead letters, but never dropped unsaid
-        "blank_lines_at_end": counters.get((ns, read.BLANK_LINES_AT_END), 0),
+        "blank_lines_at_end": counters.get((ns, blocks.BLANK_LINES_AT_END), 0),
         "dropped_reasons": {
             name: value for (space, name), value in sorted(counters.items()) if space == "skewless.dropped_reasons"
         },
@@ -333,14 +333,14 @@ def run(
     if not 0.0 <= config.eval_fraction < 1.0:
         raise UsageError(f"--eval-fraction must be in [0, 1), got {config.eval_fraction}")
     patterns = list(config.inputs) or [str(dataset.sample)]
-    files = read.expand_patterns(patterns)
+    files = input_files.expand_patterns(patterns)
     if input_hashes is not None and input_hashes.paths != [path for path, _ in files]:
         input_hashes = None
     unknown = sorted(set(config.slice_by) - set(dataset.feature_names))
     if unknown:
         raise UsageError(f"--slice-by names columns the schema lacks: {', '.join(unknown)}")
     if config.labels:
-        read.expand_patterns([config.labels])
+        input_files.expand_patterns([config.labels])
         if config.label_key not in dataset.feature_names:
             raise UsageError(f"--label-key must name a raw column of the schema, got {config.label_key!r}")
         if config.label_policy not in join_labels.POLICIES:

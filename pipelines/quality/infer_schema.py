@@ -27,7 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from pipelines.errors import UsageError
-from pipelines.io import read
+from pipelines.io import input_files, read
 
 __all__ = ["infer_schema"]
 
@@ -219,24 +219,26 @@ def infer_schema(
         UsageError: Unreadable inputs, mixed formats, files whose headers differ, a damaged
             TFRecord, or a tf.Example feature of two list types.
     """
-    files = read.expand_patterns(patterns)
-    formats = {read.input_format_of(path) for path, _ in files}
+    files = input_files.expand_patterns(patterns)
+    formats = {input_files.input_format_of(path) for path, _ in files}
     if len(formats) != 1:
         raise UsageError("infer-schema reads one format at a time")
-    if formats == {read.TFRECORD}:
+    if formats == {input_files.TFRECORD}:
         return _schema_of(_example_columns(files), max_domain_size, min_domain_support)
     columns: dict[str, _Column] = {}
     order: list[str] | None = None
     ragged = _Ragged()
     for path, _ in files:
-        for batch in _batches(path, formats == {read.CSV}, read.delimiter_of(path, delimiter), encoding, ragged):
+        for batch in _batches(
+            path, formats == {input_files.CSV}, input_files.delimiter_of(path, delimiter), encoding, ragged
+        ):
             if order is None:
                 order = batch.schema.names
                 columns = {name: _Column() for name in order}
             elif batch.schema.names != order:
                 raise UsageError(f"{path}: columns {batch.schema.names} differ from the first file's {order}")
             for name, values in zip(batch.schema.names, batch.columns, strict=True):
-                if formats == {read.CSV}:
+                if formats == {input_files.CSV}:
                     columns[name].add_text(values, decimal_comma)
                 else:
                     columns[name].add_typed(values)
@@ -303,7 +305,7 @@ def _example_columns(files: list[tuple[str, int]], batch_size: int = 2000) -> di
             column.rows = total
 
     for path, _ in files:
-        with read.open_input(path) as handle:  # as `skewless run` reads it: a cut .gz is damage too
+        with input_files.open_input(path) as handle:  # as `skewless run` reads it: a cut .gz is damage too
             for run in tfrecord_records.batches(tfrecord_records.read_records(handle), batch_size):
                 if run[0].problem:
                     raise UsageError(f"{path}: {run[0].problem}: infer-schema reads sound files only")

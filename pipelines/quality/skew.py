@@ -22,7 +22,7 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.errors import UsageError
-from pipelines.io import read
+from pipelines.io import input_files, read
 from pipelines.lineage import run_record
 from pipelines.quality import statistics
 from pipelines.runtime.options import pipeline_options
@@ -157,7 +157,7 @@ def compare_statistics(training: dict, serving: dict, rejected: dict[str, int], 
     return {"passed": not failed, "failed_features": failed, "features": features}
 
 
-def _serving_statistics(files, schema, boundaries, beam_args, csv_format: read.CsvFormat) -> tuple:
+def _serving_statistics(files, schema, boundaries, beam_args, csv_format: input_files.CsvFormat) -> tuple:
     """Runs the serving batch through ReadRawData and GenerateStatistics on Beam."""
     with tempfile.TemporaryDirectory(prefix="skewless-skew-") as tmp:
         path = os.path.join(tmp, "serving_statistics.json")
@@ -192,7 +192,7 @@ def check_skew(
     patterns: list[str],
     thresholds_path: str | None,
     beam_args=(),
-    csv_format: read.CsvFormat = read.DEFAULT_CSV_FORMAT,
+    csv_format: input_files.CsvFormat = input_files.DEFAULT_CSV_FORMAT,
 ) -> dict:
     """Checks serving inputs against a run's training statistics and schema.
 
@@ -215,7 +215,7 @@ def check_skew(
     with FileSystems.open(stats_path) as handle:
         training = json.loads(handle.read())["slices"][statistics.ALL]
     schema = metadata_io.read_metadata(os.path.join(transform_output, "metadata")).schema
-    files = read.expand_patterns(patterns)
+    files = input_files.expand_patterns(patterns)
     boundaries = statistics.histogram_boundaries(training)
     serving, rejected, record_reasons, header_errors, rows = _serving_statistics(
         files, schema, boundaries, beam_args, csv_format

@@ -101,11 +101,11 @@ def _start_hashing(patterns: list[str] | None):
     None when no ``--input`` was given or the patterns do not resolve (the run then says why)."""
     if not patterns:
         return None
-    from pipelines.io import read
+    from pipelines.io import input_files
     from pipelines.lineage import run_record
 
     try:
-        files = read.expand_patterns(patterns)
+        files = input_files.expand_patterns(patterns)
     except Exception:  # noqa: BLE001 - the run reports unreadable inputs with its own message
         return None
     return run_record.FileHashes([path for path, _ in files])

@@ -13,7 +13,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.errors import UsageError
-from pipelines.io import csv_records, read
+from pipelines.io import blocks as byte_blocks
+from pipelines.io import csv_records, input_files, read, text_records
 from tests.helpers import sample_lines
 
 pytestmark = pytest.mark.pipeline
@@ -26,7 +27,7 @@ def test_byte_ranges_cover_every_line_exactly_once(range_bytes):
         data = b"\n".join(lines) + (b"\n" if trailing_newline else b"")
         got = []
         for start in range(0, len(data), range_bytes):
-            chunk, begin = read._read_lines_in_range(io.BytesIO(data), start, min(start + range_bytes, len(data)))
+            chunk, begin = byte_blocks.read_lines_in_range(io.BytesIO(data), start, min(start + range_bytes, len(data)))
             assert data[begin : begin + len(chunk)] == chunk
             if chunk:
                 got.extend(chunk[:-1].split(b"\n") if chunk.endswith(b"\n") else chunk.split(b"\n"))
@@ -35,28 +36,28 @@ def test_byte_ranges_cover_every_line_exactly_once(range_bytes):
 
 def test_blocks_cut_on_line_boundaries():
     data = b"aaaa\nbb\ncccccc\nd"
-    blocks = list(read._blocks(data, 3))
+    blocks = list(byte_blocks.split_blocks(data, 3))
     assert blocks == [(b"aaaa\n", 0), (b"bb\ncccccc\n", 5), (b"d", 15)]
 
 
 def test_input_format_of():
-    assert read.input_format_of("gs://b/x/part-1.CSV") == read.CSV
-    assert read.input_format_of("a.csv.gz") == read.CSV
-    assert read.input_format_of("a.parquet") == read.PARQUET
-    assert read.input_format_of("train-00000-of-00001.tfrecord.gz") == read.TFRECORD
+    assert input_files.input_format_of("gs://b/x/part-1.CSV") == input_files.CSV
+    assert input_files.input_format_of("a.csv.gz") == input_files.CSV
+    assert input_files.input_format_of("a.parquet") == input_files.PARQUET
+    assert input_files.input_format_of("train-00000-of-00001.tfrecord.gz") == input_files.TFRECORD
     with pytest.raises(UsageError, match="cannot tell the format"):
-        read.input_format_of("a.json")
+        input_files.input_format_of("a.json")
 
 
 def test_a_header_that_does_not_match_the_schema_dead_letters_its_file(tmp_path, taxi_dataset):
     header, lines = sample_lines(2)
     path = tmp_path / "bad_header.csv"
     path.write_text(header.replace("fare,", "fares,") + "\n" + "\n".join(lines) + "\n")
-    (rng,) = read._plan_csv_ranges(read.expand_patterns([str(path)]), taxi_dataset.schema, 1 << 20)
+    (rng,) = read._plan_csv_ranges(input_files.expand_patterns([str(path)]), taxi_dataset.schema, 1 << 20)
     assert rng.header_error == "header mismatch: missing ['fare'], repeated none, 18 columns"
     twice = tmp_path / "twice.csv"
     twice.write_text(header + ",tips\n" + "\n".join(f"{line},0" for line in lines) + "\n")
-    (rng,) = read._plan_csv_ranges(read.expand_patterns([str(twice)]), taxi_dataset.schema, 1 << 20)
+    (rng,) = read._plan_csv_ranges(input_files.expand_patterns([str(twice)]), taxi_dataset.schema, 1 << 20)
     assert rng.header_error == "header mismatch: missing none, repeated ['tips'], 19 columns"
 
 
@@ -66,19 +67,19 @@ def test_columns_the_schema_lacks_are_read_past_and_listed(tmp_path, taxi_datase
     plain.write_text(header + "\n" + "\n".join(lines) + "\n")
     extra.write_text(f"id,{header},note\n" + "\n".join(f"{i},{line},n" for i, line in enumerate(lines)) + "\n")
     readers = {
-        path: read.ReadRawData(read.expand_patterns([str(path)]), taxi_dataset.schema) for path in (plain, extra)
+        path: read.ReadRawData(input_files.expand_patterns([str(path)]), taxi_dataset.schema) for path in (plain, extra)
     }
     assert readers[plain].ignored_columns == {}
     assert readers[extra].ignored_columns == {str(extra): ["id", "note"]}
-    (rng,) = read._plan_csv_ranges(read.expand_patterns([str(extra)]), taxi_dataset.schema, 1 << 20)
+    (rng,) = read._plan_csv_ranges(input_files.expand_patterns([str(extra)]), taxi_dataset.schema, 1 << 20)
     assert rng.header_error is None
     from pipelines.io import decode
 
     with open(extra, "rb") as handle:
-        data, _ = read._read_lines_in_range(handle, rng.start, rng.end)
+        data, _ = byte_blocks.read_lines_in_range(handle, rng.start, rng.end)
     block = decode.decode_csv_block(data, rng.columns, taxi_dataset.schema, str(extra))
     with open(plain, "rb") as handle:
-        plain_data, _ = read._read_lines_in_range(handle, len(header) + 1, plain.stat().st_size)
+        plain_data, _ = byte_blocks.read_lines_in_range(handle, len(header) + 1, plain.stat().st_size)
     expected = decode.decode_csv_block(plain_data, header.split(","), taxi_dataset.schema, str(plain))
     assert block.dead_letters == [] and block.batch.equals(expected.batch)
     (latin1,) = read._plan_csv_ranges([(_write(tmp_path / "l.csv", b"caf\xe9\n1\n"), 8)], taxi_dataset.schema, 99)
@@ -91,11 +92,11 @@ def test_a_byte_order_mark_before_the_header_is_not_part_of_the_first_column(tmp
     header, lines = sample_lines(3)
     path = tmp_path / "excel.csv"
     path.write_bytes(b"\xef\xbb\xbf" + (header + "\r\n" + "\r\n".join(lines) + "\r\n").encode())
-    (rng,) = read._plan_csv_ranges(read.expand_patterns([str(path)]), taxi_dataset.schema, 1 << 20)
+    (rng,) = read._plan_csv_ranges(input_files.expand_patterns([str(path)]), taxi_dataset.schema, 1 << 20)
     assert rng.header_error is None and rng.columns == tuple(header.split(","))
     assert rng.start == len(header) + 5  # BOM and CRLF included in the header bytes
     with open(path, "rb") as handle:
-        data, _ = read._read_lines_in_range(handle, rng.start, rng.end)
+        data, _ = byte_blocks.read_lines_in_range(handle, rng.start, rng.end)
     from pipelines.io import decode
 
     block = decode.decode_csv_block(data, rng.columns, taxi_dataset.schema, str(path))
@@ -112,14 +113,14 @@ def _write(path, data: bytes) -> str:
 
 def test_a_pattern_that_matches_nothing_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="no input file matches"):
-        read.expand_patterns([str(tmp_path / "*.csv")])
+        input_files.expand_patterns([str(tmp_path / "*.csv")])
 
 
 def test_a_relative_glob_matches_and_each_file_is_read_once_however_it_is_named(tmp_path, monkeypatch):
     (tmp_path / "a.csv").write_text("x\n1\n")
     (tmp_path / "b.csv").write_text("x\n2\n")
     monkeypatch.chdir(tmp_path)
-    files = read.expand_patterns(["*.csv", "a.csv", "./a.csv", str(tmp_path / "a.csv")])
+    files = input_files.expand_patterns(["*.csv", "a.csv", "./a.csv", str(tmp_path / "a.csv")])
     assert files == [(str(tmp_path / "a.csv"), 4), (str(tmp_path / "b.csv"), 4)]
 
 
@@ -142,8 +143,8 @@ def test_a_csv_gz_cut_short_keeps_every_whole_record_before_the_cut_and_says_whe
     survived = survived.decode(encoding or "utf-8", errors="ignore")
     whole = survived[: survived.rfind("\n") + 1].splitlines()[1:]  # whole records after the header
     assert 0 < len(whole) < len(lines)
-    csv_format = read.CsvFormat(encoding=encoding)
-    files = read.expand_patterns([str(path)])
+    csv_format = input_files.CsvFormat(encoding=encoding)
+    files = input_files.expand_patterns([str(path)])
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
         raw = p | read.ReadRawData(files, taxi_dataset.schema, csv_format=csv_format)
         rows = raw[read.ReadRawData.BATCHES] | beam.Map(lambda element: element[0].num_rows)
@@ -164,11 +165,11 @@ def test_a_directory_stands_for_its_data_files_as_spark_writes_a_dataset(tmp_pat
         (dataset / name).write_bytes(b"12345")
     monkeypatch.chdir(tmp_path)
     expected = [(str(dataset / "month=1" / "part-1.parquet"), 5), (str(dataset / "part-0.parquet"), 5)]
-    assert read.expand_patterns(["trips.parquet"]) == expected
-    assert read.expand_patterns([str(dataset) + "/"]) == expected
+    assert input_files.expand_patterns(["trips.parquet"]) == expected
+    assert input_files.expand_patterns([str(dataset) + "/"]) == expected
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="no input file matches"):
-        read.expand_patterns(["empty"])
+        input_files.expand_patterns(["empty"])
 
 
 def test_read_raw_data_in_small_ranges_keeps_every_row(tmp_path, taxi_dataset):
@@ -178,7 +179,7 @@ def test_read_raw_data_in_small_ranges_keeps_every_row(tmp_path, taxi_dataset):
     body = lines[:20] + bad + lines[20:]
     path = tmp_path / "part.csv"
     path.write_text(header + "\n" + "\n".join(body) + "\n")
-    files = read.expand_patterns([str(path)])
+    files = input_files.expand_patterns([str(path)])
     expected_fares = sorted(line.split(",")[columns.index("fare")] for line in lines)
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
         raw = p | read.ReadRawData(files, taxi_dataset.schema, range_bytes=500)
@@ -230,7 +231,7 @@ def test_a_damaged_tfrecord_file_keeps_its_intact_records_and_dead_letters_the_d
     path.write_bytes(bytes(framed[: starts[299] + 30]))  # cut inside the last record
     kept = [float(line.split(",")[fare]) for i, line in enumerate(lines) if i not in (100, 299)]
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
-        raw = p | read.ReadRawData(read.expand_patterns([str(path)]), taxi_dataset.schema)
+        raw = p | read.ReadRawData(input_files.expand_patterns([str(path)]), taxi_dataset.schema)
         fares = raw[read.ReadRawData.BATCHES] | beam.FlatMap(lambda element: element[0].column("fare").to_pylist())
         assert_that(fares | beam.Map(lambda v: round(v[0], 2)), equal_to([round(f, 2) for f in kept]), label="Kept")
         assert_that(
@@ -265,7 +266,7 @@ def test_a_damaged_parquet_row_group_is_dead_lettered_row_by_row_and_the_others_
     start = metadata.row_group(1).column(table.column_names.index("fare")).data_page_offset
     damaged[start + 10 : start + 50] = b"\xff" * 40  # the 2nd row group's fare pages
     (tmp_path / "trips.parquet").write_bytes(bytes(damaged))
-    files = read.expand_patterns([str(tmp_path / "trips.parquet")])
+    files = input_files.expand_patterns([str(tmp_path / "trips.parquet")])
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
         raw = p | read.ReadRawData(files, taxi_dataset.schema)
         rows = raw[read.ReadRawData.BATCHES] | beam.Map(lambda element: element[0].num_rows)
@@ -296,7 +297,7 @@ def _taxi_csv_with_multiline_companies(n: int) -> tuple[str, list[str], list[str
         if i % 3 == 0:
             row[index] = f'{row[index]}\nbranch "{i}"'
         companies.append(row[index])
-        records.append(read.csv_line(row))
+        records.append(text_records.csv_line(row))
     return header, records, companies
 
 
@@ -304,14 +305,14 @@ def test_with_quoted_newlines_each_file_is_one_range_streamed_in_blocks(tmp_path
     header, records, _ = _taxi_csv_with_multiline_companies(30)
     data = ("\n".join(records) + "\n").encode()
     plain = _write(tmp_path / "multi.csv", header.encode() + b"\n" + data)
-    files = read.expand_patterns([plain])
+    files = input_files.expand_patterns([plain])
     assert len(read._plan_csv_ranges(files, taxi_dataset.schema, 64)) > 1
-    (rng,) = read._plan_csv_ranges(files, taxi_dataset.schema, 64, read.CsvFormat(quoted_newlines=True))
+    (rng,) = read._plan_csv_ranges(files, taxi_dataset.schema, 64, input_files.CsvFormat(quoted_newlines=True))
     assert (rng.start, rng.end) == (len(header) + 1, None)
     gzipped = _write(tmp_path / "multi.csv.gz", gzip.compress(header.encode() + b"\n" + data))
     for path in (plain, gzipped):
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
-            blocks = list(read._range_blocks(handle, rng.start, None, True, block_bytes=100))
+            blocks = list(byte_blocks.range_blocks(handle, rng.start, None, True, block_bytes=100))
         assert len(blocks) > 5
         assert blocks[0][1] == rng.start
         assert all(offset == rng.start + data.find(block) for block, offset, *_ in blocks)
@@ -325,10 +326,10 @@ def test_read_raw_data_with_quoted_newlines_keeps_multiline_values(tmp_path, tax
     path = _write(
         tmp_path / "multi.csv", (header + "\n" + "\n".join([*records[:20], bad, *records[20:]]) + "\n").encode()
     )
-    files = read.expand_patterns([path])
+    files = input_files.expand_patterns([path])
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
         raw = p | read.ReadRawData(
-            files, taxi_dataset.schema, range_bytes=500, csv_format=read.CsvFormat(quoted_newlines=True)
+            files, taxi_dataset.schema, range_bytes=500, csv_format=input_files.CsvFormat(quoted_newlines=True)
         )
         got = raw[read.ReadRawData.BATCHES] | beam.FlatMap(lambda element: element[0].column("company").to_pylist())
         assert_that(got, equal_to([[c.encode()] if c else None for c in companies]), label="CheckCompanies")
@@ -344,11 +345,11 @@ def test_text_files_are_parsed_whole_so_a_multiline_value_is_never_cut(tmp_path)
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows([["item", "annotator", "text"], *rows])
     path = _write(tmp_path / "annotations.csv", out.getvalue().encode())
-    (text_file,) = read.plan_text_files(read.expand_patterns([path]))
-    assert text_file == read.TextFile(path, len(b"item,annotator,text\n"))
-    parsed, blocks = [], [block.data for block in read.text_record_blocks(text_file, block_bytes=40)]
+    (text_file,) = text_records.plan_text_files(input_files.expand_patterns([path]))
+    assert text_file == text_records.TextFile(path, len(b"item,annotator,text\n"))
+    parsed, blocks = [], [block.data for block in text_records.text_record_blocks(text_file, block_bytes=40)]
     for block in blocks:
-        table, ragged = read.parse_csv_block(block, ["item", "annotator", "text"])
+        table, ragged = text_records.parse_csv_block(block, ["item", "annotator", "text"])
         assert ragged == []
         parsed += [[v.decode() for v in row.values()] for row in table.to_pylist()]
     assert len(blocks) > 10
@@ -361,11 +362,11 @@ def test_record_offsets_locate_records_across_blocks_and_quoted_newlines(tmp_pat
     rows = ["1,a,plain", '2,b,"two\nlines"', "3,c", "4,d,plain", "5,e,x,y", "6,f,plain"] * 5
     data = ("item,annotator,text\n" + "\n".join(rows) + "\n").encode()
     path = _write(tmp_path / "a.csv", data)
-    (text_file,) = read.plan_text_files(read.expand_patterns([path]))
+    (text_file,) = text_records.plan_text_files(input_files.expand_patterns([path]))
     located, table_rows = [], []
-    for block in read.text_record_blocks(text_file, block_bytes=50):
-        table, ragged = read.parse_csv_block(block.data, ["item", "annotator", "text"])
-        offsets = read.RecordOffsets(block.data, block.offset, [index for index, _, _ in ragged])
+    for block in text_records.text_record_blocks(text_file, block_bytes=50):
+        table, ragged = text_records.parse_csv_block(block.data, ["item", "annotator", "text"])
+        offsets = text_records.RecordOffsets(block.data, block.offset, [index for index, _, _ in ragged])
         located += [(data[offsets.of_record(index) :].split(b"\n")[0], raw) for index, raw, _ in ragged]
         table_rows += [data[offsets.of_row(row) :].split(b"\n")[0] for row in range(table.num_rows)]
         assert offsets.of_record(table.num_rows + len(ragged)) is None  # past the block's records
@@ -402,31 +403,31 @@ def test_a_compressed_file_is_read_to_its_end_past_beams_16_mib_read_buffer(tmp_
     body = ("\n".join(lines) + "\n").encode() * 12  # 21 MiB of text
     assert len(body) > 16 << 20
     path = _write(tmp_path / "big.csv.gz", gzip.compress(header.encode() + b"\n" + body, compresslevel=1))
-    (rng,) = read._plan_csv_ranges(read.expand_patterns([path]), taxi_dataset.schema, 1 << 20)
+    (rng,) = read._plan_csv_ranges(input_files.expand_patterns([path]), taxi_dataset.schema, 1 << 20)
     for quoted in (False, True):
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
-            blocks = list(read._range_blocks(handle, rng.start, rng.end, quoted))
+            blocks = list(byte_blocks.range_blocks(handle, rng.start, rng.end, quoted))
         assert sum(len(block) for block, *_ in blocks) == len(body)
         assert sum(block.count(b"\n") for block, *_ in blocks) == 12 * len(lines)
-    (text_file,) = read.plan_text_files(read.expand_patterns([path]))
-    assert b"".join(block.data for block in read.text_record_blocks(text_file)) == body
+    (text_file,) = text_records.plan_text_files(input_files.expand_patterns([path]))
+    assert b"".join(block.data for block in text_records.text_record_blocks(text_file)) == body
 
 
 def test_each_csv_file_has_its_delimiter_a_tab_for_tsv_files_unless_told(tmp_path, taxi_dataset):
     header, lines = sample_lines(30)
     semi = _write(tmp_path / "semi.csv", ("\n".join(x.replace(",", ";") for x in [header, *lines]) + "\n").encode())
     tabs = _write(tmp_path / "tabs.tsv", ("\n".join(x.replace(",", "\t") for x in [header, *lines]) + "\n").encode())
-    assert [read.delimiter_of(p) for p in ("a.csv", "a.TSV", "a.tsv.gz", "a.txt")] == [",", "\t", "\t", ","]
-    assert read.delimiter_of("a.tsv", ";") == ";"
-    files = read.expand_patterns([semi, tabs])
-    ranges = read._plan_csv_ranges(files, taxi_dataset.schema, 1 << 20, read.CsvFormat(delimiter=None))
+    assert [input_files.delimiter_of(p) for p in ("a.csv", "a.TSV", "a.tsv.gz", "a.txt")] == [",", "\t", "\t", ","]
+    assert input_files.delimiter_of("a.tsv", ";") == ";"
+    files = input_files.expand_patterns([semi, tabs])
+    ranges = read._plan_csv_ranges(files, taxi_dataset.schema, 1 << 20, input_files.CsvFormat(delimiter=None))
     assert [(r.delimiter, r.header_error is None) for r in ranges] == [(",", False), ("\t", True)]
-    (semi_range,) = read._plan_csv_ranges(files[:1], taxi_dataset.schema, 1 << 20, read.CsvFormat(delimiter=";"))
+    (semi_range,) = read._plan_csv_ranges(files[:1], taxi_dataset.schema, 1 << 20, input_files.CsvFormat(delimiter=";"))
     assert semi_range.header_error is None and semi_range.columns == tuple(header.split(","))
     fares = sorted(line.split(",")[header.split(",").index("fare")] for line in lines)
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])) as p:
         raw = p | read.ReadRawData(
-            read.expand_patterns([semi]), taxi_dataset.schema, csv_format=read.CsvFormat(delimiter=";")
+            input_files.expand_patterns([semi]), taxi_dataset.schema, csv_format=input_files.CsvFormat(delimiter=";")
         )
         got = raw[read.ReadRawData.BATCHES] | beam.FlatMap(lambda element: element[0].column("fare").to_pylist())
         assert_that(got | beam.Map(lambda fare: f"{fare[0]:g}"), equal_to([f"{float(f):g}" for f in fares]))
@@ -446,19 +447,19 @@ def test_each_csv_file_has_its_delimiter_a_tab_for_tsv_files_unless_told(tmp_pat
     ],
 )
 def test_blank_lines_that_end_a_block_are_cut_and_counted(block, kept, blank):
-    assert read.cut_blank_lines_at_end(block) == (kept, blank)
+    assert byte_blocks.cut_blank_lines_at_end(block) == (kept, blank)
 
 
 def test_only_the_last_range_of_a_file_stops_before_its_blank_lines(tmp_path, taxi_dataset):
     header, lines = sample_lines(40)
     body = "\n".join(lines) + "\n\n \n\n"
     path = _write(tmp_path / "blank_end.csv", (header + "\n" + body).encode())
-    ranges = read._plan_csv_ranges(read.expand_patterns([path]), taxi_dataset.schema, 1000)
+    ranges = read._plan_csv_ranges(input_files.expand_patterns([path]), taxi_dataset.schema, 1000)
     assert len(ranges) > 2 and [r.last for r in ranges] == [False] * (len(ranges) - 1) + [True]
     blocks = []
     for rng in ranges:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            blocks += list(read._range_blocks(handle, rng.start, rng.end, False, last=rng.last))
+            blocks += list(byte_blocks.range_blocks(handle, rng.start, rng.end, False, last=rng.last))
     assert b"".join(b.data for b in blocks).decode() == "\n".join(lines) + "\n"
     assert [b.blank_lines_at_end for b in blocks] == [0] * (len(blocks) - 1) + [3]
 
@@ -476,15 +477,15 @@ def test_blank_lines_that_end_a_file_are_not_rows_however_many_ranges_and_blocks
     path = _write(
         tmp_path / ("blank_end.csv.gz" if compressed else "blank_end.csv"), gzip.compress(data) if compressed else data
     )
-    ranges = read._plan_csv_ranges(read.expand_patterns([path]), taxi_dataset.schema, 500)
+    ranges = read._plan_csv_ranges(input_files.expand_patterns([path]), taxi_dataset.schema, 500)
     content_end = len(header) + 1 + len("\n".join(lines)) + 1
     if not compressed:
-        assert read._content_end(path, len(data), chunk_bytes=100) == content_end
+        assert byte_blocks.content_end(path, len(data), chunk_bytes=100) == content_end
         assert all(r.end <= content_end for r in ranges[:-1]) and ranges[-1].end == len(data)
     blocks = []
     for rng in ranges:
-        with read.open_input(path) as handle:
-            blocks += list(read._range_blocks(handle, rng.start, rng.end, False, block_bytes=64, last=rng.last))
+        with input_files.open_input(path) as handle:
+            blocks += list(byte_blocks.range_blocks(handle, rng.start, rng.end, False, block_bytes=64, last=rng.last))
     assert b"".join(b.data for b in blocks).decode() == "\n".join(lines) + "\n"
     assert [b.blank_lines_at_end for b in blocks] == [0] * (len(blocks) - 1) + [len(blank_lines)]
 
@@ -502,7 +503,7 @@ def test_blank_lines_that_end_a_file_are_not_rows_however_many_ranges_and_blocks
 )
 def test_content_end_is_where_the_blank_lines_that_end_a_file_begin(tmp_path, data, end):
     path = _write(tmp_path / "f.csv", data)
-    assert [read._content_end(path, len(data), chunk_bytes=c) for c in (1, 2, 3, 1 << 16)] == [end] * 4
+    assert [byte_blocks.content_end(path, len(data), chunk_bytes=c) for c in (1, 2, 3, 1 << 16)] == [end] * 4
 
 
 def test_a_tfrecord_files_ignored_features_are_those_of_its_examples_beyond_the_schema(tmp_path, taxi_dataset):
@@ -549,5 +550,7 @@ def test_a_text_value_longer_than_arrows_read_block_is_parsed_not_an_error():
     """`skewless labels` stopped with "straddling object straddles two block boundaries" on a 2 MiB
     free-text annotation (Arrow's default read block is 1 MiB)."""
     text = "z" * (2 << 20)
-    table, ragged = read.parse_csv_block(f'i1,a1,"{text}"\ni2,a2,short\n'.encode(), ["item", "annotator", "text"])
+    table, ragged = text_records.parse_csv_block(
+        f'i1,a1,"{text}"\ni2,a2,short\n'.encode(), ["item", "annotator", "text"]
+    )
     assert ragged == [] and table.column("text").to_pylist() == [text.encode(), b"short"]
