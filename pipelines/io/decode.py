@@ -11,34 +11,27 @@ list.
 
 import csv
 import dataclasses
-import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 from isal import isal_zlib
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipelines.io import csv_records
 from pipelines.quality import validate
 
 __all__ = [
     "DecodedBlock",
     "TRUNCATED_FILE",
     "arrow_schema",
-    "block_read_options",
-    "decode_csv_block",
-    "decode_examples",
     "decode_dicts",
     "decode_table",
     "dead_letter",
     "first_values",
     "lost_rows",
     "truncated_file_reason",
-    "undecodable_lines",
     "row_key_hashes",
     "split_key_hashes",
     "SPLIT_KEY_VERSION",
@@ -50,10 +43,8 @@ ARROW_VALUE_TYPES = {
     schema_pb2.BYTES: pa.large_binary(),
 }
 _INT_PATTERN = r"^[+-]?[0-9]+$"
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-UNBALANCED_QUOTES = "malformed CSV: unbalanced quotes"
-_SPANNING_HINT = " (a quoted value spanning lines needs --allow-quoted-newlines)"
+_INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
 
@@ -112,7 +103,7 @@ def first_values_as_text(column: pa.Array) -> list[str | None]:
     ]
 
 
-def _to_list_array(values: pa.Array) -> pa.LargeListArray:
+def to_list_array(values: pa.Array) -> pa.LargeListArray:
     """Wraps a flat array into a list array with one value per row and null lists for nulls."""
     valid = np.asarray(values.is_valid())
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
@@ -120,7 +111,7 @@ def _to_list_array(values: pa.Array) -> pa.LargeListArray:
     return pa.LargeListArray.from_arrays(pa.array(offsets), values.drop_null(), mask=pa.array(~valid))
 
 
-def _text(raw: bytes) -> str:
+def text_of(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace").rstrip("\r")
 
 
@@ -138,7 +129,7 @@ def row_key_hashes(keys: Sequence[bytes]) -> np.ndarray:
     return np.fromiter(map(isal_zlib.crc32, keys), dtype=np.uint32, count=len(keys))
 
 
-def _record_keys(records: list[bytes], data: bytes) -> list[bytes]:
+def record_keys(records: list[bytes], data: bytes) -> list[bytes]:
     """The split keys of whole CSV records: each record without a carriage return before its
     newline, so that a file saved with Windows line endings splits its rows as the same file with
     Unix ones (the check for a carriage return is one scan of ``data`` in C)."""
@@ -147,7 +138,7 @@ def _record_keys(records: list[bytes], data: bytes) -> list[bytes]:
     return [record[:-1] if record.endswith(b"\r") else record for record in records]
 
 
-def _parse_column(
+def parse_column(
     values: pa.Array, feature: schema_pb2.Feature, decimal_comma: bool = False
 ) -> tuple[pa.Array, np.ndarray, Callable[[int], str]]:
     """Parses a column of CSV cells (binary) into typed values.
@@ -190,14 +181,14 @@ def _parse_column(
             parsed = pc.cast(well_formed_text, pa.int64())
         except pa.ArrowInvalid:  # a value beyond int64: find it cell by cell
             values = [None if v is None else int(v) for v in well_formed_text.to_pylist()]
-            overflow = np.array([v is not None and not _INT64_MIN <= v <= _INT64_MAX for v in values])
+            overflow = np.array([v is not None and not _INT64_MIN <= v <= INT64_MAX for v in values])
             invalid |= overflow
             parsed = pa.array([None if bad else v for v, bad in zip(values, overflow, strict=True)], pa.int64())
     else:
         # Parse to float64 and round to float32, as float(text) into a tf.train.FloatList does, so
         # that serving clients building tf.Examples in Python get bit-identical values.
         wide = pc.cast(well_formed_text, pa.float64())
-        overflow = np.asarray(pc.greater(pc.abs(wide), _FLOAT32_MAX).fill_null(False))
+        overflow = np.asarray(pc.greater(pc.abs(wide), FLOAT32_MAX).fill_null(False))
         invalid |= overflow
         parsed = pc.cast(pc.if_else(pa.array(overflow), None, wide), pa.float32(), safe=False)
     cells = text
@@ -211,7 +202,7 @@ def _parse_column(
     return parsed, invalid, reason
 
 
-def _finish(
+def finish_block(
     schema: schema_pb2.Schema,
     columns: dict[str, pa.Array],
     parse_invalid: dict[str, tuple[np.ndarray, Callable[[int], str]]],
@@ -245,126 +236,9 @@ def _finish(
     return DecodedBlock(batch if batch.num_rows else None, keys, dead, rows_read)
 
 
-def _decode_text_table(
-    table: pa.Table,
-    schema: schema_pb2.Schema,
-    keys: np.ndarray,
-    raw_of: Callable[[int], tuple[int | None, str]],
-    source: str,
-    row_reasons: dict[int, tuple[str | None, str]] | None = None,
-    decimal_comma: bool = False,
-) -> DecodedBlock:
-    """Parses a table of text cells (one binary column per feature) and validates it.
-
-    Numeric columns that Arrow's CSV reader has parsed already (``_typed_columns``) are taken as
-    they are, floats rounded to float32 as ``float(text)`` into a FloatList would be.
-    """
-    columns, parse_invalid = {}, {}
-    for feature in schema.feature:
-        column = table.column(feature.name).combine_chunks()
-        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-            columns[feature.name] = _to_list_array(pc.cast(column, ARROW_VALUE_TYPES[feature.type], safe=False))
-            continue
-        values, invalid, reason_of = _parse_column(column, feature, decimal_comma)
-        columns[feature.name] = _to_list_array(values)
-        parse_invalid[feature.name] = (invalid, reason_of)
-    return _finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source, row_reasons)
-
-
-def block_read_options(column_names: Sequence[str], data: bytes) -> pa_csv.ReadOptions:
-    """Arrow's read options for a block of CSV records in memory: one Arrow block for all of it.
-    With Arrow's default (1 MiB blocks), a record longer than that (a long free-text value) is
-    refused ("straddling object straddles two block boundaries"); reading the block at once costs
-    nothing more (measured: the same 14-19 ms for 8 MiB of taxi rows)."""
-    return pa_csv.ReadOptions(
-        column_names=list(column_names), use_threads=False, block_size=max(1 << 20, len(data) + 1)
-    )
-
-
-def _read_csv(
-    data: bytes,
-    column_names: Sequence[str],
-    delimiter: str,
-    on_invalid_row: Callable,
-    column_types: dict,
-    quoted_newlines: bool = False,
-    **convert,
-) -> pa.Table | None:
-    """A block of CSV records read by Arrow with the given column types, or None if Arrow refuses it."""
-    try:
-        return pa_csv.read_csv(
-            io.BytesIO(data),
-            read_options=block_read_options(column_names, data),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=delimiter,
-                ignore_empty_lines=False,
-                invalid_row_handler=on_invalid_row,
-                newlines_in_values=quoted_newlines,
-            ),
-            convert_options=pa_csv.ConvertOptions(column_types=column_types, strings_can_be_null=False, **convert),
-        )
-    except pa.ArrowInvalid:
-        return None
-
-
 # the record-by-record path's Python csv module refuses a field over 128 KiB by default: a long
 # free-text value would be a dead letter there and a value on the Arrow paths
 csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))
-
-_ARROW_CSV_TYPES = {schema_pb2.INT: pa.int64(), schema_pb2.FLOAT: pa.float64(), schema_pb2.BYTES: pa.binary()}
-
-
-def _has_hex_prefix(data: bytes) -> bool:
-    """Whether ``data`` holds "0x" or "0X": two numpy passes over the bytes, which (unlike
-    ``bytes.find``, 8x slower here) release the GIL for the stage's other threads."""
-    view = np.frombuffer(data, dtype=np.uint8)
-    x = (view[1:] | 0x20) == ord("x")  # "x" or "X"
-    return bool(x.any()) and bool((x & (view[:-1] == ord("0"))).any())
-
-
-def _typed_columns(
-    data: bytes,
-    column_names: Sequence[str],
-    schema: schema_pb2.Schema,
-    delimiter: str,
-    on_invalid_row: Callable,
-    ragged: dict[int, str],
-    line_count: int,
-    quoted_newlines: bool = False,
-    decimal_comma: bool = False,
-) -> pa.Table | None:
-    """The fast path: Arrow's CSV converters parse numeric columns while reading.
-
-    Returns None (the block then takes the careful, cell-by-cell-validated path) as soon as any
-    cell is not plainly valid: Arrow refuses a number (junk, a lone space, overflow), a float is not
-    finite or beyond float32, or the block holds "0x" (Arrow would read a hexadecimal int).
-    Otherwise every number is what the careful path would parse: both use Arrow's string-to-number
-    conversion (which trims spaces, as the careful path does), a float as float64 first.
-    ``tests/pipelines/io/test_decode.py`` checks both paths give the same batches and dead letters.
-    """
-    if _has_hex_prefix(data):  # Arrow reads "0x1F" as an int; the schema's ints are decimal
-        return None
-    types = {f.name: _ARROW_CSV_TYPES[f.type] for f in schema.feature}
-    column_types = {c: types.get(c, pa.binary()) for c in column_names}
-    table = _read_csv(
-        data,
-        column_names,
-        delimiter,
-        on_invalid_row,
-        column_types,
-        quoted_newlines,
-        null_values=[""],
-        decimal_point="," if decimal_comma else ".",
-    )
-    if table is None or table.num_rows + len(ragged) != line_count:  # refused, or a quoted cell spans lines
-        return None
-    for feature in schema.feature:
-        if feature.type == schema_pb2.FLOAT:
-            column = table.column(feature.name)
-            wide = pc.or_kleene(pc.invert(pc.is_finite(column)), pc.greater(pc.abs(column), _FLOAT32_MAX))
-            if pc.any(wide).as_py():
-                return None
-    return table
 
 
 def _cell_text(value) -> bytes:
@@ -413,7 +287,7 @@ def decode_dicts(rows: Sequence[dict], schema: schema_pb2.Schema, source: str = 
     table = pa.table({name: pa.array(values, pa.binary()) for name, values in cells.items()})
     texts = [json.dumps(row, sort_keys=True, default=str) for row in rows]
     keys = row_key_hashes([t.encode() for t in texts])
-    return _decode_text_table(table, schema, keys, lambda i: (i, texts[i]), source, row_reasons)
+    return decode_text_table(table, schema, keys, lambda i: (i, texts[i]), source, row_reasons)
 
 
 TRUNCATED_FILE = "truncated file"  # a dead-letter reason: a compressed input broke off
@@ -435,105 +309,6 @@ def lost_rows(source: str, offsets: Iterable[int], reason: str) -> DecodedBlock:
     return DecodedBlock(None, np.zeros(0, np.uint32), dead, len(dead))
 
 
-def undecodable_lines(
-    data: bytes, source: str, base_offset: int, reason: str, quoted_newlines: bool = False
-) -> DecodedBlock:
-    """Dead-letters every record of ``data`` with ``reason`` (e.g. a file whose header is wrong).
-
-    A record is a line, or with ``quoted_newlines`` a line or several joined by a quoted value.
-    """
-    records = csv_records.split_records(data, quoted_newlines)
-    dead, offset = [], base_offset
-    for record in records:
-        dead.append(dead_letter(source, offset, _text(record), None, reason))
-        offset += len(record) + 1
-    return DecodedBlock(None, np.zeros(0, np.uint32), dead, len(records))
-
-
-def decode_csv_block(
-    data: bytes,
-    column_names: Sequence[str],
-    schema: schema_pb2.Schema,
-    source: str,
-    base_offset: int = 0,
-    split_key: Sequence[str] = (),
-    delimiter: str = ",",
-    quoted_newlines: bool = False,
-    decimal_comma: bool = False,
-) -> DecodedBlock:
-    """Decodes whole CSV records (no header) into a list-typed batch and dead letters.
-
-    A record is one line; with ``quoted_newlines``, a quoted value may also hold newlines, and a
-    record ends at a newline outside quotes (``pipelines/io/csv_records.py``).
-
-    Parsing is vectorised in Arrow; Python touches each record only to hash it. A block of plainly
-    valid cells has its numbers parsed by Arrow's CSV reader (``_typed_columns``); a block with any
-    doubtful cell is read as text and every cell validated (the careful path, which words the dead
-    letters). A record Arrow does not cut where :func:`csv_records.split_records` does (unbalanced
-    quotes) sends the block through a slower record-by-record path.
-
-    Args:
-        data: Complete records of CSV, newline-terminated except maybe the last.
-        column_names: The CSV columns in file order (from the file's header).
-        schema: The raw schema; every feature must be a column.
-        source: File name, for dead letters.
-        base_offset: Byte offset of ``data`` in the file, for dead letters.
-        split_key: Columns whose values key the split; empty keys it on the whole record.
-        delimiter: The field delimiter.
-        quoted_newlines: Whether a newline inside quotes belongs to its value.
-        decimal_comma: Whether floats are written with a decimal comma (``12,45``), as in the CSV
-            exports of many European locales (with ``;`` as the delimiter).
-
-    Returns:
-        The DecodedBlock.
-    """
-    lines = csv_records.split_records(data, quoted_newlines)  # one record each
-    if not lines:
-        return DecodedBlock(None, np.zeros(0, np.uint32), [], 0)
-    ragged: dict[int, str] = {}
-
-    def on_invalid_row(row) -> str:
-        ragged[row.number - 1] = f"wrong field count: expected {row.expected_columns}, found {row.actual_columns}"
-        return "skip"
-
-    table = _typed_columns(
-        data, column_names, schema, delimiter, on_invalid_row, ragged, len(lines), quoted_newlines, decimal_comma
-    )
-    if table is None:  # the careful path: every cell as text, validated
-        ragged.clear()
-        text_types = {c: pa.binary() for c in column_names}
-        table = _read_csv(data, column_names, delimiter, on_invalid_row, text_types, quoted_newlines)
-        if table is None or table.num_rows + len(ragged) != len(lines):
-            table, ragged = _parse_lines_one_by_one(lines, column_names, delimiter, quoted_newlines)
-
-    line_lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
-    line_starts = np.concatenate([[0], np.cumsum(line_lengths + 1)])
-
-    def offset_of(i: int) -> int:
-        return base_offset + int(line_starts[i])
-
-    parsed_lines = [i for i in range(len(lines)) if i not in ragged] if ragged else range(len(lines))
-    row_of_line = {i: row for row, i in enumerate(parsed_lines)} if ragged else None
-    row_reasons = {}
-    for i in np.flatnonzero(line_lengths <= 2):  # only short lines can be blank
-        if not lines[i].strip(b"\r \t") and i not in ragged:
-            row_reasons[row_of_line[i] if ragged else int(i)] = (None, "empty line")
-    dead = [dead_letter(source, offset_of(i), _text(lines[i]), None, reason) for i, reason in sorted(ragged.items())]
-    if split_key:  # keyed on the decoded values below
-        keys = np.zeros(table.num_rows, np.uint32)
-    else:
-        keys = row_key_hashes(_record_keys([lines[i] for i in parsed_lines] if ragged else lines, data))
-
-    def raw_of(row: int) -> tuple[int, str]:
-        i = parsed_lines[row]
-        return offset_of(i), _text(lines[i])
-
-    block = _decode_text_table(table, schema, keys, raw_of, source, row_reasons, decimal_comma)
-    block.dead_letters = dead + block.dead_letters
-    block.rows_read = len(lines)
-    return _keyed_by_columns(block, split_key)
-
-
 def split_key_hashes(batch: pa.RecordBatch, split_key: Sequence[str]) -> np.ndarray:
     """The split keys of decoded rows from the values of the ``split_key`` columns: each row's
     first values as text (missing as empty), joined by a unit separator, hashed.
@@ -551,42 +326,11 @@ def split_key_hashes(batch: pa.RecordBatch, split_key: Sequence[str]) -> np.ndar
     return row_key_hashes(pc.binary_join_element_wise(*texts, separator).to_pylist())
 
 
-def _keyed_by_columns(block: DecodedBlock, split_key: Sequence[str]) -> DecodedBlock:
+def keyed_by_columns(block: DecodedBlock, split_key: Sequence[str]) -> DecodedBlock:
     """The block with its keys taken from the ``split_key`` columns' values (as it is when none)."""
     if split_key and block.batch is not None:
         block.keys = split_key_hashes(block.batch, split_key)
     return block
-
-
-def _parse_lines_one_by_one(
-    lines: list[bytes], column_names: Sequence[str], delimiter: str, quoted_newlines: bool = False
-) -> tuple[pa.Table, dict[int, str]]:
-    """Slow path: splits each record on its own, so that a record is always exactly one row.
-
-    A record with an odd number of quote marks is dead-lettered: without ``quoted_newlines`` it is
-    one line of a record whose quoted value spans lines; with it, a line with a stray quote mark
-    that ``csv_records`` cut off on its own.
-    """
-    ragged, rows = {}, []
-    unbalanced = UNBALANCED_QUOTES if quoted_newlines else UNBALANCED_QUOTES + _SPANNING_HINT
-    for i, line in enumerate(lines):
-        if line.count(b'"') % 2:
-            ragged[i] = unbalanced
-            continue
-        try:
-            text = line.decode("utf-8", errors="surrogateescape")
-            fields = next(csv.reader([text], delimiter=delimiter, strict=True), [])
-        except csv.Error as error:
-            ragged[i] = f"malformed CSV: {error}"
-            continue
-        if not line.strip(b"\r \t"):
-            fields = [""] * len(column_names)
-        if len(fields) != len(column_names):
-            ragged[i] = f"wrong field count: expected {len(column_names)}, found {len(fields)}"
-            continue
-        rows.append([f.encode("utf-8", errors="surrogateescape") for f in fields])
-    arrays = [pa.array([r[j] for r in rows], pa.binary()) for j in range(len(column_names))]
-    return pa.table(arrays, names=list(column_names)), ragged
 
 
 def _decoded(column: pa.ChunkedArray) -> pa.Array:
@@ -627,9 +371,9 @@ def decode_table(
             columns[feature.name] = values.cast(pa.large_list(target))
             continue
         if feature.type != schema_pb2.BYTES and (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
-            typed, invalid = _fit_numbers(values, feature.type)
-            columns[feature.name] = _to_list_array(typed)
-            parse_invalid[feature.name] = (invalid, _unfit_reason(values, feature.type))
+            typed, invalid = fit_numbers(values, feature.type)
+            columns[feature.name] = to_list_array(typed)
+            parse_invalid[feature.name] = (invalid, unfit_reason(values, feature.type))
             continue
         try:
             values = values.cast(target, safe=True)
@@ -637,7 +381,7 @@ def decode_table(
             raise ValueError(
                 f"{source}: column {feature.name!r} has type {values.type}, not castable to {target}: {error}"
             ) from None
-        columns[feature.name] = _to_list_array(values)
+        columns[feature.name] = to_list_array(values)
     if split_key:  # keyed on the decoded values below
         keys = np.zeros(table.num_rows, np.uint32)
     else:
@@ -647,16 +391,44 @@ def decode_table(
     def raw_of(row: int) -> tuple[int, str]:
         return first_index + row, json.dumps(table.slice(row, 1).to_pylist()[0], default=str)
 
-    return _keyed_by_columns(_finish(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source), split_key)
+    return keyed_by_columns(
+        finish_block(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source), split_key
+    )
 
 
-def _unfit_reason(values: pa.Array, feature_type: int) -> Callable[[int], str]:
-    """The dead-letter reason of a number that does not fit the schema's type (``_fit_numbers``)."""
+def decode_text_table(
+    table: pa.Table,
+    schema: schema_pb2.Schema,
+    keys: np.ndarray,
+    raw_of: Callable[[int], tuple[int | None, str]],
+    source: str,
+    row_reasons: dict[int, tuple[str | None, str]] | None = None,
+    decimal_comma: bool = False,
+) -> DecodedBlock:
+    """Parses a table of text cells (one binary column per feature) and validates it.
+
+    Numeric columns that Arrow's CSV reader has parsed already (``_typed_columns``) are taken as
+    they are, floats rounded to float32 as ``float(text)`` into a FloatList would be.
+    """
+    columns, parse_invalid = {}, {}
+    for feature in schema.feature:
+        column = table.column(feature.name).combine_chunks()
+        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+            columns[feature.name] = to_list_array(pc.cast(column, ARROW_VALUE_TYPES[feature.type], safe=False))
+            continue
+        values, invalid, reason_of = parse_column(column, feature, decimal_comma)
+        columns[feature.name] = to_list_array(values)
+        parse_invalid[feature.name] = (invalid, reason_of)
+    return finish_block(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source, row_reasons)
+
+
+def unfit_reason(values: pa.Array, feature_type: int) -> Callable[[int], str]:
+    """The dead-letter reason of a number that does not fit the schema's type (``fit_numbers``)."""
     type_name = "int" if feature_type == schema_pb2.INT else "float"
     return lambda i: f"unparsable {type_name}: {values[i].as_py()!r}"
 
 
-def _fit_numbers(values: pa.Array, feature_type: int) -> tuple[pa.Array, np.ndarray]:
+def fit_numbers(values: pa.Array, feature_type: int) -> tuple[pa.Array, np.ndarray]:
     """Numbers (any Arrow int or float type) as the schema's type, and a mask of those that do not fit.
 
     A cell that does not fit becomes null and is marked: for INT, a fraction, NaN, an infinity or a
@@ -664,7 +436,7 @@ def _fit_numbers(values: pa.Array, feature_type: int) -> tuple[pa.Array, np.ndar
     for FLOAT, NaN, an infinity or a value beyond float32 (as for CSV cells).
     """
     if feature_type == schema_pb2.INT and pa.types.is_integer(values.type):
-        limit = pa.scalar(_INT64_MAX, pa.uint64())
+        limit = pa.scalar(INT64_MAX, pa.uint64())
         bad = pc.greater(values, limit) if values.type == pa.uint64() else pa.array(np.zeros(len(values), bool))
         return pc.if_else(bad, None, values).cast(pa.int64()), np.asarray(bad.fill_null(False))
     wide = values.cast(pa.float64())
@@ -672,102 +444,5 @@ def _fit_numbers(values: pa.Array, feature_type: int) -> tuple[pa.Array, np.ndar
     if feature_type == schema_pb2.INT:
         bad = pc.or_(bad, pc.or_(pc.not_equal(pc.floor(wide), wide), pc.greater_equal(pc.abs(wide), 2.0**63)))
         return pc.if_else(bad, None, wide).cast(pa.int64()), np.asarray(bad.fill_null(False))
-    bad = pc.or_(bad, pc.greater(pc.abs(wide), _FLOAT32_MAX))
+    bad = pc.or_(bad, pc.greater(pc.abs(wide), FLOAT32_MAX))
     return pc.if_else(bad, None, wide).cast(pa.float32(), safe=False), np.asarray(bad.fill_null(False))
-
-
-def _index(first: int | None, i: int) -> int | None:
-    return None if first is None else first + i
-
-
-def decode_examples(
-    records: Sequence[bytes],
-    schema: schema_pb2.Schema,
-    source: str,
-    first_index: int | None = 0,
-    split_key: Sequence[str] = (),
-) -> DecodedBlock:
-    """Decodes serialized tf.Examples into a list-typed batch and dead letters.
-
-    Args:
-        records: Serialized ``tf.train.Example`` protos.
-        schema: The raw schema.
-        source: File name, for dead letters.
-        first_index: Index of ``records[0]`` in its source, for dead letters, if known.
-        split_key: Columns whose values key the split; empty keys it on the serialized record.
-
-    Returns:
-        The DecodedBlock.
-    """
-    from tfx_bsl.coders import example_coder
-
-    good, dead = list(range(len(records))), []
-    batch, extra = _decode_as_written(records, schema)
-    if batch is None:  # a record the schema cannot read: decode with it, to find and dead-letter such records
-        serialized = schema.SerializeToString()
-        decoder = example_coder.ExamplesToRecordBatchDecoder(serialized)
-        good = []
-        for i, record in enumerate(records):
-            try:
-                decoder.DecodeBatch([record])
-                good.append(i)
-            except Exception as error:  # noqa: BLE001 - the C++ decoder raises untyped errors
-                reason = f"undecodable tf.Example: {str(error).splitlines()[0]}"
-                dead.append(dead_letter(source, _index(first_index, i), repr(record), None, reason))
-                # a decoder that failed midway keeps the half-built columns: its next batch fails with
-                # "Mismatching child array lengths", so the next records need a fresh one
-                decoder = example_coder.ExamplesToRecordBatchDecoder(serialized)
-        batch = decoder.DecodeBatch([records[i] for i in good]) if good else None
-        extra = _feature_names([records[i] for i in good], schema)
-    if batch is None:
-        return DecodedBlock(None, np.zeros(0, np.uint32), dead, len(records), extra)
-    columns = {}
-    for feature in schema.feature:
-        index = batch.schema.get_field_index(feature.name)
-        target = pa.large_list(ARROW_VALUE_TYPES[feature.type])
-        columns[feature.name] = batch.column(index).cast(target) if index >= 0 else pa.nulls(batch.num_rows, target)
-
-    def raw_of(row: int) -> tuple[int, str]:
-        return _index(first_index, good[row]), repr(records[good[row]])
-
-    keys = np.zeros(len(good), np.uint32) if split_key else row_key_hashes([records[i] for i in good])
-    block = _finish(schema, columns, {}, keys, batch.num_rows, raw_of, source)
-    block.dead_letters = dead + block.dead_letters
-    block.rows_read = len(records)
-    block.extra_features = extra
-    return _keyed_by_columns(block, split_key)
-
-
-def _decode_as_written(records: Sequence[bytes], schema: schema_pb2.Schema) -> tuple[pa.RecordBatch | None, list[str]]:
-    """The tf.Examples decoded with the types they were written with (tfx-bsl's decoder without a
-    schema: as fast as with one, and it sees every feature), and the features the schema lacks.
-
-    None when the schema could not read them all: a record that is not a tf.Example, a feature of
-    the schema written with another list type than its type's (``int64_list`` for a FLOAT), or one
-    written with two list types; the caller then decodes with the schema, record by record.
-    """
-    from tfx_bsl.coders import example_coder
-
-    try:
-        batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(records))
-    except Exception:  # noqa: BLE001 - the C++ decoder raises untyped errors
-        return None, []
-    types = {f.name: ARROW_VALUE_TYPES[f.type] for f in schema.feature}
-    for field in batch.schema:
-        if field.name in types and not pa.types.is_null(field.type):  # null: no values in any record
-            value_type = field.type.value_type
-            if not (pa.types.is_null(value_type) or value_type == types[field.name]):
-                return None, []
-    return batch, sorted(name for name in batch.schema.names if name not in types)
-
-
-def _feature_names(records: Sequence[bytes], schema: schema_pb2.Schema) -> list[str]:
-    """The features of ``records`` (tf.Examples the schema reads) that the schema lacks, parsed one
-    by one: only for blocks holding a record the schema cannot read."""
-    from tensorflow.core.example import example_pb2
-
-    known = {f.name for f in schema.feature}
-    names = set()
-    for record in records:
-        names.update(example_pb2.Example.FromString(record).features.feature)
-    return sorted(names - known)

@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from pipelines.errors import UsageError
-from pipelines.io import coders, decode, tfrecord_records
+from pipelines.io import coders, decode, decode_csv, decode_examples, tfrecord_records
 from pipelines.io.blocks import (
     BLANK_LINES_AT_END,
     Block,
@@ -245,10 +245,10 @@ class _DecodeCsvRange(_DecodeBlocks):
             return decode.lost_rows(rng.path, [offset], problem), 0.0, 0
         if rng.header_error:
             quoted = self._csv_format.quoted_newlines
-            undecodable = decode.undecodable_lines(block, rng.path, offset, rng.header_error, quoted)
+            undecodable = decode_csv.undecodable_lines(block, rng.path, offset, rng.header_error, quoted)
             return undecodable, 0.0, blank_lines_at_end
         started = time.perf_counter()
-        decoded = decode.decode_csv_block(
+        decoded = decode_csv.decode_csv_block(
             block,
             rng.columns,
             self._schema,
@@ -327,7 +327,9 @@ class _DecodeTFRecordFile(_DecodeBlocks):
         first = batch[0]
         if first.problem:  # damage: no record to show, the reason says where
             return decode.lost_rows(path, [first.index], first.problem), 0.0
-        decoded = decode.decode_examples([r.data for r in batch], self._schema, path, first.index, self._split_key)
+        decoded = decode_examples.decode_examples(
+            [r.data for r in batch], self._schema, path, first.index, self._split_key
+        )
         return decoded, time.perf_counter() - started
 
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from pipelines.errors import UsageError
-from pipelines.io import csv_records, decode
+from pipelines.io import csv_records, decode, decode_csv
 from pipelines.io.blocks import (
     BLOCK_BYTES,
     Block,
@@ -129,7 +129,7 @@ def parse_csv_block(
 
     table = pa_csv.read_csv(
         io.BytesIO(block),
-        read_options=decode.block_read_options(columns, block),
+        read_options=decode_csv.block_read_options(columns, block),
         parse_options=pa_csv.ParseOptions(
             delimiter=delimiter, invalid_row_handler=on_invalid_row, newlines_in_values=True
         ),

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 from pipelines.errors import UsageError
-from pipelines.io import csv_records, decode, input_files, read, text_records
+from pipelines.io import csv_records, decode, decode_csv, decode_examples, input_files, read, text_records
 
 __all__ = ["find_rows"]
 
@@ -75,7 +75,7 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
         for block, records, offsets, numbers in _blocks_of_records(
             path, csv_format.quoted_newlines, csv_format.encoding
         ):
-            decoded = decode.decode_csv_block(
+            decoded = decode_csv.decode_csv_block(
                 block,
                 columns,
                 model.schema,
@@ -146,7 +146,7 @@ def _example_blocks(handle, path: str, schema) -> Iterable[tuple[int, decode.Dec
 
     for run in tfrecord_records.batches(tfrecord_records.read_records(handle), _RECORDS_PER_BLOCK):
         if not run[0].problem:  # damage has no row to trace
-            yield run[0].index, decode.decode_examples([r.data for r in run], schema, path, run[0].index)
+            yield run[0].index, decode_examples.decode_examples([r.data for r in run], schema, path, run[0].index)
 
 
 def _text(value) -> str:

@@ -6,7 +6,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipelines.io import decode
+from pipelines.io import decode, decode_csv, decode_examples
 from tests.helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.unit
@@ -28,7 +28,7 @@ def _rows(block: decode.DecodedBlock) -> list[dict]:
 
 def test_valid_rows_become_list_columns_in_schema_order():
     data = b'b,1,2.5\n"q,uoted",2,\n,3,-0\n'
-    block = decode.decode_csv_block(data, COLUMNS, SCHEMA, "f.csv")
+    block = decode_csv.decode_csv_block(data, COLUMNS, SCHEMA, "f.csv")
     assert block.batch.schema == pa.schema(
         [("n", pa.large_list(pa.int64())), ("x", pa.large_list(pa.float32())), ("s", pa.large_list(pa.large_binary()))]
     )
@@ -57,7 +57,7 @@ def test_every_kind_of_bad_line_is_dead_lettered_with_its_reason():
         b"i,99999999999999999999,1.0",  # beyond int64
         b"ok2,7,",  # fine
     ]
-    block = decode.decode_csv_block(b"\n".join(lines) + b"\n", COLUMNS, SCHEMA, "f.csv", base_offset=100)
+    block = decode_csv.decode_csv_block(b"\n".join(lines) + b"\n", COLUMNS, SCHEMA, "f.csv", base_offset=100)
     offsets = np.cumsum([0] + [len(line) + 1 for line in lines]) + 100
     got = [(d["offset"], d["raw"], d["feature"], d["reason"]) for d in block.dead_letters]
     assert sorted(got) == [
@@ -80,7 +80,7 @@ def test_every_kind_of_bad_line_is_dead_lettered_with_its_reason():
 
 def test_a_quoted_newline_falls_back_to_one_record_per_line():
     data = b'a,1,1.0\n"b\nc",2,2.0\nd,3,3.0\n'
-    block = decode.decode_csv_block(data, COLUMNS, SCHEMA, "f.csv")
+    block = decode_csv.decode_csv_block(data, COLUMNS, SCHEMA, "f.csv")
     assert [r["s"] for r in _rows(block)] == [[b"a"], [b"d"]]
     hint = "malformed CSV: unbalanced quotes (a quoted value spanning lines needs --allow-quoted-newlines)"
     assert [(d["raw"], d["reason"]) for d in block.dead_letters] == [('"b', hint), ('c",2,2.0', hint)]
@@ -90,7 +90,7 @@ def test_a_quoted_newline_falls_back_to_one_record_per_line():
 @pytest.mark.parametrize("bad", [b"", b"z,1,oops\n"])  # fast path / careful path
 def test_with_quoted_newlines_a_value_spans_lines_and_offsets_are_records(bad):
     data = b'a,1,1.0\n"two\nlines ""q""",2,2.0\n' + bad + b'"x\r\ny",3,\nd,4,4.0\n'
-    block = decode.decode_csv_block(data, COLUMNS, SCHEMA, "f.csv", base_offset=100, quoted_newlines=True)
+    block = decode_csv.decode_csv_block(data, COLUMNS, SCHEMA, "f.csv", base_offset=100, quoted_newlines=True)
     assert [r["s"] for r in _rows(block)] == [[b"a"], [b'two\nlines "q"'], [b"x\r\ny"], [b"d"]]
     assert [r["n"] for r in _rows(block)] == [[1], [2], [3], [4]]
     assert block.rows_read == 4 + bool(bad)
@@ -103,7 +103,7 @@ def test_with_quoted_newlines_a_value_spans_lines_and_offsets_are_records(bad):
 
 def test_with_quoted_newlines_a_stray_quote_is_dead_lettered_without_the_hint():
     data = b'a,1,1.0\nb",2,2.0\nc,3,3.0\n'  # what csv_records cuts off after a stray quote
-    block = decode.decode_csv_block(data, COLUMNS, SCHEMA, "f.csv", quoted_newlines=True)
+    block = decode_csv.decode_csv_block(data, COLUMNS, SCHEMA, "f.csv", quoted_newlines=True)
     assert [(d["offset"], d["raw"], d["reason"]) for d in block.dead_letters] == [
         (8, 'b",2,2.0\nc,3,3.0', "malformed CSV: unbalanced quotes")
     ]
@@ -116,16 +116,16 @@ def test_split_key_columns_key_the_hash():
         'feature { name: "n" type: INT } feature { name: "x" type: FLOAT } feature { name: "s" type: BYTES }',
         schema_pb2.Schema(),
     )
-    block = decode.decode_csv_block(b"a,1,1.0\na,2,2.0\n", COLUMNS, schema, "f.csv", split_key=["s"])
+    block = decode_csv.decode_csv_block(b"a,1,1.0\na,2,2.0\n", COLUMNS, schema, "f.csv", split_key=["s"])
     assert block.keys[0] == block.keys[1]
 
 
 @pytest.mark.parametrize("quoted_newlines", [False, True])
 def test_windows_line_endings_key_rows_as_unix_ones_do(quoted_newlines):
-    unix = decode.decode_csv_block(
+    unix = decode_csv.decode_csv_block(
         b'b,1,2.5\n"q,\nuoted",2,\n,3,-0', COLUMNS, SCHEMA, "f.csv", quoted_newlines=quoted_newlines
     )
-    windows = decode.decode_csv_block(
+    windows = decode_csv.decode_csv_block(
         b'b,1,2.5\r\n"q,\nuoted",2,\r\n,3,-0\r\n', COLUMNS, SCHEMA, "f.csv", quoted_newlines=quoted_newlines
     )
     assert windows.keys.tolist() == unix.keys.tolist()
@@ -140,8 +140,10 @@ def test_split_key_columns_of_any_type_key_rows_by_value_the_same_in_every_forma
         schema_pb2.Schema(),
     )
     if careful:  # every cell through the text path
-        monkeypatch.setattr(decode, "_typed_columns", lambda *args, **kwargs: None)
-    csv = decode.decode_csv_block(b"a,1,1.5\na,01,1.50\nb,1,2.5\n,,\n", COLUMNS, schema, "f.csv", split_key=["n", "x"])
+        monkeypatch.setattr(decode_csv, "_typed_columns", lambda *args, **kwargs: None)
+    csv = decode_csv.decode_csv_block(
+        b"a,1,1.5\na,01,1.50\nb,1,2.5\n,,\n", COLUMNS, schema, "f.csv", split_key=["n", "x"]
+    )
     assert csv.dead_letters == []
     keys = csv.keys.tolist()
     assert keys[0] == keys[1] != keys[2] != keys[3]  # 01 is 1 and 1.50 is 1.5; the empty row keys too
@@ -156,14 +158,14 @@ def test_split_key_columns_of_any_type_key_rows_by_value_the_same_in_every_forma
             feature["x"] = tf.train.Feature(float_list=tf.train.FloatList(value=[x]))
         return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
-    examples = decode.decode_examples(
+    examples = decode_examples.decode_examples(
         [example(1, 1.5), example(1, 2.5), example(None, None)], schema, "f", 0, ["n", "x"]
     )
     assert examples.keys.tolist() == [keys[0], keys[2], keys[3]]
 
 
 def test_an_empty_block_reads_nothing():
-    block = decode.decode_csv_block(b"", COLUMNS, SCHEMA, "f.csv")
+    block = decode_csv.decode_csv_block(b"", COLUMNS, SCHEMA, "f.csv")
     assert (block.batch, block.dead_letters, block.rows_read) == (None, [], 0)
 
 
@@ -176,7 +178,7 @@ def test_string_domains_inline_and_named():
         """,
         schema_pb2.Schema(),
     )
-    block = decode.decode_csv_block(b"a,red\nc,green\nb,blue\n,\n", ["s", "t"], schema, "f.csv")
+    block = decode_csv.decode_csv_block(b"a,red\nc,green\nb,blue\n,\n", ["s", "t"], schema, "f.csv")
     assert _rows(block) == [{"s": [b"a"], "t": [b"red"]}, {"s": None, "t": None}]
     assert [(d["feature"], d["reason"]) for d in block.dead_letters] == [
         ("s", "outside domain: 'c' not in the string domain"),
@@ -243,7 +245,7 @@ def test_decode_examples_dead_letters_undecodable_and_invalid_records():
 
     records = [example(n=1, x=[2.0]), b"not a proto", example(n=2, x=[1.0, 2.0]), example(x=[1.0])]
     records += [example(n=3, x=[float("nan")]), example(n=4, x=[float("inf")])]  # would poison the analyzers
-    block = decode.decode_examples(records, SCHEMA, "f.tfrecord", first_index=10)
+    block = decode_examples.decode_examples(records, SCHEMA, "f.tfrecord", first_index=10)
     assert _rows(block) == [{"n": [1], "x": [2.0], "s": None}]
     assert [(d["offset"], d["feature"], d["reason"].split(":")[0]) for d in block.dead_letters] == [
         (11, None, "undecodable tf.Example"),
@@ -290,9 +292,9 @@ EQUIVALENCE_SCHEMA = text_format.Parse(
 def test_the_fast_path_decodes_exactly_as_the_careful_path(data, monkeypatch):
     """Arrow's CSV converters (fast path) and the cell-by-cell validated parse (careful path) give
     the same batch, keys and dead letters for any block."""
-    fast = decode.decode_csv_block(data, COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
-    monkeypatch.setattr(decode, "_typed_columns", lambda *args: None)
-    careful = decode.decode_csv_block(data, COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
+    fast = decode_csv.decode_csv_block(data, COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
+    monkeypatch.setattr(decode_csv, "_typed_columns", lambda *args: None)
+    careful = decode_csv.decode_csv_block(data, COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
     assert (fast.batch is None) == (careful.batch is None)
     if fast.batch is not None:
         assert fast.batch.equals(careful.batch), (fast.batch.to_pylist(), careful.batch.to_pylist())
@@ -303,12 +305,12 @@ def test_the_fast_path_decodes_exactly_as_the_careful_path(data, monkeypatch):
 
 def test_plainly_valid_blocks_take_the_fast_path(monkeypatch):
     tables = []
-    real = decode._typed_columns
-    monkeypatch.setattr(decode, "_typed_columns", lambda *args: tables.append(real(*args)) or tables[-1])
-    block = decode.decode_csv_block(b"a,1,2.5\nb,,\n", COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
+    real = decode_csv._typed_columns
+    monkeypatch.setattr(decode_csv, "_typed_columns", lambda *args: tables.append(real(*args)) or tables[-1])
+    block = decode_csv.decode_csv_block(b"a,1,2.5\nb,,\n", COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
     assert tables[0].column("n").type == pa.int64() and tables[0].column("x").type == pa.float64()
     assert _rows(block) == [{"n": [1], "x": [2.5], "s": [b"a"]}, {"n": None, "x": None, "s": [b"b"]}]
-    decode.decode_csv_block(b"a,1,nan\n", COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
+    decode_csv.decode_csv_block(b"a,1,nan\n", COLUMNS, EQUIVALENCE_SCHEMA, "f.csv")
     assert tables[1] is None
 
 
@@ -320,9 +322,9 @@ def test_the_bundled_taxi_sample_decodes_the_same_on_both_paths(monkeypatch):
     header, _, data = path.read_bytes().partition(b"\n")
     columns = header.decode().strip().split(",")
     schema = schemas.load_dataset("taxi").schema
-    fast = decode.decode_csv_block(data, columns, schema, "data.csv")
-    monkeypatch.setattr(decode, "_typed_columns", lambda *args: None)
-    careful = decode.decode_csv_block(data, columns, schema, "data.csv")
+    fast = decode_csv.decode_csv_block(data, columns, schema, "data.csv")
+    monkeypatch.setattr(decode_csv, "_typed_columns", lambda *args: None)
+    careful = decode_csv.decode_csv_block(data, columns, schema, "data.csv")
     assert fast.batch.num_rows == fast.rows_read == 15002
     assert fast.batch.equals(careful.batch)
     assert fast.keys.tolist() == careful.keys.tolist()
@@ -343,7 +345,7 @@ def test_the_bundled_taxi_sample_decodes_the_same_on_both_paths(monkeypatch):
     ],
 )
 def test_hex_prefixes_are_found_anywhere_in_a_block(data, expected):
-    assert decode._has_hex_prefix(data) is expected
+    assert decode_csv._has_hex_prefix(data) is expected
 
 
 def test_row_key_hashes_are_zlib_crc32():
@@ -363,9 +365,9 @@ def test_row_key_hashes_are_zlib_crc32():
     ],
 )
 def test_decimal_commas_decode_the_same_on_both_paths(data, monkeypatch):
-    fast = decode.decode_csv_block(data, COLUMNS, EQUIVALENCE_SCHEMA, "f.csv", delimiter=";", decimal_comma=True)
-    monkeypatch.setattr(decode, "_typed_columns", lambda *args: None)
-    careful = decode.decode_csv_block(data, COLUMNS, EQUIVALENCE_SCHEMA, "f.csv", delimiter=";", decimal_comma=True)
+    fast = decode_csv.decode_csv_block(data, COLUMNS, EQUIVALENCE_SCHEMA, "f.csv", delimiter=";", decimal_comma=True)
+    monkeypatch.setattr(decode_csv, "_typed_columns", lambda *args: None)
+    careful = decode_csv.decode_csv_block(data, COLUMNS, EQUIVALENCE_SCHEMA, "f.csv", delimiter=";", decimal_comma=True)
     assert fast.batch.equals(careful.batch) and fast.dead_letters == careful.dead_letters
     rows = {r["s"][0]: r["x"] for r in _rows(careful)}
     if b"b;2;-0,125" in data:
@@ -409,10 +411,10 @@ def test_tf_examples_decode_as_written_and_with_the_schema_alike_and_name_the_fe
         features=tf.train.Features(feature={"trip_miles": tf.train.Feature(int64_list=tf.train.Int64List(value=[3]))})
     ).SerializeToString()  # an int64_list for a FLOAT: the schema cannot read it
     # the mistyped record first: the decoder that fails on it must not spoil the records after it
-    fast = decode.decode_examples(records, schema, "f.tfrecord")
-    careful = decode.decode_examples([mistyped, *records], schema, "f.tfrecord", first_index=None)
-    assert decode._decode_as_written(records, schema)[0] is not None  # the fast path was taken
-    assert decode._decode_as_written([mistyped, *records], schema)[0] is None
+    fast = decode_examples.decode_examples(records, schema, "f.tfrecord")
+    careful = decode_examples.decode_examples([mistyped, *records], schema, "f.tfrecord", first_index=None)
+    assert decode_examples._decode_as_written(records, schema)[0] is not None  # the fast path was taken
+    assert decode_examples._decode_as_written([mistyped, *records], schema)[0] is None
     assert fast.extra_features == careful.extra_features == ["late_note"]
     assert fast.dead_letters == []
     assert [d["reason"].split(":")[0] for d in careful.dead_letters] == ["undecodable tf.Example"]
@@ -428,6 +430,6 @@ def test_a_value_longer_than_arrows_read_block_is_a_value_not_a_dead_letter(with
     long_text = b"y" * (3 << 20)
     spanning = [b'"one value', b'over two lines",4,'] if with_a_bad_line else []  # the record-by-record path
     lines = [b"a,1,1.5", b'"' + long_text + b'",2,', b"c,3,", *spanning]
-    block = decode.decode_csv_block(b"\n".join(lines) + b"\n", COLUMNS, SCHEMA, "f.csv")
+    block = decode_csv.decode_csv_block(b"\n".join(lines) + b"\n", COLUMNS, SCHEMA, "f.csv")
     assert [row["s"] for row in _rows(block)] == [[b"a"], [long_text], [b"c"]]
     assert [d["reason"].split(":")[0] for d in block.dead_letters] == ["malformed CSV"] * len(spanning)

@@ -73,14 +73,14 @@ def test_columns_the_schema_lacks_are_read_past_and_listed(tmp_path, taxi_datase
     assert readers[extra].ignored_columns == {str(extra): ["id", "note"]}
     (rng,) = read._plan_csv_ranges(input_files.expand_patterns([str(extra)]), taxi_dataset.schema, 1 << 20)
     assert rng.header_error is None
-    from pipelines.io import decode
+    from pipelines.io import decode_csv
 
     with open(extra, "rb") as handle:
         data, _ = byte_blocks.read_lines_in_range(handle, rng.start, rng.end)
-    block = decode.decode_csv_block(data, rng.columns, taxi_dataset.schema, str(extra))
+    block = decode_csv.decode_csv_block(data, rng.columns, taxi_dataset.schema, str(extra))
     with open(plain, "rb") as handle:
         plain_data, _ = byte_blocks.read_lines_in_range(handle, len(header) + 1, plain.stat().st_size)
-    expected = decode.decode_csv_block(plain_data, header.split(","), taxi_dataset.schema, str(plain))
+    expected = decode_csv.decode_csv_block(plain_data, header.split(","), taxi_dataset.schema, str(plain))
     assert block.dead_letters == [] and block.batch.equals(expected.batch)
     (latin1,) = read._plan_csv_ranges([(_write(tmp_path / "l.csv", b"caf\xe9\n1\n"), 8)], taxi_dataset.schema, 99)
     assert (
@@ -97,9 +97,9 @@ def test_a_byte_order_mark_before_the_header_is_not_part_of_the_first_column(tmp
     assert rng.start == len(header) + 5  # BOM and CRLF included in the header bytes
     with open(path, "rb") as handle:
         data, _ = byte_blocks.read_lines_in_range(handle, rng.start, rng.end)
-    from pipelines.io import decode
+    from pipelines.io import decode_csv
 
-    block = decode.decode_csv_block(data, rng.columns, taxi_dataset.schema, str(path))
+    block = decode_csv.decode_csv_block(data, rng.columns, taxi_dataset.schema, str(path))
     assert (block.batch.num_rows, block.dead_letters) == (3, [])
     assert block.batch.column(block.batch.schema.get_field_index("tips")).to_pylist() == [
         [float(line.split(",")[-1])] for line in lines
