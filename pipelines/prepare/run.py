@@ -27,6 +27,8 @@ from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 import schemas
 from pipelines.dedup import job as dedup
+from pipelines.dedup.config import config_from_dict
+from pipelines.dedup.transforms import DropRemovedDuplicates
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.io import blocks, coders, decode, input_files, read, spill
 from pipelines.io import staging as outputs
@@ -131,7 +133,7 @@ def _build(
     raw_batches = raw[read.ReadRawData.BATCHES]
     if removed_ids is not None:
         removed = pipeline | "DuplicatesRemovedByDedup" >> beam.Create([frozenset(removed_ids)])
-        raw_batches = raw_batches | "DropRemovedDuplicates" >> dedup.DropRemovedDuplicates(
+        raw_batches = raw_batches | "DropRemovedDuplicates" >> DropRemovedDuplicates(
             removed, dataset.config["dedup"]["id"]
         )
     if config.labels:
@@ -349,7 +351,7 @@ def run(
         raise UsageError("--analysis-cache cannot be combined with --labels or a dataset with a dedup: section")
     dedup_config = None
     if dataset.config.get("dedup"):
-        dedup_config = dedup.config_from_dict(dataset.config["dedup"])
+        dedup_config = config_from_dict(dataset.config["dedup"])
         if dedup_config.id not in dataset.feature_names:
             raise UsageError(f"dataset {dataset.name}: dedup id {dedup_config.id!r} is not a raw column of the schema")
         if any(input_format_of(path) != "csv" for path, _ in files):

@@ -43,7 +43,8 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     import json
 
     process.tune_garbage_collector()  # a million record dicts pass through: 9% of a 300k-record run went to collections
-    from pipelines.dedup.job import load_dedup_config, run_dedup
+    from pipelines.dedup.config import load_dedup_config
+    from pipelines.dedup.job import run_dedup
 
     progress = arguments.progress_printer(args.quiet)
     config = load_dedup_config(args.config)

@@ -9,7 +9,8 @@ import pytest
 
 from benchmarks import generate_people
 from pipelines import cli
-from pipelines.dedup.job import ClusterMatches, load_dedup_config
+from pipelines.dedup.config import load_dedup_config
+from pipelines.dedup.transforms import ClusterMatches
 from tests.helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -250,7 +251,7 @@ def test_dedup_runs_are_recorded_in_the_lineage_store(people):
 
 
 def test_the_training_sample_is_deterministic_and_ordered():
-    from pipelines.dedup.job import SampleById
+    from pipelines.dedup.transforms import SampleById
 
     combine = SampleById(3)
     records = [(f"id{i}", (), ()) for i in range(50)]
