@@ -20,7 +20,6 @@ import dataclasses
 import io
 import json
 import os
-import time
 from collections.abc import Sequence
 
 import apache_beam as beam
@@ -44,8 +43,8 @@ from pipelines.io import input_files, shuffle, text_records
 from pipelines.io import staging as outputs
 from pipelines.io.write import WriteDeadLetters
 from pipelines.lineage import run_record
-from pipelines.lineage import store as lineage
-from pipelines.runtime.options import LOCAL_RUNNER, pipeline_options, runner_name
+from pipelines.runtime.job import Job, JobSpec, LineageOutput, silent
+from pipelines.runtime.options import LOCAL_RUNNER, runner_name
 
 __all__ = ["removed_ids", "run_dedup"]
 
@@ -214,10 +213,6 @@ def _write_json(value, path: str) -> None:
         handle.write(json.dumps(value, indent=2, sort_keys=True).encode("utf-8"))
 
 
-def _silent(stage: str) -> None:
-    del stage
-
-
 def run_dedup(
     inputs: Sequence[str],
     config: DedupConfig,
@@ -225,7 +220,7 @@ def run_dedup(
     model_path: str | None = None,
     beam_args: Sequence[str] = (),
     lineage_db: str | None = None,
-    progress=_silent,
+    progress=silent,
     record_lineage: bool = True,
 ) -> dict:
     """Runs the dedup job into ``output``; returns the summary written to ``dedup.json``.
@@ -236,7 +231,6 @@ def run_dedup(
         UsageError: Unreadable input, missing columns, a model for other fields.
         CheckFailed: Too many dead-lettered records, or records unaccounted for.
     """
-    started = time.time()
     config.validate()
     files = input_files.expand_patterns(list(inputs))
     columns = text_records.shared_csv_columns(files, [config.id, *config.fields], config.csv_delimiter, config.encoding)
@@ -250,31 +244,33 @@ def run_dedup(
             dedup_model.check_model(model, config)
         except (OSError, ValueError) as error:
             raise UsageError(f"--model {model_path}: {error}") from error
-    options = pipeline_options(list(beam_args))
     parameters = {"inputs": list(inputs), "config": dataclasses.asdict(config), "model": model_path}
-    if not record_lineage:
-        summary = _dedup_in_staging(config, files, columns, output, model, options, started, progress)
-        if summary.get("failure"):
-            raise CheckFailed(f"dedup: {summary['failure']}")
-        return summary
-    recorder = lineage.Recorder("dedup", parameters, ("dedup", output), runner_name(options), lineage_db)
-    summary = recorder.record_job(
-        lambda: _dedup_in_staging(config, files, columns, output, model, options, started, progress),
-        "Records",
-        output,
-        [
-            ("records", "DeduplicatedRecords"),
-            ("pairs.csv", "ScoredPairs"),
-            ("clusters.csv", "DuplicateClusters"),
-            ("review.csv", "ReviewList"),
-            ("model.json", "DedupModel"),
-            ("removed.jsonl", "RemovedRecords"),
-            ("dead_letter", "DeadLetters"),
-        ],
-    )
-    if summary.get("failure"):
-        raise CheckFailed(summary["failure"])
+    spec = JobSpec("dedup", output, parameters, ("dedup", output), "dedup.json", lineage_db, record_lineage)
+    job = Job(spec, beam_args, progress)
+    try:
+        summary = job.execute(
+            lambda staging: _dedup_in_staging(job, staging, config, files, columns, model),
+            lambda summary: [(entry["uri"], "Records", {"sha256": entry["sha256"]}) for entry in summary["inputs"]],
+            lambda _: [LineageOutput(name, artifact_type) for name, artifact_type in LINEAGE_OUTPUTS],
+        )
+    except CheckFailed as error:
+        if record_lineage:
+            raise
+        raise CheckFailed(f"dedup: {error}") from None  # inside a calling job: say which stage failed
+    if job.recorder is not None:
+        summary["lineage_run_id"] = job.recorder.id
     return summary
+
+
+LINEAGE_OUTPUTS = [
+    ("records", "DeduplicatedRecords"),
+    ("pairs.csv", "ScoredPairs"),
+    ("clusters.csv", "DuplicateClusters"),
+    ("review.csv", "ReviewList"),
+    ("model.json", "DedupModel"),
+    ("removed.jsonl", "RemovedRecords"),
+    ("dead_letter", "DeadLetters"),
+]
 
 
 def removed_ids(output: str) -> list[str]:
@@ -283,23 +279,18 @@ def removed_ids(output: str) -> list[str]:
         return [json.loads(line)["id"] for line in io.TextIOWrapper(handle, encoding="utf-8") if line.strip()]
 
 
-def _dedup_in_staging(config, files, columns, output, model, options, started, progress) -> dict:
-    with outputs.staged_directory(output) as staging:
-        progress(f"reading, scoring and clustering records on {runner_name(options)}")
-        pipeline = beam.Pipeline(options=options)
-        _build(pipeline, config, files, columns, staging, model)
-        result = pipeline.run()
-        result.wait_until_finish()
-        counters = {
-            name: value for (space, name), value in run_record.collect_counters(result).items() if space == NAMESPACE
-        }
-        summary = _summary(config, counters, staging)
-        summary["inputs"] = [{"uri": p, "bytes": size, "sha256": run_record.file_sha256(p)} for p, size in files]
-        summary["seconds"] = round(time.time() - started, 3)
-        if summary.get("failure"):
-            for name in ("records", "removed.jsonl", "pairs.csv", "clusters.csv", "review.csv"):
-                outputs.remove_tree(os.path.join(staging, name))
-        run_record.write_json(os.path.join(staging, "dedup.json"), summary)
+def _dedup_in_staging(job: Job, staging: str, config, files, columns, model) -> dict:
+    counters = job.run_pipeline(
+        lambda pipeline: _build(pipeline, config, files, columns, staging, model),
+        f"reading, scoring and clustering records on {job.runner}",
+    )
+    counters = {name: value for (space, name), value in counters.items() if space == NAMESPACE}
+    summary = _summary(config, counters, staging)
+    summary["inputs"] = [{"uri": p, "bytes": size, "sha256": run_record.file_sha256(p)} for p, size in files]
+    summary["seconds"] = job.seconds()
+    if summary.get("failure"):
+        for name in ("records", "removed.jsonl", "pairs.csv", "clusters.csv", "review.csv"):
+            outputs.remove_tree(os.path.join(staging, name))
     return summary
 
 

@@ -15,7 +15,6 @@ import dataclasses
 import io
 import json
 import os
-import time
 from collections.abc import Sequence
 
 import apache_beam as beam
@@ -33,8 +32,7 @@ from pipelines.labels import agreement, consensus
 from pipelines.labels import join as join_labels
 from pipelines.labels import rounds as label_rounds
 from pipelines.lineage import run_record
-from pipelines.lineage import store as lineage
-from pipelines.runtime.options import pipeline_options, runner_name
+from pipelines.runtime.job import Job, JobSpec, LineageOutput, silent
 
 __all__ = ["LabelsConfig", "ReadAnnotations", "run_labels"]
 
@@ -367,18 +365,13 @@ def _review_rows(
     ]
 
 
-def _silent(stage: str) -> None:
-    del stage
-
-
-def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=_silent) -> dict:
+def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=silent) -> dict:
     """Runs the labels job; returns ``agreement.json``'s content (``progress`` is called with each
     stage's name as it starts).
 
     Raises:
         UsageError: Unreadable input, missing columns, bad options.
     """
-    started = time.time()
     if config.method not in METHODS:
         raise UsageError(f"--method must be one of {', '.join(METHODS)}")
     if config.level not in LEVELS:
@@ -390,33 +383,33 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=_si
         wanted["gold"] = config.gold_col
     columns = text_records.shared_csv_columns(files, list(wanted.values()), config.csv_delimiter, config.encoding)
     indices = {key: columns.index(name) for key, name in wanted.items()}
-    options = pipeline_options(list(beam_args))
     parameters = {k: v for k, v in dataclasses.asdict(config).items() if k != "lineage_db"}
-    runner = runner_name(options)
-    recorder = lineage.Recorder("labels", parameters, ("labels", config.output), runner, config.lineage_db)
-
-    def job() -> dict:
-        report = _labels_in_staging(config, files, columns, indices, merge, options, started, progress)
-        progress("recording lineage")
-        return report
-
-    return recorder.record_job(
-        job,
-        "Annotations",
-        config.output,
-        [
-            ("consensus.csv", "ConsensusLabels"),
-            ("agreement.json", "AgreementReport"),
-            ("review.csv", "ReviewList"),
-            ("dead_letter", "DeadLetters"),
-        ],
+    spec = JobSpec("labels", config.output, parameters, ("labels", config.output), "agreement.json", config.lineage_db)
+    job = Job(spec, beam_args, progress)
+    report = job.execute(
+        lambda staging: _labels_in_staging(job, staging, config, files, columns, indices, merge),
+        annotation_inputs,
+        lambda _: [LineageOutput(name, artifact_type) for name, artifact_type in LINEAGE_OUTPUTS],
     )
+    report["lineage_run_id"] = job.recorder.id
+    return report
 
 
-def _labels_in_staging(config, files, columns, indices, merge, options, started, progress) -> dict:
-    with outputs.staged_directory(config.output) as staging:
-        progress(f"reading, validating and normalising annotations on {runner_name(options)}")
-        pipeline = beam.Pipeline(options=options)
+LINEAGE_OUTPUTS = [
+    ("consensus.csv", "ConsensusLabels"),
+    ("agreement.json", "AgreementReport"),
+    ("review.csv", "ReviewList"),
+    ("dead_letter", "DeadLetters"),
+]
+
+
+def annotation_inputs(report: dict) -> list[tuple[str, str, dict]]:
+    """The annotation files a labels job read, as lineage records them."""
+    return [(entry["uri"], "Annotations", {"sha256": entry["sha256"]}) for entry in report["inputs"]]
+
+
+def _labels_in_staging(job: Job, staging: str, config, files, columns, indices, merge) -> dict:
+    def build(pipeline):
         parsed = pipeline | "ReadAnnotations" >> ReadAnnotations(
             files, columns, indices, merge, config.csv_delimiter, config.encoding
         )
@@ -426,48 +419,40 @@ def _labels_in_staging(config, files, columns, indices, merge, options, started,
         parsed.annotations | "WriteAnnotations" >> beam.io.WriteToParquetBatched(
             os.path.join(staging, "annotations", "annotations"), _ANNOTATION_SCHEMA, file_name_suffix=".parquet"
         )
-        result = pipeline.run()
-        result.wait_until_finish()
-        counters = run_record.collect_counters(result)
-        lost = counters.get(("skewless", "annotations_lost_to_damage"), 0)
-        if lost:  # annotations lost, their number unknown: no consensus over what is left
-            raise CheckFailed(text_records.lost_to_damage("annotations", lost))
-        import pyarrow.parquet as pq
 
-        paths = sorted(
-            m.path for m in FileSystems.match([os.path.join(staging, "annotations", "*.parquet")])[0].metadata_list
+    counters = job.run_pipeline(build, f"reading, validating and normalising annotations on {job.runner}")
+    lost = counters.get(("skewless", "annotations_lost_to_damage"), 0)
+    if lost:  # annotations lost, their number unknown: no consensus over what is left
+        raise CheckFailed(text_records.lost_to_damage("annotations", lost))
+    import pyarrow.parquet as pq
+
+    paths = sorted(
+        m.path for m in FileSystems.match([os.path.join(staging, "annotations", "*.parquet")])[0].metadata_list
+    )
+    table = pa.concat_tables([pq.read_table(p) for p in paths]) if paths else _ANNOTATION_SCHEMA.empty_table()
+    job.progress(f"agreement, {config.method} consensus and HLP over {table.num_rows:,} annotations")
+    report, consensus_rows, review_rows = _summarise(config, table)
+    report["dead_lettered"] = counters.get(("skewless", "annotations_dead_lettered"), 0)
+    report["merged"] = {name: v for (space, name), v in counters.items() if space == "skewless.merged_labels"}
+    report["inputs"] = [{"uri": path, "bytes": size, "sha256": run_record.file_sha256(path)} for path, size in files]
+    if config.round:
+        previous = label_rounds.load_rounds(config.previous_rounds or config.output)
+        report["round"] = config.round
+        report["rounds"] = label_rounds.update_rounds(
+            previous,
+            config.round,
+            "classes",
+            "percent agreement",
+            report["percent_agreement"],
+            report["per_class_agreement"],
         )
-        table = pa.concat_tables([pq.read_table(p) for p in paths]) if paths else _ANNOTATION_SCHEMA.empty_table()
-        progress(f"agreement, {config.method} consensus and HLP over {table.num_rows:,} annotations")
-        report, consensus_rows, review_rows = _summarise(config, table)
-        report["dead_lettered"] = counters.get(("skewless", "annotations_dead_lettered"), 0)
-        report["merged"] = {name: v for (space, name), v in counters.items() if space == "skewless.merged_labels"}
-        report["inputs"] = [
-            {"uri": path, "bytes": size, "sha256": run_record.file_sha256(path)} for path, size in files
-        ]
-        if config.round:
-            previous = label_rounds.load_rounds(config.previous_rounds or config.output)
-            report["round"] = config.round
-            report["rounds"] = label_rounds.update_rounds(
-                previous,
-                config.round,
-                "classes",
-                "percent agreement",
-                report["percent_agreement"],
-                report["per_class_agreement"],
-            )
-            with open(os.path.join(staging, "rounds.json"), "w", encoding="utf-8") as handle:
-                json.dump({"rounds": report["rounds"]}, handle, indent=2, sort_keys=True)
-        report["seconds"] = round(time.time() - started, 3)
-        _write_csv(
-            os.path.join(staging, "consensus.csv"),
-            list(join_labels.CONSENSUS_COLUMNS),
-            consensus_rows,
-        )
-        _write_csv(
-            os.path.join(staging, "review.csv"),
-            ["item", "consensus", "confidence", "agreement", "tie", "labels", "gold"],
-            review_rows,
-        )
-        run_record.write_json(os.path.join(staging, "agreement.json"), report)
+        with open(os.path.join(staging, "rounds.json"), "w", encoding="utf-8") as handle:
+            json.dump({"rounds": report["rounds"]}, handle, indent=2, sort_keys=True)
+    report["seconds"] = job.seconds()
+    _write_csv(os.path.join(staging, "consensus.csv"), list(join_labels.CONSENSUS_COLUMNS), consensus_rows)
+    _write_csv(
+        os.path.join(staging, "review.csv"),
+        ["item", "consensus", "confidence", "agreement", "tie", "labels", "gold"],
+        review_rows,
+    )
     return report

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import math
 import os
-import time
 from collections.abc import Sequence
 
 import apache_beam as beam
@@ -29,9 +28,9 @@ from pipelines.io import staging as outputs
 from pipelines.io.write import WriteDeadLetters
 from pipelines.labels import boxes, transcripts
 from pipelines.labels import rounds as label_rounds
+from pipelines.labels.classes import annotation_inputs
 from pipelines.lineage import run_record
-from pipelines.lineage import store as lineage
-from pipelines.runtime.options import pipeline_options, runner_name
+from pipelines.runtime.job import Job, JobSpec, LineageOutput, silent
 
 __all__ = ["UnstructuredLabelsConfig", "run_unstructured_labels"]
 
@@ -307,10 +306,6 @@ def _write_csv(path: str, header: list[str], rows: list[list]) -> None:
         writer.writerows(rows)
 
 
-def _silent(stage: str) -> None:
-    del stage
-
-
 def _load_normaliser(path: str | None) -> transcripts.Normaliser:
     if not path:
         return transcripts.Normaliser()
@@ -321,13 +316,12 @@ def _load_normaliser(path: str | None) -> transcripts.Normaliser:
         raise UsageError(f"--normaliser {path}: {str(error).splitlines()[0]}") from None
 
 
-def run_unstructured_labels(config: UnstructuredLabelsConfig, beam_args: Sequence[str] = (), progress=_silent) -> dict:
+def run_unstructured_labels(config: UnstructuredLabelsConfig, beam_args: Sequence[str] = (), progress=silent) -> dict:
     """Runs the boxes/text labels job; returns ``agreement.json``'s content.
 
     Raises:
         UsageError: Unreadable input, missing columns, bad options.
     """
-    started = time.time()
     if config.kind not in KINDS:
         raise UsageError(f"--kind must be one of classes, {', '.join(KINDS)}")
     normaliser = _load_normaliser(config.normaliser)
@@ -337,30 +331,31 @@ def run_unstructured_labels(config: UnstructuredLabelsConfig, beam_args: Sequenc
     columns = text_records.shared_csv_columns(files, needed, config.csv_delimiter, config.encoding)
     has_label = config.label_col in columns
     previous = label_rounds.load_rounds(config.previous_rounds or config.output)
-    options = pipeline_options(list(beam_args))
     parameters = {k: v for k, v in dataclasses.asdict(config).items() if k != "lineage_db"}
-    recorder = lineage.Recorder(
-        "labels", parameters, ("labels", config.output), runner_name(options), config.lineage_db
+    spec = JobSpec("labels", config.output, parameters, ("labels", config.output), "agreement.json", config.lineage_db)
+    job = Job(spec, beam_args, progress)
+    report = job.execute(
+        lambda staging: _in_staging(job, staging, config, files, columns, has_label, normaliser, previous),
+        annotation_inputs,
+        lambda _: [LineageOutput(name, artifact_type) for name, artifact_type in LINEAGE_OUTPUTS],
     )
-    return recorder.record_job(
-        lambda: _in_staging(config, files, columns, has_label, normaliser, previous, options, started, progress),
-        "Annotations",
-        config.output,
-        [
-            ("consensus.csv", "ConsensusLabels"),
-            ("agreement.json", "AgreementReport"),
-            ("review.csv", "ReviewList"),
-            ("items", "ItemSummaries"),
-            ("dead_letter", "DeadLetters"),
-        ],
-    )
+    report["lineage_run_id"] = job.recorder.id
+    return report
 
 
-def _in_staging(config, files, columns, has_label, normaliser, previous, options, started, progress) -> dict:
+LINEAGE_OUTPUTS = [
+    ("consensus.csv", "ConsensusLabels"),
+    ("agreement.json", "AgreementReport"),
+    ("review.csv", "ReviewList"),
+    ("items", "ItemSummaries"),
+    ("dead_letter", "DeadLetters"),
+]
+
+
+def _in_staging(job: Job, staging: str, config, files, columns, has_label, normaliser, previous) -> dict:
     required = {config.item_col: "empty item", config.annotator_col: "empty annotator"}
-    with outputs.staged_directory(config.output) as staging:
-        progress(f"reading annotations and summarising items ({config.kind}) on {runner_name(options)}")
-        pipeline = beam.Pipeline(options=options)
+
+    def build(pipeline):
         records = (
             pipeline
             | "Files" >> beam.Create(text_records.plan_text_files(files, config.csv_delimiter, config.encoding))
@@ -395,53 +390,52 @@ def _in_staging(config, files, columns, has_label, normaliser, previous, options
             | "ToJson" >> beam.Map(lambda s: json.dumps(s, sort_keys=True))
             | "WriteItems" >> beam.io.WriteToText(os.path.join(staging, "items", "items"), file_name_suffix=".jsonl")
         )
-        result = pipeline.run()
-        result.wait_until_finish()
-        counters = {n: v for (space, n), v in run_record.collect_counters(result).items() if space == NAMESPACE}
-        lost = counters.get("annotations_lost_to_damage", 0)
-        if lost:  # records lost, their number unknown: no consensus over what is left
-            raise CheckFailed(text_records.lost_to_damage("annotations", lost))
-        progress("agreement, conventions, consensus and HLP")
-        paths = sorted(m.path for m in FileSystems.match([os.path.join(staging, "items", "*.jsonl")])[0].metadata_list)
-        summaries = sorted(
-            (json.loads(line) for p in paths for line in open(p, encoding="utf-8") if line.strip()),
-            key=lambda s: s["item"],
+
+    counters = job.run_pipeline(build, f"reading annotations and summarising items ({config.kind}) on {job.runner}")
+    counters = {n: v for (space, n), v in counters.items() if space == NAMESPACE}
+    lost = counters.get("annotations_lost_to_damage", 0)
+    if lost:  # records lost, their number unknown: no consensus over what is left
+        raise CheckFailed(text_records.lost_to_damage("annotations", lost))
+    job.progress("agreement, conventions, consensus and HLP")
+    paths = sorted(m.path for m in FileSystems.match([os.path.join(staging, "items", "*.jsonl")])[0].metadata_list)
+    summaries = sorted(
+        (json.loads(line) for p in paths for line in open(p, encoding="utf-8") if line.strip()),
+        key=lambda s: s["item"],
+    )
+    if config.kind == "boxes":
+        report, consensus_rows, review_rows = _aggregate_boxes(summaries)
+        consensus_header = ["item", "box", *config.box_cols, "label", "annotators", "mean_iou"]
+        review_header = ["item", "reasons", "boxes_per_annotator"]
+        measure, overall = "mean IoU of matched boxes", report["mean_iou"]
+    else:
+        report, consensus_rows, review_rows = _aggregate_text(summaries, normaliser)
+        consensus_header = ["item", "consensus", "annotators", "mean_pairwise_wer"]
+        review_header = ["item", "reasons", "transcripts"]
+        measure = "1 - mean pairwise WER"
+        overall = None if report["mean_pairwise_wer"] is None else 1 - report["mean_pairwise_wer"]
+    annotations = counters.get("annotations_read", 0)
+    report.update(
+        kind=config.kind,
+        items=len(summaries),
+        annotators=len({a for s in summaries for a in s["annotators"]}),
+        annotations=annotations,
+        dead_lettered=counters.get("annotations_dead_lettered", 0),
+        review_items=len(review_rows),
+        inputs=[{"uri": p, "bytes": size, "sha256": run_record.file_sha256(p)} for p, size in files],
+    )
+    if config.kind == "boxes":
+        report["iou_threshold"] = config.iou_threshold
+    if config.round:
+        rounds = label_rounds.update_rounds(
+            previous, config.round, config.kind, measure, overall, report["per_class_agreement"]
         )
-        if config.kind == "boxes":
-            report, consensus_rows, review_rows = _aggregate_boxes(summaries)
-            consensus_header = ["item", "box", *config.box_cols, "label", "annotators", "mean_iou"]
-            review_header = ["item", "reasons", "boxes_per_annotator"]
-            measure, overall = "mean IoU of matched boxes", report["mean_iou"]
-        else:
-            report, consensus_rows, review_rows = _aggregate_text(summaries, normaliser)
-            consensus_header = ["item", "consensus", "annotators", "mean_pairwise_wer"]
-            review_header = ["item", "reasons", "transcripts"]
-            measure = "1 - mean pairwise WER"
-            overall = None if report["mean_pairwise_wer"] is None else 1 - report["mean_pairwise_wer"]
-        annotations = counters.get("annotations_read", 0)
-        report.update(
-            kind=config.kind,
-            items=len(summaries),
-            annotators=len({a for s in summaries for a in s["annotators"]}),
-            annotations=annotations,
-            dead_lettered=counters.get("annotations_dead_lettered", 0),
-            review_items=len(review_rows),
-            inputs=[{"uri": p, "bytes": size, "sha256": run_record.file_sha256(p)} for p, size in files],
-        )
-        if config.kind == "boxes":
-            report["iou_threshold"] = config.iou_threshold
-        if config.round:
-            rounds = label_rounds.update_rounds(
-                previous, config.round, config.kind, measure, overall, report["per_class_agreement"]
-            )
-            report["round"] = config.round
-            report["rounds"] = rounds
-            with open(os.path.join(staging, "rounds.json"), "w", encoding="utf-8") as handle:
-                json.dump({"rounds": rounds}, handle, indent=2, sort_keys=True)
-        report["seconds"] = round(time.time() - started, 3)
-        _write_csv(os.path.join(staging, "consensus.csv"), consensus_header, consensus_rows)
-        _write_csv(os.path.join(staging, "review.csv"), review_header, review_rows)
-        run_record.write_json(os.path.join(staging, "agreement.json"), report)
+        report["round"] = config.round
+        report["rounds"] = rounds
+        with open(os.path.join(staging, "rounds.json"), "w", encoding="utf-8") as handle:
+            json.dump({"rounds": rounds}, handle, indent=2, sort_keys=True)
+    report["seconds"] = job.seconds()
+    _write_csv(os.path.join(staging, "consensus.csv"), consensus_header, consensus_rows)
+    _write_csv(os.path.join(staging, "review.csv"), review_header, review_rows)
     return report
 
 
