@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.dedup import matching
 from pipelines.dedup import model as dedup_model
@@ -222,10 +223,12 @@ def run_dedup(
     lineage_db: str | None = None,
     progress=silent,
     record_lineage: bool = True,
+    options: PipelineOptions | None = None,
 ) -> dict:
     """Runs the dedup job into ``output``; returns the summary written to ``dedup.json``.
 
-    ``record_lineage=False`` when a calling job (``skewless run``) records the outputs as its own.
+    ``record_lineage=False`` when a calling job (``skewless run``) records the outputs as its own;
+    ``options``: the calling job's pipeline options (``beam_args`` are then ignored).
 
     Raises:
         UsageError: Unreadable input, missing columns, a model for other fields.
@@ -246,7 +249,7 @@ def run_dedup(
             raise UsageError(f"--model {model_path}: {error}") from error
     parameters = {"inputs": list(inputs), "config": dataclasses.asdict(config), "model": model_path}
     spec = JobSpec("dedup", output, parameters, ("dedup", output), "dedup.json", lineage_db, record_lineage)
-    job = Job(spec, beam_args, progress)
+    job = Job(spec, beam_args, progress, options=options)
     try:
         summary = job.execute(
             lambda staging: _dedup_in_staging(job, staging, config, files, columns, model),

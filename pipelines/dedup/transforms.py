@@ -400,12 +400,13 @@ class DropRemovedDuplicates(beam.PTransform):
     ``dedup/removed.jsonl``.
     """
 
-    def __init__(self, removed, id_column: str):
+    def __init__(self, removed_ids: Sequence[str], id_column: str):
         super().__init__()
-        self._removed, self._id = removed, id_column
+        self._removed_ids, self._id = frozenset(removed_ids), id_column
 
     def expand(self, batches):
         id_column = self._id
+        removed_ids = batches.pipeline | "DuplicatesRemovedByDedup" >> beam.Create([self._removed_ids])
 
         def drop(element, removed):
             batch, keys = element
@@ -422,6 +423,4 @@ class DropRemovedDuplicates(beam.PTransform):
             if batch.num_rows:
                 yield KeyedBatch(batch, keys)
 
-        return of_type(
-            batches | "DropRemoved" >> beam.FlatMap(drop, beam.pvalue.AsSingleton(self._removed)), KeyedBatch
-        )
+        return of_type(batches | "DropRemoved" >> beam.FlatMap(drop, beam.pvalue.AsSingleton(removed_ids)), KeyedBatch)

@@ -28,6 +28,7 @@ from pipelines.io.input_files import open_input
 
 __all__ = [
     "AttachConsensusLabels",
+    "JoinConsensusLabels",
     "CONFIDENCE_COLUMN",
     "CONSENSUS_COLUMNS",
     "LABEL_COLUMN",
@@ -182,3 +183,19 @@ class AttachConsensusLabels(beam.PTransform):
         ).with_outputs(DROPPED, main="batches")
         of_type(joined.batches, KeyedBatch)  # sized without pickling (pipelines/io/coders.py)
         return joined
+
+
+class JoinConsensusLabels(beam.PTransform):
+    """Joins the consensus labels of a ``consensus.csv`` into ``(RecordBatch, keys)`` pairs by the
+    item id in ``key``, under a policy: what ``skewless run --labels`` applies.
+
+    Returns the labelled pairs (``batches``) and the ``dropped`` records (:class:`AttachConsensusLabels`).
+    """
+
+    def __init__(self, path: str, key: str, policy: str):
+        super().__init__()
+        self._path, self._key, self._policy = path, key, policy
+
+    def expand(self, batches):
+        consensus = batches.pipeline | "ReadConsensus" >> ReadConsensus(self._path)
+        return batches | "AttachConsensusLabels" >> AttachConsensusLabels(consensus, self._key, self._policy)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.errors import CheckFailed
 from pipelines.io import staging as outputs
@@ -75,14 +76,23 @@ class Job:
 
     Args:
         spec: What the job is.
-        beam_args: Pass-through Beam flags.
+        beam_args: Pass-through Beam flags (ignored when ``options`` are given).
         progress: Called with each stage's name as it starts.
+        options: The pipeline options, when the caller built them already.
+        started: When the job started (default: now).
     """
 
-    def __init__(self, spec: JobSpec, beam_args: Sequence[str] = (), progress: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        spec: JobSpec,
+        beam_args: Sequence[str] = (),
+        progress: Callable[[str], None] | None = None,
+        options: PipelineOptions | None = None,
+        started: float | None = None,
+    ):
         self.spec = spec
-        self.started = time.time()
-        self.options = pipeline_options(list(beam_args))
+        self.started = time.time() if started is None else started
+        self.options = options if options is not None else pipeline_options(list(beam_args))
         self.runner = runner_name(self.options)
         self.progress = progress or silent
         self.timings: dict[str, float] = {}

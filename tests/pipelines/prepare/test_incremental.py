@@ -262,10 +262,10 @@ def test_the_cache_entries_needed_are_the_same_for_every_span():
     from tfx_bsl.tfxio import tensor_adapter
 
     import schemas
-    from pipelines.prepare import run
+    from pipelines.prepare import transforms
 
     dataset = schemas.load_dataset("taxi")
-    specs = tensor_adapter.TensorAdapter(run._tensor_adapter_config(dataset.schema)).OriginalTypeSpecs()
+    specs = tensor_adapter.TensorAdapter(transforms.tensor_adapter_config(dataset.schema)).OriginalTypeSpecs()
 
     def needed(keys):
         return analysis_graph_builder.get_analysis_cache_entry_keys(

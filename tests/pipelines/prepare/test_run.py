@@ -349,18 +349,18 @@ def test_too_many_invalid_rows_fail_the_run_but_keep_dead_letters(tmp_path, caps
 
 
 def test_damage_that_lost_rows_nobody_can_count_fails_the_run_whatever_the_threshold():
-    from pipelines.prepare import run as run_job
+    from pipelines.prepare import accounting
 
     counts = {"rows_read": 10_001, "rows_train": 8_000, "rows_eval": 2_000, "rows_dropped_by_policy": 0}
     counts |= {"rows_dead_lettered": 1, "dead_letter_reasons": {"truncated file": 1}}
-    assert run_job._check_counts(counts, max_invalid_fraction=1.0) == (
+    assert accounting.check_counts(counts, max_invalid_fraction=1.0) == (
         "damaged inputs lost rows, their number unknown ('truncated file' x1); see dead_letter/ for where, "
         "then repair the files or fetch them again"
     )
     counts["dead_letter_reasons"] = {"lost TFRecord records": 1}
-    assert "('lost TFRecord records' x1)" in run_job._check_counts(counts, max_invalid_fraction=1.0)
+    assert "('lost TFRecord records' x1)" in accounting.check_counts(counts, max_invalid_fraction=1.0)
     counts["dead_letter_reasons"] = {"corrupt TFRecord": 1}  # one record, counted: the threshold decides
-    assert run_job._check_counts(counts, max_invalid_fraction=0.01) is None
+    assert accounting.check_counts(counts, max_invalid_fraction=0.01) is None
 
 
 def _write_parquet_and_tfrecord(csv_path, directory, schema):
