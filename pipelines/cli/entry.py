@@ -109,8 +109,8 @@ def console_main() -> None:
     """Entry point of the ``skewless`` console script.
 
     Ends the process as soon as the command has returned, without Python's interpreter teardown:
-    unloading TensorFlow and Beam took about 1.7 s after every output had been written, closed and
-    published (a quarter of a small run's fixed cost). Exit handlers still run and the standard
+    unloading TensorFlow and Beam takes seconds after every output has been written, closed and
+    published. Exit handlers still run and the standard
     streams are flushed first. An exception escaping ``main`` (``SKEWLESS_DEBUG=1``) exits normally.
     """
     code = main()

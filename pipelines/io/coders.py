@@ -2,9 +2,9 @@
 
 Beam measures the size of elements by encoding a sample of them: the first ten to thirty of every
 collection, then fewer. A collection Beam knows nothing about is encoded by pickling, which copies
-every buffer of a batch: a 2M-row run pickled 270 batches of up to 8 MiB, 1.2 s, only to count
-bytes. ``RecordBatchCoder`` encodes as an Arrow IPC stream when a batch really crosses a process or
-a stage, and estimates the size from the batch's buffers without encoding.
+every buffer of a batch only to count bytes. ``RecordBatchCoder`` encodes as an Arrow IPC stream
+when a batch really crosses a process or a stage, and estimates the size from the batch's buffers
+without encoding.
 """
 
 import struct

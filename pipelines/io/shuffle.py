@@ -1,7 +1,7 @@
 """A group-by whose state is on disk, and a collection kept on disk, for the in-process runner.
 
 Beam's local runner (``FnApiRunner``) holds a ``GroupByKey``'s every value in memory, decoded, until
-the group is read: ``skewless dedup`` at 1M records peaked at 4 GB that way, growing with the data.
+the group is read, so memory grows with the data.
 :class:`GroupByKeyOnDisk` instead appends each ``(key, value)`` to one of ``partitions`` files by a
 hash of the key, as the elements go by, and then groups one partition at a time: memory holds one
 partition's groups (a ``partitions``-th of the data), the rest waits on disk.

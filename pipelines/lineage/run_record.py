@@ -61,7 +61,7 @@ def file_sha256(path: str) -> str:
 
 def files_sha256(paths: list[str], threads: int = 2) -> dict[str, str]:
     """``{path: SHA-256}`` of several files, hashed ``threads`` at a time: ``hashlib`` and file
-    reads release the GIL, so seven 60 MB spans take half the time on two cores. One thread, or one
+    reads release the GIL, so several files hash in parallel. One thread, or one
     file, is hashed in the calling thread."""
     if threads <= 1 or len(paths) <= 1:
         return {path: file_sha256(path) for path in paths}
@@ -73,10 +73,9 @@ class FileHashes:
     """Hashes files on a background thread while the caller does other work (the pipeline).
 
     On Dataflow the driver is idle while the job runs, so its inputs' hashes (read back from ``gs://``)
-    no longer add to the run after it. Locally it is about even: ``hashlib`` and file reads release the
-    GIL, and a 1.2 GB input (10M taxi rows) is hashed beside the pipeline instead of taking 0.9-1.1 s after
-    it, but the pipeline then has less of the machine (10M rows: 51.4 and 52.1 s against 51.8 and 57.3 s,
-    alternated). The thread is a daemon: a failed run does not wait for it.
+    do not add to the run after it. Locally it is about even: ``hashlib`` and file reads release the
+    GIL, so the inputs are hashed beside the pipeline, which then has less of the machine. The
+    thread is a daemon: a failed run does not wait for it.
 
     Args:
         paths: The files to hash (local or any Beam filesystem).

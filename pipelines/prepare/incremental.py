@@ -136,7 +136,7 @@ class ReadAnalysisCache(beam.PTransform):
     result, ``{DatasetKey: DatasetCache}``) in one stage.
 
     tf.Transform's reader reads each cache entry, and each span's metadata, in Beam stages of their
-    own: 6 spans of 4 entries made 60 bundles (about 0.5 s on the local runner). Here one DoFn reads
+    own, dozens of bundles for a few spans. Here one DoFn reads
     every file into its own tagged output. A span is included only when its cache holds every entry
     in ``needed`` and they read back intact (each TFRecord checksum verified while the pipeline is
     built; the files are small): a damaged span is analyzed afresh, never half reused, and listed

@@ -1,8 +1,8 @@
 """Deferring the modules TensorFlow imports at start-up that a Skewless job never uses.
 
 ``import tensorflow`` loads Google's API discovery client (for its GCE cluster resolver: e-mail
-parsing, httplib2, oauth2client) and, through Keras, SciPy's image and linear-algebra packages:
-0.15-0.3 s of CPU (about 0.1 s of wall time) at the start of every process that loads TensorFlow.
+parsing, httplib2, oauth2client) and, through Keras, SciPy's image and linear-algebra packages,
+at the start of every process that loads TensorFlow.
 Inside :func:`deferred`, those modules are created with the standard library's
 :class:`importlib.util.LazyLoader`: the importer gets a module object at once, and the module's
 code runs the first time one of its attributes is used, so anything that does use them still
@@ -13,7 +13,7 @@ load at once anyway.
 A deferred module answers its import metadata (``__name__``, ``__file__``, ``__spec__``, ...)
 without loading: code that scans ``sys.modules`` for a file, as AutoGraph does whenever it converts
 a function (``tf.saved_model.save`` converts its signature wrappers), would otherwise load all three
-just to read their ``__file__`` (0.1 s at the end of every run).
+just to read their ``__file__``.
 """
 
 import contextlib

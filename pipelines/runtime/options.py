@@ -19,8 +19,8 @@ class SkewlessPipelineOptions(PipelineOptions):
     """``PipelineOptions`` that make each view once.
 
     Beam 2.77 builds a view by parsing every flag again (an argparse parser of all its options), and
-    its type checks ask for a view for every transform applied: about 3,000 views, 1 s of a run's
-    start. A view holds no values of its own (every view reads and writes the one options dict), so
+    its type checks ask for a view for every transform applied, thousands a run. A view holds no
+    values of its own (every view reads and writes the one options dict), so
     the view made first serves every later request for the same class.
     """
 

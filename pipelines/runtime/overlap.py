@@ -13,9 +13,8 @@ and the DoFn counts and yields them.
 The second core is only free when this process is the machine's one worker. With
 ``SKEWLESS_BACKGROUND_THREADS=0`` the same work runs inline, on the stage's thread: local
 ``multi_processing`` workers are started with it when there are as many of them as cores
-(``pipelines/runtime/beam_patches.py``), where the threads only compete for the GIL and the cores (two workers
-at 10M rows, five alternated pairs: median 30.9 s inline against 31.5 s with the threads, 1-2%
-less CPU); a worker on a core of its own, such as each SDK process of a Dataflow VM (one per core),
+(``pipelines/runtime/beam_patches.py``), where the threads only compete for the GIL and the
+cores; a worker on a core of its own, such as each SDK process of a Dataflow VM (one per core),
 can be given it too.
 """
 

@@ -69,13 +69,11 @@ SWITCH_INTERVAL_S = 0.0005
 
 def tune_garbage_collector() -> None:
     """Fewer, cheaper cyclic-garbage collections for the commands that load TensorFlow, and for
-    ``skewless dedup``, whose records travel as Python dicts (300k records: 40 against 44 s).
+    ``skewless dedup``, whose records travel as Python dicts.
 
     Importing TensorFlow, tracing graphs and building a Beam pipeline allocate millions of
-    long-lived objects: with Python's default thresholds (700, 10, 10) a 15k-row ``skewless run``
-    spent 1.3 s in 1,700 collections, 0.9 s of it in full ones re-scanning them; with these, set
-    before the imports (whose objects ``load_tensorflow`` then freezes), about 20 collections and
-    0.2 s. Data moves in Arrow batches, a few Python objects per thousands of rows, so memory is not
-    affected (see docs/performance.md).
+    long-lived objects, which Python's default thresholds scan again and again; these are set
+    before the imports (whose objects ``load_tensorflow`` then freezes). Data moves in Arrow
+    batches, a few Python objects per thousands of rows, so memory is not affected.
     """
     gc.set_threshold(*GC_THRESHOLDS)

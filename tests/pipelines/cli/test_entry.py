@@ -252,7 +252,7 @@ def test_arrow_allocates_from_jemalloc_unless_the_user_chose(set_by_user, backen
 
 @pytest.mark.parametrize("command", ["run", "labels", "dedup"])
 def test_an_output_that_holds_other_files_is_refused_before_any_work_and_left_whole(tmp_path, capsys, command):
-    """``--output data`` (the input's own directory, say) used to be replaced: the input deleted."""
+    """``--output data`` (the input's own directory, say) is never replaced: the input is kept."""
     from pipelines import cli
     from tests.helpers import PROJECT_ROOT, SAMPLE_CSV
 

@@ -280,7 +280,7 @@ def test_a_damaged_parquet_row_group_is_dead_lettered_row_by_row_and_the_others_
 @pytest.mark.parametrize("dofn", [read._DecodeCsvRange, read._DecodeParquetFile, read._DecodeTFRecordFile])
 def test_no_decoder_makes_beam_warn_about_yield_and_return(dofn):
     """Beam logs a warning for every ParDo whose process() source has both ``yield`` and ``return
-    <value>`` (nested functions included); a Parquet run used to print it."""
+    <value>`` (nested functions included); none of ours may."""
     from apache_beam.transforms import core
 
     assert not core._check_fn_use_yield_and_return(dofn.process)
@@ -397,8 +397,8 @@ def test_a_parquet_column_with_no_value_at_all_is_read_as_missing(tmp_path, taxi
 
 
 def test_a_compressed_file_is_read_to_its_end_past_beams_16_mib_read_buffer(tmp_path, taxi_dataset):
-    """Beam's ``CompressedFile.read()`` without a size returns at most 16 MiB: a .csv.gz input used to
-    lose every row past its first 16 MiB of text, silently."""
+    """Beam's ``CompressedFile.read()`` without a size returns at most 16 MiB: every row past a
+    .csv.gz input's first 16 MiB of text must still be read."""
     header, lines = sample_lines()
     body = ("\n".join(lines) + "\n").encode() * 12  # 21 MiB of text
     assert len(body) > 16 << 20

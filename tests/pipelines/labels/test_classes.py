@@ -178,9 +178,9 @@ def test_a_tab_separated_utf16_copy_gives_the_same_consensus(rte, tmp_path):
 
 
 def test_a_cut_gzip_input_fails_with_one_line_saying_annotations_were_lost(tmp_path, capsys):
-    """A ``.csv.gz`` cut short (a download or copy interrupted) used to stop the job with the
-    decompression error; the annotations before the break are read, the break is a ``truncated
-    file`` dead letter, and the job fails since no consensus should stand on an unknown loss."""
+    """A ``.csv.gz`` cut short (a download or copy interrupted): the annotations before the break
+    are read, the break is a ``truncated file`` dead letter, and the job fails since no consensus
+    should stand on an unknown loss."""
     import gzip
 
     data = gzip.compress(RTE.read_bytes())

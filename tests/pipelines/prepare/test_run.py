@@ -300,7 +300,7 @@ def test_multi_processing_options_really_run_workers_in_other_processes(tmp_path
 
 
 def test_blank_lines_that_end_a_file_are_not_rows_but_blank_lines_inside_are_dead_letters(tmp_path, capsys):
-    """A 20-row export with a blank line after its rows used to fail the run: 1 of 21 rows invalid."""
+    """A 20-row export with a blank line after its rows succeeds: the blank line is not a row."""
     header, lines = sample_lines(20)
     path = tmp_path / "blank_lines.csv"
     path.write_bytes((header + "\r\n" + "\r\n".join([*lines[:10], "", *lines[10:]]) + "\r\n\r\n \r\n").encode())

@@ -63,7 +63,7 @@ def test_a_gzip_csv_with_a_byte_order_mark_gives_the_same_schema_as_the_plain_fi
 
     plain = infer_schema([str(SAMPLE_CSV)])
     path = tmp_path / "sample.csv.gz"
-    path.write_bytes(gzip.compress(b"\xef\xbb\xbf" + SAMPLE_CSV.read_bytes()))  # used to fail: closed file
+    path.write_bytes(gzip.compress(b"\xef\xbb\xbf" + SAMPLE_CSV.read_bytes()))  # a gzip with a byte-order mark
     assert infer_schema([str(path)]) == plain
     assert "observed: 15002 rows" in plain.feature[0].annotation.comment[0]
 

@@ -124,7 +124,7 @@ def test_allow_quoted_newlines_reads_serving_values_spanning_lines(training, ser
 def test_records_rejected_whole_are_counted_by_reason_and_named_in_the_failure_line(
     training, serving_rows, tmp_path, capsys
 ):
-    """A serving export lacking a column used to fail with "skew beyond thresholds on <record>"."""
+    """A serving export lacking a column fails with a line that says which column is missing."""
     header, rows = serving_rows
     path = _write(tmp_path / "no_tips.csv", ",".join(header.split(",")[:-1]), [row[:-1] for row in rows[:40]])
     with open(path, "a") as handle:
