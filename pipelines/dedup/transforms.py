@@ -14,7 +14,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.dedup import matching
 from pipelines.dedup.config import IDENTIFIER_KINDS, DedupConfig
-from pipelines.io import decode, shuffle, text_records
+from pipelines.formats import decode
+from pipelines.io import shuffle, text_records
 from pipelines.io.coders import KeyedBatch, of_type
 
 __all__ = [

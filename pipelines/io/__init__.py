@@ -1,1 +1,2 @@
-"""The file layer: reading, decoding, writing and encoding records, coders, spills and staged outputs."""
+"""The file layer: input files, reading and writing records on Beam, coders, spills, on-disk
+shuffles and staged outputs."""

@@ -12,7 +12,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.errors import READ_BREAKS, UsageError
-from pipelines.io import csv_records
+from pipelines.formats import csv_records
 
 __all__ = [
     "CSV",
@@ -202,7 +202,7 @@ class CsvFormat:
         delimiter: The field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma
             (:func:`delimiter_of`).
         quoted_newlines: Quoted values may hold newlines (RFC 4180): a record ends at a newline
-            outside quotes, and each file is read whole (``pipelines/io/csv_records.py``).
+            outside quotes, and each file is read whole (``pipelines/formats/csv_records.py``).
         encoding: The text encoding when not UTF-8 (e.g. ``cp1252``): each file is then read whole,
             re-encoded to UTF-8 (dead-letter offsets count UTF-8 bytes). Kept as its codec name.
         decimal_comma: Floats are written with a decimal comma (``12,45``).

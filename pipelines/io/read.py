@@ -2,8 +2,8 @@
 
 ``ReadRawData`` is the edge of the pipeline: it expands file patterns (local or ``gs://``), reads
 large CSV files in byte ranges so that the work spreads over workers (whole files, streamed in
-blocks, when compressed or when quoted values may hold newlines: ``pipelines/io/csv_records.py``),
-decodes in Arrow (``pipelines/io/decode.py``), validates against the schema
+blocks, when compressed or when quoted values may hold newlines: ``pipelines/formats/csv_records.py``),
+decodes in Arrow (``pipelines/formats/decode.py``), validates against the schema
 (``pipelines/quality/validate.py``), and returns two PCollections: ``batches`` of
 ``(RecordBatch, row_key_hashes)`` and ``dead_letter`` dicts.
 """
@@ -23,14 +23,15 @@ from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from pipelines.errors import UsageError
-from pipelines.io import coders, decode, decode_csv, decode_examples, tfrecord_records
-from pipelines.io.blocks import (
+from pipelines.formats import decode, decode_csv, decode_examples, tfrecord_records
+from pipelines.formats.blocks import (
     BLANK_LINES_AT_END,
     Block,
     content_end,
     cut_blank_lines_at_end,
     range_blocks,
 )
+from pipelines.io import coders
 from pipelines.io.coders import KeyedBatch
 from pipelines.io.input_files import (
     CSV,
@@ -312,7 +313,7 @@ def _parquet_pieces(handle, columns: list[str]) -> Iterator[tuple[int, pa.Record
 
 
 class _DecodeTFRecordFile(_DecodeBlocks):
-    """Reads a TFRecord file's records with their checksums verified (``pipelines/io/tfrecord_records.py``)
+    """Reads a TFRecord file's records with their checksums verified (``pipelines/formats/tfrecord_records.py``)
     and decodes them in batches; each piece of damage is a dead letter, and reading goes on."""
 
     def process(self, path: str):

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from pipelines.errors import UsageError
-from pipelines.io import csv_records, decode, decode_csv
-from pipelines.io.blocks import (
+from pipelines.formats import csv_records, decode, decode_csv
+from pipelines.formats.blocks import (
     BLOCK_BYTES,
     Block,
     blocks_as_read,
@@ -39,7 +39,7 @@ def plan_text_files(
     files: Sequence[tuple[str, int]], delimiter: str | None = None, encoding: str | None = None
 ) -> list[TextFile]:
     """The headed CSV files to read, each whole: their quoted values may hold newlines, so where a
-    record starts is known only from the start of the file (``pipelines/io/csv_records.py``). Each
+    record starts is known only from the start of the file (``pipelines/formats/csv_records.py``). Each
     file's delimiter is ``delimiter``, or the one its name implies (:func:`delimiter_of`); files in
     another ``encoding`` than UTF-8 are read re-encoded (:func:`open_csv`)."""
     planned = []

@@ -15,7 +15,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from isal import isal_zlib
 
-from pipelines.io import example_encoding, tfrecord_records
+from pipelines.formats import example_encoding, tfrecord_records
 from pipelines.io import staging as outputs
 from pipelines.prepare.parity import RAW_EXAMPLE_COLUMN, encode_pair
 from pipelines.runtime import overlap
@@ -70,7 +70,7 @@ def _encode_batch(encoder, batch: pa.RecordBatch) -> tuple[bytes, list[bytes], i
     pairs of its sampled rows, its row count and the seconds it took.
 
     Batches of one int64 or float32 per row and column (the usual transformed features) take the
-    vectorised encoder (``pipelines/io/example_encoding.py``); any other, ``tfx_bsl``'s.
+    vectorised encoder (``pipelines/formats/example_encoding.py``); any other, ``tfx_bsl``'s.
     """
     started = time.perf_counter()
     batch, sampled, raw_examples = _split_parity_sample(batch)

@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.errors import UsageError
+from pipelines.formats.decode import first_values_as_text
 from pipelines.io.coders import KeyedBatch, of_type
-from pipelines.io.decode import first_values_as_text
 from pipelines.io.input_files import open_input
 
 __all__ = [

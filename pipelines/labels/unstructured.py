@@ -23,7 +23,8 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.errors import CheckFailed, UsageError
-from pipelines.io import decode, input_files, text_records
+from pipelines.formats import decode
+from pipelines.io import input_files, text_records
 from pipelines.io import staging as outputs
 from pipelines.io.write import WriteDeadLetters
 from pipelines.labels import boxes, transcripts

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 from pipelines.errors import UsageError
-from pipelines.io import csv_records, decode, decode_csv, decode_examples, input_files, read, text_records
+from pipelines.formats import csv_records, decode, decode_csv, decode_examples
+from pipelines.io import input_files, read, text_records
 
 __all__ = ["find_rows"]
 
@@ -142,7 +143,7 @@ def _parquet_blocks(handle, path: str, schema) -> Iterable[tuple[int, decode.Dec
 
 def _example_blocks(handle, path: str, schema) -> Iterable[tuple[int, decode.DecodedBlock]]:
     """``(index of the first record, decoded block)`` of runs of intact records of a TFRecord file."""
-    from pipelines.io import tfrecord_records
+    from pipelines.formats import tfrecord_records
 
     for run in tfrecord_records.batches(tfrecord_records.read_records(handle), _RECORDS_PER_BLOCK):
         if not run[0].problem:  # damage has no row to trace

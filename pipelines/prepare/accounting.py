@@ -5,7 +5,8 @@ rows_dropped_by_policy``; a run whose counts break that, or whose dead letters p
 ``--max-invalid-fraction``, or whose damaged inputs lost rows nobody can count, fails.
 """
 
-from pipelines.io import blocks, read
+from pipelines.formats import blocks
+from pipelines.io import read
 
 __all__ = ["check_counts", "counts_of"]
 

@@ -29,7 +29,8 @@ from tensorflow_transform.beam import analysis_graph_builder, analyzer_cache
 from tfx_bsl.tfxio import tensor_adapter
 
 from pipelines.errors import READ_BREAKS, CheckFailed
-from pipelines.io import decode, input_files, read, tfrecord_records
+from pipelines.formats import decode, tfrecord_records
+from pipelines.io import input_files, read
 from pipelines.io import staging as outputs
 from pipelines.lineage import run_record
 from pipelines.prepare.split import SplitTrainEval

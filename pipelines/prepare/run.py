@@ -21,7 +21,8 @@ from pipelines.dedup import job as dedup
 from pipelines.dedup.config import config_from_dict
 from pipelines.dedup.transforms import DropRemovedDuplicates
 from pipelines.errors import UsageError
-from pipelines.io import decode, input_files, read
+from pipelines.formats import decode
+from pipelines.io import input_files, read
 from pipelines.io import staging as outputs
 from pipelines.io.write import WriteDeadLetters
 from pipelines.labels import join as join_labels

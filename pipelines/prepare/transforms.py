@@ -18,7 +18,8 @@ import tensorflow_transform.beam as tft_beam
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 import schemas
-from pipelines.io import coders, decode, spill
+from pipelines.formats import decode
+from pipelines.io import coders, spill
 from pipelines.io import staging as outputs
 from pipelines.io.write import EncodeExamples, WriteExamples, WriteParityPairs, WriteParquet
 from pipelines.prepare import parity

@@ -284,7 +284,7 @@ def _example_columns(files: list[tuple[str, int]], batch_size: int = 2000) -> di
     some examples counts them as missing."""
     from tfx_bsl.coders import example_coder
 
-    from pipelines.io import tfrecord_records
+    from pipelines.formats import tfrecord_records
 
     decoder = example_coder.ExamplesToRecordBatchDecoder()
     columns: dict[str, _Column] = {}

@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.formats.decode import first_values
 from pipelines.io.coders import KeyedBatch, of_type
-from pipelines.io.decode import first_values
 from pipelines.lineage import run_record
 from pipelines.runtime import overlap
 

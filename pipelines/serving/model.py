@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from pipelines.io import decode
+from pipelines.formats import decode
 from pipelines.prepare import export
 
 __all__ = ["ServingModel", "make_server"]

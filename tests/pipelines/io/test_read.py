@@ -13,8 +13,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.errors import UsageError
-from pipelines.io import blocks as byte_blocks
-from pipelines.io import csv_records, input_files, read, text_records
+from pipelines.formats import blocks as byte_blocks
+from pipelines.formats import csv_records
+from pipelines.io import input_files, read, text_records
 from tests.helpers import sample_lines
 
 pytestmark = pytest.mark.pipeline
@@ -73,7 +74,7 @@ def test_columns_the_schema_lacks_are_read_past_and_listed(tmp_path, taxi_datase
     assert readers[extra].ignored_columns == {str(extra): ["id", "note"]}
     (rng,) = read._plan_csv_ranges(input_files.expand_patterns([str(extra)]), taxi_dataset.schema, 1 << 20)
     assert rng.header_error is None
-    from pipelines.io import decode_csv
+    from pipelines.formats import decode_csv
 
     with open(extra, "rb") as handle:
         data, _ = byte_blocks.read_lines_in_range(handle, rng.start, rng.end)
@@ -97,7 +98,7 @@ def test_a_byte_order_mark_before_the_header_is_not_part_of_the_first_column(tmp
     assert rng.start == len(header) + 5  # BOM and CRLF included in the header bytes
     with open(path, "rb") as handle:
         data, _ = byte_blocks.read_lines_in_range(handle, rng.start, rng.end)
-    from pipelines.io import decode_csv
+    from pipelines.formats import decode_csv
 
     block = decode_csv.decode_csv_block(data, rng.columns, taxi_dataset.schema, str(path))
     assert (block.batch.num_rows, block.dead_letters) == (3, [])
@@ -205,7 +206,7 @@ def test_a_damaged_tfrecord_file_keeps_its_intact_records_and_dead_letters_the_d
     import tensorflow as tf
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from pipelines.io import tfrecord_records
+    from pipelines.formats import tfrecord_records
 
     header, lines = sample_lines(300)
     columns = header.split(",")
@@ -379,7 +380,7 @@ def test_a_parquet_column_with_no_value_at_all_is_read_as_missing(tmp_path, taxi
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
-    from pipelines.io import decode
+    from pipelines.formats import decode
 
     header, lines = sample_lines(20)
     table = pa_csv.read_csv(io.BytesIO(("\n".join([header, *lines]) + "\n").encode()))
@@ -512,7 +513,7 @@ def test_a_tfrecord_files_ignored_features_are_those_of_its_examples_beyond_the_
     tf.Example are handled, not raised."""
     import tensorflow as tf
 
-    from pipelines.io import tfrecord_records
+    from pipelines.formats import tfrecord_records
     from pipelines.lineage import run_record
 
     def example(**features) -> bytes:

@@ -104,7 +104,7 @@ def _example(**features) -> bytes:
 
 
 def test_tf_examples_give_their_list_types_presence_and_values_a_row(tmp_path):
-    from pipelines.io import tfrecord_records
+    from pipelines.formats import tfrecord_records
 
     examples = [
         _example(n=[i], x=[i / 2], tags=[b"a", b"b"][: i % 3], first=[b"s"]) if i else _example(x=[0.0], tags=[b"c"])
@@ -134,7 +134,7 @@ def test_tf_examples_give_their_list_types_presence_and_values_a_row(tmp_path):
 def test_the_taxi_sample_as_tf_examples_gives_the_csv_schemas_types_and_presence(tmp_path):
     import csv
 
-    from pipelines.io import tfrecord_records
+    from pipelines.formats import tfrecord_records
 
     csv_schema = {f.name: f for f in infer_schema([str(SAMPLE_CSV)]).feature}
     examples = []
@@ -161,7 +161,7 @@ def test_the_taxi_sample_as_tf_examples_gives_the_csv_schemas_types_and_presence
 
 
 def test_a_feature_of_two_list_types_or_a_damaged_file_is_a_one_line_usage_error(tmp_path, capsys):
-    from pipelines.io import tfrecord_records
+    from pipelines.formats import tfrecord_records
 
     path = tmp_path / "mixed.tfrecord"
     path.write_bytes(tfrecord_records.frame([_example(n=[1])] * 2000 + [_example(n=[1.5])]))  # in two batches

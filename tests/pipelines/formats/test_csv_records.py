@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from pipelines.io import csv_records
+from pipelines.formats import csv_records
 
 pytestmark = pytest.mark.unit
 

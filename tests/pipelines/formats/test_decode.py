@@ -6,7 +6,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipelines.io import decode, decode_csv, decode_examples
+from pipelines.formats import decode, decode_csv, decode_examples
 from tests.helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.unit

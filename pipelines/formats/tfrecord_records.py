@@ -26,7 +26,7 @@ from typing import BinaryIO
 import google_crc32c
 
 from pipelines.errors import READ_BREAKS
-from pipelines.io.decode import truncated_file_reason
+from pipelines.formats.decode import truncated_file_reason
 
 __all__ = ["LOST_RECORDS", "Record", "batches", "frame", "masked_crc", "read_records"]
 

@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 from tfx_bsl.coders import example_coder
 
-from pipelines.io import example_encoding
-from pipelines.io.tfrecord_records import frame as frame_tfrecords
+from pipelines.formats import example_encoding
+from pipelines.formats.tfrecord_records import frame as frame_tfrecords
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.errors import READ_BREAKS
-from pipelines.io import csv_records, decode
+from pipelines.formats import csv_records, decode
 
 BLOCK_BYTES = 8 << 20
 

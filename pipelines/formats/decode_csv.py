@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipelines.io import csv_records
-from pipelines.io.decode import (
+from pipelines.formats import csv_records
+from pipelines.formats.decode import (
     FLOAT32_MAX,
     DecodedBlock,
     dead_letter,
@@ -94,7 +94,7 @@ def _typed_columns(
     finite or beyond float32, or the block holds "0x" (Arrow would read a hexadecimal int).
     Otherwise every number is what the careful path would parse: both use Arrow's string-to-number
     conversion (which trims spaces, as the careful path does), a float as float64 first.
-    ``tests/pipelines/io/test_decode.py`` checks both paths give the same batches and dead letters.
+    ``tests/pipelines/formats/test_decode.py`` checks both paths give the same batches and dead letters.
     """
     if _has_hex_prefix(data):  # Arrow reads "0x1F" as an int; the schema's ints are decimal
         return None
@@ -150,7 +150,7 @@ def decode_csv_block(
     """Decodes whole CSV records (no header) into a list-typed batch and dead letters.
 
     A record is one line; with ``quoted_newlines``, a quoted value may also hold newlines, and a
-    record ends at a newline outside quotes (``pipelines/io/csv_records.py``).
+    record ends at a newline outside quotes (``pipelines/formats/csv_records.py``).
 
     Parsing is vectorised in Arrow; Python touches each record only to hash it. A block of plainly
     valid cells has its numbers parsed by Arrow's CSV reader (``_typed_columns``); a block with any

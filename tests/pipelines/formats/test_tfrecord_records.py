@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from pipelines.io import tfrecord_records
-from pipelines.io.tfrecord_records import Record
+from pipelines.formats import tfrecord_records
+from pipelines.formats.tfrecord_records import Record
 
 pytestmark = pytest.mark.unit
 

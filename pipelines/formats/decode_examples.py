@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipelines.io.decode import (
+from pipelines.formats.decode import (
     ARROW_VALUE_TYPES,
     DecodedBlock,
     dead_letter,
