@@ -22,8 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.errors import CheckFailed
 from pipelines.io import staging as outputs
-from pipelines.lineage import run_record
-from pipelines.lineage import store as lineage
+from pipelines.lineage import recording, run_record
 from pipelines.runtime.options import pipeline_options, runner_name
 
 __all__ = ["FAILURE", "Job", "JobSpec", "LineageOutput", "silent"]
@@ -97,7 +96,7 @@ class Job:
         self.progress = progress or silent
         self.timings: dict[str, float] = {}
         self.recorder = (
-            lineage.Recorder(spec.command, spec.parameters, spec.context, self.runner, spec.lineage_db)
+            recording.Recorder(spec.command, spec.parameters, spec.context, self.runner, spec.lineage_db)
             if spec.record_lineage
             else None
         )

@@ -13,8 +13,7 @@ import tf_keras as keras
 
 import schemas
 from pipelines.io import staging as outputs
-from pipelines.lineage import run_record
-from pipelines.lineage import store as lineage
+from pipelines.lineage import recording, run_record
 from pipelines.prepare import export
 
 __all__ = ["HASH_BUCKETS", "train"]
@@ -92,7 +91,7 @@ def train(output_dir: str, label: str, epochs: int = 5, dataset: str | None = No
     Returns:
         The eval metrics: accuracy, auc, log_loss, plus row counts and epochs.
     """
-    recorder = lineage.Recorder(
+    recorder = recording.Recorder(
         "train",
         {"transform_output": output_dir, "label": label, "epochs": epochs},
         ("dataset", dataset) if dataset else None,

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from pipelines import cli
+from pipelines.lineage import recording
 from pipelines.lineage import store as lineage
 from tests.helpers import PROJECT_ROOT, sample_lines
 
@@ -103,7 +104,7 @@ def test_a_failed_run_is_recorded_with_its_reason(tmp_path, capsys):
 
 def _record_many(db: str, worker: int, folder: str) -> None:
     for i in range(15):
-        recorder = lineage.Recorder("run", {"worker": worker, "i": i}, ("dataset", "concurrency"), None, db)
+        recorder = recording.Recorder("run", {"worker": worker, "i": i}, ("dataset", "concurrency"), None, db)
         path = f"{folder}/w{worker}-{i}.txt"
         with open(path, "w") as handle:
             handle.write(f"{worker} {i}")
@@ -137,7 +138,7 @@ def test_openlineage_events_go_to_the_configured_transport(tmp_path, monkeypatch
     monkeypatch.setenv("OPENLINEAGE__TRANSPORT__APPEND", "true")
     source = tmp_path / "in.csv"
     source.write_text("a\n1\n")
-    recorder = lineage.Recorder("run", {}, ("dataset", "demo"), None, str(tmp_path / "store.db"))
+    recorder = recording.Recorder("run", {}, ("dataset", "demo"), None, str(tmp_path / "store.db"))
     recorder.input(str(source), "RawData", schema_hash="abc123")
     recorder.output(str(source), "Copy")
     recorder.finish("succeeded")
