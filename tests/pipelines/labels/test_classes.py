@@ -200,7 +200,7 @@ def test_a_cut_gzip_input_fails_with_one_line_saying_annotations_were_lost(tmp_p
 def test_one_annotator_an_item_gives_undefined_measures_as_null_not_a_crash(tmp_path, capsys):
     """Agreement and HLP need items labelled twice: with one annotator they are undefined. The
     summary line crashed on them, and agreement.json held NaN, which strict JSON parsers refuse."""
-    from pipelines.report import html as html_report
+    from pipelines.report import label_sections
 
     path = tmp_path / "single.csv"
     path.write_text("item,annotator,label\n" + "".join(f"i{i},a1,{i % 2}\n" for i in range(30)))
@@ -219,5 +219,5 @@ def test_one_annotator_an_item_gives_undefined_measures_as_null_not_a_crash(tmp_
         None,
     )
     assert report["annotators"] == 1 and report["items"] == 30
-    section = html_report._labels_section(str(out), None)
+    section = label_sections.labels_section(str(out), None)
     assert "HLP (vs the other annotators)" in section
