@@ -384,16 +384,13 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=sil
         wanted["gold"] = config.gold_col
     columns = text_records.shared_csv_columns(files, list(wanted.values()), config.csv_delimiter, config.encoding)
     indices = {key: columns.index(name) for key, name in wanted.items()}
-    parameters = {k: v for k, v in dataclasses.asdict(config).items() if k != "lineage_db"}
-    spec = JobSpec("labels", config.output, parameters, ("labels", config.output), "agreement.json", config.lineage_db)
-    job = Job(spec, beam_args, progress)
-    report = job.execute(
-        lambda staging: _labels_in_staging(job, staging, config, files, columns, indices, merge),
-        annotation_inputs,
-        lambda _: [LineageOutput(name, artifact_type) for name, artifact_type in LINEAGE_OUTPUTS],
+    return run_labels_job(
+        config,
+        beam_args,
+        progress,
+        lambda job, staging: _labels_in_staging(job, staging, config, files, columns, indices, merge),
+        LINEAGE_OUTPUTS,
     )
-    report["lineage_run_id"] = job.recorder.id
-    return report
 
 
 LINEAGE_OUTPUTS = [
@@ -404,9 +401,26 @@ LINEAGE_OUTPUTS = [
 ]
 
 
-def annotation_inputs(report: dict) -> list[tuple[str, str, dict]]:
-    """The annotation files a labels job read, as lineage records them."""
-    return [(entry["uri"], "Annotations", {"sha256": entry["sha256"]}) for entry in report["inputs"]]
+def run_labels_job(config, beam_args, progress, body, lineage_outputs: list[tuple[str, str]]) -> dict:
+    """Runs a labels job of any kind in the job scaffold and returns its report.
+
+    Args:
+        config: The job's config (``LabelsConfig`` or ``UnstructuredLabelsConfig``).
+        beam_args: Pass-through Beam flags.
+        progress: Called with each stage's name as it starts.
+        body: ``body(job, staging)`` writes the outputs under ``staging`` and returns the report.
+        lineage_outputs: ``(name, artifact type)`` of the outputs lineage records.
+    """
+    parameters = {k: v for k, v in dataclasses.asdict(config).items() if k != "lineage_db"}
+    spec = JobSpec("labels", config.output, parameters, ("labels", config.output), "agreement.json", config.lineage_db)
+    job = Job(spec, beam_args, progress)
+    report = job.execute(
+        lambda staging: body(job, staging),
+        lambda report: [(entry["uri"], "Annotations", {"sha256": entry["sha256"]}) for entry in report["inputs"]],
+        lambda _: [LineageOutput(name, artifact_type) for name, artifact_type in lineage_outputs],
+    )
+    report["lineage_run_id"] = job.recorder.id
+    return report
 
 
 def _labels_in_staging(job: Job, staging: str, config, files, columns, indices, merge) -> dict:

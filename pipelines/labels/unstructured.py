@@ -29,9 +29,9 @@ from pipelines.io import staging as outputs
 from pipelines.io.write import WriteDeadLetters
 from pipelines.labels import boxes, transcripts
 from pipelines.labels import rounds as label_rounds
-from pipelines.labels.classes import annotation_inputs
+from pipelines.labels.classes import run_labels_job
 from pipelines.lineage import run_record
-from pipelines.runtime.job import Job, JobSpec, LineageOutput, silent
+from pipelines.runtime.job import Job, silent
 
 __all__ = ["UnstructuredLabelsConfig", "run_unstructured_labels"]
 
@@ -332,16 +332,13 @@ def run_unstructured_labels(config: UnstructuredLabelsConfig, beam_args: Sequenc
     columns = text_records.shared_csv_columns(files, needed, config.csv_delimiter, config.encoding)
     has_label = config.label_col in columns
     previous = label_rounds.load_rounds(config.previous_rounds or config.output)
-    parameters = {k: v for k, v in dataclasses.asdict(config).items() if k != "lineage_db"}
-    spec = JobSpec("labels", config.output, parameters, ("labels", config.output), "agreement.json", config.lineage_db)
-    job = Job(spec, beam_args, progress)
-    report = job.execute(
-        lambda staging: _in_staging(job, staging, config, files, columns, has_label, normaliser, previous),
-        annotation_inputs,
-        lambda _: [LineageOutput(name, artifact_type) for name, artifact_type in LINEAGE_OUTPUTS],
+    return run_labels_job(
+        config,
+        beam_args,
+        progress,
+        lambda job, staging: _in_staging(job, staging, config, files, columns, has_label, normaliser, previous),
+        LINEAGE_OUTPUTS,
     )
-    report["lineage_run_id"] = job.recorder.id
-    return report
 
 
 LINEAGE_OUTPUTS = [
