@@ -15,7 +15,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipelines", "pipelines.*", "transforms", "transforms.*", "schemas", "schemas.*"]),
-    package_data={"schemas": ["*/*.pbtxt", "*/*.yaml"]},
+    package_data={"schemas": ["*/*.pbtxt", "*/*.yaml", "*/*.csv"]},  # the bundled datasets, samples included
     include_package_data=True,
     install_requires=[
         # The pinned stack (see README "Dependencies"): these four versions are tested together.

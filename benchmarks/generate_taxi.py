@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "data" / "taxi" / "data.csv"
+SAMPLE = ROOT / "schemas" / "taxi" / "data.csv"
 # column: (decimals, relative standard deviation of the jitter)
 JITTERED = {
     "fare": (2, 0.05),

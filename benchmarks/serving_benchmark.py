@@ -34,7 +34,7 @@ def raw_examples(schema, limit: int) -> list[bytes]:
 
     types = {f.name: f.type for f in schema.feature}
     examples = []
-    with open(ROOT / "data" / "taxi" / "data.csv", newline="") as handle:
+    with open(ROOT / "schemas" / "taxi" / "data.csv", newline="") as handle:
         for row in csv.DictReader(handle):
             feature = {}
             for name, text in row.items():

@@ -1,6 +1,6 @@
 """The taxi preparation as an engineer would prototype it in pandas (the "POC").
 
-`skewless compare-poc --poc benchmarks/taxi_poc.py:prepare --input data/taxi/data.csv out/demo`
+`skewless compare-poc --poc benchmarks/taxi_poc.py:prepare --input schemas/taxi/data.csv out/demo`
 compares it feature by feature with the pipeline, and the benchmarks time it against `skewless run`.
 It reads everything into memory, computes statistics over all rows, and knows nothing of serving.
 """

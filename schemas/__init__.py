@@ -1,13 +1,18 @@
 """Raw schemas and dataset configs: the single source of truth for feature names and types.
 
-Each dataset lives in ``schemas/<name>/`` with a ``schema.pbtxt`` (a tensorflow_metadata
-``Schema``) and a ``config.yaml`` naming its ``preprocessing_fn``, bundled sample and split key.
+A dataset is a folder with a ``config.yaml`` naming its ``schema.pbtxt`` (a tensorflow_metadata
+``Schema``), its ``preprocessing_fn``, sample and split key. The bundled ones (``taxi``,
+``people``) live in ``schemas/<name>/`` and travel in the wheel; a user's dataset is anywhere,
+named by its path (``--dataset path/to/schemas/mine`` or ``.../config.yaml``).
 """
 
 import dataclasses
 import functools
+import hashlib
 import importlib
+import importlib.util
 import pathlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -26,16 +31,22 @@ class Dataset:
     """A dataset known to Skewless.
 
     Attributes:
-        name: Folder name under ``schemas/``.
+        name: The dataset's name: its folder's (``schemas/<name>/``).
+        ref: How to find it again (``run.json`` records it): the name of a bundled dataset, or the
+            absolute path of a user's ``config.yaml``.
+        folder: The folder holding ``config.yaml``; relative paths in the config start here.
         schema: The raw tensorflow_metadata Schema.
-        preprocessing_fn_path: ``module:function`` of the dataset's ``preprocessing_fn``.
-        sample: Path of the bundled sample, or None.
+        preprocessing_fn_path: ``package.module:function`` or ``path/to/module.py:function`` (relative
+            to ``folder``) of the dataset's ``preprocessing_fn``.
+        sample: Path of the dataset's sample, or None.
         split_key: Raw columns hashed for the train/eval split; empty means the whole record.
         label: The transformed feature a model learns to predict, or None.
         config: The parsed config.yaml, for stages that read their own sections.
     """
 
     name: str
+    ref: str
+    folder: pathlib.Path
     schema: schema_pb2.Schema
     preprocessing_fn_path: str
     sample: pathlib.Path | None
@@ -77,10 +88,26 @@ class Dataset:
         """Transformed features that are provenance, not model inputs: ``row_id`` and metadata columns."""
         return ("row_id", *self.metadata_columns)
 
+    @property
+    def schema_path(self) -> pathlib.Path:
+        """The ``schema.pbtxt`` file."""
+        return self.folder / self.config["schema"]
+
+    def preprocessing_module(self):
+        """The module that holds the ``preprocessing_fn``: imported by name, or loaded from its file."""
+        module, _, _ = self.preprocessing_fn_path.rpartition(":")
+        if module.endswith(".py"):
+            return load_module_file(self.folder / module)
+        return importlib.import_module(module)
+
     def user_preprocessing_fn(self) -> Callable[[dict], dict]:
         """Imports and returns the dataset's module-level ``preprocessing_fn`` as written."""
-        module_name, _, attr = self.preprocessing_fn_path.partition(":")
-        return getattr(importlib.import_module(module_name), attr)
+        _, _, attr = self.preprocessing_fn_path.rpartition(":")
+        module = self.preprocessing_module()
+        function = getattr(module, attr, None)
+        if not callable(function):
+            raise ValueError(f"{self.preprocessing_fn_path}: {module.__name__} has no function {attr!r}")
+        return function
 
     def preprocessing_fn(self) -> Callable[[dict], dict]:
         """The ``preprocessing_fn`` the pipeline runs: the dataset's, plus ``row_id`` and the metadata
@@ -104,16 +131,66 @@ def load_schema(path: str | pathlib.Path) -> schema_pb2.Schema:
     return text_format.Parse(pathlib.Path(path).read_text(), schema_pb2.Schema())
 
 
+def load_module_file(path: str | pathlib.Path):
+    """Loads a Python file as a module under a name of its own (as TFX loads a ``module_file``).
+
+    The name is derived from the file's absolute path, so a user's ``transforms/mine.py`` never
+    collides with Skewless's ``transforms`` package, and loading the same file twice gives the same
+    module.
+
+    Args:
+        path: The ``.py`` file.
+
+    Returns:
+        The module, registered in ``sys.modules``.
+
+    Raises:
+        ValueError: If the file does not exist or cannot be loaded.
+    """
+    path = pathlib.Path(path).resolve()
+    name = f"skewless_user_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    if not path.is_file():
+        raise ValueError(f"no module file {path}")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[name]
+        raise ValueError(f"{path} cannot be loaded: {type(error).__name__}: {error}") from error
+    return module
+
+
 def dataset_names() -> list[str]:
-    """Names of the datasets that have a config under ``schemas/``."""
+    """Names of the bundled datasets (a config under ``schemas/``)."""
     return sorted(p.parent.name for p in SCHEMAS_DIR.glob("*/config.yaml"))
+
+
+def _config_path(name_or_path: str) -> tuple[pathlib.Path, bool]:
+    """The ``config.yaml`` a ``--dataset`` value names, and whether it is a bundled dataset's."""
+    bundled = SCHEMAS_DIR / name_or_path / "config.yaml"
+    if "/" not in name_or_path and "\\" not in name_or_path and bundled.is_file():
+        return bundled, True
+    path = pathlib.Path(name_or_path).expanduser()
+    if path.is_dir():
+        path = path / "config.yaml"
+    if path.is_file():
+        return path.resolve(), False
+    raise ValueError(
+        f"unknown dataset {name_or_path!r}: neither a bundled dataset ({', '.join(dataset_names())}) "
+        "nor a folder holding config.yaml (or the config file itself)"
+    )
 
 
 def load_dataset(name: str) -> Dataset:
     """Loads a dataset's schema and config.
 
     Args:
-        name: A folder name under ``schemas/`` (see :func:`dataset_names`).
+        name: A bundled dataset's name (see :func:`dataset_names`), or the path of a folder holding
+            a ``config.yaml`` (or of the config file itself).
 
     Returns:
         The Dataset.
@@ -121,15 +198,23 @@ def load_dataset(name: str) -> Dataset:
     Raises:
         ValueError: If no such dataset exists or its config is incomplete.
     """
-    folder = SCHEMAS_DIR / name
-    config_path = folder / "config.yaml"
-    if not config_path.is_file():
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}")
-    config = yaml.safe_load(config_path.read_text()) or {}
+    config_path, bundled = _config_path(name)
+    folder = config_path.parent
+    try:
+        config = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{config_path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path} must be a mapping of keys to values")
     for key in ("schema", "preprocessing_fn"):
         if key not in config:
             raise ValueError(f"{config_path} lacks the key {key!r}")
-    schema = load_schema(folder / config["schema"])
+    if ":" not in str(config["preprocessing_fn"]):
+        raise ValueError(f"{config_path}: preprocessing_fn must be 'module:function' or 'path/to/file.py:function'")
+    schema_path = folder / config["schema"]
+    if not schema_path.is_file():
+        raise ValueError(f"{config_path}: no schema file {schema_path}")
+    schema = load_schema(schema_path)
     split_key = tuple(config.get("split_key") or ())
     unknown = set(split_key) - {f.name for f in schema.feature}
     if unknown:
@@ -141,10 +226,12 @@ def load_dataset(name: str) -> Dataset:
         raise ValueError(f"{config_path}: tf_compat_v1 must be true or false")
     sample = config.get("sample")
     return Dataset(
-        name=name,
+        name=folder.name,
+        ref=folder.name if bundled else str(config_path),
+        folder=folder,
         schema=schema,
-        preprocessing_fn_path=config["preprocessing_fn"],
-        sample=PROJECT_ROOT / sample if sample else None,
+        preprocessing_fn_path=str(config["preprocessing_fn"]),
+        sample=(folder / sample).resolve() if sample else None,
         split_key=split_key,
         label=config.get("label"),
         config=config,

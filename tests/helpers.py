@@ -6,7 +6,7 @@ import os
 import pathlib
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
-SAMPLE_CSV = PROJECT_ROOT / "data" / "taxi" / "data.csv"
+SAMPLE_CSV = PROJECT_ROOT / "schemas" / "taxi" / "data.csv"
 
 
 def sample_lines(n: int | None = None) -> tuple[str, list[str]]:

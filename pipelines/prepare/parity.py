@@ -28,6 +28,7 @@ __all__ = [
 
 RAW_EXAMPLE_COLUMN = "__raw_example"
 PAIRS_PREFIX = "parity/pairs"
+MIN_ROWS = 100  # however small --parity-sample makes the share, a small dataset is checked on this many rows
 FLOAT_TOLERANCE = 1e-6
 _BATCH = 1000
 
@@ -38,18 +39,27 @@ def parity_mask(keys: np.ndarray, fraction: float) -> np.ndarray:
 
 
 class _AttachRawExamples(beam.DoFn):
-    def __init__(self, fraction: float):
-        self._fraction = fraction
+    """Samples rows by their key (``parity_mask``), and also the first rows each worker sees until
+    its sample holds ``minimum`` rows: at least that many are checked (or all rows, if fewer)."""
+
+    def __init__(self, fraction: float, minimum: int = MIN_ROWS):
+        self._fraction, self._minimum = fraction, minimum
         self._encoder = None
+        self._sampled = 0
 
     def setup(self):
         from tfx_bsl.coders import example_coder
 
         self._encoder = example_coder.RecordBatchToExamplesEncoder()
+        self._sampled = 0
 
     def process(self, element):  # (batch, keys): a KeyedBatch or a plain tuple
         batch, keys = element
         sampled = parity_mask(keys, self._fraction)
+        missing = self._minimum - self._sampled - int(sampled.sum())
+        if missing > 0:
+            sampled[np.flatnonzero(~sampled)[:missing]] = True
+        self._sampled += int(sampled.sum())
         rows = np.flatnonzero(sampled)
         examples = self._encoder.encode(batch.take(pa.array(rows))) if rows.size else []
         offsets = np.zeros(batch.num_rows + 1, dtype=np.int64)
@@ -61,14 +71,17 @@ class _AttachRawExamples(beam.DoFn):
 
 
 class AttachRawExamples(beam.PTransform):
-    """Adds the ``__raw_example`` column (serialized raw tf.Example, or null) to sampled rows."""
+    """Adds the ``__raw_example`` column (serialized raw tf.Example, or null) to sampled rows: a
+    ``fraction`` of them by key, and at least ``minimum`` in all (every row, if fewer)."""
 
-    def __init__(self, fraction: float):
+    def __init__(self, fraction: float, minimum: int = MIN_ROWS):
         super().__init__()
-        self._fraction = fraction
+        self._fraction, self._minimum = fraction, minimum
 
     def expand(self, batches):
-        with_examples = batches | "EncodeSampledRawRows" >> beam.ParDo(_AttachRawExamples(self._fraction))
+        with_examples = batches | "EncodeSampledRawRows" >> beam.ParDo(
+            _AttachRawExamples(self._fraction, self._minimum)
+        )
         return of_type(with_examples, KeyedBatch)
 
 

@@ -57,7 +57,7 @@ class RunConfig:
 
     Attributes:
         output: Output directory (local or ``gs://``).
-        dataset: A dataset name under ``schemas/``.
+        dataset: A bundled dataset's name, or the path of a dataset folder (or its ``config.yaml``).
         inputs: File patterns; empty means the dataset's bundled sample.
         eval_fraction: Share of rows for eval, by a hash of each row's key.
         max_invalid_fraction: Above this share of dead-lettered rows the run fails.
@@ -209,13 +209,13 @@ def run(
         "runner": runner_name(options),
         "pipeline_options": options.get_all_options(drop_default=True),
     }
-    spec = JobSpec("run", config.output, parameters, ("dataset", dataset.name), "run.json", config.lineage_db)
+    spec = JobSpec("run", config.output, parameters, ("dataset", dataset.ref), "run.json", config.lineage_db)
     job = Job(spec, progress=progress, options=options, started=started)
     job.timings["plan"] = time.time() - started
     record = {
         "status": "running",
         "command": run_record.command_line(),
-        "dataset": dataset.name,
+        "dataset": dataset.ref,
         "parameters": parameters,
         "versions": run_record.package_versions(),
         "beam_patches": beam_patches.installed(),
@@ -273,20 +273,18 @@ def _check_config(config: RunConfig, dataset: schemas.Dataset, files: list[tuple
 
 def _lineage_inputs(dataset: schemas.Dataset, record: dict) -> list[tuple[str, str, dict]]:
     """The run's inputs as lineage records them: data files, schema, preprocessing code."""
-    import importlib.util
+    import transforms.common
 
     schema_hash = lineage.schema_hash(dataset.schema)
     inputs = [
         (entry["uri"], "RawData", {"rows": entry["rows"], "sha256": entry["sha256"], "schema_hash": schema_hash})
         for entry in record["inputs"]
     ]
-    schema_file = str(schemas.SCHEMAS_DIR / dataset.name / dataset.config["schema"])
-    inputs.append((schema_file, "Schema", {"schema_hash": schema_hash}))
+    inputs.append((str(dataset.schema_path), "Schema", {"schema_hash": schema_hash}))
     # the dataset's preprocessing_fn, and the shared helpers it runs with (row_id, metadata columns)
-    for name in (dataset.preprocessing_fn_path.partition(":")[0], "transforms.common"):
-        module = importlib.util.find_spec(name)
-        if module and module.origin:
-            inputs.append((module.origin, "PreprocessingCode", {}))
+    for module in (dataset.preprocessing_module(), transforms.common):
+        if getattr(module, "__file__", None):
+            inputs.append((module.__file__, "PreprocessingCode", {}))
     return inputs
 
 

@@ -20,7 +20,7 @@ def add_parser(commands) -> None:
         "feature, the share of rows that differ and the largest difference, with the POC module's "
         "EXPECTED_DIFFERENCES explanations. Exit 1 when a feature differs without an explanation.",
         epilog="example:\n  skewless compare-poc --poc benchmarks/taxi_poc.py:prepare \\\n"
-        "      --input data/taxi/data.csv out/demo",
+        "      --input schemas/taxi/data.csv out/demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--poc", required=True, metavar="MODULE:FUNCTION", help="module (or .py path) and function")

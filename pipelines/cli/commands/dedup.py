@@ -21,7 +21,7 @@ def add_parser(commands) -> None:
         "side), DIR/model.json, DIR/records/ (with cluster_id and is_canonical), DIR/removed.jsonl "
         "(keep-canonical), DIR/dead_letter/ and DIR/dedup.json. Review-band pairs never remove a record. "
         "Unknown flags go to Beam.",
-        epilog="example:\n  skewless dedup --input 'data/people/*.csv' --config data/dedup/people.yaml "
+        epilog="example:\n  skewless dedup --input schemas/people/signups.csv --config data/dedup/people.yaml "
         "--output out/dedup\n\nconfig YAML:\n  id: rec_id\n  blocking: [[surname], [given_name, postcode]]\n"
         "  fields: {given_name: name, surname: name, date_of_birth: date, email: email}\n"
         "  thresholds: {match: 0.95, review: 0.5}\n  policy: flag            # or keep-canonical",

@@ -15,7 +15,7 @@ def add_parser(commands) -> None:
         "lineage",
         help="where artifacts came from and what each input fed",
         description="Queries the lineage store that run, labels and train record into.",
-        epilog="examples:\n  skewless lineage downstream data/taxi/data.csv"
+        epilog="examples:\n  skewless lineage downstream schemas/taxi/data.csv"
         "\n  skewless lineage upstream out/demo/serving_model"
         "\n  skewless lineage runs\n  skewless lineage show 3f2a\n  skewless lineage stale --json"
         "\n  skewless lineage sources --register data/sources.yaml"

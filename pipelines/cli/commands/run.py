@@ -31,7 +31,12 @@ def add_parser(commands) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--dataset", default="taxi", help="dataset name under schemas/ (default: taxi)")
+    parser.add_argument(
+        "--dataset",
+        default="taxi",
+        metavar="NAME_OR_PATH",
+        help="a bundled dataset (taxi, people) or a dataset folder holding config.yaml, or that file (default: taxi)",
+    )
     parser.add_argument(
         "--input",
         action="append",
@@ -91,7 +96,7 @@ def add_parser(commands) -> None:
         type=arguments.fraction,
         default=0.01,
         metavar="FRACTION",
-        help="share of rows whose serving-graph output is checked against Beam's (default: 0.01)",
+        help="share of rows whose serving-graph output is checked against Beam's (at least 100 rows; default: 0.01)",
     )
 
 

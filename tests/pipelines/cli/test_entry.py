@@ -41,7 +41,7 @@ class TestConsoleScript:
     def test_a_run_exits_0_with_its_outputs_published_and_its_summary_flushed(self, tmp_path):
         from tests.helpers import PROJECT_ROOT
 
-        lines = (PROJECT_ROOT / "data" / "taxi" / "data.csv").read_text().splitlines(keepends=True)
+        lines = (PROJECT_ROOT / "schemas" / "taxi" / "data.csv").read_text().splitlines(keepends=True)
         (tmp_path / "in.csv").write_text("".join(lines[:401]))
         out = tmp_path / "out"
         result = subprocess.run(
@@ -259,7 +259,7 @@ def test_an_output_that_holds_other_files_is_refused_before_any_work_and_left_wh
     data = tmp_path / "data"
     data.mkdir()
     (data / "in.csv").write_text("".join(SAMPLE_CSV.read_text().splitlines(keepends=True)[:50]))
-    rte, people = PROJECT_ROOT / "data" / "crowd" / "rte.standardized.csv", PROJECT_ROOT / "data" / "people"
+    rte, people = PROJECT_ROOT / "data" / "crowd" / "rte.standardized.csv", PROJECT_ROOT / "schemas" / "people"
     argv = {
         "run": ["run", "--input", str(data / "in.csv")],
         "labels": [
@@ -278,7 +278,7 @@ def test_an_output_that_holds_other_files_is_refused_before_any_work_and_left_wh
             "--input",
             str(sorted(people.glob("*.csv"))[0]),
             "--config",
-            str(people.parent / "dedup/people.yaml"),
+            str(PROJECT_ROOT / "data" / "dedup" / "people.yaml"),
         ],
     }[command]
     assert cli.main([*argv, "--output", str(data)]) == 2

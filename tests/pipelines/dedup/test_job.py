@@ -270,7 +270,7 @@ def test_the_training_sample_is_deterministic_and_ordered():
 
 @pytest.mark.parametrize("rows", [0, 5])
 def test_inputs_too_small_to_pair_finish_with_an_untrained_model(tmp_path, rows):
-    lines = (PROJECT_ROOT / "data" / "people" / "signups.csv").read_text().splitlines()[: rows + 1]
+    lines = (PROJECT_ROOT / "schemas" / "people" / "signups.csv").read_text().splitlines()[: rows + 1]
     path = tmp_path / "few.csv"
     path.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"

@@ -318,7 +318,7 @@ def test_the_bundled_taxi_sample_decodes_the_same_on_both_paths(monkeypatch):
 
     import schemas
 
-    path = PROJECT_ROOT / "data" / "taxi" / "data.csv"
+    path = PROJECT_ROOT / "schemas" / "taxi" / "data.csv"
     header, _, data = path.read_bytes().partition(b"\n")
     columns = header.decode().strip().split(",")
     schema = schemas.load_dataset("taxi").schema

@@ -11,7 +11,7 @@ from tests.helpers import PROJECT_ROOT, parse_examples, read_tfrecords, saved_mo
 
 pytestmark = pytest.mark.e2e
 
-SAMPLE = PROJECT_ROOT / "data" / "people" / "signups.csv"
+SAMPLE = PROJECT_ROOT / "schemas" / "people" / "signups.csv"
 
 
 @pytest.fixture(scope="module")
