@@ -1,5 +1,7 @@
 """The package as Dataflow stages it (--setup_file builds an sdist; workers install it)."""
 
+import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -17,6 +19,8 @@ NEEDED = [
     "transforms/common.py",
     "schemas/taxi/schema.pbtxt",
     "schemas/taxi/config.yaml",
+    "schemas/taxi/data.csv",
+    "schemas/people/signups.csv",
     "pipelines/prepare/run.py",
     "pipelines/cli/entry.py",
 ]
@@ -50,3 +54,47 @@ def test_wheel_contains_transforms_and_schemas_and_the_console_script(built):
         assert "skewless = pipelines.cli:console_main" in archive.read(entry_points).decode()
     assert set(NEEDED) <= names
     assert not any(name.startswith("tests/") for name in names)
+
+
+@pytest.fixture(scope="module")
+def installed(built, tmp_path_factory):
+    """A fresh virtual environment outside the source tree with Skewless installed from its wheel.
+
+    Its dependencies come from the test's own environment (a ``.pth`` line: installing TensorFlow
+    again would take minutes); Skewless itself only from the wheel, and no ``PYTHONPATH``.
+    """
+    import sysconfig
+
+    venv = tmp_path_factory.mktemp("venv") / "v"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (wheel,) = built.glob("skewless-*.whl")
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)]
+    subprocess.run(pip, check=True, capture_output=True)
+    return venv
+
+
+def _run_installed(venv, argv, cwd):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run([str(venv / "bin" / "skewless"), *argv], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_the_installed_wheel_runs_the_bundled_datasets_from_any_directory(installed, tmp_path):
+    where = _run_installed(installed, ["lineage", "runs", "--json"], tmp_path)
+    assert where.returncode == 0, where.stderr
+    code = "import pipelines, schemas; print(pipelines.__file__); print(schemas.load_dataset('taxi').sample)"
+    paths = subprocess.run(
+        [str(installed / "bin" / "python"), "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert all(path.startswith(str(installed)) for path in paths), paths  # nothing from the source tree
+    for argv, rows in (
+        (["run", "--output", "taxi"], 15_002),
+        (["run", "--dataset", "people", "--output", "people"], 2_002),
+    ):
+        result = _run_installed(installed, [*argv, "--quiet"], tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        record = json.loads((tmp_path / argv[-1] / "run.json").read_text())
+        assert record["counts"]["rows_read"] == rows
+        assert record["inputs"][0]["uri"].startswith(str(installed))
+        assert record["parity"]["passed"]
