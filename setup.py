@@ -35,7 +35,7 @@ setup(
         "google-crc32c>=1.5",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff==0.17.6", "build>=1"],
+        "test": ["pytest>=8", "ruff==0.17.6", "build>=1", "palmerpenguins>=0.1.6"],
         # baselines of benchmarks/dedup_benchmark.py only: recordlinkage brings scikit-learn, and Keras
         # (loaded by every `import tensorflow`) imports scikit-learn when it is installed: +1.3 s a start
         "baselines": ["recordlinkage>=0.16"],

@@ -79,6 +79,12 @@ class Dataset:
         return self.config.get("tf_compat_v1", True)
 
     @property
+    def missing_values(self) -> tuple[str, ...]:
+        """Cell texts that mean a missing value in the dataset's CSV files (config ``missing_values``,
+        default ``[""]``: the empty cell, which always means missing)."""
+        return tuple(str(token) for token in self.config.get("missing_values") or ())
+
+    @property
     def metadata_columns(self) -> tuple[str, ...]:
         """Raw columns carried into the transformed examples as they are (config ``metadata_columns``)."""
         return tuple(self.config.get("metadata_columns") or ())
@@ -224,6 +230,9 @@ def load_dataset(name: str) -> Dataset:
         raise ValueError(f"{config_path}: metadata_columns names unknown features {sorted(unknown)}")
     if not isinstance(config.get("tf_compat_v1", True), bool):
         raise ValueError(f"{config_path}: tf_compat_v1 must be true or false")
+    tokens = config.get("missing_values", [""])
+    if not isinstance(tokens, list) or not all(isinstance(token, str | int | float) for token in tokens):
+        raise ValueError(f"{config_path}: missing_values must be a list of cell texts, e.g. ['', 'NA']")
     sample = config.get("sample")
     return Dataset(
         name=folder.name,

@@ -44,13 +44,24 @@ _DECIMAL_COMMA_HELP = "CSV floats are written with a decimal comma (12,45), as i
 _DELIMITER_HELP = "CSV field delimiter, e.g. ';' or tab (default: a tab for .tsv[.gz] files, else a comma)"
 
 
-def add_csv_arguments(parser: argparse.ArgumentParser, numbers: bool = False, quoted_newlines: bool = False) -> None:
-    """The options that say how CSV inputs are written: delimiter and encoding; with ``numbers``,
-    decimal commas; with ``quoted_newlines``, values spanning lines."""
+def add_csv_arguments(
+    parser: argparse.ArgumentParser, numbers: bool = False, quoted_newlines: bool = False, missing: bool = True
+) -> None:
+    """The options that say how CSV inputs are written: delimiter, encoding and (``missing``) the
+    texts of missing values; with ``numbers``, decimal commas; with ``quoted_newlines``, values
+    spanning lines."""
     parser.add_argument("--csv-delimiter", type=delimiter, metavar="CHAR", help=_DELIMITER_HELP)
     parser.add_argument("--encoding", type=encoding, metavar="NAME", help=_ENCODING_HELP)
     if numbers:
         parser.add_argument("--decimal-comma", action="store_true", help=_DECIMAL_COMMA_HELP)
+    if missing:
+        parser.add_argument(
+            "--missing-value",
+            action="append",
+            default=[],
+            metavar="TEXT",
+            help="a cell text that means a missing value, e.g. NA (repeatable; the empty cell always does)",
+        )
     if quoted_newlines:
         parser.add_argument(
             "--allow-quoted-newlines",
@@ -63,7 +74,9 @@ def csv_format(args: argparse.Namespace):
     """The ``input_files.CsvFormat`` of a command's CSV options (:func:`add_csv_arguments` with both)."""
     from pipelines.io.input_files import CsvFormat
 
-    return CsvFormat(args.csv_delimiter, args.allow_quoted_newlines, args.encoding, args.decimal_comma)
+    return CsvFormat(
+        args.csv_delimiter, args.allow_quoted_newlines, args.encoding, args.decimal_comma, tuple(args.missing_value)
+    )
 
 
 def json_safe(value):

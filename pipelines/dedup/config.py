@@ -45,6 +45,8 @@ class DedupConfig:
             ``score``: the model's probability alone decides.
         csv_delimiter: The CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
         encoding: The CSV files' text encoding when not UTF-8 (``cp1252``, ``utf-16``, ...).
+        missing_values: Cell texts read as empty, e.g. ``NA`` (an empty id is a dead letter; an
+            empty field compares as missing).
     """
 
     id: str
@@ -61,6 +63,7 @@ class DedupConfig:
     identifier_conflict: str = "review"
     csv_delimiter: str | None = None
     encoding: str | None = None
+    missing_values: tuple[str, ...] = ()
 
     def validate(self) -> None:
         """Raises UsageError on an inconsistent config."""
@@ -107,6 +110,8 @@ def config_from_dict(raw: dict) -> DedupConfig:
         )
         if k in raw
     }
+    if "missing_values" in raw:
+        extra["missing_values"] = tuple(str(token) for token in raw["missing_values"] or ())
     config = DedupConfig(
         id=str(raw["id"]),
         blocking=blocking,

@@ -111,7 +111,13 @@ def _group_by_temp(pipeline, staging: str, name: str) -> str | None:
 
 def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: dict | None):
     read_out = pipeline | "ReadRecords" >> ReadRecords(
-        files, columns, config.id, config.csv_delimiter, config.encoding, _group_by_temp(pipeline, staging, "ids")
+        files,
+        columns,
+        config.id,
+        config.csv_delimiter,
+        config.encoding,
+        _group_by_temp(pipeline, staging, "ids"),
+        config.missing_values,
     )
     records = read_out["records"]
     read_out["dead_letter"] | "WriteDeadLetters" >> WriteDeadLetters(

@@ -70,9 +70,10 @@ class ReadRecords(beam.PTransform):
         delimiter: str | None = None,
         encoding: str | None = None,
         group_temp: str | None = None,
+        missing_values: Sequence[str] = (),
     ):
         super().__init__()
-        self._files = text_records.plan_text_files(files, delimiter, encoding)
+        self._files = text_records.plan_text_files(files, delimiter, encoding, missing_values)
         self._columns, self._id = columns, id_column
         self._group_temp = group_temp
 

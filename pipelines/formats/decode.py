@@ -139,12 +139,13 @@ def record_keys(records: list[bytes], data: bytes) -> list[bytes]:
 
 
 def parse_column(
-    values: pa.Array, feature: schema_pb2.Feature, decimal_comma: bool = False
+    values: pa.Array, feature: schema_pb2.Feature, decimal_comma: bool = False, missing_values: Sequence[str] = ()
 ) -> tuple[pa.Array, np.ndarray, Callable[[int], str]]:
     """Parses a column of CSV cells (binary) into typed values.
 
     With ``decimal_comma``, a float's decimal mark is a comma (``12,45``) and a cell with a point
-    is invalid, as Arrow's reader with ``decimal_point=","`` has it.
+    is invalid, as Arrow's reader with ``decimal_point=","`` has it. An empty cell, and one whose
+    text (spaces trimmed) is one of ``missing_values``, is a missing value.
 
     Returns:
         The typed values (null where missing or invalid), a boolean mask of invalid cells, and a
@@ -163,12 +164,18 @@ def parse_column(
         text = pa.array(
             [None if bad else c.decode("utf-8") for c, bad in zip(cells, invalid, strict=True)], pa.string()
         )
+    tokens = pa.array(list(missing_values), pa.string()) if missing_values else None
     if feature.type == schema_pb2.BYTES:
         missing = np.asarray(pc.equal(pc.binary_length(text), 0).fill_null(True))
+        if tokens is not None:
+            missing |= np.asarray(pc.is_in(pc.utf8_trim_whitespace(text), tokens).fill_null(False))
         typed = pc.if_else(pa.array(missing | invalid), None, text).cast(pa.large_binary())
         return typed, invalid, lambda i: "invalid UTF-8"
     trimmed = pc.utf8_trim_whitespace(text)
     missing = np.asarray(pc.equal(pc.utf8_length(trimmed), 0).fill_null(True))
+    if tokens is not None:
+        missing |= np.asarray(pc.is_in(trimmed, tokens).fill_null(False))
+        trimmed = pc.if_else(pa.array(missing), "", trimmed)
     pattern, type_name = (_INT_PATTERN, "int") if feature.type == schema_pb2.INT else (_FLOAT_PATTERN, "float")
     if decimal_comma and feature.type == schema_pb2.FLOAT:
         point = pc.match_substring(trimmed, ".").fill_null(False)
@@ -404,6 +411,7 @@ def decode_text_table(
     source: str,
     row_reasons: dict[int, tuple[str | None, str]] | None = None,
     decimal_comma: bool = False,
+    missing_values: Sequence[str] = (),
 ) -> DecodedBlock:
     """Parses a table of text cells (one binary column per feature) and validates it.
 
@@ -416,7 +424,7 @@ def decode_text_table(
         if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
             columns[feature.name] = to_list_array(pc.cast(column, ARROW_VALUE_TYPES[feature.type], safe=False))
             continue
-        values, invalid, reason_of = parse_column(column, feature, decimal_comma)
+        values, invalid, reason_of = parse_column(column, feature, decimal_comma, missing_values)
         columns[feature.name] = to_list_array(values)
         parse_invalid[feature.name] = (invalid, reason_of)
     return finish_block(schema, columns, parse_invalid, keys, table.num_rows, raw_of, source, row_reasons)

@@ -86,6 +86,7 @@ def _typed_columns(
     line_count: int,
     quoted_newlines: bool = False,
     decimal_comma: bool = False,
+    missing_values: Sequence[str] = (),
 ) -> pa.Table | None:
     """The fast path: Arrow's CSV converters parse numeric columns while reading.
 
@@ -107,7 +108,7 @@ def _typed_columns(
         on_invalid_row,
         column_types,
         quoted_newlines,
-        null_values=[""],
+        null_values=["", *missing_values],
         decimal_point="," if decimal_comma else ".",
     )
     if table is None or table.num_rows + len(ragged) != line_count:  # refused, or a quoted cell spans lines
@@ -146,6 +147,7 @@ def decode_csv_block(
     delimiter: str = ",",
     quoted_newlines: bool = False,
     decimal_comma: bool = False,
+    missing_values: Sequence[str] = (),
 ) -> DecodedBlock:
     """Decodes whole CSV records (no header) into a list-typed batch and dead letters.
 
@@ -169,6 +171,7 @@ def decode_csv_block(
         quoted_newlines: Whether a newline inside quotes belongs to its value.
         decimal_comma: Whether floats are written with a decimal comma (``12,45``), as in the CSV
             exports of many European locales (with ``;`` as the delimiter).
+        missing_values: Cell texts besides the empty cell that mean a missing value (``NA``, ...).
 
     Returns:
         The DecodedBlock.
@@ -183,7 +186,16 @@ def decode_csv_block(
         return "skip"
 
     table = _typed_columns(
-        data, column_names, schema, delimiter, on_invalid_row, ragged, len(lines), quoted_newlines, decimal_comma
+        data,
+        column_names,
+        schema,
+        delimiter,
+        on_invalid_row,
+        ragged,
+        len(lines),
+        quoted_newlines,
+        decimal_comma,
+        missing_values,
     )
     if table is None:  # the careful path: every cell as text, validated
         ragged.clear()
@@ -214,7 +226,7 @@ def decode_csv_block(
         i = parsed_lines[row]
         return offset_of(i), text_of(lines[i])
 
-    block = decode_text_table(table, schema, keys, raw_of, source, row_reasons, decimal_comma)
+    block = decode_text_table(table, schema, keys, raw_of, source, row_reasons, decimal_comma, missing_values)
     block.dead_letters = dead + block.dead_letters
     block.rows_read = len(lines)
     return keyed_by_columns(block, split_key)

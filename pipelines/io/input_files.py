@@ -206,15 +206,19 @@ class CsvFormat:
         encoding: The text encoding when not UTF-8 (e.g. ``cp1252``): each file is then read whole,
             re-encoded to UTF-8 (dead-letter offsets count UTF-8 bytes). Kept as its codec name.
         decimal_comma: Floats are written with a decimal comma (``12,45``).
+        missing_values: Cell texts besides the empty cell that mean a missing value (``NA``, ...).
     """
 
     delimiter: str | None = None
     quoted_newlines: bool = False
     encoding: str | None = None
     decimal_comma: bool = False
+    missing_values: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "encoding", reencoded(self.encoding))
+        tokens = tuple(dict.fromkeys(str(token) for token in self.missing_values if str(token) != ""))
+        object.__setattr__(self, "missing_values", tokens)
 
     def parameters(self) -> dict:
         """The format as ``run.json``'s ``parameters`` record it."""
@@ -223,6 +227,7 @@ class CsvFormat:
             "csv_delimiter": self.delimiter,
             "encoding": self.encoding,
             "decimal_comma": self.decimal_comma,
+            "missing_values": ["", *self.missing_values],
         }
 
     @classmethod
@@ -233,6 +238,7 @@ class CsvFormat:
             bool(parameters.get("allow_quoted_newlines")),
             parameters.get("encoding"),
             bool(parameters.get("decimal_comma")),
+            tuple(parameters.get("missing_values") or ()),
         )
 
 

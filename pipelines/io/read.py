@@ -259,6 +259,7 @@ class _DecodeCsvRange(_DecodeBlocks):
             rng.delimiter,
             self._csv_format.quoted_newlines,
             self._csv_format.decimal_comma,
+            self._csv_format.missing_values,
         )
         return decoded, time.perf_counter() - started, blank_lines_at_end
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from pipelines.errors import UsageError
@@ -33,10 +34,14 @@ class TextFile:
     start: int
     delimiter: str = ","
     encoding: str | None = None
+    missing_values: tuple[str, ...] = ()  # cell texts read as empty (besides the empty cell)
 
 
 def plan_text_files(
-    files: Sequence[tuple[str, int]], delimiter: str | None = None, encoding: str | None = None
+    files: Sequence[tuple[str, int]],
+    delimiter: str | None = None,
+    encoding: str | None = None,
+    missing_values: Sequence[str] = (),
 ) -> list[TextFile]:
     """The headed CSV files to read, each whole: their quoted values may hold newlines, so where a
     record starts is known only from the start of the file (``pipelines/formats/csv_records.py``). Each
@@ -46,7 +51,8 @@ def plan_text_files(
     for path, _ in files:
         with open_csv(path, encoding) as handle:
             header_bytes = len(handle.readline())
-        planned.append(TextFile(path, header_bytes, delimiter_of(path, delimiter), reencoded(encoding)))
+        tokens = tuple(str(token) for token in missing_values if str(token) != "")
+        planned.append(TextFile(path, header_bytes, delimiter_of(path, delimiter), reencoded(encoding), tokens))
     return planned
 
 
@@ -111,9 +117,14 @@ def csv_line(values: Sequence[str]) -> str:
 
 
 def parse_csv_block(
-    block: bytes, columns: list[str], include: list[str] | None = None, delimiter: str = ","
+    block: bytes,
+    columns: list[str],
+    include: list[str] | None = None,
+    delimiter: str = ",",
+    missing_values: Sequence[str] = (),
 ) -> tuple[pa.Table, list[tuple[str, str]]]:
-    """Whole CSV records (no header; quoted values may hold newlines) as a table of binary columns.
+    """Whole CSV records (no header; quoted values may hold newlines) as a table of binary columns;
+    a cell whose text (spaces trimmed) is one of ``missing_values`` is read as empty.
 
     Returns:
         The table (``include`` columns, default all) and ``(record index, raw record, reason)`` for
@@ -139,6 +150,14 @@ def parse_csv_block(
             include_columns=include or columns,
         ),
     )
+    if missing_values:
+        tokens = pa.array([str(token) for token in missing_values], pa.string())
+        empty = pa.scalar(b"", pa.binary())
+        for index, name in enumerate(table.column_names):
+            column = table.column(index)
+            text = pc.utf8_trim_whitespace(column.cast(pa.string(), safe=False))
+            missing = pc.is_in(text, tokens).fill_null(False)
+            table = table.set_column(index, name, pc.if_else(missing, empty, column))
     return table, ragged
 
 
@@ -206,14 +225,14 @@ class ParseCsvRecords(beam.DoFn):
                 beam.metrics.Metrics.counter(self._namespace, f"{self._what}_lost_to_damage").inc()
                 yield self._dead(text_file.path, block.offset, "", None, block.problem)
             else:
-                yield from self._parse(block, text_file.path, text_file.delimiter)
+                yield from self._parse(block, text_file.path, text_file.delimiter, text_file.missing_values)
 
     def _dead(self, source: str, offset: int | None, raw: str, feature: str | None, reason: str):
         beam.metrics.Metrics.counter(self._namespace, f"{self._what}_dead_lettered").inc()
         return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, offset, raw, feature, reason))
 
-    def _parse(self, block: Block, source: str, delimiter: str):
-        table, ragged = parse_csv_block(block.data, self._columns, delimiter=delimiter)
+    def _parse(self, block: Block, source: str, delimiter: str, missing_values: Sequence[str] = ()):
+        table, ragged = parse_csv_block(block.data, self._columns, delimiter=delimiter, missing_values=missing_values)
         offsets = RecordOffsets(block.data, block.offset, [index for index, _, _ in ragged])
         read_counter = beam.metrics.Metrics.counter(self._namespace, f"{self._what}_read")
         for index, raw, reason in ragged:

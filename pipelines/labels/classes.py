@@ -64,6 +64,8 @@ class LabelsConfig:
         lineage_db: The lineage store (default: ``lineage.default_db_path()``).
         csv_delimiter: The CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
         encoding: The CSV files' text encoding when not UTF-8 (``cp1252``, ``utf-16``, ...).
+        missing_values: Cell texts read as empty, e.g. ``NA`` (an empty item, annotator or label is
+            a dead letter).
     """
 
     annotations: Sequence[str]
@@ -82,6 +84,7 @@ class LabelsConfig:
     lineage_db: str | None = None
     csv_delimiter: str | None = None
     encoding: str | None = None
+    missing_values: tuple[str, ...] = ()
 
 
 class _ParseAnnotationRange(beam.DoFn):
@@ -96,15 +99,15 @@ class _ParseAnnotationRange(beam.DoFn):
                 beam.metrics.Metrics.counter("skewless", "annotations_lost_to_damage").inc()
                 yield self._dead(text_file.path, block.offset, "", block.problem)
             else:
-                yield from self._parse(block, text_file.path, text_file.delimiter)
+                yield from self._parse(block, text_file.path, text_file.delimiter, text_file.missing_values)
 
     def _dead(self, source: str, offset: int | None, raw: str, reason: str):
         beam.metrics.Metrics.counter("skewless", "annotations_dead_lettered").inc()
         return beam.pvalue.TaggedOutput("dead_letter", decode.dead_letter(source, offset, raw, None, reason))
 
-    def _parse(self, block, source: str, delimiter: str):
+    def _parse(self, block, source: str, delimiter: str, missing_values=()):
         include = [self._columns[i] for i in self._indices.values()]
-        table, ragged = text_records.parse_csv_block(block.data, self._columns, include, delimiter)
+        table, ragged = text_records.parse_csv_block(block.data, self._columns, include, delimiter, missing_values)
         offsets = text_records.RecordOffsets(block.data, block.offset, [index for index, _, _ in ragged])
         for index, raw, reason in ragged:
             yield self._dead(source, offsets.of_record(index), raw, reason)
@@ -150,9 +153,10 @@ class ReadAnnotations(beam.PTransform):
         merge: dict[str, str],
         delimiter: str | None = None,
         encoding: str | None = None,
+        missing_values: Sequence[str] = (),
     ):
         super().__init__()
-        self._files = text_records.plan_text_files(files, delimiter, encoding)
+        self._files = text_records.plan_text_files(files, delimiter, encoding, missing_values)
         self._columns, self._indices, self._merge = columns, indices, merge
 
     def expand(self, pbegin):
@@ -426,7 +430,7 @@ def run_labels_job(config, beam_args, progress, body, lineage_outputs: list[tupl
 def _labels_in_staging(job: Job, staging: str, config, files, columns, indices, merge) -> dict:
     def build(pipeline):
         parsed = pipeline | "ReadAnnotations" >> ReadAnnotations(
-            files, columns, indices, merge, config.csv_delimiter, config.encoding
+            files, columns, indices, merge, config.csv_delimiter, config.encoding, config.missing_values
         )
         parsed.dead_letter | "WriteDeadLetters" >> WriteDeadLetters(
             os.path.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")

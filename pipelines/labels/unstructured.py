@@ -59,6 +59,7 @@ class UnstructuredLabelsConfig:
         lineage_db: The lineage store.
         csv_delimiter: The CSV field delimiter; None: a tab for ``.tsv[.gz]`` files, else a comma.
         encoding: The CSV files' text encoding when not UTF-8 (``cp1252``, ``utf-16``, ...).
+        missing_values: Cell texts read as empty, e.g. ``NA``.
     """
 
     kind: str
@@ -77,6 +78,7 @@ class UnstructuredLabelsConfig:
     lineage_db: str | None = None
     csv_delimiter: str | None = None
     encoding: str | None = None
+    missing_values: tuple[str, ...] = ()
 
 
 class _ParseAnnotation(beam.DoFn):
@@ -356,7 +358,10 @@ def _in_staging(job: Job, staging: str, config, files, columns, has_label, norma
     def build(pipeline):
         records = (
             pipeline
-            | "Files" >> beam.Create(text_records.plan_text_files(files, config.csv_delimiter, config.encoding))
+            | "Files"
+            >> beam.Create(
+                text_records.plan_text_files(files, config.csv_delimiter, config.encoding, config.missing_values)
+            )
             | "Reshuffle" >> beam.Reshuffle()
             | "ReadCsvRecords"
             >> beam.ParDo(

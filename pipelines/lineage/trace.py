@@ -85,6 +85,7 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
                 delimiter=file_delimiter,
                 quoted_newlines=csv_format.quoted_newlines,
                 decimal_comma=csv_format.decimal_comma,
+                missing_values=csv_format.missing_values,
             )
             for i, row_id in _row_ids(decoded, offsets, model):
                 if row_id in row_ids:

@@ -186,6 +186,11 @@ def run(
         dataset = schemas.load_dataset(config.dataset)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    # the dataset's missing-value tokens, and any the command line adds
+    missing = (*dataset.missing_values, *config.csv_format.missing_values)
+    config = dataclasses.replace(config, csv_format=dataclasses.replace(config.csv_format, missing_values=missing))
+    if not config.inputs and dataset.sample is None:
+        raise UsageError(f"dataset {dataset.name} has no sample: pass --input")
     patterns = list(config.inputs) or [str(dataset.sample)]
     files = input_files.expand_patterns(patterns)
     if input_hashes is not None and input_hashes.paths != [path for path, _ in files]:
@@ -321,6 +326,7 @@ def _run_in_staging(
                     dedup_config,
                     csv_delimiter=config.csv_format.delimiter or dedup_config.csv_delimiter,
                     encoding=config.csv_format.encoding or dedup_config.encoding,
+                    missing_values=(*dedup_config.missing_values, *config.csv_format.missing_values),
                 ),
                 os.path.join(staging, "dedup"),
                 options=job.options,

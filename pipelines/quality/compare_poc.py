@@ -9,7 +9,6 @@ explanation of expected differences (its module-level ``EXPECTED_DIFFERENCES`` d
 
 import csv
 import importlib
-import importlib.util
 import json
 import os
 
@@ -25,26 +24,59 @@ FLOAT_TOLERANCE = 1e-6
 def load_poc(spec: str):
     """Loads ``MODULE:FUNCTION`` (a module name, or a path to a .py file) and its explanations.
 
+    The module's ``EXPECTED_DIFFERENCES`` maps a feature to why the POC and the pipeline differ on
+    it, and how much that explains: ``{"reason": ..., "max_share": 0.02, "max_abs_diff": 0.5}`` (the
+    largest share of rows, and for numbers the largest absolute difference). A feature that differs
+    beyond its bound, or whose entry states none, fails.
+
     Returns:
         ``(function, expected_differences)``.
     """
     module_name, _, function_name = spec.rpartition(":")
     if not module_name or not function_name:
         raise UsageError(f"--poc must be MODULE:FUNCTION, got {spec!r}")
+    import schemas
+
     try:
         if module_name.endswith(".py") or os.sep in module_name:
-            loader_spec = importlib.util.spec_from_file_location("skewless_poc", module_name)
-            if loader_spec is None or not os.path.isfile(module_name):
-                raise FileNotFoundError(module_name)
-            module = importlib.util.module_from_spec(loader_spec)
-            loader_spec.loader.exec_module(module)
+            module = schemas.load_module_file(module_name)
         else:
             module = importlib.import_module(module_name)
-    except (ImportError, FileNotFoundError) as error:
+    except (ImportError, ValueError) as error:
         raise UsageError(f"cannot import the POC {module_name!r}: {error}") from None
     if not callable(getattr(module, function_name, None)):
         raise UsageError(f"the POC module has no function {function_name!r}")
     return getattr(module, function_name), dict(getattr(module, "EXPECTED_DIFFERENCES", {}))
+
+
+def _bound(entry) -> tuple[str | None, float | None, float | None]:
+    """``(reason, max_share, max_abs_diff)`` of an ``EXPECTED_DIFFERENCES`` entry; no bound is None."""
+    if isinstance(entry, dict):
+        return entry.get("reason"), entry.get("max_share"), entry.get("max_abs_diff")
+    return (str(entry) if entry else None), None, None
+
+
+def _judge(entry: dict, expected) -> str | None:
+    """The explanation of a feature's difference, or None when it is unexplained (``entry`` gets why)."""
+    reason, max_share, max_abs_diff = _bound(expected)
+    entry["bound"] = {"max_share": max_share, "max_abs_diff": max_abs_diff} if reason else None
+    if not reason:
+        entry["explanation"] = "unexplained"
+        return None
+    if max_share is None:
+        entry["explanation"] = f"unexplained: the expected difference states no bound (max_share) ({reason})"
+        return None
+    beyond = []
+    if entry["mismatch_rate"] > max_share:
+        beyond.append(f"{entry['mismatch_rate']:.2%} of rows > {max_share:.2%}")
+    diff = entry["max_abs_diff"]
+    if diff is not None and max_abs_diff is not None and not diff <= max_abs_diff:
+        beyond.append(f"|diff| {diff:.3g} > {max_abs_diff:.3g}")
+    if beyond:
+        entry["explanation"] = f"beyond its bound ({'; '.join(beyond)}): {reason}"
+        return None
+    entry["explanation"] = reason
+    return reason
 
 
 def _provenance_columns(output_dir: str) -> set[str]:
@@ -114,13 +146,8 @@ def compare_poc(poc: str, input_csv: str, output_dir: str) -> dict:
             )
             max_diff = None
         rate = float(differs.mean()) if len(differs) else 0.0
-        entry = {
-            "mismatch_rate": rate,
-            "max_abs_diff": max_diff,
-            "explanation": explanations.get(name) if rate else None,
-        }
-        if rate and not entry["explanation"]:
-            entry["explanation"] = "unexplained"
+        entry = {"mismatch_rate": rate, "max_abs_diff": max_diff, "explanation": None, "bound": None}
+        if rate and _judge(entry, explanations.get(name)) is None:
             unexplained.append(name)
         features[name] = entry
     return {

@@ -4,7 +4,10 @@ Reads CSV (every cell as text, then the same parsing rules as ``decode``), Parqu
 or tf.Example TFRecord files (each feature's list type) in a stream of batches, so memory stays
 bounded whatever the size. Per column it infers:
 
-* the type: INT if every non-empty value is an integer, FLOAT if every one is a number, else BYTES
+* the type: INT if every non-empty value is an integer, FLOAT if every one is a number, else BYTES;
+  a CSV column that would be numbers but for cells such as ``NA`` (pandas' default missing-value
+  texts, ``MISSING_VALUE_TEXTS``) is numbers with those cells missing, and those texts become the
+  dataset's ``missing_values``; digits with a leading zero (``08123``: postcodes, ids) are strings
   (a tf.Example feature has its list's type: one written as ``int64_list`` in some examples and
   ``float_list`` in others cannot be read by any one schema, and is reported);
 * presence: required (``min_fraction: 1``, ``shape [1]``) when no row lacks it, else optional;
@@ -16,6 +19,7 @@ bounded whatever the size. Per column it infers:
   so the reviewer sees the evidence beside each decision.
 """
 
+import collections
 import dataclasses
 import re
 
@@ -29,10 +33,16 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from pipelines.errors import UsageError
 from pipelines.io import input_files, read
 
-__all__ = ["infer_schema"]
+__all__ = ["MISSING_VALUE_TEXTS", "infer_schema", "infer_schema_and_missing_values"]
 
 _INT = re.compile(r"^\s*[+-]?[0-9]+\s*$")
+_LEADING_ZERO = r"^[+-]?0[0-9]"  # 08123: the zero is part of the value (a postcode, an id), not a number
 _DISTINCT_CAP = 1000
+# pandas' read_csv default na_values, the texts a POC script in pandas already read as missing
+MISSING_VALUE_TEXTS = (
+    "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA",
+    "NULL", "NaN", "None", "n/a", "nan", "null",
+)  # fmt: skip
 
 
 def _as_numbers(cells: pa.Array, decimal_comma: bool) -> pa.Array | None:
@@ -61,15 +71,25 @@ class _Column:
     fewest_values: int = 1  # per row where present (lists: tf.Example features)
     most_values: int = 1
     list_type: str | None = None  # a tf.Example feature's list type: int64, float or bytes
+    tokens: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # NA, ... cells
 
-    def add_text(self, values: pa.Array, decimal_comma: bool = False) -> None:
+    def add_text(self, values: pa.Array, decimal_comma: bool = False, candidates: pa.Array = None) -> None:
+        """Adds CSV cells; ``candidates``: texts that may mean a missing value (``MISSING_VALUE_TEXTS``)."""
+        candidates = pa.array(MISSING_VALUE_TEXTS) if candidates is None else candidates
         text = pc.utf8_trim_whitespace(values.cast(pa.string()))
         present = pc.greater(pc.utf8_length(text), 0).fill_null(False)
         self.rows += len(values)
         self.missing += len(values) - pc.sum(present).as_py() if len(values) else 0
+        is_token = pc.and_(present, pc.is_in(text, candidates).fill_null(False))
+        if pc.any(is_token).as_py():
+            for entry in pc.value_counts(text.filter(is_token)).to_pylist():
+                self.tokens[entry["values"]] += entry["counts"]
+            present = pc.and_(present, pc.invert(is_token))
         cells = text.filter(present)
         if not len(cells):
             return
+        if (self.all_int or self.all_number) and pc.any(pc.match_substring_regex(cells, _LEADING_ZERO)).as_py():
+            self.all_int = self.all_number = False  # a leading zero is part of the value: a string
         if self.all_int:
             self.all_int = pc.all(pc.match_substring_regex(cells, _INT.pattern)).as_py()
         if self.all_number:
@@ -79,6 +99,21 @@ class _Column:
             else:
                 self._add_range(numbers)
         self._add_distinct(values.filter(present))
+
+    @property
+    def numbers_but_for_tokens(self) -> bool:
+        """Whether the column is numbers once its missing-value texts are missing."""
+        return self.all_number and self.rows - self.missing - sum(self.tokens.values()) > 0
+
+    def with_missing(self, missing_values: set[str]) -> "_Column":
+        """The column with the cells of ``missing_values`` missing and other such texts as values."""
+        adopted = sum(count for token, count in self.tokens.items() if token in missing_values)
+        column = dataclasses.replace(self, missing=self.missing + adopted, distinct=set(self.distinct))
+        kept = [token for token in self.tokens if token not in missing_values]
+        if kept:  # texts that are values here (a string column's "NA"): the column is strings
+            column.all_int = column.all_number = False
+            column._add_distinct(pa.array([token.encode() for token in kept], pa.binary()))
+        return column
 
     def add_typed(self, values: pa.Array) -> None:
         self.rows += len(values)
@@ -174,6 +209,9 @@ def _feature(name: str, column: _Column, max_domain_size: int, min_domain_suppor
         feature.value_count.min = 0 if column.missing else column.fewest_values
         feature.value_count.max = column.most_values
     observed = f"observed: {column.rows} rows, {column.missing} missing"
+    counted = [f"{token!r} x{count}" for token, count in sorted(column.tokens.items()) if count and column.all_number]
+    if counted:
+        observed += f" ({', '.join(counted)})"
     if not scalar:
         observed += f", {column.fewest_values} to {column.most_values} values a row"
     if feature.type != schema_pb2.BYTES and column.minimum is not None:
@@ -194,14 +232,20 @@ def _feature(name: str, column: _Column, max_domain_size: int, min_domain_suppor
     return feature
 
 
-def infer_schema(
+def infer_schema(patterns: list[str], **options) -> schema_pb2.Schema:
+    """The schema of :func:`infer_schema_and_missing_values`, for the same arguments."""
+    return infer_schema_and_missing_values(patterns, **options)[0]
+
+
+def infer_schema_and_missing_values(
     patterns: list[str],
     max_domain_size: int = 20,
     min_domain_support: int = 10,
     delimiter: str | None = None,
     encoding: str | None = None,
     decimal_comma: bool = False,
-) -> schema_pb2.Schema:
+    missing_values: tuple[str, ...] = (),
+) -> tuple[schema_pb2.Schema, list[str]]:
     """Infers a raw schema from CSV, Parquet or tf.Example TFRecord files.
 
     Args:
@@ -211,9 +255,13 @@ def infer_schema(
         delimiter: The CSV field delimiter (None: a tab for ``.tsv[.gz]`` files, else a comma).
         encoding: The CSV files' text encoding when not UTF-8.
         decimal_comma: CSV floats are written with a decimal comma (``12,45``).
+        missing_values: Texts that mean a missing value whatever the columns hold, besides those
+            found.
 
     Returns:
-        The schema, features in file column order (tf.Examples: in the order first seen).
+        The schema, features in file column order (tf.Examples: in the order first seen), and the
+        texts that mean a missing value in the CSV files (``MISSING_VALUE_TEXTS`` found in columns
+        that are numbers but for them; every column then reads them as missing).
 
     Raises:
         UsageError: Unreadable inputs, mixed formats, files whose headers differ, a damaged
@@ -224,10 +272,12 @@ def infer_schema(
     if len(formats) != 1:
         raise UsageError("infer-schema reads one format at a time")
     if formats == {input_files.TFRECORD}:
-        return _schema_of(_example_columns(files), max_domain_size, min_domain_support)
+        return _schema_of(_example_columns(files), max_domain_size, min_domain_support), []
     columns: dict[str, _Column] = {}
     order: list[str] | None = None
     ragged = _Ragged()
+    given = [str(token) for token in missing_values if str(token) != ""]
+    candidates = pa.array(sorted({*MISSING_VALUE_TEXTS, *given}))
     for path, _ in files:
         for batch in _batches(
             path, formats == {input_files.CSV}, input_files.delimiter_of(path, delimiter), encoding, ragged
@@ -239,14 +289,18 @@ def infer_schema(
                 raise UsageError(f"{path}: columns {batch.schema.names} differ from the first file's {order}")
             for name, values in zip(batch.schema.names, batch.columns, strict=True):
                 if formats == {input_files.CSV}:
-                    columns[name].add_text(values, decimal_comma)
+                    columns[name].add_text(values, decimal_comma, candidates)
                 else:
                     columns[name].add_typed(values)
     hint = f" ({ragged.comment()}; is the delimiter right?)" if ragged.count else ""
-    schema = _schema_of({name: columns[name] for name in order or []}, max_domain_size, min_domain_support, hint)
+    tokens = sorted({*given, *(token for c in columns.values() if c.numbers_but_for_tokens for token in c.tokens)})
+    columns = {name: columns[name].with_missing(set(tokens)) for name in order or []}
+    schema = _schema_of(columns, max_domain_size, min_domain_support, hint)
+    if tokens:
+        schema.annotation.comment.append(f"missing-value texts (config.yaml missing_values): {', '.join(tokens)}")
     if ragged.count:
         schema.annotation.comment.append(ragged.comment())
-    return schema
+    return schema, tokens
 
 
 @dataclasses.dataclass

@@ -12,6 +12,7 @@ Per raw feature it then reports:
 and fails the features whose figures cross their thresholds.
 """
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -215,6 +216,11 @@ def check_skew(
     with FileSystems.open(stats_path) as handle:
         training = json.loads(handle.read())["slices"][statistics.ALL]
     schema = metadata_io.read_metadata(os.path.join(transform_output, "metadata")).schema
+    record = run_record.require_transform_output(transform_output, "check-skew")
+    recorded = input_files.CsvFormat.from_parameters(record.get("parameters", {}))
+    # a serving export writes missing values as the training files did: the run's tokens, and the caller's
+    missing = (*recorded.missing_values, *csv_format.missing_values)
+    csv_format = dataclasses.replace(csv_format, missing_values=missing)
     files = input_files.expand_patterns(patterns)
     boundaries = statistics.histogram_boundaries(training)
     serving, rejected, record_reasons, header_errors, rows = _serving_statistics(

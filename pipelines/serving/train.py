@@ -1,5 +1,10 @@
 """A baseline model on a run's transformed examples, exported with the transform graph inside.
 
+The label's kind decides the model: a float label is regression (mean squared error; RMSE and MAE);
+an int label is classes, two (binary: sigmoid, accuracy, AUC, log loss) or more (softmax, accuracy,
+log loss), its ids from 0 (a vocabulary's, or the values seen). Rows whose label is missing (a
+negative id, a NaN) are left out of training and evaluation.
+
 Keras choice: tf.Transform 1.21 sets ``TF_USE_LEGACY_KERAS=1`` and its ``transform_features_layer()``
 is a ``tf_keras`` (Keras 2) layer, so the model is built with ``tf_keras`` too: one Keras in the
 SavedModel, and the exported ``serving_default`` takes raw serialized tf.Examples.
@@ -23,17 +28,43 @@ EMBEDDING_DIM = 8
 BATCH_SIZE = 256
 
 
-def _dataset(output_dir: str, split: str, spec: dict, label: str, shuffle: bool) -> tf.data.Dataset:
+REGRESSION, BINARY, MULTICLASS = "regression", "binary", "multiclass"
+
+
+def _examples(output_dir: str, split: str, spec: dict, label: str) -> tf.data.Dataset:
+    """The split's examples parsed, one at a time, without those whose label is missing."""
     files = tf.io.gfile.glob(os.path.join(output_dir, "transformed", f"{split}-*.tfrecord.gz"))
-    data = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    data = tf.data.TFRecordDataset(files, compression_type="GZIP").map(lambda x: tf.io.parse_single_example(x, spec))
+    if spec[label].dtype.is_floating:
+        return data.filter(lambda features: tf.math.is_finite(features[label]))
+    return data.filter(lambda features: features[label] >= 0)
+
+
+def _dataset(output_dir: str, split: str, spec: dict, label: str, shuffle: bool) -> tf.data.Dataset:
+    data = _examples(output_dir, split, spec, label)
     if shuffle:
         data = data.shuffle(50_000, seed=0, reshuffle_each_iteration=True)
-    data = data.batch(BATCH_SIZE).map(lambda x: tf.io.parse_example(x, spec))
+    data = data.batch(BATCH_SIZE)
     return data.map(lambda features: (features, features.pop(label))).prefetch(tf.data.AUTOTUNE)
 
 
-def _build_model(tft_output: tft.TFTransformOutput, spec: dict, label: str) -> keras.Model:
-    """Embeddings for integer features, float features as they are, two hidden layers."""
+def label_kind(tft_output: tft.TFTransformOutput, output_dir: str, spec: dict, label: str) -> tuple[str, int]:
+    """``(kind, classes)`` of the label: regression (classes 0), binary (2) or multiclass (K)."""
+    if spec[label].dtype.is_floating:
+        return REGRESSION, 0
+    try:
+        classes = len(tft_output.vocabulary_by_name(label))
+    except (ValueError, KeyError, tf.errors.NotFoundError):
+        labels = _examples(output_dir, "train", {label: spec[label]}, label).map(lambda f: f[label])
+        classes = int(labels.reduce(tf.constant(-1, tf.int64), tf.maximum).numpy()) + 1
+    if classes < 2:
+        raise ValueError(f"label {label!r} has {max(classes, 0)} class(es) in the training examples: nothing to learn")
+    return (BINARY if classes == 2 else MULTICLASS), classes
+
+
+def _build_model(tft_output: tft.TFTransformOutput, spec: dict, label: str, kind: str, classes: int) -> keras.Model:
+    """Embeddings for integer features, float features as they are, two hidden layers, an output
+    layer for the label's kind."""
     inputs, parts = {}, []
     for name, feature in sorted(spec.items()):
         if name == label:
@@ -52,26 +83,49 @@ def _build_model(tft_output: tft.TFTransformOutput, spec: dict, label: str) -> k
     hidden = keras.layers.Concatenate()(parts)
     for units in (64, 32):
         hidden = keras.layers.Dense(units, activation="relu")(hidden)
-    output = keras.layers.Dense(1, activation="sigmoid", name="probabilities")(hidden)
+    if kind == REGRESSION:
+        output = keras.layers.Dense(1, name="predictions")(hidden)
+    elif kind == BINARY:
+        output = keras.layers.Dense(1, activation="sigmoid", name="probabilities")(hidden)
+    else:
+        output = keras.layers.Dense(classes, activation="softmax", name="probabilities")(hidden)
     return keras.Model(inputs, output)
 
 
 class _ServingModule(tf.Module):
-    """Raw serialized tf.Examples -> transform graph -> model -> probabilities."""
+    """Raw serialized tf.Examples -> transform graph -> model -> predictions.
 
-    def __init__(self, tft_output: tft.TFTransformOutput, model: keras.Model, label: str, inputs: list[str]):
+    Binary: ``probabilities`` (of class 1); multiclass: ``probabilities`` (one per class) and
+    ``classes`` (the most likely class's name, from the label's vocabulary, else its id); regression:
+    ``predictions``.
+    """
+
+    def __init__(
+        self,
+        tft_output: tft.TFTransformOutput,
+        model: keras.Model,
+        inputs: list[str],
+        kind: str,
+        class_names: list[str],
+    ):
         super().__init__()
         self.tft_layer = tft_output.transform_features_layer()
         self.model = model
         self._raw_spec = tft_output.raw_feature_spec()
-        self._label = label
         self._inputs = inputs
+        self._kind = kind
+        self._class_names = tf.constant(class_names or ["-"], tf.string)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serving_default(self, examples):
         transformed = self.tft_layer(tf.io.parse_example(examples, self._raw_spec))
         features = {name: transformed[name] for name in self._inputs}
-        return {"probabilities": tf.reshape(self.model(features), [-1])}
+        output = self.model(features)
+        if self._kind == REGRESSION:
+            return {"predictions": tf.reshape(output, [-1])}
+        if self._kind == BINARY:
+            return {"probabilities": tf.reshape(output, [-1])}
+        return {"probabilities": output, "classes": tf.gather(self._class_names, tf.argmax(output, axis=1))}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(self, examples):
@@ -83,13 +137,14 @@ def train(output_dir: str, label: str, epochs: int = 5, dataset: str | None = No
 
     Args:
         output_dir: A ``skewless run`` output.
-        label: The transformed feature to predict (binary, 0/1).
+        label: The transformed feature to predict: classes (ids from 0) or a number (a float).
         epochs: Passes over the training examples.
         dataset: The dataset name, for the lineage context.
         lineage_db: The lineage store (default: ``lineage.default_db_path()``).
 
     Returns:
-        The eval metrics: accuracy, auc, log_loss, plus row counts and epochs.
+        The eval metrics (``kind``; classes: accuracy, log_loss, and auc when binary; regression:
+        rmse, mae), the training loss, epochs and label.
     """
     recorder = recording.Recorder(
         "train",
@@ -120,27 +175,50 @@ def _train(output_dir: str, label: str, epochs: int, excluded: tuple[str, ...] =
     if label not in spec:
         raise ValueError(f"label {label!r} is not a transformed feature of {output_dir}")
     spec = {name: feature for name, feature in spec.items() if name not in excluded}
-    model = _build_model(tft_output, spec, label)
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss="binary_crossentropy",
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
-    )
+    if spec[label].dtype == tf.string:
+        raise ValueError(f"label {label!r} is text: map it to class ids in the preprocessing_fn (a vocabulary)")
+    kind, classes = label_kind(tft_output, output_dir, spec, label)
+    model = _build_model(tft_output, spec, label, kind, classes)
+    if kind == REGRESSION:
+        loss = "mean_squared_error"
+        measures = [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
+    elif kind == BINARY:
+        loss = "binary_crossentropy"
+        measures = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
+    else:
+        loss = "sparse_categorical_crossentropy"
+        measures = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=measures)
     train_data = _dataset(output_dir, "train", dict(spec), label, shuffle=True)
     eval_data = _dataset(output_dir, "eval", dict(spec), label, shuffle=False)
     history = model.fit(train_data, epochs=epochs, verbose=0)
     evaluation = model.evaluate(eval_data, verbose=0, return_dict=True)
-    metrics = {
-        "accuracy": float(evaluation["accuracy"]),
-        "auc": float(evaluation["auc"]),
-        "log_loss": float(evaluation["loss"]),
-        "train_loss": float(history.history["loss"][-1]),
-        "epochs": epochs,
-        "label": label,
-        "not_model_inputs": sorted(excluded),
-    }
+    metrics = {"kind": kind}
+    if kind == REGRESSION:
+        metrics.update(rmse=float(evaluation["rmse"]), mae=float(evaluation["mae"]), mse=float(evaluation["loss"]))
+    else:
+        metrics.update(classes=classes, accuracy=float(evaluation["accuracy"]), log_loss=float(evaluation["loss"]))
+        if kind == BINARY:
+            metrics["auc"] = float(evaluation["auc"])
+    metrics.update(
+        {
+            "train_loss": float(history.history["loss"][-1]),
+            "epochs": epochs,
+            "label": label,
+            "not_model_inputs": sorted(excluded),
+        }
+    )
     with outputs.staged_directory(os.path.join(output_dir, "model")) as staging:
-        module = _ServingModule(tft_output, model, label, sorted(name for name in spec if name != label))
+        class_names = []
+        if kind == MULTICLASS:
+            try:
+                class_names = [
+                    v.decode() if isinstance(v, bytes) else str(v) for v in tft_output.vocabulary_by_name(label)
+                ]
+            except (ValueError, KeyError, tf.errors.NotFoundError):
+                class_names = [str(i) for i in range(classes)]
+        inputs = sorted(name for name in spec if name != label)
+        module = _ServingModule(tft_output, model, inputs, kind, class_names)
         serving_dir = os.path.join(staging, "serving")
         tf.saved_model.save(
             module,

@@ -17,8 +17,9 @@ def add_parser(commands) -> None:
         "compare-poc",
         help="compare a pandas proof of concept with the pipeline, feature by feature",
         description="Runs the POC function on the raw CSV and the same rows through DIR/serving_model; prints, per "
-        "feature, the share of rows that differ and the largest difference, with the POC module's "
-        "EXPECTED_DIFFERENCES explanations. Exit 1 when a feature differs without an explanation.",
+        "feature, the share of rows that differ and the largest difference, beside the bound the POC module's "
+        "EXPECTED_DIFFERENCES states for it. Exit 1 when a feature differs without an explanation or beyond "
+        "its bound.",
         epilog="example:\n  skewless compare-poc --poc benchmarks/taxi_poc.py:prepare \\\n"
         "      --input schemas/taxi/data.csv out/demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -44,11 +45,14 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     report = compare_poc(args.poc, args.input, args.dir)
     if args.json:
         print(json.dumps(arguments.json_safe(report), indent=2))
-    lines = [f"{'feature':<28} {'mismatch':>9} {'max |diff|':>11}  explanation"]
+    lines = [f"{'feature':<28} {'mismatch':>9} {'bound':>7} {'max |diff|':>11} {'bound':>9}  explanation"]
     for name, entry in report["features"].items():
+        bound = entry.get("bound") or {}
         diff = "-" if entry["max_abs_diff"] is None else f"{entry['max_abs_diff']:.3g}"
         rate = "-" if entry["mismatch_rate"] is None else f"{entry['mismatch_rate']:.2%}"
-        lines.append(f"{name:<28} {rate:>9} {diff:>11}  {entry['explanation'] or ''}")
+        share_bound = "-" if bound.get("max_share") is None else f"{bound['max_share']:.1%}"
+        diff_bound = "-" if bound.get("max_abs_diff") is None else f"{bound['max_abs_diff']:.3g}"
+        lines.append(f"{name:<28} {rate:>9} {share_bound:>7} {diff:>11} {diff_bound:>9}  {entry['explanation'] or ''}")
     lines.append(f"{report['rows']} rows compared, {report['rows_rejected_by_pipeline']} rejected by the pipeline")
     print("\n".join(lines), file=sys.stderr)
     if report["unexplained"]:

@@ -54,6 +54,8 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
         config = dataclasses.replace(config, csv_delimiter=args.csv_delimiter)
     if args.encoding:
         config = dataclasses.replace(config, encoding=args.encoding)
+    if args.missing_value:
+        config = dataclasses.replace(config, missing_values=(*config.missing_values, *args.missing_value))
     summary = run_dedup(args.input, config, args.output, args.model, beam_args, args.lineage_db, progress)
     if args.json:
         print(json.dumps(arguments.json_safe(summary), indent=2, sort_keys=True, default=str))

@@ -15,10 +15,11 @@ def add_parser(commands) -> None:
     """Adds the command's parser to ``commands`` (argparse sub-parsers)."""
     parser = commands.add_parser(
         "train",
-        help="train a baseline Keras model on a run's transformed examples",
+        help="train a baseline Keras model on a run's transformed examples (classes or a number)",
         description="Trains a small Keras (tf_keras) model on DIR/transformed/train-*, evaluates on eval-*, and "
-        "writes DIR/model/metrics.json (accuracy, auc, log_loss) and DIR/model/serving/, a SavedModel whose "
-        "serving_default takes raw serialized tf.Examples and returns probabilities.",
+        "writes DIR/model/metrics.json and DIR/model/serving/, a SavedModel whose serving_default takes raw "
+        "serialized tf.Examples. The label's kind decides the model: two classes (probabilities; accuracy, AUC, "
+        "log loss), more (probabilities and classes; accuracy, log loss) or a float (predictions; RMSE, MAE).",
         epilog="example:\n  skewless train --transform-output out/demo --epochs 5",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -50,10 +51,15 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
         metrics = train.train(args.transform_output, label, args.epochs, dataset, args.lineage_db)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if metrics["kind"] == "regression":
+        measures = f"eval RMSE {metrics['rmse']:.4f}, MAE {metrics['mae']:.4f}"
+    else:
+        measures = f"eval accuracy {metrics['accuracy']:.4f}"
+        measures += f", AUC {metrics['auc']:.4f}" if "auc" in metrics else f" over {metrics['classes']} classes"
+        measures += f", log loss {metrics['log_loss']:.4f}"
     print(
-        f"skewless train: eval accuracy {metrics['accuracy']:.4f}, AUC {metrics['auc']:.4f}, "
-        f"log loss {metrics['log_loss']:.4f}\nmodel in {os.path.join(args.transform_output, 'model')}/: "
-        "metrics.json serving/",
+        f"skewless train: {metrics['kind']} label {metrics['label']}: {measures}\n"
+        f"model in {os.path.join(args.transform_output, 'model')}/: metrics.json serving/",
         file=sys.stderr,
     )
     return 0

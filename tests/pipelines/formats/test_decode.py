@@ -433,3 +433,32 @@ def test_a_value_longer_than_arrows_read_block_is_a_value_not_a_dead_letter(with
     block = decode_csv.decode_csv_block(b"\n".join(lines) + b"\n", COLUMNS, SCHEMA, "f.csv")
     assert [row["s"] for row in _rows(block)] == [[b"a"], [long_text], [b"c"]]
     assert [d["reason"].split(":")[0] for d in block.dead_letters] == ["malformed CSV"] * len(spanning)
+
+
+@pytest.mark.parametrize("careful", [False, True])
+def test_missing_value_texts_are_missing_in_every_column_and_on_both_paths(careful, monkeypatch):
+    """R and pandas write a missing value as ``NA``: with it among the missing-value texts, a number
+    column with NA cells reads as numbers with gaps, and a string column's NA is missing too."""
+    schema = text_format.Parse(
+        'feature { name: "n" type: INT value_count { min: 0 max: 1 } }'
+        'feature { name: "x" type: FLOAT value_count { min: 0 max: 1 } }'
+        'feature { name: "s" type: BYTES value_count { min: 0 max: 1 } }',
+        schema_pb2.Schema(),
+    )
+    if careful:
+        monkeypatch.setattr(decode_csv, "_typed_columns", lambda *args, **kwargs: None)
+    data = b"a,1,NA\nNA,NA,2.5\n N/A , 3 ,1.5\nNAN,4,\n"
+    block = decode_csv.decode_csv_block(data, COLUMNS, schema, "f.csv", missing_values=("NA", "N/A"))
+    assert _rows(block) == [
+        {"n": [1], "x": None, "s": [b"a"]},
+        {"n": None, "x": [2.5], "s": None},
+        {"n": [3], "x": [1.5], "s": None},  # spaces around a missing-value text: still missing
+        {"n": [4], "x": None, "s": [b"NAN"]},  # only the texts listed
+    ]
+    assert block.dead_letters == []
+    unlisted = decode_csv.decode_csv_block(data, COLUMNS, schema, "f.csv")
+    assert [(d["feature"], d["reason"]) for d in unlisted.dead_letters] == [
+        ("x", "unparsable float: 'NA'"),
+        ("n", "unparsable int: 'NA'"),
+    ]
+    assert _rows(unlisted)[0]["s"] == [b" N/A "]  # a value, when it is not listed

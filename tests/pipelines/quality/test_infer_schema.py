@@ -222,3 +222,50 @@ def test_no_rows_to_infer_from_is_a_usage_error_that_suspects_the_delimiter(tmp_
     err = capsys.readouterr().err
     assert "no rows to infer types from (skipped: 5 rows with a wrong number of fields" in err
     assert "is the delimiter right?" in err
+
+
+def test_r_style_na_cells_make_numbers_with_gaps_and_leading_zeros_make_strings(tmp_path):
+    """A column that would be numbers but for ``NA`` (R's write.csv, pandas' default list) is numbers
+    with those cells missing, counted; the texts found become the dataset's missing values, and a
+    string column's ``NA`` is then missing too. Digits with a leading zero stay strings."""
+    from pipelines.quality.infer_schema import infer_schema_and_missing_values
+
+    path = tmp_path / "r.csv"
+    rows = ["id,zip,height,weight,species,code"]
+    rows += [
+        f"{i},0{8100 + i},{'NA' if i % 4 == 0 else 4 + i / 10},{'N/A' if i == 3 else i},sp{i % 3},{i}"
+        for i in range(20)
+    ]
+    rows[6] = rows[6].replace("sp2", "NA")
+    path.write_text("\n".join(rows) + "\n")
+    schema, tokens = infer_schema_and_missing_values([str(path)])
+    assert tokens == ["N/A", "NA"]
+    features = {f.name: f for f in schema.feature}
+    assert {name: schema_pb2.FeatureType.Name(f.type) for name, f in features.items()} == {
+        "id": "INT",
+        "zip": "BYTES",  # 08100...: the zero is part of the value
+        "height": "FLOAT",
+        "weight": "INT",
+        "species": "BYTES",
+        "code": "INT",
+    }
+    assert list(features["height"].annotation.comment) == ["observed: 20 rows, 5 missing ('NA' x5), range [4.1, 5.9]"]
+    assert list(features["weight"].annotation.comment) == ["observed: 20 rows, 1 missing ('N/A' x1), range [0, 19]"]
+    assert list(features["species"].annotation.comment) == ["observed: 20 rows, 1 missing, 3 distinct values"]
+    assert features["species"].HasField("value_count")  # optional: its NA is missing
+    assert features["zip"].presence.min_fraction == 1.0
+    assert "missing-value texts (config.yaml missing_values): N/A, NA" in schema.annotation.comment
+
+
+def test_na_in_a_column_of_words_is_a_word_unless_a_number_column_says_otherwise(tmp_path):
+    from pipelines.quality.infer_schema import infer_schema_and_missing_values
+
+    path = tmp_path / "regions.csv"
+    path.write_text("region,n\n" + "".join(f"{'NA' if i % 2 else 'EU'},{i}\n" for i in range(10)))
+    schema, tokens = infer_schema_and_missing_values([str(path)])
+    assert tokens == []
+    (region, _) = schema.feature
+    assert list(region.string_domain.value) == []  # 2 values seen 5 times each: below the support of 10
+    assert region.annotation.comment[0] == "observed: 10 rows, 0 missing, 2 distinct values"
+    _, given = infer_schema_and_missing_values([str(path)], missing_values=("NA",))
+    assert given == ["NA"]

