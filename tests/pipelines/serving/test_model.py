@@ -276,9 +276,15 @@ def test_compare_poc_explains_every_difference_of_the_shipped_poc(run_dir, clean
     report = json.loads(capsys.readouterr().out)
     assert (report["rows"], report["rows_rejected_by_pipeline"], report["unexplained"]) == (400, 0, [])
     for name in ("trip_start_hour_xf", "trip_start_day_xf", "trip_start_month_xf", "pickup_community_area_xf"):
-        assert report["features"][name] == {"mismatch_rate": 0.0, "max_abs_diff": 0.0, "explanation": None}
+        assert report["features"][name] == {
+            "mismatch_rate": 0.0,
+            "max_abs_diff": 0.0,
+            "explanation": None,
+            "bound": None,
+        }
     for name in ("fare_xf", "trip_miles_xf", "trip_seconds_xf"):
         assert report["features"][name]["explanation"].startswith("z-score statistics")
+        assert report["features"][name]["bound"]["max_share"] == 1.0
 
 
 def test_compare_poc_fails_on_an_unexplained_difference(run_dir, clean_csv, tmp_path, capsys):
@@ -303,10 +309,72 @@ def test_compare_poc_fails_on_an_unexplained_difference(run_dir, clean_csv, tmp_
         "mismatch_rate": 1.0,
         "max_abs_diff": 1.0,
         "explanation": "unexplained",
+        "bound": None,
     }
     assert captured.err.strip().splitlines()[-1] == (
         "skewless compare-poc: error: unexplained differences on trip_start_hour_xf"
     )
+
+
+def _poc_with(tmp_path, expected: str, change: str) -> str:
+    """A POC that prepares the taxi rows as the shipped one, then ``change``, explained by ``expected``."""
+    path = tmp_path / "poc.py"
+    path.write_text(
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('taxi_poc', {POC!r})\n"
+        "poc = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(poc)\n"
+        f"EXPECTED_DIFFERENCES = {{**poc.EXPECTED_DIFFERENCES, 'trip_start_hour_xf': {expected}}}\n"
+        "def prepare(raw):\n"
+        "    out = poc.prepare(raw)\n"
+        f"    {change}\n"
+        "    return out\n"
+    )
+    return f"{path}:prepare"
+
+
+@pytest.mark.parametrize(
+    ("expected", "change", "explanation"),
+    [
+        (  # the explanation covers a share of rows, not every row
+            "{'reason': 'shifted', 'max_share': 0.05}",
+            "out['trip_start_hour_xf'] += 1",
+            "beyond its bound (100.00% of rows > 5.00%): shifted",
+        ),
+        (  # and differences of a size, not any size
+            "{'reason': 'shifted', 'max_share': 1.0, 'max_abs_diff': 0.5}",
+            "out['trip_start_hour_xf'] += 3",
+            "beyond its bound (|diff| 3 > 0.5): shifted",
+        ),
+        (  # an explanation that states no bound excuses nothing
+            "'shifted'",
+            "out['trip_start_hour_xf'] += 1",
+            "unexplained: the expected difference states no bound (max_share) (shifted)",
+        ),
+    ],
+)
+def test_an_expected_difference_explains_only_what_its_bound_covers(
+    run_dir, clean_csv, tmp_path, capsys, expected, change, explanation
+):
+    out, _ = run_dir
+    poc = _poc_with(tmp_path, expected, change)
+    assert cli.main(["compare-poc", "--poc", poc, "--input", str(clean_csv), str(out), "--json"]) == 1
+    captured = capsys.readouterr()
+    entry = json.loads(captured.out)["features"]["trip_start_hour_xf"]
+    assert entry["explanation"] == explanation
+    assert "shifted" in captured.err and captured.err.strip().splitlines()[-1] == (
+        "skewless compare-poc: error: unexplained differences on trip_start_hour_xf"
+    )
+
+
+def test_a_difference_within_its_bound_is_explained_and_shown_beside_it(run_dir, clean_csv, tmp_path, capsys):
+    out, _ = run_dir
+    poc = _poc_with(
+        tmp_path, "{'reason': 'shifted', 'max_share': 1.0, 'max_abs_diff': 1.0}", "out['trip_start_hour_xf'] += 1"
+    )
+    assert cli.main(["compare-poc", "--poc", poc, "--input", str(clean_csv), str(out)]) == 0
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trip_start_hour_xf")]
+    assert line.split() == ["trip_start_hour_xf", "100.00%", "100.0%", "1", "1", "shifted"]
 
 
 def test_compare_poc_rejects_a_bad_poc_spec(run_dir, clean_csv, capsys):
