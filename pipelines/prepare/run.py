@@ -184,7 +184,8 @@ def run(
     started = time.time()
     try:
         dataset = schemas.load_dataset(config.dataset)
-    except ValueError as error:
+        dataset.user_preprocessing_fn()  # a config naming a missing module or function: said now, nothing written
+    except (ValueError, ImportError) as error:
         raise UsageError(str(error)) from None
     # the dataset's missing-value tokens, and any the command line adds
     missing = (*dataset.missing_values, *config.csv_format.missing_values)

@@ -26,6 +26,8 @@ __all__ = ["HASH_BUCKETS", "train"]
 HASH_BUCKETS = 1000  # ints with no known cardinality (e.g. census tracts) are folded into this many ids
 EMBEDDING_DIM = 8
 BATCH_SIZE = 256
+SMALL_BATCH_SIZE = 32  # under SMALL_DATA training rows: more steps an epoch, so that a few epochs learn
+SMALL_DATA = 8192
 
 
 REGRESSION, BINARY, MULTICLASS = "regression", "binary", "multiclass"
@@ -40,11 +42,13 @@ def _examples(output_dir: str, split: str, spec: dict, label: str) -> tf.data.Da
     return data.filter(lambda features: features[label] >= 0)
 
 
-def _dataset(output_dir: str, split: str, spec: dict, label: str, shuffle: bool) -> tf.data.Dataset:
+def _dataset(
+    output_dir: str, split: str, spec: dict, label: str, shuffle: bool, batch_size: int = BATCH_SIZE
+) -> tf.data.Dataset:
     data = _examples(output_dir, split, spec, label)
     if shuffle:
         data = data.shuffle(50_000, seed=0, reshuffle_each_iteration=True)
-    data = data.batch(BATCH_SIZE)
+    data = data.batch(batch_size)
     return data.map(lambda features: (features, features.pop(label))).prefetch(tf.data.AUTOTUNE)
 
 
@@ -189,7 +193,9 @@ def _train(output_dir: str, label: str, epochs: int, excluded: tuple[str, ...] =
         loss = "sparse_categorical_crossentropy"
         measures = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=measures)
-    train_data = _dataset(output_dir, "train", dict(spec), label, shuffle=True)
+    rows = run_record.require_transform_output(output_dir, "train").get("counts", {}).get("rows_train", SMALL_DATA)
+    batch_size = SMALL_BATCH_SIZE if rows < SMALL_DATA else BATCH_SIZE
+    train_data = _dataset(output_dir, "train", dict(spec), label, shuffle=True, batch_size=batch_size)
     eval_data = _dataset(output_dir, "eval", dict(spec), label, shuffle=False)
     history = model.fit(train_data, epochs=epochs, verbose=0)
     evaluation = model.evaluate(eval_data, verbose=0, return_dict=True)
@@ -204,6 +210,7 @@ def _train(output_dir: str, label: str, epochs: int, excluded: tuple[str, ...] =
         {
             "train_loss": float(history.history["loss"][-1]),
             "epochs": epochs,
+            "batch_size": batch_size,
             "label": label,
             "not_model_inputs": sorted(excluded),
         }

@@ -100,3 +100,27 @@ def test_the_run_records_its_dataset_so_that_later_commands_find_it(project, run
     one, _ = runs
     assert cli.main(["verify-parity", str(one)]) == 0
     assert "parity PASSED: 100 rows checked" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("module", "function", "message"),
+    [
+        ("gone.py", "preprocessing_fn", "no module file "),
+        ("mine.py", "prepare", "has no function 'prepare'"),
+    ],
+)
+def test_a_config_naming_a_missing_module_or_function_is_one_line_and_writes_nothing(
+    project, tmp_path, capsys, module, function, message
+):
+    folder = tmp_path / "schemas" / "broken"
+    folder.mkdir(parents=True)
+    (folder / "schema.pbtxt").write_text((project / "schemas" / "mine" / "schema.pbtxt").read_text())
+    (folder / "config.yaml").write_text(
+        f"schema: schema.pbtxt\npreprocessing_fn: {project / 'transforms' / module}:{function}\n"
+        f"sample: {project / 'data' / 'trips.csv'}\n"
+    )
+    out = tmp_path / "out"
+    assert cli.main(["run", "--dataset", str(folder), "--output", str(out)]) == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("skewless run:")]
+    assert line.startswith("skewless run: error: ") and message in line
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["schemas"]

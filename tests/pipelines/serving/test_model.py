@@ -186,8 +186,12 @@ def trained(run_dir):
 def test_train_metrics_match_the_exported_model_on_the_eval_rows(trained, run_dir, taxi_dataset):
     _, csv_path = run_dir
     metrics = json.loads((trained / "metrics.json").read_text())
-    assert set(metrics) == {"accuracy", "auc", "log_loss", "train_loss", "epochs", "label", "not_model_inputs"}
-    assert (metrics["label"], metrics["epochs"]) == ("big_tipper", 2)
+    assert set(metrics) == {
+        *("kind", "classes", "accuracy", "auc", "log_loss", "train_loss"),
+        *("epochs", "batch_size", "label", "not_model_inputs"),
+    }
+    assert (metrics["kind"], metrics["classes"], metrics["label"], metrics["epochs"]) == ("binary", 2, "big_tipper", 2)
+    assert metrics["batch_size"] == 32  # a few hundred training rows: small batches
     assert metrics["not_model_inputs"] == ["row_id"]  # provenance columns are not fed to the model
     # The eval rows are those whose line hashes into the first 20% of buckets (see pipelines/prepare/split.py).
     lines = csv_path.read_text().splitlines()[1:]
