@@ -231,8 +231,11 @@ def load_dataset(name: str) -> Dataset:
     if not isinstance(config.get("tf_compat_v1", True), bool):
         raise ValueError(f"{config_path}: tf_compat_v1 must be true or false")
     tokens = config.get("missing_values", [""])
-    if not isinstance(tokens, list) or not all(isinstance(token, str | int | float) for token in tokens):
-        raise ValueError(f"{config_path}: missing_values must be a list of cell texts, e.g. ['', 'NA']")
+    if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
+        raise ValueError(
+            f'{config_path}: missing_values must be a list of quoted cell texts, e.g. ["", "NA", "null"] '
+            "(YAML reads a bare null or NaN as no text)"
+        )
     sample = config.get("sample")
     return Dataset(
         name=folder.name,

@@ -111,7 +111,10 @@ def config_from_dict(raw: dict) -> DedupConfig:
         if k in raw
     }
     if "missing_values" in raw:
-        extra["missing_values"] = tuple(str(token) for token in raw["missing_values"] or ())
+        tokens = raw["missing_values"] or []
+        if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
+            raise UsageError('dedup config: missing_values must be a list of quoted cell texts, e.g. ["NA", "null"]')
+        extra["missing_values"] = tuple(tokens)
     config = DedupConfig(
         id=str(raw["id"]),
         blocking=blocking,

@@ -555,3 +555,22 @@ def test_a_text_value_longer_than_arrows_read_block_is_parsed_not_an_error():
         f'i1,a1,"{text}"\ni2,a2,short\n'.encode(), ["item", "annotator", "text"]
     )
     assert ragged == [] and table.column("text").to_pylist() == [text.encode(), b"short"]
+
+
+def test_text_records_read_missing_value_texts_as_empty_cells():
+    """What ``labels`` and ``dedup`` read: a cell whose text is listed (spaces trimmed) is empty."""
+    data = b'a,NA,x\n" NA ",b,N/A\nNAN,,c\n'
+    table, ragged = text_records.parse_csv_block(data, ["p", "q", "r"], missing_values=("NA", "N/A"))
+    assert ragged == []
+    assert table.to_pydict() == {"p": [b"a", b"", b"NAN"], "q": [b"", b"b", b""], "r": [b"x", b"", b"c"]}
+
+
+def test_a_dedup_config_lists_its_missing_value_texts():
+    from pipelines.dedup.config import config_from_dict
+    from pipelines.errors import UsageError
+
+    raw = {"id": "rec_id", "blocking": [["surname"]], "fields": {"surname": "name"}, "missing_values": ["NA", "null"]}
+    assert config_from_dict(raw).missing_values == ("NA", "null")
+    assert config_from_dict({**raw, "missing_values": []}).missing_values == ()
+    with pytest.raises(UsageError, match="quoted cell texts"):
+        config_from_dict({**raw, "missing_values": ["NA", None]})  # a bare null in YAML

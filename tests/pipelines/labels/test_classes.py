@@ -221,3 +221,23 @@ def test_one_annotator_an_item_gives_undefined_measures_as_null_not_a_crash(tmp_
     assert report["annotators"] == 1 and report["items"] == 30
     section = label_sections.labels_section(str(out), None)
     assert "HLP (vs the other annotators)" in section
+
+
+def test_a_label_written_as_na_is_a_missing_label_with_missing_value(tmp_path):
+    """``--missing-value NA``: an R-style ``NA`` label is missing, dead-lettered as such, not a class."""
+    path = tmp_path / "na.csv"
+    path.write_text(
+        "item,annotator,label\n"
+        + "".join(f"i{i},a{j},{'NA' if (i, j) == (3, 1) else i % 2}\n" for i in range(6) for j in range(3))
+    )
+    plain, with_na = tmp_path / "plain", tmp_path / "with_na"
+    assert cli.main(["labels", "--annotations", str(path), "--output", str(plain), "--quiet"]) == 0
+    argv = ["labels", "--annotations", str(path), "--output", str(with_na), "--missing-value", "NA", "--quiet"]
+    assert cli.main(argv) == 0
+    plain_report = json.loads((plain / "agreement.json").read_text())
+    na_report = json.loads((with_na / "agreement.json").read_text())
+    assert (plain_report["annotations"], plain_report["dead_lettered"]) == (18, 0)
+    assert (na_report["annotations"], na_report["dead_lettered"]) == (17, 1)
+    dead = [json.loads(line) for p in (with_na / "dead_letter").iterdir() for line in p.read_text().splitlines()]
+    assert [d["reason"] for d in dead] == ["missing label"]
+    assert (plain_report["labels"], na_report["labels"]) == (["0", "1", "NA"], ["0", "1"])
