@@ -141,3 +141,18 @@ def test_a_number_label_is_regression(project, tmp_path):
     assert cli.main(["train", "--transform-output", str(out), "--epochs", "2"]) == 0
     metrics = json.loads((out / "model" / "metrics.json").read_text())
     assert metrics["kind"] == "regression" and metrics["rmse"] > 0 and metrics["mae"] > 0
+
+
+def test_check_skew_and_lineage_row_read_na_as_the_run_did(project, capsys):
+    from tests.helpers import transformed_rows
+
+    root, out = project
+    capsys.readouterr()
+    assert cli.main(["check-skew", "--transform-output", str(out), "--input", str(root / "data.csv")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"] == 344 and not any(report["rejected_rows"].values())
+    rows = transformed_rows(out, "train") + transformed_rows(out, "eval")
+    row = next(r for r in rows if r["bill_depth_mm_xf"] == (0.0,))  # a missing number: 0, the mean
+    assert cli.main(["lineage", "row", str(row["row_id"][0]), "--run", str(out), "--json"]) == 0
+    (found,) = json.loads(capsys.readouterr().out)
+    assert ",NA," in found["raw"] or found["raw"].endswith(",NA")
