@@ -75,9 +75,14 @@ def installed(built, tmp_path_factory):
     return venv
 
 
+def _clean_environment() -> dict:
+    """The environment without what could point Python at the source tree."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
 def _run_installed(venv, argv, cwd):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return subprocess.run([str(venv / "bin" / "skewless"), *argv], cwd=cwd, env=env, capture_output=True, text=True)
+    command = [str(venv / "bin" / "skewless"), *argv]
+    return subprocess.run(command, cwd=cwd, env=_clean_environment(), capture_output=True, text=True)
 
 
 def test_the_installed_wheel_runs_the_bundled_datasets_from_any_directory(installed, tmp_path):
@@ -85,7 +90,12 @@ def test_the_installed_wheel_runs_the_bundled_datasets_from_any_directory(instal
     assert where.returncode == 0, where.stderr
     code = "import pipelines, schemas; print(pipelines.__file__); print(schemas.load_dataset('taxi').sample)"
     paths = subprocess.run(
-        [str(installed / "bin" / "python"), "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+        [str(installed / "bin" / "python"), "-c", code],
+        cwd=tmp_path,
+        env=_clean_environment(),
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert all(path.startswith(str(installed)) for path in paths), paths  # nothing from the source tree
     for argv, rows in (

@@ -553,7 +553,7 @@ def test_encoding_reads_cp1252_and_utf16_files_as_their_utf8_copy_reads(tmp_path
     "argv, message",
     [
         (["--input", "{tmp}/missing.csv"], "no input file matches {tmp}/missing.csv"),
-        (["--dataset", "nope"], "unknown dataset 'nope'; known: people, taxi"),
+        (["--dataset", "nope"], "unknown dataset 'nope': neither a bundled dataset (people, taxi) nor a folder"),
         (["--input", "{tmp}/notes.json"], "cannot tell the format of {tmp}/notes.json"),
     ],
 )
