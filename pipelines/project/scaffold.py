@@ -2,8 +2,9 @@
 
 From the input files it writes, under ``DIR``:
 
-* ``schemas/NAME/schema.pbtxt``: the inferred raw schema, annotated with what was observed (the
-  label column optional, so that serving requests need not carry it);
+* ``schemas/NAME/schema.pbtxt``: the inferred raw schema, annotated with what was observed; every
+  feature optional (the label, so that serving requests need not carry it; the others, so that a
+  null is filled as pandas would, not refused: tighten what must always be there);
 * ``schemas/NAME/config.yaml``: the schema, the ``preprocessing_fn``, the sample, the texts that
   mean a missing value, the label;
 * ``transforms/NAME.py``: a working ``preprocessing_fn`` generated from the schema, each choice
@@ -62,6 +63,15 @@ def _required(feature: schema_pb2.Feature) -> bool:
     return feature.presence.min_fraction == 1.0 and len(feature.shape.dim) == 1
 
 
+def _make_optional(feature: schema_pb2.Feature, why: str) -> None:
+    """A feature every sample row had, made optional: a serving request may send a null for it."""
+    feature.ClearField("presence")
+    feature.ClearField("shape")
+    feature.presence.min_count = 0
+    feature.value_count.min, feature.value_count.max = 0, 1
+    feature.annotation.comment.append(why)
+
+
 def _python_name(name: str) -> str:
     return name if _NAME.match(name) else re.sub(r"\W", "_", name)
 
@@ -71,11 +81,6 @@ def _feature_lines(feature: schema_pb2.Feature) -> list[str]:
     name, key = feature.name, _python_name(feature.name) + "_xf"
     raw = f"inputs[{name!r}]"
     if feature.type in (schema_pb2.INT, schema_pb2.FLOAT):
-        if _required(feature):
-            return [
-                f"    # {name}: a number in every row: scaled to mean 0, deviation 1",
-                f"    outputs[{key!r}] = tft.scale_to_z_score(_dense(_as_float({raw}), 0.0))",
-            ]
         return [
             f"    # {name}: a number, sometimes missing: scaled over the rows that have it; missing -> 0 (the mean)",
             f"    outputs[{key!r}] = _dense(tft.scale_to_z_score(_as_float({raw})), 0.0)",
@@ -234,14 +239,16 @@ def init_project(
     if label is not None:
         if label not in features:
             raise UsageError(f"--label {label!r} is not a column of the input; columns: {', '.join(features)}")
-        feature = features[label]
-        kind = "regression" if feature.type == schema_pb2.FLOAT else "classes"
-        # not required: a serving request has no label to give
-        feature.ClearField("presence")
-        feature.ClearField("shape")
-        feature.presence.min_count = 0
-        feature.value_count.min, feature.value_count.max = 0, 1
-        feature.annotation.comment.append(f"the label ({kind}): optional, so that serving requests need not carry it")
+        kind = "regression" if features[label].type == schema_pb2.FLOAT else "classes"
+    for feature in schema.feature:
+        if feature.name == label:
+            _make_optional(feature, f"the label ({kind}): optional, so that serving requests need not carry it")
+        elif _required(feature):  # as pandas reads a POC's data: a missing value is never a reason to refuse a row
+            _make_optional(
+                feature,
+                "present in every sample row; optional so that a serving request may send a null (the "
+                "preprocessing_fn fills it): make it required (presence, shape) to dead-letter rows without it",
+            )
     first = input_files.expand_patterns([inputs[0]])[0][0]
     sample = os.path.relpath(first, folder) if is_local(first) else first
     expected = sorted(["row_id", *(_python_name(n) + "_xf" for n in features)])

@@ -62,7 +62,9 @@ def test_init_writes_the_project_with_na_as_missing_and_the_label_optional(proje
     assert features["bill_length_mm"].annotation.comment[0] == (
         "observed: 344 rows, 2 missing ('NA' x2), range [32.1, 59.6]"
     )
-    assert not features["species"].presence.min_fraction  # optional: serving requests have no label
+    # every column optional: serving requests have no label, and a null elsewhere is filled, not refused
+    assert [name for name, f in features.items() if f.presence.min_fraction or f.shape.dim] == []
+    assert features["island"].annotation.comment[-1].startswith("present in every sample row; optional")
     module = (root / "transforms" / "penguins.py").read_text()
     assert "tft.compute_and_apply_vocabulary(" in module and "tft.scale_to_z_score(" in module
 
@@ -95,7 +97,8 @@ def test_train_fits_three_classes_and_serve_answers_instances_with_nulls(project
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1/models/default:predict"
-        body = json.dumps({"instances": [INSTANCE, {**INSTANCE, "island": "Dream"}]}).encode()
+        nulls = dict.fromkeys(INSTANCE)  # every feature null: still a prediction
+        body = json.dumps({"instances": [INSTANCE, {**INSTANCE, "island": "Dream"}, nulls]}).encode()
         with urllib.request.urlopen(urllib.request.Request(url, body), timeout=30) as answer:
             predictions = json.loads(answer.read())["predictions"]
     finally:
@@ -103,7 +106,7 @@ def test_train_fits_three_classes_and_serve_answers_instances_with_nulls(project
         server.server_close()
     assert predictions[0]["classes"] == prediction["classes"]
     assert predictions[0]["probabilities"] == pytest.approx(prediction["probabilities"], abs=1e-6)
-    assert predictions[1]["classes"] in SPECIES
+    assert predictions[1]["classes"] in SPECIES and predictions[2]["classes"] in SPECIES
 
 
 def test_verify_parity_passes_and_the_generated_test_passes(project, tmp_path):
