@@ -9,7 +9,8 @@ From the input files it writes, under ``DIR``:
   mean a missing value, the label;
 * ``transforms/NAME.py``: a working ``preprocessing_fn`` generated from the schema, each choice
   commented: numbers filled and scaled, strings with few values as vocabularies, strings with many
-  hashed, the label prepared for ``skewless train``;
+  hashed, identifiers of rows (``id``, R's row names) left out, the label prepared for
+  ``skewless train``;
 * ``tests/test_NAME.py``: runs the project on a handful of the sample's rows.
 """
 
@@ -30,6 +31,13 @@ __all__ = ["VOCABULARY_MAX_VALUES", "Project", "init_project"]
 VOCABULARY_MAX_VALUES = 100  # strings with at most this many distinct values become vocabularies; more are hashed
 HASH_BUCKETS = 1000
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER = re.compile(r"^(|id|.*[_.]id|index|row_?names?)$", re.IGNORECASE)  # "": R's write.csv row names
+
+
+def is_identifier(name: str) -> bool:
+    """Whether a column names rows rather than describing them (``id``, ``user_id``, R's unnamed
+    row-names column): not a model input, since it can only memorise rows (or leak their order)."""
+    return bool(_IDENTIFIER.match(name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +132,9 @@ def _module_text(schema: schema_pb2.Schema, name: str, label: str | None, kind: 
     for feature in schema.feature:
         if feature.name == label:
             body += _label_lines(feature, kind)
+        elif is_identifier(feature.name):
+            shown = repr(feature.name) if feature.name else "the unnamed first column (R's row names)"
+            body.append(f"    # {shown}: an identifier of rows, not a model input (row_id already traces each row)")
         else:
             body += _feature_lines(feature)
         body.append("")
@@ -251,7 +262,8 @@ def init_project(
             )
     first = input_files.expand_patterns([inputs[0]])[0][0]
     sample = os.path.relpath(first, folder) if is_local(first) else first
-    expected = sorted(["row_id", *(_python_name(n) + "_xf" for n in features)])
+    inputs_used = [n for n in features if n == label or not is_identifier(n)]
+    expected = sorted(["row_id", *(_python_name(n) + "_xf" for n in inputs_used)])
     config = _config_text(name, sample, tokens, label, kind)
     module = _module_text(schema, name, label, kind)
     test = _test_text(name, os.path.relpath(folder, os.path.dirname(project["test"])), expected, sample)
