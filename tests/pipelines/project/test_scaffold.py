@@ -4,6 +4,7 @@ three-class string label (the Palmer penguins, shipped in the ``palmerpenguins``
 
 import importlib.resources
 import json
+import pathlib
 import threading
 import urllib.request
 
@@ -159,3 +160,21 @@ def test_check_skew_and_lineage_row_read_na_as_the_run_did(project, capsys):
     assert cli.main(["lineage", "row", str(row["row_id"][0]), "--run", str(out), "--json"]) == 0
     (found,) = json.loads(capsys.readouterr().out)
     assert ",NA," in found["raw"] or found["raw"].endswith(",NA")
+
+
+def test_r_row_names_and_id_columns_are_not_model_inputs(tmp_path):
+    """R's write.csv adds an unnamed first column of row numbers; a sorted export would leak the
+    label through it. It, and columns named like ids, stay out of the generated preprocessing_fn."""
+    from pipelines.project.scaffold import init_project
+
+    path = tmp_path / "export.csv"
+    rows = [f'"{i}",{i * 7},{4 + i / 10 if i % 9 else "NA"},"{"ab"[(i - 1) // 20]}"' for i in range(1, 41)]
+    path.write_text('"","user_id","length","kind"\n' + "\n".join(rows) + "\n")
+    project = init_project("export", [str(path)], label="kind", directory=str(tmp_path))
+    module = pathlib.Path(project.module).read_text()
+    assert "# the unnamed first column (R's row names): an identifier of rows, not a model input" in module
+    assert "# 'user_id': an identifier of rows, not a model input" in module
+    assert "outputs['length_xf']" in module and "outputs['_xf']" not in module and "user_id_xf" not in module
+    test = pathlib.Path(project.test).read_text()
+    assert "assert sorted(features) == ['kind_xf', 'length_xf', 'row_id']" in test
+    assert project.missing_values == ("NA",) and project.label_kind == "classes"
