@@ -80,6 +80,21 @@ def _make_optional(feature: schema_pb2.Feature, why: str) -> None:
     feature.annotation.comment.append(why)
 
 
+MAX_INT_CLASSES = 20  # an int label spanning more values than this is a number to predict, not classes
+
+
+def _label_kind(feature: schema_pb2.Feature) -> str:
+    """``classes`` for text and for ints of a small range (0/1, 1..5), else ``regression``."""
+    if feature.type == schema_pb2.BYTES:
+        return "classes"
+    if feature.type == schema_pb2.INT:
+        for comment in feature.annotation.comment:
+            found = re.search(r"range \[(-?\d+), (-?\d+)\]", comment)
+            if found and int(found.group(2)) - int(found.group(1)) < MAX_INT_CLASSES:
+                return "classes"
+    return "regression"
+
+
 def _python_name(name: str) -> str:
     return name if _NAME.match(name) else re.sub(r"\W", "_", name)
 
@@ -116,7 +131,7 @@ def _label_lines(feature: schema_pb2.Feature, kind: str) -> list[str]:
             f"    # the label {name}: a number to predict (regression); missing -> NaN, left out of training",
             f"    outputs[{key!r}] = _dense(_as_float({raw}), float('nan'))",
         ]
-    text = f"_dense({raw}, '')" if feature.type == schema_pb2.BYTES else f"tf.strings.as_string(_dense({raw}, -1))"
+    text = f"_dense({raw}, '')" if feature.type == schema_pb2.BYTES else f"_dense(_as_text({raw}), '')"
     return [
         f"    # the label {name}: classes, as ids 0..K-1 by frequency (its vocabulary names them);",
         "    # a missing label is -1, left out of training",
@@ -160,6 +175,13 @@ def _as_float(x):
     if isinstance(x, tf.sparse.SparseTensor):
         return tf.SparseTensor(x.indices, tf.cast(x.values, tf.float32), x.dense_shape)
     return tf.cast(x, tf.float32)
+
+
+def _as_text(x):
+    """A feature's values as text (ints as classes), sparse or dense as it came."""
+    if isinstance(x, tf.sparse.SparseTensor):
+        return tf.SparseTensor(x.indices, tf.strings.as_string(x.values), x.dense_shape)
+    return tf.strings.as_string(x)
 
 
 def preprocessing_fn(inputs):
@@ -250,7 +272,7 @@ def init_project(
     if label is not None:
         if label not in features:
             raise UsageError(f"--label {label!r} is not a column of the input; columns: {', '.join(features)}")
-        kind = "regression" if features[label].type == schema_pb2.FLOAT else "classes"
+        kind = _label_kind(features[label])
     for feature in schema.feature:
         if feature.name == label:
             _make_optional(feature, f"the label ({kind}): optional, so that serving requests need not carry it")

@@ -178,3 +178,30 @@ def test_r_row_names_and_id_columns_are_not_model_inputs(tmp_path):
     test = pathlib.Path(project.test).read_text()
     assert "assert sorted(features) == ['kind_xf', 'length_xf', 'row_id']" in test
     assert project.missing_values == ("NA",) and project.label_kind == "classes"
+
+
+def test_an_int_label_of_a_small_range_is_classes_and_a_wide_one_a_number(tmp_path):
+    from pipelines.project.scaffold import init_project
+
+    path = tmp_path / "ints.csv"
+    path.write_text(
+        "x,grade,mass\n" + "".join(f"{i},{i % 5 + 1 if i != 7 else 'NA'},{3000 + 17 * i}\n" for i in range(60))
+    )
+    classes = init_project("grades", [str(path)], label="grade", directory=str(tmp_path / "a"))
+    number = init_project("masses", [str(path)], label="mass", directory=str(tmp_path / "b"))
+    assert (classes.label_kind, number.label_kind) == ("classes", "regression")
+    module = pathlib.Path(classes.module).read_text()
+    # an int class as text, a missing one (NA) as no text: -1, left out of training, never a class "-1"
+    assert "label = _dense(_as_text(inputs['grade']), '')" in module
+    assert (
+        "outputs['mass_xf'] = _dense(_as_float(inputs['mass']), float('nan'))"
+        in pathlib.Path(number.module).read_text()
+    )
+    out = tmp_path / "out"
+    assert (
+        cli.main(["run", "--dataset", str(tmp_path / "a" / "schemas" / "grades"), "--output", str(out), "--quiet"]) == 0
+    )
+    from tests.helpers import transformed_rows
+
+    labels = sorted(r["grade_xf"][0] for r in transformed_rows(out, "train") + transformed_rows(out, "eval"))
+    assert labels.count(-1) == 1 and set(labels) == {-1, 0, 1, 2, 3, 4}
