@@ -84,7 +84,7 @@ class _CsvRange:
     last: bool = True  # the file's last range: blank lines that end the file are not records
 
 
-def _read_header(path: str, delimiter: str = ",", encoding: str | None = None) -> tuple[list[str] | None, int]:
+def read_header(path: str, delimiter: str = ",", encoding: str | None = None) -> tuple[list[str] | None, int]:
     """The column names of a CSV file (None if not UTF-8) and the byte length of its header line
     (in UTF-8 bytes when the file is re-encoded from ``encoding``).
 
@@ -135,7 +135,7 @@ def _plan_csv_ranges(
     ranges = []
     for path, size in files:
         file_delimiter = delimiter_of(path, csv_format.delimiter)
-        columns, header_bytes = _read_header(path, file_delimiter, csv_format.encoding)
+        columns, header_bytes = read_header(path, file_delimiter, csv_format.encoding)
         error = _header_error(columns, expected)
         columns = tuple(columns or ())
         if whole or CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:

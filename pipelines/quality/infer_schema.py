@@ -373,9 +373,7 @@ def _batches(path: str, is_csv: bool, delimiter: str, encoding: str | None = Non
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         try:
             if is_csv:
-                header, _ = read._read_header(
-                    path, delimiter, encoding
-                )  # a byte-order mark is not part of the first name
+                header, _ = read.read_header(path, delimiter, encoding)  # a byte-order mark is not a name
                 if header is None:
                     raise UsageError(f"{path}: the header line is not UTF-8")
                 stream = pa.PythonFile(handle, mode="r")

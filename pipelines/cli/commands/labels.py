@@ -96,12 +96,7 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
             merge_map=args.merge_map,
             uncertain_label=args.uncertain_label,
             review_below=args.review_below,
-            round=args.round,
-            previous_rounds=args.previous_rounds,
-            lineage_db=args.lineage_db,
-            csv_delimiter=args.csv_delimiter,
-            encoding=args.encoding,
-            missing_values=tuple(args.missing_value),
+            **_shared_options(args),
         ),
         beam_args,
         progress,
@@ -154,12 +149,7 @@ def _unstructured_labels(args: argparse.Namespace, beam_args: list[str], progres
             min_annotators=args.min_annotators,
             normaliser=args.normaliser,
             review_above=args.review_above,
-            round=args.round,
-            previous_rounds=args.previous_rounds,
-            lineage_db=args.lineage_db,
-            csv_delimiter=args.csv_delimiter,
-            encoding=args.encoding,
-            missing_values=tuple(args.missing_value),
+            **_shared_options(args),
         ),
         beam_args,
         progress,
@@ -195,3 +185,15 @@ def _unstructured_labels(args: argparse.Namespace, beam_args: list[str], progres
         lines.append(rounds_table(report["rounds"]))
     print("\n".join(lines), file=sys.stderr)
     return 0
+
+
+def _shared_options(args: argparse.Namespace) -> dict:
+    """The options every kind of labels job takes: rounds, lineage and how the CSV files are written."""
+    return {
+        "round": args.round,
+        "previous_rounds": args.previous_rounds,
+        "lineage_db": args.lineage_db,
+        "csv_delimiter": args.csv_delimiter,
+        "encoding": args.encoding,
+        "missing_values": tuple(args.missing_value),
+    }
