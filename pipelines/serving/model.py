@@ -108,6 +108,10 @@ def _jsonable(value):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "skewless-serving"
+    # keep-alive (every reply has a Content-Length), and each reply written whole, flushed once:
+    # headers and body in separate small writes wait on TCP's delayed acknowledgement
+    protocol_version = "HTTP/1.1"
+    wbufsize = -1
     model: ServingModel
     model_name: str
 
@@ -119,8 +123,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
+
+    def _discard(self, length: int, chunk: int = 1 << 20) -> None:
+        """Reads and drops ``length`` bytes of the request body."""
+        while length > 0:
+            read = len(self.rfile.read(min(chunk, length)))
+            if not read:
+                return
+            length -= read
 
     def _model_path(self) -> tuple[str | None, str]:
         """Splits ``/v1/models/<name>[:verb]`` into (name, verb); name None if the path is not one."""
@@ -156,6 +170,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             return self._reply(400, {"error": "invalid Content-Length"})
         if length > MAX_REQUEST_BYTES:
+            self._discard(length)  # read, not parsed: closing on an unread body would reset the connection
+            self.close_connection = True
             return self._reply(413, {"error": f"request larger than {MAX_REQUEST_BYTES} bytes"})
         try:
             request = json.loads(self.rfile.read(length) or b"null")
