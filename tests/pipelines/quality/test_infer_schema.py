@@ -194,7 +194,7 @@ def test_a_gzip_csv_cut_short_is_a_one_line_usage_error(tmp_path, capsys):
 
 
 def test_rows_with_a_wrong_number_of_fields_are_skipped_counted_and_named(tmp_path, capsys):
-    """One ragged row no longer fails the inference (run dead-letters such rows); the schema's
+    """One ragged row does not fail the inference (run dead-letters such rows); the schema's
     annotation and the command's line say how many were skipped, with the first."""
     good = ["n,s"] + [f"{i},{'ab'[i % 2]}" for i in range(30)]
     clean, ragged = tmp_path / "clean.csv", tmp_path / "ragged.csv"
