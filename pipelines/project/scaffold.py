@@ -207,10 +207,12 @@ SAMPLE = (DATASET / {sample!r}).resolve()
 
 
 def test_the_preprocessing_fn_runs_on_a_handful_of_rows(tmp_path):
-    lines = SAMPLE.read_text().splitlines(keepends=True)[:51]  # the header and 50 rows
-    (tmp_path / "rows.csv").write_text("".join(lines))
+    rows = SAMPLE
+    if SAMPLE.suffix in (".csv", ".tsv", ".txt"):  # a text sample: its header and 50 rows
+        rows = tmp_path / f"rows{{SAMPLE.suffix}}"
+        rows.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:51]))
     out = tmp_path / "out"
-    argv = ["run", "--dataset", str(DATASET), "--input", str(tmp_path / "rows.csv"), "--output", str(out), "--quiet"]
+    argv = ["run", "--dataset", str(DATASET), "--input", str(rows), "--output", str(out), "--quiet"]
     assert cli.main(argv) == 0
     record = json.loads((out / "run.json").read_text())
     assert record["counts"]["rows_dead_lettered"] == 0

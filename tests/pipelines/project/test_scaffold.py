@@ -205,3 +205,16 @@ def test_an_int_label_of_a_small_range_is_classes_and_a_wide_one_a_number(tmp_pa
 
     labels = sorted(r["grade_xf"][0] for r in transformed_rows(out, "train") + transformed_rows(out, "eval"))
     assert labels.count(-1) == 1 and set(labels) == {-1, 0, 1, 2, 3, 4}
+
+
+def test_a_parquet_export_scaffolds_a_project_whose_generated_test_passes(project, tmp_path):
+    import pandas as pd
+
+    from pipelines.project.scaffold import init_project
+
+    root, _ = project
+    pd.read_csv(root / "data.csv").to_parquet(tmp_path / "penguins.parquet")  # pandas' NaN: Parquet nulls
+    made = init_project("penguins", [str(tmp_path / "penguins.parquet")], label="species", directory=str(tmp_path))
+    assert made.label_kind == "classes" and made.missing_values == ()
+    generated = schemas.load_module_file(made.test)
+    generated.test_the_preprocessing_fn_runs_on_a_handful_of_rows(tmp_path / "generated")
