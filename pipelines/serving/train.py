@@ -33,37 +33,46 @@ SMALL_DATA = 8192
 REGRESSION, BINARY, MULTICLASS = "regression", "binary", "multiclass"
 
 
-def _examples(output_dir: str, split: str, spec: dict, label: str) -> tf.data.Dataset:
-    """The split's examples parsed, one at a time, without those whose label is missing."""
+def _examples(
+    output_dir: str, split: str, spec: dict, label: str, shuffle: bool = False, batch_size: int = BATCH_SIZE
+) -> tf.data.Dataset:
+    """The split's examples in parsed batches, without the rows whose label is missing."""
     files = tf.io.gfile.glob(os.path.join(output_dir, "transformed", f"{split}-*.tfrecord.gz"))
-    data = tf.data.TFRecordDataset(files, compression_type="GZIP").map(lambda x: tf.io.parse_single_example(x, spec))
-    if spec[label].dtype.is_floating:
-        return data.filter(lambda features: tf.math.is_finite(features[label]))
-    return data.filter(lambda features: features[label] >= 0)
+    data = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if shuffle:
+        data = data.shuffle(50_000, seed=0, reshuffle_each_iteration=True)
+    data = data.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec))
+
+    def labelled(features):
+        values = features[label]
+        keep = tf.math.is_finite(values) if values.dtype.is_floating else values >= 0
+        return {name: tf.boolean_mask(feature, keep) for name, feature in features.items()}
+
+    return data.map(labelled)
 
 
 def _dataset(
     output_dir: str, split: str, spec: dict, label: str, shuffle: bool, batch_size: int = BATCH_SIZE
 ) -> tf.data.Dataset:
-    data = _examples(output_dir, split, spec, label)
-    if shuffle:
-        data = data.shuffle(50_000, seed=0, reshuffle_each_iteration=True)
-    data = data.batch(batch_size)
+    data = _examples(output_dir, split, spec, label, shuffle, batch_size)
     return data.map(lambda features: (features, features.pop(label))).prefetch(tf.data.AUTOTUNE)
 
 
-def label_kind(tft_output: tft.TFTransformOutput, output_dir: str, spec: dict, label: str) -> tuple[str, int]:
-    """``(kind, classes)`` of the label: regression (classes 0), binary (2) or multiclass (K)."""
+def label_kind(
+    tft_output: tft.TFTransformOutput, output_dir: str, spec: dict, label: str
+) -> tuple[str, int, list[str]]:
+    """``(kind, classes, class names)`` of the label: regression (0 classes), binary (2) or multiclass
+    (K); the names are the label's vocabulary when it has one, else the ids as text."""
     if spec[label].dtype.is_floating:
-        return REGRESSION, 0
+        return REGRESSION, 0, []
     try:
-        classes = len(tft_output.vocabulary_by_name(label))
+        names = [v.decode() if isinstance(v, bytes) else str(v) for v in tft_output.vocabulary_by_name(label)]
     except (ValueError, KeyError, tf.errors.NotFoundError):
-        labels = _examples(output_dir, "train", {label: spec[label]}, label).map(lambda f: f[label])
-        classes = int(labels.reduce(tf.constant(-1, tf.int64), tf.maximum).numpy()) + 1
-    if classes < 2:
-        raise ValueError(f"label {label!r} has {max(classes, 0)} class(es) in the training examples: nothing to learn")
-    return (BINARY if classes == 2 else MULTICLASS), classes
+        batches = _examples(output_dir, "train", {label: spec[label]}, label).map(lambda f: tf.reduce_max(f[label]))
+        names = [str(i) for i in range(int(batches.reduce(tf.constant(-1, tf.int64), tf.maximum).numpy()) + 1)]
+    if len(names) < 2:
+        raise ValueError(f"label {label!r} has {len(names)} class(es) in the training examples: nothing to learn")
+    return (BINARY if len(names) == 2 else MULTICLASS), len(names), names
 
 
 def _build_model(tft_output: tft.TFTransformOutput, spec: dict, label: str, kind: str, classes: int) -> keras.Model:
@@ -181,7 +190,7 @@ def _train(output_dir: str, label: str, epochs: int, excluded: tuple[str, ...] =
     spec = {name: feature for name, feature in spec.items() if name not in excluded}
     if spec[label].dtype == tf.string:
         raise ValueError(f"label {label!r} is text: map it to class ids in the preprocessing_fn (a vocabulary)")
-    kind, classes = label_kind(tft_output, output_dir, spec, label)
+    kind, classes, class_names = label_kind(tft_output, output_dir, spec, label)
     model = _build_model(tft_output, spec, label, kind, classes)
     if kind == REGRESSION:
         loss = "mean_squared_error"
@@ -216,16 +225,8 @@ def _train(output_dir: str, label: str, epochs: int, excluded: tuple[str, ...] =
         }
     )
     with outputs.staged_directory(os.path.join(output_dir, "model")) as staging:
-        class_names = []
-        if kind == MULTICLASS:
-            try:
-                class_names = [
-                    v.decode() if isinstance(v, bytes) else str(v) for v in tft_output.vocabulary_by_name(label)
-                ]
-            except (ValueError, KeyError, tf.errors.NotFoundError):
-                class_names = [str(i) for i in range(classes)]
         inputs = sorted(name for name in spec if name != label)
-        module = _ServingModule(tft_output, model, inputs, kind, class_names)
+        module = _ServingModule(tft_output, model, inputs, kind, class_names if kind == MULTICLASS else [])
         serving_dir = os.path.join(staging, "serving")
         tf.saved_model.save(
             module,
