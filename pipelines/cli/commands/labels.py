@@ -85,11 +85,6 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     report = run_labels(
         LabelsConfig(
-            annotations=args.annotations,
-            output=args.output,
-            item_col=args.item_col,
-            annotator_col=args.annotator_col,
-            label_col=args.label_col,
             gold_col=args.gold_col,
             method=args.method,
             level=args.level,
@@ -139,11 +134,6 @@ def _unstructured_labels(args: argparse.Namespace, beam_args: list[str], progres
     report = run_unstructured_labels(
         UnstructuredLabelsConfig(
             kind=args.kind,
-            annotations=args.annotations,
-            output=args.output,
-            item_col=args.item_col,
-            annotator_col=args.annotator_col,
-            label_col=args.label_col,
             box_cols=box_cols,
             iou_threshold=args.iou_threshold,
             min_annotators=args.min_annotators,
@@ -188,8 +178,14 @@ def _unstructured_labels(args: argparse.Namespace, beam_args: list[str], progres
 
 
 def _shared_options(args: argparse.Namespace) -> dict:
-    """The options every kind of labels job takes: rounds, lineage and how the CSV files are written."""
+    """The options every kind of labels job takes: the annotations and their columns, the output,
+    rounds, lineage and how the CSV files are written."""
     return {
+        "annotations": args.annotations,
+        "output": args.output,
+        "item_col": args.item_col,
+        "annotator_col": args.annotator_col,
+        "label_col": args.label_col,
         "round": args.round,
         "previous_rounds": args.previous_rounds,
         "lineage_db": args.lineage_db,
