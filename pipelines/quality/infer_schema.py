@@ -22,6 +22,7 @@ bounded whatever the size. Per column it infers:
 import collections
 import dataclasses
 import re
+import typing
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,7 +34,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from pipelines.errors import UsageError
 from pipelines.io import input_files, read
 
-__all__ = ["MISSING_VALUE_TEXTS", "infer_schema", "infer_schema_and_missing_values"]
+__all__ = ["MISSING_VALUE_TEXTS", "ColumnFacts", "Inference", "infer", "infer_schema"]
 
 _INT = re.compile(r"^\s*[+-]?[0-9]+\s*$")
 _LEADING_ZERO = r"^[+-]?0[0-9]"  # 08123: the zero is part of the value (a postcode, an id), not a number
@@ -232,12 +233,35 @@ def _feature(name: str, column: _Column, max_domain_size: int, min_domain_suppor
     return feature
 
 
+class ColumnFacts(typing.NamedTuple):
+    """What was observed of one column: distinct values (None: more than could be kept), range."""
+
+    distinct: int | None
+    minimum: float | None
+    maximum: float | None
+
+
+class Inference(typing.NamedTuple):
+    """What :func:`infer` found: the schema, the missing-value texts, the facts behind each feature."""
+
+    schema: schema_pb2.Schema
+    missing_values: list[str]
+    columns: dict[str, ColumnFacts]
+
+
+def _facts(columns: dict[str, "_Column"]) -> dict[str, ColumnFacts]:
+    return {
+        name: ColumnFacts(None if c.distinct_overflow else len(c.distinct), c.minimum, c.maximum)
+        for name, c in columns.items()
+    }
+
+
 def infer_schema(patterns: list[str], **options) -> schema_pb2.Schema:
-    """The schema of :func:`infer_schema_and_missing_values`, for the same arguments."""
-    return infer_schema_and_missing_values(patterns, **options)[0]
+    """The schema :func:`infer` finds, for the same arguments."""
+    return infer(patterns, **options).schema
 
 
-def infer_schema_and_missing_values(
+def infer(
     patterns: list[str],
     max_domain_size: int = 20,
     min_domain_support: int = 10,
@@ -245,7 +269,7 @@ def infer_schema_and_missing_values(
     encoding: str | None = None,
     decimal_comma: bool = False,
     missing_values: tuple[str, ...] = (),
-) -> tuple[schema_pb2.Schema, list[str]]:
+) -> Inference:
     """Infers a raw schema from CSV, Parquet or tf.Example TFRecord files.
 
     Args:
@@ -259,9 +283,10 @@ def infer_schema_and_missing_values(
             found.
 
     Returns:
-        The schema, features in file column order (tf.Examples: in the order first seen), and the
+        The schema, features in file column order (tf.Examples: in the order first seen); the
         texts that mean a missing value in the CSV files (``MISSING_VALUE_TEXTS`` found in columns
-        that are numbers but for them; every column then reads them as missing).
+        that are numbers but for them; every column then reads them as missing); and per column
+        what was observed.
 
     Raises:
         UsageError: Unreadable inputs, mixed formats, files whose headers differ, a damaged
@@ -272,7 +297,8 @@ def infer_schema_and_missing_values(
     if len(formats) != 1:
         raise UsageError("infer-schema reads one format at a time")
     if formats == {input_files.TFRECORD}:
-        return _schema_of(_example_columns(files), max_domain_size, min_domain_support), []
+        examples = _example_columns(files)
+        return Inference(_schema_of(examples, max_domain_size, min_domain_support), [], _facts(examples))
     columns: dict[str, _Column] = {}
     order: list[str] | None = None
     ragged = _Ragged()
@@ -300,7 +326,7 @@ def infer_schema_and_missing_values(
         schema.annotation.comment.append(f"missing-value texts (config.yaml missing_values): {', '.join(tokens)}")
     if ragged.count:
         schema.annotation.comment.append(ragged.comment())
-    return schema, tokens
+    return Inference(schema, tokens, _facts(columns))
 
 
 @dataclasses.dataclass

@@ -33,16 +33,16 @@ def add_parser(commands) -> None:
 def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     from google.protobuf import text_format
 
-    from pipelines.quality.infer_schema import infer_schema_and_missing_values
+    from pipelines.quality.infer_schema import infer
 
-    schema, _ = infer_schema_and_missing_values(
+    schema = infer(
         args.input,
         max_domain_size=args.max_domain_size,
         delimiter=args.csv_delimiter,
         encoding=args.encoding,
         decimal_comma=args.decimal_comma,
         missing_values=tuple(args.missing_value),
-    )
+    ).schema
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as handle:
         handle.write("# Inferred by `skewless infer-schema`: review types, presence and domains before use.\n")

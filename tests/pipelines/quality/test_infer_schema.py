@@ -228,7 +228,7 @@ def test_r_style_na_cells_make_numbers_with_gaps_and_leading_zeros_make_strings(
     """A column that would be numbers but for ``NA`` (R's write.csv, pandas' default list) is numbers
     with those cells missing, counted; the texts found become the dataset's missing values, and a
     string column's ``NA`` is then missing too. Digits with a leading zero stay strings."""
-    from pipelines.quality.infer_schema import infer_schema_and_missing_values
+    from pipelines.quality.infer_schema import infer
 
     path = tmp_path / "r.csv"
     rows = ["id,zip,height,weight,species,code"]
@@ -238,8 +238,9 @@ def test_r_style_na_cells_make_numbers_with_gaps_and_leading_zeros_make_strings(
     ]
     rows[6] = rows[6].replace("sp2", "NA")
     path.write_text("\n".join(rows) + "\n")
-    schema, tokens = infer_schema_and_missing_values([str(path)])
+    schema, tokens, columns = infer([str(path)])
     assert tokens == ["N/A", "NA"]
+    assert (columns["species"].distinct, columns["zip"].distinct, columns["weight"][1:]) == (3, 20, (0, 19))
     features = {f.name: f for f in schema.feature}
     assert {name: schema_pb2.FeatureType.Name(f.type) for name, f in features.items()} == {
         "id": "INT",
@@ -258,14 +259,13 @@ def test_r_style_na_cells_make_numbers_with_gaps_and_leading_zeros_make_strings(
 
 
 def test_na_in_a_column_of_words_is_a_word_unless_a_number_column_says_otherwise(tmp_path):
-    from pipelines.quality.infer_schema import infer_schema_and_missing_values
+    from pipelines.quality.infer_schema import infer
 
     path = tmp_path / "regions.csv"
     path.write_text("region,n\n" + "".join(f"{'NA' if i % 2 else 'EU'},{i}\n" for i in range(10)))
-    schema, tokens = infer_schema_and_missing_values([str(path)])
+    schema, tokens, _ = infer([str(path)])
     assert tokens == []
     (region, _) = schema.feature
     assert list(region.string_domain.value) == []  # 2 values seen 5 times each: below the support of 10
     assert region.annotation.comment[0] == "observed: 10 rows, 0 missing, 2 distinct values"
-    _, given = infer_schema_and_missing_values([str(path)], missing_values=("NA",))
-    assert given == ["NA"]
+    assert infer([str(path)], missing_values=("NA",)).missing_values == ["NA"]
