@@ -134,6 +134,13 @@ def test_init_refuses_to_overwrite_and_a_bad_label_writes_nothing(project, tmp_p
         .startswith("skewless init: error: --label 'beak' is not a column of the input; columns: species, island,")
     )
     assert list(tmp_path.iterdir()) == []
+    assert cli.main(["init", "my-data", "--input", str(root / "data.csv"), "--dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "skewless init: error: the dataset name must be a Python identifier (letters, digits, _), got 'my-data'"
+    )
+    assert cli.main(["init", "gone", "--input", str(tmp_path / "gone.csv"), "--dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("skewless init: error: no input file matches")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_number_label_is_regression(project, tmp_path):
