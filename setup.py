@@ -32,6 +32,8 @@ setup(
         "rapidfuzz>=3.6",
         "scipy>=1.10",
         "isal>=1.6",
+        "aiohttp>=3.9",
+        "orjson>=3.9",
         "google-crc32c>=1.5",
     ],
     extras_require={

@@ -255,7 +255,10 @@ def _cell_text(value) -> bytes:
     if value is None:
         return b""
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, as JSON's "\ud800" gives
+            raise TypeError(f"unsupported value {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"unsupported value {value!r}")
     return repr(value).encode()

@@ -1,4 +1,4 @@
-"""``skewless serve``: serve a model over the TensorFlow Serving REST API."""
+"""``skewless serve``: serve a model over TensorFlow Serving's REST and gRPC APIs."""
 
 import argparse
 import os
@@ -12,44 +12,111 @@ PASSES_BEAM_FLAGS = False  # flags it does not know are Beam pipeline options
 
 def add_parser(commands) -> None:
     """Adds the command's parser to ``commands`` (argparse sub-parsers)."""
+    from pipelines.serving.server import ServerOptions
+
+    defaults = ServerOptions()
     parser = commands.add_parser(
         "serve",
-        help="serve a model over the TensorFlow Serving REST API",
-        description="Answers GET /v1/models/NAME (status) and POST /v1/models/NAME:predict with "
-        '{"instances": [raw feature dicts]}, like TensorFlow Serving; malformed requests get a 400.',
-        epilog="examples:\n  skewless serve --model out/demo/model/serving --port 8501\n"
+        help="serve a model over TensorFlow Serving's REST and gRPC APIs",
+        description="Answers GET /v1/models/NAME (status), GET /v1/models/NAME/metadata and "
+        'POST /v1/models/NAME:predict with {"instances": [raw feature dicts]}, like TensorFlow Serving, '
+        "and with --grpc-port its gRPC PredictionService (Predict, Classify, Regress, GetModelMetadata). "
+        "Concurrent requests are batched into one graph call. Bad requests get a 400 (INVALID_ARGUMENT) "
+        "naming the instance and feature, a full queue a 503, a late answer a 504, a body over the limit "
+        "a 413. SIGTERM answers the requests in flight, then exits. Counters: GET /monitoring/prometheus/metrics.",
+        epilog="examples:\n  skewless serve --model out/demo/model/serving --port 8501 --grpc-port 8500\n"
         '  curl -d \'{"instances": [{"trip_miles": 1.2, ...}]}\' localhost:8501/v1/models/default:predict',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, metavar="DIR", help="serving_model/ or model/serving/ directory")
-    parser.add_argument("--port", type=int, default=8501, help="port (default: 8501; 0 picks a free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--model-name", default="default", help="the NAME in /v1/models/NAME (default: default)")
+    parser.add_argument("--port", type=int, default=defaults.port, help="REST port (default: 8501; 0 picks a free one)")
+    parser.add_argument(
+        "--grpc-port", type=int, default=None, metavar="N", help="also serve gRPC on this port (0 picks a free one)"
+    )
+    parser.add_argument("--host", default=defaults.host, help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--model-name", default=defaults.model_name, help="the NAME in /v1/models/NAME (default: default)")
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=defaults.max_batch_size,
+        metavar="N",
+        help=f"most examples in one graph call (default: {defaults.max_batch_size})",
+    )
+    parser.add_argument(
+        "--batch-timeout-ms",
+        type=float,
+        default=defaults.batch_timeout_ms,
+        metavar="MS",
+        help="how long a batch waits for more requests (default: 0, it takes what is queued)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        metavar="N",
+        help=f"threads making graph calls (default: {defaults.workers})",
+    )
+    parser.add_argument(
+        "--max-queued",
+        type=int,
+        default=defaults.max_queued,
+        metavar="N",
+        help=f"requests waiting for the graph at most; more get a 503 (default: {defaults.max_queued})",
+    )
+    parser.add_argument(
+        "--request-timeout-ms",
+        type=float,
+        default=defaults.request_timeout_ms,
+        metavar="MS",
+        help=f"a request not answered by then gets a 504 (default: {defaults.request_timeout_ms:g})",
+    )
+    parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=defaults.max_request_bytes,
+        metavar="N",
+        help=f"a larger request body gets a 413 (default: {defaults.max_request_bytes})",
+    )
 
 
 def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipelines.errors import Interrupted, UsageError
+    from pipelines.errors import UsageError
 
     if not os.path.isfile(os.path.join(args.model, "saved_model.pb")):
         raise UsageError(f"{args.model} is not a SavedModel directory")
+    for flag in ("max_batch_size", "workers", "max_queued", "max_request_bytes"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1")
     process.load_tensorflow()
-    from pipelines.serving import model as serving
+    from pipelines.serving.model import ServingModel
+    from pipelines.serving.server import Server, ServerOptions
 
-    model = serving.ServingModel(args.model)
-    try:
-        server = serving.make_server(model, args.host, args.port, args.model_name)
-    except OSError as error:
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
-    host, port = server.server_address[:2]
-    print(
-        f"skewless serve: {args.model} as '{args.model_name}' on http://{host}:{port}/v1/models/{args.model_name}",
-        file=sys.stderr,
-        flush=True,
+    options = ServerOptions(
+        host=args.host,
+        port=args.port,
+        grpc_port=args.grpc_port,
+        model_name=args.model_name,
+        max_batch_size=args.max_batch_size,
+        batch_timeout_ms=args.batch_timeout_ms,
+        workers=args.workers,
+        max_queued=args.max_queued,
+        request_timeout_ms=args.request_timeout_ms,
+        max_request_bytes=args.max_request_bytes,
     )
+    server = Server(ServingModel(args.model), options)
+
+    def ready(server: Server) -> None:
+        name = args.model_name
+        grpc = f" and grpc://{args.host}:{server.grpc_port}" if server.grpc_port is not None else ""
+        print(
+            f"skewless serve: {args.model} as '{name}' on http://{args.host}:{server.rest_port}/v1/models/{name}{grpc}",
+            file=sys.stderr,
+            flush=True,
+        )
+
     try:
-        server.serve_forever()
-    except (KeyboardInterrupt, Interrupted):  # Ctrl-C or SIGTERM: a normal stop
-        pass
-    finally:
-        server.server_close()
+        server.serve(on_ready=ready)
+    except OSError as error:
+        raise UsageError(f"cannot listen on {args.host}: {error.strerror or error}") from None
+    print("skewless serve: stopped; in-flight requests were answered", file=sys.stderr, flush=True)
     return 0

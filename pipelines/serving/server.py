@@ -1,0 +1,228 @@
+"""``skewless serve``: TF Serving's REST and gRPC APIs over a :class:`ServingModel`, with batching.
+
+REST (aiohttp, on an asyncio event loop; see README "Dependencies" for why):
+``GET /v1/models/<name>`` (status), ``GET /v1/models/<name>/metadata`` (the signature),
+``POST /v1/models/<name>:predict`` with ``{"instances": [raw feature dicts]}`` answering
+``{"predictions": [...]}``, and ``GET /monitoring/prometheus/metrics``.
+gRPC (``--grpc-port``): ``tensorflow.serving.PredictionService`` (``Predict``, ``Classify``,
+``Regress``, ``GetModelMetadata``) and ``ModelService.GetModelStatus``, in ``grpc_api.py``.
+
+Both decode requests on their own threads and queue the examples to one :class:`Batcher`, which
+joins concurrent requests into one graph call. Bad requests get a 400 (``INVALID_ARGUMENT``)
+naming the instance and feature; a full queue a 503 (``UNAVAILABLE``); a request past its timeout
+a 504 (``DEADLINE_EXCEEDED``); a body over the limit a 413 after the body is read (a connection
+closed on an unread body is reset before the client reads the answer). SIGTERM stops accepting,
+answers what is in flight, then exits.
+"""
+
+import asyncio
+import dataclasses
+import json
+
+import orjson
+import signal
+import threading
+from collections import Counter
+
+from pipelines.serving import batching
+from pipelines.serving.model import InvalidRequest, ServingModel
+
+__all__ = ["Metrics", "Server", "ServerOptions"]
+
+
+@dataclasses.dataclass
+class ServerOptions:
+    """How ``skewless serve`` serves (the command's flags).
+
+    Attributes:
+        host: Address to bind.
+        port: REST port (0: a free one).
+        grpc_port: gRPC port (None: no gRPC; 0: a free one).
+        model_name: The ``<name>`` in ``/v1/models/<name>``.
+        max_batch_size: Most examples in one graph call.
+        batch_timeout_ms: How long a batch waits for more requests.
+        workers: Threads making graph calls.
+        max_queued: Requests waiting for the graph at most (one more: 503).
+        request_timeout_ms: A request not answered by then gets a 504.
+        max_request_bytes: A larger body gets a 413.
+        drain_seconds: On SIGTERM, how long in-flight requests may take.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8501
+    grpc_port: int | None = None
+    model_name: str = "default"
+    max_batch_size: int = 1024
+    batch_timeout_ms: float = 0.0
+    workers: int = 2
+    max_queued: int = 1024
+    request_timeout_ms: float = 30_000
+    max_request_bytes: int = 32 << 20
+    drain_seconds: float = 30.0
+
+
+class Metrics:
+    """Counters of a server, in Prometheus's text format at ``/monitoring/prometheus/metrics``."""
+
+    def __init__(self, model: ServingModel):
+        self._model = model
+        self._lock = threading.Lock()
+        self.requests = Counter()  # (api, outcome) -> requests
+        self.instances = 0
+        self.batches = 0
+        self.batched_examples = 0
+
+    def request(self, api: str, outcome: str, instances: int = 0) -> None:
+        with self._lock:
+            self.requests[api, outcome] += 1
+            self.instances += instances
+
+    def batch(self, size: int) -> None:
+        with self._lock:
+            self.batches += 1
+            self.batched_examples += size
+
+    def text(self) -> str:
+        with self._lock:
+            lines = ["# TYPE skewless_requests_total counter"]
+            for (api, outcome), count in sorted(self.requests.items()):
+                lines.append(f'skewless_requests_total{{api="{api}",outcome="{outcome}"}} {count}')
+            lines += ["# TYPE skewless_instances_total counter", f"skewless_instances_total {self.instances}"]
+            lines += ["# TYPE skewless_batches_total counter", f"skewless_batches_total {self.batches}"]
+            lines += [
+                "# TYPE skewless_batched_examples_total counter",
+                f"skewless_batched_examples_total {self.batched_examples}",
+            ]
+        lines.append("# TYPE skewless_unknown_features_total counter")
+        for name, count in sorted(self._model.unknown_features.items()):
+            lines.append(f'skewless_unknown_features_total{{feature="{_label(name)}"}} {count}')
+        return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Server:
+    """The REST (and gRPC) server of one model.
+
+    Args:
+        model: The loaded model.
+        options: How to serve.
+    """
+
+    def __init__(self, model: ServingModel, options: ServerOptions):
+        self.model = model
+        self.options = options
+        self.metrics = Metrics(model)
+        self.batcher = batching.Batcher(
+            model.predict_examples,
+            max_batch_size=options.max_batch_size,
+            batch_timeout=options.batch_timeout_ms / 1000,
+            workers=options.workers,
+            max_queued=options.max_queued,
+            on_batch=self.metrics.batch,
+        )
+        self.rest_port: int | None = None
+        self.grpc_port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def serve(self, on_ready=lambda server: None, handle_signals: bool = True) -> None:
+        """Serves until SIGTERM or SIGINT (or :meth:`stop`), then drains and returns.
+
+        Args:
+            on_ready: Called once both ports listen (their numbers in ``rest_port``, ``grpc_port``).
+            handle_signals: Whether SIGTERM and SIGINT stop it (main thread only).
+
+        Raises:
+            OSError: When a port cannot be bound.
+        """
+        asyncio.run(self._serve(on_ready, handle_signals))
+
+    def start(self) -> "Server":
+        """Serves on a background thread; returns once listening (for tests and embedding)."""
+        self._thread = threading.Thread(target=self._serve_in_thread, name="skewless-serve", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._failure is not None:
+            raise self._failure
+        return self
+
+    def stop(self) -> None:
+        """Stops a server started with :meth:`start` (or serving elsewhere), draining requests."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join()
+
+    def _serve_in_thread(self) -> None:
+        try:
+            self.serve(handle_signals=False)
+        except BaseException as error:  # noqa: BLE001 - handed to start()
+            self._failure = error
+            self._ready.set()
+
+    async def _serve(self, on_ready, handle_signals: bool) -> None:
+        from aiohttp import web
+
+        from pipelines.serving import grpc_api, rest
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        options = self.options
+        app = rest.make_app(self)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=options.drain_seconds)
+        await runner.setup()
+        grpc_server = None
+        try:
+            site = web.TCPSite(runner, options.host, options.port, backlog=1024)
+            await site.start()
+            self.rest_port = site._server.sockets[0].getsockname()[1]
+            if options.grpc_port is not None:
+                grpc_server, self.grpc_port = await grpc_api.start(self, options.host, options.grpc_port)
+            if handle_signals:
+                for number in (signal.SIGTERM, signal.SIGINT):
+                    self._loop.add_signal_handler(number, self._stop.set)
+            self._ready.set()
+            on_ready(self)
+            await self._stop.wait()
+        finally:
+            # stop accepting, let in-flight requests finish (aiohttp waits up to shutdown_timeout)
+            stopping = [runner.cleanup()]
+            if grpc_server is not None:
+                stopping.append(grpc_server.stop(grace=options.drain_seconds))
+            await asyncio.gather(*stopping)
+            await asyncio.get_running_loop().run_in_executor(None, self.batcher.close)
+            if handle_signals:
+                for number in (signal.SIGTERM, signal.SIGINT):
+                    self._loop.remove_signal_handler(number)
+
+    # -- one request, for both APIs ---------------------------------------------------------------
+
+    def submit(self, examples: list[bytes]):
+        """Queues decoded examples for the graph (raises ``batching.Overloaded``)."""
+        return self.batcher.submit(examples, self.options.request_timeout_ms / 1000)
+
+    def decode_instances(self, body: bytes) -> tuple[list, list[bytes]]:
+        """A REST predict body -> (instances, examples).
+
+        Raises:
+            InvalidRequest: A malformed body or an invalid instance.
+        """
+        try:
+            request = orjson.loads(body or b"null")  # a third of json's time
+        except orjson.JSONDecodeError:
+            try:  # NaN and Infinity, which TF Serving accepts (the decoder then names the feature)
+                request = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise InvalidRequest(f"request body is not JSON: {error}") from None
+        if not isinstance(request, dict) or "instances" not in request:
+            raise InvalidRequest("request must be a JSON object with 'instances'")
+        instances = request["instances"]
+        return instances, self.model.examples(instances)
