@@ -201,7 +201,9 @@ def main(argv=None) -> None:
         run_clients(4, 200, 10, grpc_send)
         rows = []
         for clients in args.clients:
-            rows.append(("graph in-process", "1", clients, run_clients(clients, args.requests, args.seconds, graph_single)))
+            rows.append(
+                ("graph in-process", "1", clients, run_clients(clients, args.requests, args.seconds, graph_single))
+            )
             rows.append(("REST", "1", clients, run_clients(clients, args.requests, args.seconds, rest_send)))
             rows.append(("gRPC", "1", clients, run_clients(clients, args.requests, args.seconds, grpc_send)))
         for clients in args.clients:
@@ -209,12 +211,19 @@ def main(argv=None) -> None:
             rows.append(("graph in-process", "1000", clients, run_clients(clients, n, args.seconds, graph_batch)))
             if clients == args.clients[0]:
                 rows.append(("decode dicts", "1000", 1, run_clients(1, n, args.seconds, decode_batch)))
-            rows.append(("REST", "1000", clients, run_clients(clients, n, args.seconds, rest_sender(rest_port, batch_body))))
-            rows.append(("gRPC", "1000", clients, run_clients(clients, n, args.seconds, grpc_sender(grpc_port, batch_grpc))))
+            rows.append(
+                ("REST", "1000", clients, run_clients(clients, n, args.seconds, rest_sender(rest_port, batch_body)))
+            )
+            rows.append(
+                ("gRPC", "1000", clients, run_clients(clients, n, args.seconds, grpc_sender(grpc_port, batch_grpc)))
+            )
     finally:
         server.terminate()
         server.wait(timeout=60)
-    print(f"{'path':<18}{'batch':>6}{'clients':>8}{'requests':>9}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}")
+    print(
+        f"{'path':<18}{'batch':>6}{'clients':>8}{'requests':>9}{'req/s':>9}{'rows/s':>10}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}"
+    )
     for path, batch, clients, r in rows:
         rows_per_second = r["per_second"] * int(batch)
         print(

@@ -218,7 +218,8 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
     async def GetModelStatus(self, request, context):  # noqa: N802
         name = self._server.options.model_name
         if request.model_spec.name and request.model_spec.name != name:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({request.model_spec.name})")
+            message = f"Servable not found for request: Latest({request.model_spec.name})"
+            await context.abort(grpc.StatusCode.NOT_FOUND, message)
         response = get_model_status_pb2.GetModelStatusResponse()
         status = response.model_version_status.add(version=1)
         status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE

@@ -149,13 +149,12 @@ class InstanceDecoder:
             fast_rows, examples = self._row_by_row(rows, dicts)
         else:
             fast_rows, examples = self._by_column(rows, dicts)
-        slow_rows = sorted({i for i in range(len(instances))} - set(fast_rows)) if len(fast_rows) < len(instances) else []
+        slow_rows = []
+        if len(fast_rows) < len(instances):
+            slow_rows = sorted(set(range(len(instances))) - set(fast_rows))
         if not slow_rows:
             return Decoded(examples, fast_rows, [], unknown, len(fast_rows))
-        known = [
-            {k: v for k, v in instances[i].items() if k in self._names} if isinstance(instances[i], dict) else instances[i]
-            for i in slow_rows
-        ]
+        known = [_known(instances[i], self._names) for i in slow_rows]
         block = decode.decode_dicts(known, self.schema)
         rejected = {d["offset"] for d in block.dead_letters}
         slow_valid = [i for n, i in enumerate(slow_rows) if n not in rejected]
@@ -203,17 +202,31 @@ class InstanceDecoder:
         for (values, missing), value_type in zip(columns, self._value_types, strict=True):
             if not every:
                 missing = missing[keep]
-                values = values[keep] if isinstance(values, np.ndarray) else [v for v, k in zip(values, keep) if k]
+                values = (
+                    values[keep]
+                    if isinstance(values, np.ndarray)
+                    else [v for v, k in zip(values, keep, strict=True) if k]
+                )
             present = ~missing
             if missing.any():
-                flat = values[present] if isinstance(values, np.ndarray) else [v for v, p in zip(values, present) if p]
+                flat = (
+                    values[present]
+                    if isinstance(values, np.ndarray)
+                    else [v for v, p in zip(values, present, strict=True) if p]
+                )
                 offsets = np.zeros(len(missing) + 1, dtype=np.int64)
                 np.cumsum(present, out=offsets[1:])
-                arrays.append(pa.LargeListArray.from_arrays(offsets, pa.array(flat, value_type), mask=pa.array(missing)))
+                flat = pa.array(flat, value_type)
+                arrays.append(pa.LargeListArray.from_arrays(offsets, flat, mask=pa.array(missing)))
             else:
                 offsets = np.arange(len(missing) + 1, dtype=np.int64)
                 arrays.append(pa.LargeListArray.from_arrays(offsets, pa.array(values, value_type)))
         return self._encoder.encode(pa.RecordBatch.from_arrays(arrays, schema=self._arrow_schema))
+
+
+def _known(instance, names: frozenset):
+    """An instance without the features the schema does not know (anything not a dict as it is)."""
+    return {k: v for k, v in instance.items() if k in names} if isinstance(instance, dict) else instance
 
 
 _NUMBER_TYPES = {schema_pb2.INT: frozenset({int, type(None)}), schema_pb2.FLOAT: frozenset({int, float, type(None)})}
@@ -229,7 +242,7 @@ def _column(rule: _Rule, values: list) -> tuple[list | np.ndarray, np.ndarray, n
     n = len(values)
     types = set(map(type, values))
     if list in types:
-        values = [(v[0] if len(v) == 1 else None if not v else _UNSURE) if type(v) is list else v for v in values]  # noqa: E721
+        values = [_unwrapped(v) if type(v) is list else v for v in values]  # noqa: E721
         types = set(map(type, values))
     if rule.kind != schema_pb2.BYTES and types <= _NUMBER_TYPES[rule.kind]:
         missing = np.fromiter((v is None for v in values), bool, n) if type(None) in types else np.zeros(n, bool)
@@ -327,12 +340,21 @@ def _by_value(rule: _Rule, values: list) -> tuple[list, np.ndarray, np.ndarray]:
     return typed, missing, unsure
 
 
+def _unwrapped(value: list):
+    """A JSON array's one value (None when empty), or ``_UNSURE`` for more values or an array in it."""
+    if not value:
+        return None
+    if len(value) > 1 or type(value[0]) is list:  # noqa: E721
+        return _UNSURE
+    return value[0]
+
+
 def _value(rule: _Rule, value):
     """One value typed as the example holds it, None when missing, or ``_UNSURE``."""
     if type(value) is list:  # noqa: E721 - exactly a JSON array
-        if len(value) > 1:
-            return _UNSURE
-        value = value[0] if value else None
+        value = _unwrapped(value)
+    if value is _UNSURE:
+        return _UNSURE
     if value is None or value == "":
         return None
     kind = type(value)

@@ -18,11 +18,11 @@ answers what is in flight, then exits.
 import asyncio
 import dataclasses
 import json
-
-import orjson
 import signal
 import threading
 from collections import Counter
+
+import orjson
 
 from pipelines.serving import batching
 from pipelines.serving.model import InvalidRequest, ServingModel

@@ -34,7 +34,9 @@ def add_parser(commands) -> None:
         "--grpc-port", type=int, default=None, metavar="N", help="also serve gRPC on this port (0 picks a free one)"
     )
     parser.add_argument("--host", default=defaults.host, help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--model-name", default=defaults.model_name, help="the NAME in /v1/models/NAME (default: default)")
+    parser.add_argument(
+        "--model-name", default=defaults.model_name, help="the NAME in /v1/models/NAME (default: default)"
+    )
     parser.add_argument(
         "--max-batch-size",
         type=int,

@@ -1,14 +1,10 @@
-"""Serving: the exported graph equals the Beam path row by row, on awkward rows, over HTTP too."""
+"""Serving: the exported graph equals the Beam path row by row, on awkward rows; the Python API; compare-poc."""
 
 import base64
 import csv
-import io
 import json
 import re
 import shutil
-import threading
-import urllib.error
-import urllib.request
 import zlib
 from collections import Counter
 
@@ -21,47 +17,9 @@ from pipelines import cli
 from pipelines.prepare import parity
 from pipelines.serving import model as serving
 from tests.helpers import PROJECT_ROOT, sample_lines, transformed_rows
+from tests.pipelines.serving.conftest import AWKWARD, REQUIRED
 
 pytestmark = pytest.mark.e2e
-
-REQUIRED = {
-    "trip_start_month": "5",
-    "trip_start_hour": "19",
-    "trip_start_day": "6",
-    "trip_start_timestamp": "1400269500",
-    "trip_miles": "1.5",
-    "payment_type": "Cash",
-}
-AWKWARD = [
-    {},  # every optional column missing
-    {"company": "Never Seen Cab Co", "payment_type": "Bitcoin"},  # unseen vocabulary
-    {"fare": "1e30", "tips": "3.4e38", "trip_miles": "0.000001", "trip_seconds": "9223372036854775807"},
-    {"pickup_longitude": "-179.999", "dropoff_latitude": "-89.5", "dropoff_census_tract": "-5", "fare": "0"},
-    {"trip_start_hour": " 7 ", "fare": " 12.5", "trip_start_timestamp": "0"},  # padded numbers
-    {"company": 'Comma, Quote "Cab"', "pickup_community_area": "77", "dropoff_community_area": "1"},
-]
-
-
-def _awkward_lines(header: str) -> list[str]:
-    columns = header.split(",")
-    lines = []
-    for overrides in AWKWARD:
-        row = {c: "" for c in columns} | REQUIRED | overrides
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="").writerow([row[c] for c in columns])
-        lines.append(buffer.getvalue())
-    return lines
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    header, lines = sample_lines(400)
-    path = tmp_path_factory.mktemp("input") / "awkward.csv"
-    path.write_text(header + "\n" + "\n".join(lines + _awkward_lines(header)) + "\n")
-    out = tmp_path_factory.mktemp("run") / "out"
-    argv = ["run", "--input", str(path), "--output", str(out), "--parity-sample", "1"]
-    assert cli.main(argv) == 0
-    return out, path
 
 
 def _raw_examples_like_a_client(csv_path, schema) -> list[bytes]:
@@ -134,8 +92,8 @@ def test_json_instances_are_decoded_like_csv_cells(run_dir):
         model.predict([as_json, dict(as_json, trip_start_hour=24)])
     with pytest.raises(ValueError, match="instance 0, feature 'trip_miles': missing required feature"):
         model.predict([{k: v for k, v in as_json.items() if k != "trip_miles"}])
-    with pytest.raises(ValueError, match="instance 0, feature 'colour': unknown feature"):
-        model.predict([dict(as_json, colour="red")])
+    assert model.predict([dict(as_json, colour="red", size=3)]) == model.predict([as_json])  # ignored, counted
+    assert model.unknown_features == {"colour": 1, "size": 1}
     with pytest.raises(ValueError, match="unsupported value"):
         model.predict([dict(as_json, fare={"x": 1})])
 
@@ -176,13 +134,6 @@ def test_verify_parity_fails_on_a_tampered_pair(run_dir, tmp_path, capsys):
     assert report["passed"] and report["rows_checked"] == 406
 
 
-@pytest.fixture(scope="module")
-def trained(run_dir):
-    out, _ = run_dir
-    assert cli.main(["train", "--transform-output", str(out), "--epochs", "2"]) == 0
-    return out / "model"
-
-
 def test_train_metrics_match_the_exported_model_on_the_eval_rows(trained, run_dir, taxi_dataset):
     _, csv_path = run_dir
     metrics = json.loads((trained / "metrics.json").read_text())
@@ -209,58 +160,6 @@ def test_train_metrics_match_the_exported_model_on_the_eval_rows(trained, run_di
     assert metrics["accuracy"] == pytest.approx(np.mean((probabilities > 0.5) == labels), abs=1e-6)
     # Keras computes the log loss from logits, so it is not recomputable from rounded probabilities
     assert metrics["log_loss"] > 0 and 0 <= metrics["auc"] <= 1
-
-
-@pytest.fixture(scope="module")
-def server(trained):
-    model = serving.ServingModel(str(trained / "serving"))
-    httpd = serving.make_server(model, "127.0.0.1", 0, "taxi")
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def _call(url: str, body: bytes | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def test_rest_status_and_predict_like_tf_serving(server):
-    assert _call(f"{server}/v1/models/taxi") == (
-        200,
-        {
-            "model_version_status": [
-                {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-            ]
-        },
-    )
-    status, body = _call(f"{server}/v1/models/taxi:predict", json.dumps({"instances": [REQUIRED, REQUIRED]}).encode())
-    assert status == 200 and len(body["predictions"]) == 2
-    assert body["predictions"][0] == body["predictions"][1] and 0 <= body["predictions"][0] <= 1
-
-
-@pytest.mark.parametrize(
-    "path, body, status, error",
-    [
-        ("/v1/models/taxi:predict", b"{not json", 400, "request body is not JSON"),
-        ("/v1/models/taxi:predict", b'{"inputs": []}', 400, "request must be a JSON object with 'instances'"),
-        ("/v1/models/taxi:predict", b'{"instances": []}', 400, "'instances' must be a non-empty list of objects"),
-        ("/v1/models/taxi:predict", b'{"instances": [{"trip_miles": "far"}]}', 400, "instance 0, feature 'trip_miles'"),
-        ("/v1/models/taxi:predict", b'{"instances": [7]}', 400, "instance 0: not an object: int"),
-        ("/v1/models/other:predict", b'{"instances": []}', 404, "Servable not found for request: Latest(other)"),
-        ("/v1/models/taxi:classify", b"{}", 404, "no such resource"),
-    ],
-)
-def test_malformed_requests_get_an_error_not_a_crash(server, path, body, status, error):
-    got_status, got = _call(server + path, body)
-    assert got_status == status and got["error"].startswith(error)
-    assert _call(f"{server}/v1/models/taxi")[0] == 200  # still serving
 
 
 POC = str(PROJECT_ROOT / "benchmarks" / "taxi_poc.py")
@@ -385,64 +284,3 @@ def test_compare_poc_rejects_a_bad_poc_spec(run_dir, clean_csv, capsys):
     out, _ = run_dir
     assert cli.main(["compare-poc", "--poc", "no_such_module_xyz:prepare", "--input", str(clean_csv), str(out)]) == 2
     assert "cannot import the POC 'no_such_module_xyz'" in capsys.readouterr().err
-
-
-def test_the_serve_console_script_answers_over_http(run_dir):
-    import os
-    import re
-    import subprocess
-    import sys
-
-    out, _ = run_dir
-    skewless = os.path.join(os.path.dirname(sys.executable), "skewless")
-    if not os.path.exists(skewless):
-        pytest.skip("the package is not installed (run `make test`)")
-    process = subprocess.Popen(
-        [skewless, "serve", "--model", str(out / "serving_model"), "--port", "0"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = process.stderr.readline()
-        url = re.search(r"on (http://127\.0\.0\.1:\d+/v1/models/default)", line).group(1)
-        assert _call(url)[0] == 200
-        status, body = _call(url + ":predict", json.dumps({"instances": [REQUIRED]}).encode())
-        assert status == 200 and body["predictions"][0]["trip_start_hour_xf"] == 19
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def test_requests_share_a_kept_alive_connection_and_each_reply_leaves_in_one_write(server):
-    import http.client
-    import time
-
-    host, port = server.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    body = json.dumps({"instances": [REQUIRED]})
-    seconds = []
-    for _ in range(20):
-        started = time.perf_counter()
-        connection.request("POST", "/v1/models/taxi:predict", body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        assert response.status == 200 and len(json.loads(response.read())["predictions"]) == 1
-        seconds.append(time.perf_counter() - started)
-    assert response.version == 11 and connection.sock is not None  # one connection, still open
-    connection.close()
-    # a reply split into small writes waits ~40 ms on delayed ACKs each time; the graph takes ~1 ms
-    assert sorted(seconds)[10] < 0.03, seconds
-
-
-def test_an_oversized_request_gets_its_413_not_a_reset_connection(server, monkeypatch):
-    import http.client
-
-    monkeypatch.setattr(serving, "MAX_REQUEST_BYTES", 1 << 20)  # the module constant, read per request
-    host, port = server.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    big = b'{"instances": [' + b"{}," * (1 << 20) + b"{}]}"  # 3 MiB
-    connection.request("POST", "/v1/models/taxi:predict", big, {"Content-Type": "application/json"})
-    response = connection.getresponse()
-    assert response.status == 413
-    assert json.loads(response.read()) == {"error": f"request larger than {1 << 20} bytes"}
-    assert response.getheader("Connection") == "close"
-    connection.close()

@@ -1,0 +1,84 @@
+"""The batcher joins queued requests into one call, refuses when full, and drops late requests."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from pipelines.serving import batching
+
+pytestmark = pytest.mark.unit
+
+
+def _echo_calls():
+    calls = []
+
+    def call(examples):
+        calls.append(list(examples))
+        return {"echo": np.array(examples, dtype=object), "size": np.full(len(examples), len(examples))}
+
+    return calls, call
+
+
+def test_queued_requests_share_one_call_and_each_gets_its_own_rows():
+    calls, call = _echo_calls()
+    batcher = batching.Batcher(call, max_batch_size=6, batch_timeout=5.0, workers=1)
+    futures = [batcher.submit([f"{i}a".encode(), f"{i}b".encode()], timeout=30) for i in range(3)]
+    results = [f.result(timeout=30) for f in futures]
+    batcher.close()
+    assert calls == [[b"0a", b"0b", b"1a", b"1b", b"2a", b"2b"]]  # full at 6: no waiting out the 5 s
+    assert [list(r["echo"]) for r in results] == [[b"0a", b"0b"], [b"1a", b"1b"], [b"2a", b"2b"]]
+    assert all(list(r["size"]) == [6, 6] for r in results)
+
+
+def test_a_request_that_does_not_fit_starts_the_next_batch():
+    calls, call = _echo_calls()
+    batcher = batching.Batcher(call, max_batch_size=3, batch_timeout=0.5, workers=1)
+    futures = [batcher.submit([b"x"] * n, timeout=30) for n in (2, 2, 1)]
+    assert [len(f.result(timeout=30)["echo"]) for f in futures] == [2, 2, 1]
+    batcher.close()
+    assert [len(c) for c in calls] == [2, 3]
+
+
+def test_a_full_queue_refuses_and_a_late_request_is_never_run():
+    release = threading.Event()
+    calls = []
+
+    def blocked(examples):
+        calls.append(list(examples))
+        release.wait(30)
+        return {"y": np.zeros(len(examples))}
+
+    batcher = batching.Batcher(blocked, max_batch_size=1, workers=1, max_queued=2)
+    running = batcher.submit([b"first"], timeout=30)
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:  # the worker holds the first one
+        time.sleep(0.01)
+    late = batcher.submit([b"late"], timeout=0.01)
+    waiting = batcher.submit([b"waiting"], timeout=30)
+    with pytest.raises(batching.Overloaded, match="server overloaded: 2 requests queued"):
+        batcher.submit([b"one too many"], timeout=30)
+    time.sleep(0.05)
+    release.set()
+    assert list(running.result(timeout=30)["y"]) == [0.0]
+    with pytest.raises(TimeoutError):
+        late.result(timeout=30)
+    assert list(waiting.result(timeout=30)["y"]) == [0.0]
+    batcher.close()
+    assert calls == [[b"first"], [b"waiting"]]
+
+
+def test_a_failing_call_fails_every_request_of_its_batch_and_the_next_batch_still_runs():
+    def call(examples):
+        if b"bad" in examples:
+            raise ValueError("graph failed")
+        return {"y": np.ones(len(examples))}
+
+    batcher = batching.Batcher(call, max_batch_size=4, batch_timeout=0.3, workers=2)
+    first, second = batcher.submit([b"bad"], 30), batcher.submit([b"ok"], 30)
+    for future in (first, second):
+        with pytest.raises(ValueError, match="graph failed"):
+            future.result(timeout=30)
+    assert list(batcher.submit([b"ok"], 30).result(timeout=30)["y"]) == [1.0]
+    batcher.close()
