@@ -5,7 +5,6 @@ three-class string label (the Palmer penguins, shipped in the ``palmerpenguins``
 import importlib.resources
 import json
 import pathlib
-import threading
 import urllib.request
 
 import pytest
@@ -84,7 +83,8 @@ def test_run_reads_every_na_as_missing_and_dead_letters_nothing(project):
 
 
 def test_train_fits_three_classes_and_serve_answers_instances_with_nulls(project):
-    from pipelines.serving.model import ServingModel, make_server
+    from pipelines.serving.model import ServingModel
+    from pipelines.serving.server import Server, ServerOptions
 
     _, out = project
     metrics = json.loads((out / "model" / "metrics.json").read_text())
@@ -94,17 +94,15 @@ def test_train_fits_three_classes_and_serve_answers_instances_with_nulls(project
     (prediction,) = model.predict([INSTANCE])
     assert prediction["classes"] in SPECIES
     assert len(prediction["probabilities"]) == 3 and sum(prediction["probabilities"]) == pytest.approx(1, abs=1e-5)
-    server = make_server(model, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = Server(model, ServerOptions(port=0)).start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1/models/default:predict"
+        url = f"http://127.0.0.1:{server.rest_port}/v1/models/default:predict"
         nulls = dict.fromkeys(INSTANCE)  # every feature null: still a prediction
         body = json.dumps({"instances": [INSTANCE, {**INSTANCE, "island": "Dream"}, nulls]}).encode()
         with urllib.request.urlopen(urllib.request.Request(url, body), timeout=30) as answer:
             predictions = json.loads(answer.read())["predictions"]
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
     assert predictions[0]["classes"] == prediction["classes"]
     assert predictions[0]["probabilities"] == pytest.approx(prediction["probabilities"], abs=1e-6)
     assert predictions[1]["classes"] in SPECIES and predictions[2]["classes"] in SPECIES
