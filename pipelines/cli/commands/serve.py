@@ -12,7 +12,7 @@ PASSES_BEAM_FLAGS = False  # flags it does not know are Beam pipeline options
 
 def add_parser(commands) -> None:
     """Adds the command's parser to ``commands`` (argparse sub-parsers)."""
-    from pipelines.serving.server import ServerOptions
+    from pipelines.serving.options import ServerOptions
 
     defaults = ServerOptions()
     parser = commands.add_parser(
@@ -91,7 +91,8 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
             raise UsageError(f"--{flag.replace('_', '-')} must be at least 1")
     process.load_tensorflow()
     from pipelines.serving.model import ServingModel
-    from pipelines.serving.server import Server, ServerOptions
+    from pipelines.serving.options import ServerOptions
+    from pipelines.serving.server import Server
 
     options = ServerOptions(
         host=args.host,
