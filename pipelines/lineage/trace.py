@@ -131,7 +131,10 @@ def _row_ids(decoded: decode.DecodedBlock, offsets, model) -> list[tuple[int, in
         return []
     dead = {letter["offset"] for letter in decoded.dead_letters}
     kept = [i for i, offset in enumerate(offsets) if offset not in dead]
-    ids = model.predict_examples(model._encoder.encode(decoded.batch))["row_id"]
+    from tfx_bsl.coders import example_coder
+
+    examples = example_coder.RecordBatchToExamplesEncoder().encode(decoded.batch)
+    ids = model.predict_examples(examples)["row_id"]
     return list(zip(kept, ids.tolist(), strict=True))
 
 

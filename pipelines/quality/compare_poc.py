@@ -119,7 +119,8 @@ def compare_poc(poc: str, input_csv: str, output_dir: str) -> dict:
     if len(poc_out) != len(rows):
         raise UsageError(f"the POC returned {len(poc_out)} rows for {len(rows)} input rows")
     model = ServingModel(os.path.join(output_dir, "serving_model"), signature=SIGNATURE)
-    examples, valid, rejected = model.decode(rows)
+    decoded = model.decode(rows)
+    examples, valid, rejected = decoded.examples, decoded.valid, decoded.dead_letters
     pipeline_out = {}
     for start in range(0, len(examples), 5000):
         for name, values in model.predict_examples(examples[start : start + 5000]).items():
