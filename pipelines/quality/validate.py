@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-__all__ = ["find_violations", "is_required", "string_domain_of"]
+__all__ = ["domain_bounds", "find_violations", "is_required", "string_domain_of"]
 
 
 def is_required(feature: schema_pb2.Feature) -> bool:
@@ -19,7 +19,8 @@ def is_required(feature: schema_pb2.Feature) -> bool:
     return feature.presence.min_fraction >= 1.0
 
 
-def _domain_bounds(feature: schema_pb2.Feature) -> tuple[float | None, float | None]:
+def domain_bounds(feature: schema_pb2.Feature) -> tuple[float | None, float | None]:
+    """A numeric feature's ``int_domain`` / ``float_domain`` bounds (None where unbounded)."""
     if feature.HasField("int_domain"):
         domain = feature.int_domain
     elif feature.HasField("float_domain"):
@@ -77,7 +78,7 @@ def find_violations(batch: pa.RecordBatch, schema: schema_pb2.Schema) -> Iterato
             infinite = np.asarray(pc.invert(pc.is_finite(values)).fill_null(False))
             for row, value in _flagged(column, values, infinite):
                 yield row, feature.name, f"not a finite float: {value}"
-        low, high = _domain_bounds(feature)
+        low, high = domain_bounds(feature)
         if low is None and high is None:
             continue
         out = pa.array(np.zeros(len(values), dtype=bool))

@@ -115,15 +115,7 @@ class InstanceDecoder:
 
     def _rule(self, feature: schema_pb2.Feature) -> _Rule:
         allowed = validate.string_domain_of(feature, self.schema) if feature.type == schema_pb2.BYTES else None
-        low = high = None
-        domain = None
-        if feature.HasField("int_domain"):
-            domain = feature.int_domain
-        elif feature.HasField("float_domain"):
-            domain = feature.float_domain
-        if domain is not None:
-            low = domain.min if domain.HasField("min") else None
-            high = domain.max if domain.HasField("max") else None
+        low, high = validate.domain_bounds(feature)
         return _Rule(
             name=feature.name,
             kind=feature.type,
@@ -143,8 +135,8 @@ class InstanceDecoder:
         dicts = [instances[i] for i in rows] if len(rows) < len(instances) else list(instances)
         unknown = Counter()
         for instance in dicts:
-            if len(instance) and instance.keys() - self._names:
-                unknown.update(instance.keys() - self._names)
+            if extra := instance.keys() - self._names:
+                unknown.update(extra)
         if len(dicts) <= SMALL_BATCH:
             fast_rows, examples = self._row_by_row(rows, dicts)
         else:

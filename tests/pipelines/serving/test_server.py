@@ -103,9 +103,17 @@ def test_malformed_requests_get_an_error_not_a_crash(server, path, body, status,
     assert _call(f"{server}/v1/models/taxi")[0] == 200  # still serving
 
 
+def _served_url(process: subprocess.Popen) -> str:
+    """The REST URL a `skewless serve` process prints once it listens (TensorFlow's notices come first)."""
+    for line in process.stderr:
+        found = re.search(r"on (http://127\.0\.0\.1:\d+/v1/models/default)", line)
+        if found:
+            return found.group(1)
+    raise AssertionError("the server did not start")
+
+
 def test_the_serve_console_script_answers_over_http(run_dir):
     import os
-    import re
     import subprocess
     import sys
 
@@ -119,13 +127,7 @@ def test_the_serve_console_script_answers_over_http(run_dir):
         text=True,
     )
     try:
-        url = None
-        for line in process.stderr:
-            found = re.search(r"on (http://127\.0\.0\.1:\d+/v1/models/default)", line)
-            if found:
-                url = found.group(1)
-                break
-        assert url, "the server did not start"
+        url = _served_url(process)
         assert _call(url)[0] == 200
         status, body = _call(url + ":predict", json.dumps({"instances": [REQUIRED]}).encode())
         assert status == 200 and body["predictions"][0]["trip_start_hour_xf"] == 19
@@ -310,13 +312,7 @@ def test_sigterm_answers_the_request_in_flight_then_exits(trained):
     command = [skewless, "serve", "--model", str(trained / "serving"), "--port", "0", "--batch-timeout-ms", "3000"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
-        url = None
-        for line in process.stderr:
-            found = re.search(r"on (http://127\.0\.0\.1:\d+/v1/models/default)", line)
-            if found:
-                url = found.group(1)
-                break
-        assert url, "the server did not start"
+        url = _served_url(process)
         answer = {}
         asking = threading.Thread(
             target=lambda: answer.update(r=_call(url + ":predict", json.dumps({"instances": [REQUIRED]}).encode()))
