@@ -131,7 +131,10 @@ def config_from_dict(raw: dict) -> DedupConfig:
 def load_dedup_config(path: str) -> DedupConfig:
     """Reads a dedup YAML file."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return config_from_dict(yaml.safe_load(handle))
-    except (OSError, yaml.YAMLError) as error:
+        from apache_beam.io.filesystem import BeamIOError
+
+        from pipelines.io import files
+
+        return config_from_dict(yaml.safe_load(files.read_text(path)))
+    except (OSError, yaml.YAMLError, BeamIOError) as error:
         raise UsageError(f"cannot read dedup config {path}: {error}") from error

@@ -15,15 +15,12 @@ exactly one of ``records/``, ``removed.jsonl`` or ``dead_letter/``; the job chec
 otherwise. Review-band pairs never remove anything: only match-band pairs form clusters.
 """
 
-import csv
 import dataclasses
-import io
 import json
-import os
 from collections.abc import Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.dedup import matching
@@ -40,7 +37,7 @@ from pipelines.dedup.transforms import (
     normalise_record,
 )
 from pipelines.errors import CheckFailed, UsageError
-from pipelines.io import input_files, shuffle, text_records
+from pipelines.io import files, input_files, shuffle, text_records
 from pipelines.io import staging as outputs
 from pipelines.io.write import WriteDeadLetters
 from pipelines.lineage import run_record
@@ -109,9 +106,9 @@ def _group_by_temp(pipeline, staging: str, name: str) -> str | None:
     return outputs.temp_dir(staging, f"groups_{name}") if runner_name(pipeline.options) == LOCAL_RUNNER else None
 
 
-def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: dict | None):
+def _build(pipeline, config: DedupConfig, sources, columns, staging: str, model: dict | None):
     read_out = pipeline | "ReadRecords" >> ReadRecords(
-        files,
+        sources,
         columns,
         config.id,
         config.csv_delimiter,
@@ -121,7 +118,7 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
     )
     records = read_out["records"]
     read_out["dead_letter"] | "WriteDeadLetters" >> WriteDeadLetters(
-        os.path.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
+        files.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
     )
     normalised = records | "NormaliseRecords" >> beam.Map(normalise_record, config)
     positions = {f: i for i, (f, kind) in enumerate(config.fields.items()) if kind in matching.TF_KINDS}
@@ -140,7 +137,7 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
         )
     else:
         model_pc = pipeline | "GivenModel" >> beam.Create([model])
-    model_pc | "WriteModel" >> beam.Map(_write_json, os.path.join(staging, "model.json"))
+    model_pc | "WriteModel" >> beam.Map(_write_json, files.join(staging, "model.json"))
     scored = (
         normalised
         | "BlockRecords"
@@ -157,7 +154,7 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
     scored = scored | "CountBands" >> beam.Map(count_band)
     _write_single_csv(
         scored | "PairRows" >> beam.Map(lambda p: [p[0], p[1], f"{p[2]:.6f}", p[3]]),
-        os.path.join(staging, "pairs.csv"),
+        files.join(staging, "pairs.csv"),
         ["id_a", "id_b", "match_probability", "band"],
         "Pairs",
     )
@@ -173,7 +170,7 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
         clusters
         | "ClusterRows"
         >> beam.FlatMap(lambda c: sorted([[i, cid] for i, cid in c.items()], key=lambda r: (r[1], r[0]))),
-        os.path.join(staging, "clusters.csv"),
+        files.join(staging, "clusters.csv"),
         ["id", "cluster_id"],
         "Clusters",
     )
@@ -185,7 +182,7 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
     review_columns = [config.id] + [c for c in columns if c != config.id]
     _write_single_csv(
         _review_rows(review, decided["in_review"], review_columns),
-        os.path.join(staging, "review.csv"),
+        files.join(staging, "review.csv"),
         ["id_a", "id_b", "match_probability", *[f"{c}_{side}" for c in review_columns for side in ("a", "b")]],
         "Review",
     )
@@ -204,20 +201,19 @@ def _build(pipeline, config: DedupConfig, files, columns, staging: str, model: d
             | f"{prefix.title()}ToCsv" >> beam.Map(_csv_line)
             | f"Write{prefix.title()}"
             >> beam.io.WriteToText(
-                os.path.join(staging, "records", prefix), file_name_suffix=".csv", header=_csv_line(out_columns)
+                files.join(staging, "records", prefix), file_name_suffix=".csv", header=_csv_line(out_columns)
             )
         )
     (
         decided["removed"]
         | "RemovedToJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, sort_keys=True))
         | "WriteRemoved"
-        >> beam.io.WriteToText(os.path.join(staging, "removed.jsonl"), num_shards=1, shard_name_template="")
+        >> beam.io.WriteToText(files.join(staging, "removed.jsonl"), num_shards=1, shard_name_template="")
     )
 
 
 def _write_json(value, path: str) -> None:
-    with FileSystems.create(path) as handle:
-        handle.write(json.dumps(value, indent=2, sort_keys=True).encode("utf-8"))
+    files.write_json(path, value)
 
 
 def run_dedup(
@@ -241,24 +237,25 @@ def run_dedup(
         CheckFailed: Too many dead-lettered records, or records unaccounted for.
     """
     config.validate()
-    files = input_files.expand_patterns(list(inputs))
-    columns = text_records.shared_csv_columns(files, [config.id, *config.fields], config.csv_delimiter, config.encoding)
+    sources = input_files.expand_patterns(list(inputs))
+    wanted = [config.id, *config.fields]
+    columns = text_records.shared_csv_columns(sources, wanted, config.csv_delimiter, config.encoding)
     for reserved in ("cluster_id", "is_canonical"):
         if reserved in columns:
-            raise UsageError(f"{files[0][0]}: column {reserved!r} is added by dedup; rename it")
+            raise UsageError(f"{sources[0][0]}: column {reserved!r} is added by dedup; rename it")
     model = None
     if model_path:
         try:
             model = dedup_model.load_model(model_path)
             dedup_model.check_model(model, config)
-        except (OSError, ValueError) as error:
-            raise UsageError(f"--model {model_path}: {error}") from error
+        except (OSError, ValueError, BeamIOError) as error:
+            raise UsageError(f"--model {model_path}: {str(error).splitlines()[0]}") from error
     parameters = {"inputs": list(inputs), "config": dataclasses.asdict(config), "model": model_path}
     spec = JobSpec("dedup", output, parameters, ("dedup", output), "dedup.json", lineage_db, record_lineage)
     job = Job(spec, beam_args, progress, options=options)
     try:
         summary = job.execute(
-            lambda staging: _dedup_in_staging(job, staging, config, files, columns, model),
+            lambda staging: _dedup_in_staging(job, staging, config, sources, columns, model),
             lambda summary: [(entry["uri"], "Records", {"sha256": entry["sha256"]}) for entry in summary["inputs"]],
             lambda _: [LineageOutput(name, artifact_type) for name, artifact_type in LINEAGE_OUTPUTS],
         )
@@ -284,22 +281,22 @@ LINEAGE_OUTPUTS = [
 
 def removed_ids(output: str) -> list[str]:
     """The ids of the records ``removed.jsonl`` under ``output`` lists."""
-    with FileSystems.open(os.path.join(output, "removed.jsonl")) as handle:
-        return [json.loads(line)["id"] for line in io.TextIOWrapper(handle, encoding="utf-8") if line.strip()]
+    text = files.read_text(files.join(output, "removed.jsonl"))
+    return [json.loads(line)["id"] for line in text.splitlines() if line.strip()]
 
 
-def _dedup_in_staging(job: Job, staging: str, config, files, columns, model) -> dict:
+def _dedup_in_staging(job: Job, staging: str, config, sources, columns, model) -> dict:
     counters = job.run_pipeline(
-        lambda pipeline: _build(pipeline, config, files, columns, staging, model),
+        lambda pipeline: _build(pipeline, config, sources, columns, staging, model),
         f"reading, scoring and clustering records on {job.runner}",
     )
     counters = {name: value for (space, name), value in counters.items() if space == NAMESPACE}
     summary = _summary(config, counters, staging)
-    summary["inputs"] = [{"uri": p, "bytes": size, "sha256": run_record.file_sha256(p)} for p, size in files]
+    summary["inputs"] = [{"uri": p, "bytes": size, "sha256": run_record.file_sha256(p)} for p, size in sources]
     summary["seconds"] = job.seconds()
     if summary.get("failure"):
         for name in ("records", "removed.jsonl", "pairs.csv", "clusters.csv", "review.csv"):
-            outputs.remove_tree(os.path.join(staging, name))
+            outputs.remove_tree(files.join(staging, name))
     return summary
 
 
@@ -308,12 +305,10 @@ def _summary(config: DedupConfig, counters: dict, staging: str) -> dict:
     dead = counters.get("records_dead_lettered", 0)
     kept = counters.get("records_kept", 0)
     removed = counters.get("records_removed", 0)
-    with open(os.path.join(staging, "model.json"), encoding="utf-8") as handle:
-        model = json.load(handle)
+    model = files.read_json(files.join(staging, "model.json"))
     clusters = {}
-    with open(os.path.join(staging, "clusters.csv"), encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            clusters[row["cluster_id"]] = clusters.get(row["cluster_id"], 0) + 1
+    for row in files.read_csv(files.join(staging, "clusters.csv")):
+        clusters[row["cluster_id"]] = clusters.get(row["cluster_id"], 0) + 1
     summary = {
         "policy": config.policy,
         "thresholds": {"match": config.match, "review": config.review},

@@ -8,7 +8,6 @@ the pairs of each blocking rule. The parameters are then plain numbers in ``mode
 ``pipelines.dedup.matching`` applies to every candidate pair on Beam.
 """
 
-import json
 import logging
 import math
 
@@ -174,5 +173,6 @@ def check_model(model: dict, config) -> None:
 
 def load_model(path: str) -> dict:
     """Reads a ``model.json``."""
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    from pipelines.io import files
+
+    return files.read_json(path)

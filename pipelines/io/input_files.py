@@ -5,7 +5,6 @@ import codecs
 import contextlib
 import dataclasses
 import gzip
-import os
 from collections.abc import Iterator, Sequence
 
 from apache_beam.io.filesystem import CompressionTypes
@@ -13,6 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.errors import READ_BREAKS, UsageError
 from pipelines.formats import csv_records
+from pipelines.io import files
 
 __all__ = [
     "CSV",
@@ -76,7 +76,7 @@ def expand_patterns(patterns: Sequence[str]) -> list[tuple[str, int]]:
     files = {}
     for pattern in patterns:
         if FileSystems.get_scheme(pattern) is None:
-            pattern = os.path.abspath(os.path.expanduser(pattern))
+            pattern = files.absolute(pattern)
         matches = _match(pattern)
         if _names_a_directory(pattern, matches):
             matches = [m for m in _match(pattern.rstrip("/") + "/**") if not _is_bookkeeping(m.path)]
@@ -96,13 +96,13 @@ def _match(pattern: str) -> list:
 
 def _names_a_directory(pattern: str, matches: list) -> bool:
     if FileSystems.get_scheme(pattern) is None:
-        return os.path.isdir(pattern)
+        return files.is_dir(pattern)
     return pattern.endswith("/") or (not matches and not any(c in pattern for c in "*?["))
 
 
 def _is_bookkeeping(path: str) -> bool:
     """A Hadoop/Spark bookkeeping file (``_SUCCESS``, ``_metadata``, ``.part-0.crc``), not data."""
-    return os.path.basename(path.rstrip("/")).startswith(("_", "."))
+    return files.basename(path).startswith(("_", "."))
 
 
 def reencoded(encoding: str | None) -> str | None:

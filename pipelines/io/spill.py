@@ -12,7 +12,6 @@ A bundle starts a new file every ``file_bytes`` of batch data, so the second pas
 per file to spread over its workers. The files are deleted with the run's temporary directory.
 """
 
-import os
 import uuid
 from collections.abc import Sequence
 
@@ -21,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.io import files
 from pipelines.io import staging as outputs
 from pipelines.io.coders import of_record_batches
 from pipelines.runtime import overlap
@@ -39,7 +39,7 @@ class _SpillFile:
         self.schema = schema
         self.bytes = 0
         if outputs.is_local(self.path):  # Arrow's own writer: native writes, without the GIL
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            files.make_dirs(files.dirname(files.absolute(self.path)))
             self._handle = pa.OSFile(self.path, "wb")
         else:
             self._handle = FileSystems.create(self.path)

@@ -10,6 +10,7 @@ import uuid
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.errors import UsageError
+from pipelines.io import files
 
 __all__ = [
     "RECORDS",
@@ -31,30 +32,15 @@ RECORDS = ("run.json", "agreement.json", "dedup.json", "metrics.json")
 
 def temp_dir(staging: str, name: str) -> str:
     """A scratch directory ``<staging>/tmp/<name>`` (deleted before the staging is published)."""
-    return os.path.join(staging, TEMP, name)
+    return files.join(staging, TEMP, name)
 
 
-def is_local(path: str) -> bool:
-    """Whether ``path`` is on the local filesystem (no ``scheme://``)."""
-    return "://" not in path
+is_local = files.is_local
 
 
 def remove_tree(path: str) -> None:
-    """Deletes a directory tree (or a file), local or remote, if it exists.
-
-    On an object store a "directory" is only a name prefix (``exists`` is false for it), so every
-    object under ``<path>/`` is matched and deleted.
-    """
-    if is_local(path):
-        if os.path.isfile(path):
-            os.remove(path)
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    targets = [metadata.path for metadata in FileSystems.match([path.rstrip("/") + "/**"])[0].metadata_list]
-    if FileSystems.exists(path):
-        targets.append(path)
-    if targets:
-        FileSystems.delete(targets)
+    """Deletes a directory tree (or a file), local or remote, if it exists (:func:`files.remove_tree`)."""
+    files.remove_tree(path)
 
 
 def check_replaceable(final: str) -> None:
@@ -169,5 +155,5 @@ def staged_directory(final: str):
     except BaseException:
         remove_tree(staging)
         raise
-    remove_tree(os.path.join(staging, TEMP))
+    remove_tree(files.join(staging, TEMP))
     publish(staging, final)

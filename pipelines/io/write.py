@@ -1,7 +1,6 @@
 """Writing outputs: transformed tf.Examples as gzip TFRecord shards, parity pairs and dead letters."""
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -16,7 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from isal import isal_zlib
 
 from pipelines.formats import example_encoding, tfrecord_records
-from pipelines.io import staging as outputs
+from pipelines.io import files
 from pipelines.prepare.parity import RAW_EXAMPLE_COLUMN, encode_pair
 from pipelines.runtime import overlap
 
@@ -188,8 +187,7 @@ def publish_file(temp_path: str, prefix: str) -> str:
     (a retried step), so only files of bundles that succeeded reach the output."""
     final = f"{prefix}-{temp_path.rsplit('/', 1)[-1]}"
     if FileSystems.exists(temp_path):
-        if outputs.is_local(final):
-            os.makedirs(os.path.dirname(final), exist_ok=True)
+        files.make_dirs(files.dirname(final))
         FileSystems.rename([temp_path], [final])
     elif not FileSystems.exists(final):
         raise FileNotFoundError(f"neither {temp_path} nor {final} exists")
@@ -306,8 +304,7 @@ class _WriteBundleFiles(beam.DoFn):
         self._file = None
 
     def setup(self):
-        if outputs.is_local(self._prefix):
-            os.makedirs(os.path.dirname(self._prefix), exist_ok=True)
+        files.make_dirs(files.dirname(self._prefix))
 
     def start_bundle(self):
         self._close_abandoned()

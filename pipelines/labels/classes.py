@@ -10,11 +10,7 @@ scale out; the cleaned annotations are then held as integer codes (about 9 bytes
 iterative Dawid-Skene EM and the agreement measures, so tens of millions fit on one machine.
 """
 
-import csv
 import dataclasses
-import io
-import json
-import os
 from collections.abc import Sequence
 
 import apache_beam as beam
@@ -22,11 +18,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystem import BeamIOError
 
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.formats import decode
-from pipelines.io import input_files, text_records
+from pipelines.io import files, input_files, text_records
 from pipelines.io import staging as outputs
 from pipelines.io.write import WriteDeadLetters
 from pipelines.labels import agreement, consensus
@@ -175,9 +171,8 @@ def _load_merge_map(path: str | None) -> dict[str, str]:
     if not path:
         return {}
     try:
-        with open(path) as handle:
-            mapping = yaml.safe_load(handle) or {}
-    except (OSError, yaml.YAMLError) as error:
+        mapping = yaml.safe_load(files.read_text(path)) or {}
+    except (OSError, yaml.YAMLError, BeamIOError) as error:
         raise UsageError(f"cannot read --merge-map {path}: {str(error).splitlines()[0]}") from None
     if not isinstance(mapping, dict):
         raise UsageError(f"--merge-map {path} must be a mapping of label: merged_label")
@@ -204,15 +199,6 @@ def _encode(table: pa.Table, column: str, order: list[str] | None = None) -> tup
         return codes, names
     remap = np.array([order.index(n) for n in names], dtype=np.int64)
     return remap[codes], order
-
-
-def _write_csv(path: str, header: list[str], rows) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    with FileSystems.create(path) as handle:
-        handle.write(buffer.getvalue().encode())
 
 
 def _summarise(config: LabelsConfig, table: pa.Table) -> tuple[dict, list, list]:
@@ -381,18 +367,18 @@ def run_labels(config: LabelsConfig, beam_args: Sequence[str] = (), progress=sil
         raise UsageError(f"--method must be one of {', '.join(METHODS)}")
     if config.level not in LEVELS:
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}")
-    files = input_files.expand_patterns(list(config.annotations))
+    sources = input_files.expand_patterns(list(config.annotations))
     merge = _load_merge_map(config.merge_map)
     wanted = {"item": config.item_col, "annotator": config.annotator_col, "label": config.label_col}
     if config.gold_col:
         wanted["gold"] = config.gold_col
-    columns = text_records.shared_csv_columns(files, list(wanted.values()), config.csv_delimiter, config.encoding)
+    columns = text_records.shared_csv_columns(sources, list(wanted.values()), config.csv_delimiter, config.encoding)
     indices = {key: columns.index(name) for key, name in wanted.items()}
     return run_labels_job(
         config,
         beam_args,
         progress,
-        lambda job, staging: _labels_in_staging(job, staging, config, files, columns, indices, merge),
+        lambda job, staging: _labels_in_staging(job, staging, config, sources, columns, indices, merge),
         LINEAGE_OUTPUTS,
     )
 
@@ -427,33 +413,29 @@ def run_labels_job(config, beam_args, progress, body, lineage_outputs: list[tupl
     return report
 
 
-def _labels_in_staging(job: Job, staging: str, config, files, columns, indices, merge) -> dict:
+def _labels_in_staging(job: Job, staging: str, config, sources, columns, indices, merge) -> dict:
     def build(pipeline):
         parsed = pipeline | "ReadAnnotations" >> ReadAnnotations(
-            files, columns, indices, merge, config.csv_delimiter, config.encoding, config.missing_values
+            sources, columns, indices, merge, config.csv_delimiter, config.encoding, config.missing_values
         )
         parsed.dead_letter | "WriteDeadLetters" >> WriteDeadLetters(
-            os.path.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
+            files.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
         )
         parsed.annotations | "WriteAnnotations" >> beam.io.WriteToParquetBatched(
-            os.path.join(staging, "annotations", "annotations"), _ANNOTATION_SCHEMA, file_name_suffix=".parquet"
+            files.join(staging, "annotations", "annotations"), _ANNOTATION_SCHEMA, file_name_suffix=".parquet"
         )
 
     counters = job.run_pipeline(build, f"reading, validating and normalising annotations on {job.runner}")
     lost = counters.get(("skewless", "annotations_lost_to_damage"), 0)
     if lost:  # annotations lost, their number unknown: no consensus over what is left
         raise CheckFailed(text_records.lost_to_damage("annotations", lost))
-    import pyarrow.parquet as pq
-
-    paths = sorted(
-        m.path for m in FileSystems.match([os.path.join(staging, "annotations", "*.parquet")])[0].metadata_list
-    )
-    table = pa.concat_tables([pq.read_table(p) for p in paths]) if paths else _ANNOTATION_SCHEMA.empty_table()
+    table = files.read_parquet(files.match(files.join(staging, "annotations", "*.parquet")))
+    table = _ANNOTATION_SCHEMA.empty_table() if table is None else table
     job.progress(f"agreement, {config.method} consensus and HLP over {table.num_rows:,} annotations")
     report, consensus_rows, review_rows = _summarise(config, table)
     report["dead_lettered"] = counters.get(("skewless", "annotations_dead_lettered"), 0)
     report["merged"] = {name: v for (space, name), v in counters.items() if space == "skewless.merged_labels"}
-    report["inputs"] = [{"uri": path, "bytes": size, "sha256": run_record.file_sha256(path)} for path, size in files]
+    report["inputs"] = [{"uri": path, "bytes": size, "sha256": run_record.file_sha256(path)} for path, size in sources]
     if config.round:
         previous = label_rounds.load_rounds(config.previous_rounds or config.output)
         report["round"] = config.round
@@ -465,12 +447,11 @@ def _labels_in_staging(job: Job, staging: str, config, files, columns, indices, 
             report["percent_agreement"],
             report["per_class_agreement"],
         )
-        with open(os.path.join(staging, "rounds.json"), "w", encoding="utf-8") as handle:
-            json.dump({"rounds": report["rounds"]}, handle, indent=2, sort_keys=True)
+        files.write_json(files.join(staging, "rounds.json"), {"rounds": report["rounds"]})
     report["seconds"] = job.seconds()
-    _write_csv(os.path.join(staging, "consensus.csv"), list(join_labels.CONSENSUS_COLUMNS), consensus_rows)
-    _write_csv(
-        os.path.join(staging, "review.csv"),
+    files.write_csv(files.join(staging, "consensus.csv"), list(join_labels.CONSENSUS_COLUMNS), consensus_rows)
+    files.write_csv(
+        files.join(staging, "review.csv"),
         ["item", "consensus", "confidence", "agreement", "tie", "labels", "gold"],
         review_rows,
     )

@@ -6,8 +6,7 @@ pairwise WER for transcripts) in ``DIR/rounds.json``, carrying over the rounds a
 ``--previous-rounds``), and prints how each class moved since the previous round.
 """
 
-import json
-import os
+from pipelines.io import files
 
 __all__ = ["PLATEAU", "load_rounds", "rounds_table", "update_rounds"]
 
@@ -18,12 +17,11 @@ def load_rounds(path: str | None) -> list[dict]:
     """The rounds of a ``rounds.json`` (or of a labels output directory holding one); [] when absent."""
     if not path:
         return []
-    if os.path.isdir(path):
-        path = os.path.join(path, "rounds.json")
-    if not os.path.isfile(path):
+    if not files.exists(path):  # a labels output directory
+        path = files.join(path, "rounds.json")
+    if not files.exists(path):
         return []
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle).get("rounds", [])
+    return files.read_json(path).get("rounds", [])
 
 
 def update_rounds(previous: list[dict], name: str, kind: str, measure: str, overall, per_class: dict) -> list[dict]:

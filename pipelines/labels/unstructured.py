@@ -10,21 +10,19 @@ The per-item work (Hungarian matching, box fusion, word alignment) runs on Beam 
 number of items; only the per-item summaries are aggregated in the driver.
 """
 
-import csv
 import dataclasses
 import json
 import math
-import os
 from collections.abc import Sequence
 
 import apache_beam as beam
 import numpy as np
 import yaml
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystem import BeamIOError
 
 from pipelines.errors import CheckFailed, UsageError
 from pipelines.formats import decode
-from pipelines.io import input_files, text_records
+from pipelines.io import files, input_files, text_records
 from pipelines.io import staging as outputs
 from pipelines.io.write import WriteDeadLetters
 from pipelines.labels import boxes, transcripts
@@ -302,20 +300,12 @@ def _aggregate_text(summaries: list[dict], normaliser: transcripts.Normaliser) -
     return report, consensus_rows, review_rows
 
 
-def _write_csv(path: str, header: list[str], rows: list[list]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
 def _load_normaliser(path: str | None) -> transcripts.Normaliser:
     if not path:
         return transcripts.Normaliser()
     try:
-        with open(path, encoding="utf-8") as handle:
-            return transcripts.Normaliser.from_dict(yaml.safe_load(handle))
-    except (OSError, yaml.YAMLError, ValueError, TypeError) as error:
+        return transcripts.Normaliser.from_dict(yaml.safe_load(files.read_text(path)))
+    except (OSError, yaml.YAMLError, ValueError, TypeError, BeamIOError) as error:
         raise UsageError(f"--normaliser {path}: {str(error).splitlines()[0]}") from None
 
 
@@ -328,17 +318,17 @@ def run_unstructured_labels(config: UnstructuredLabelsConfig, beam_args: Sequenc
     if config.kind not in KINDS:
         raise UsageError(f"--kind must be one of classes, {', '.join(KINDS)}")
     normaliser = _load_normaliser(config.normaliser)
-    files = input_files.expand_patterns(list(config.annotations))
+    sources = input_files.expand_patterns(list(config.annotations))
     needed = [config.item_col, config.annotator_col]
     needed += list(config.box_cols) if config.kind == "boxes" else [config.label_col]
-    columns = text_records.shared_csv_columns(files, needed, config.csv_delimiter, config.encoding)
+    columns = text_records.shared_csv_columns(sources, needed, config.csv_delimiter, config.encoding)
     has_label = config.label_col in columns
     previous = label_rounds.load_rounds(config.previous_rounds or config.output)
     return run_labels_job(
         config,
         beam_args,
         progress,
-        lambda job, staging: _in_staging(job, staging, config, files, columns, has_label, normaliser, previous),
+        lambda job, staging: _in_staging(job, staging, config, sources, columns, has_label, normaliser, previous),
         LINEAGE_OUTPUTS,
     )
 
@@ -352,7 +342,7 @@ LINEAGE_OUTPUTS = [
 ]
 
 
-def _in_staging(job: Job, staging: str, config, files, columns, has_label, normaliser, previous) -> dict:
+def _in_staging(job: Job, staging: str, config, sources, columns, has_label, normaliser, previous) -> dict:
     required = {config.item_col: "empty item", config.annotator_col: "empty annotator"}
 
     def build(pipeline):
@@ -360,7 +350,7 @@ def _in_staging(job: Job, staging: str, config, files, columns, has_label, norma
             pipeline
             | "Files"
             >> beam.Create(
-                text_records.plan_text_files(files, config.csv_delimiter, config.encoding, config.missing_values)
+                text_records.plan_text_files(sources, config.csv_delimiter, config.encoding, config.missing_values)
             )
             | "Reshuffle" >> beam.Reshuffle()
             | "ReadCsvRecords"
@@ -376,7 +366,7 @@ def _in_staging(job: Job, staging: str, config, files, columns, has_label, norma
             | "MergeDeadLetters" >> beam.Flatten()
             | "WriteDeadLetters"
             >> WriteDeadLetters(
-                os.path.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
+                files.join(staging, "dead_letter", "dead_letter"), outputs.temp_dir(staging, "dead_letter")
             )
         )
         grouped = parsed.annotations | "GroupByItem" >> beam.GroupByKey()
@@ -391,7 +381,7 @@ def _in_staging(job: Job, staging: str, config, files, columns, has_label, norma
         (
             summaries
             | "ToJson" >> beam.Map(lambda s: json.dumps(s, sort_keys=True))
-            | "WriteItems" >> beam.io.WriteToText(os.path.join(staging, "items", "items"), file_name_suffix=".jsonl")
+            | "WriteItems" >> beam.io.WriteToText(files.join(staging, "items", "items"), file_name_suffix=".jsonl")
         )
 
     counters = job.run_pipeline(build, f"reading annotations and summarising items ({config.kind}) on {job.runner}")
@@ -400,9 +390,9 @@ def _in_staging(job: Job, staging: str, config, files, columns, has_label, norma
     if lost:  # records lost, their number unknown: no consensus over what is left
         raise CheckFailed(text_records.lost_to_damage("annotations", lost))
     job.progress("agreement, conventions, consensus and HLP")
-    paths = sorted(m.path for m in FileSystems.match([os.path.join(staging, "items", "*.jsonl")])[0].metadata_list)
+    paths = files.match(files.join(staging, "items", "*.jsonl"))
     summaries = sorted(
-        (json.loads(line) for p in paths for line in open(p, encoding="utf-8") if line.strip()),
+        (json.loads(line) for p in paths for line in files.read_text(p).splitlines() if line.strip()),
         key=lambda s: s["item"],
     )
     if config.kind == "boxes":
@@ -424,7 +414,7 @@ def _in_staging(job: Job, staging: str, config, files, columns, has_label, norma
         annotations=annotations,
         dead_lettered=counters.get("annotations_dead_lettered", 0),
         review_items=len(review_rows),
-        inputs=[{"uri": p, "bytes": size, "sha256": run_record.file_sha256(p)} for p, size in files],
+        inputs=[{"uri": p, "bytes": size, "sha256": run_record.file_sha256(p)} for p, size in sources],
     )
     if config.kind == "boxes":
         report["iou_threshold"] = config.iou_threshold
@@ -434,11 +424,10 @@ def _in_staging(job: Job, staging: str, config, files, columns, has_label, norma
         )
         report["round"] = config.round
         report["rounds"] = rounds
-        with open(os.path.join(staging, "rounds.json"), "w", encoding="utf-8") as handle:
-            json.dump({"rounds": rounds}, handle, indent=2, sort_keys=True)
+        files.write_json(files.join(staging, "rounds.json"), {"rounds": rounds})
     report["seconds"] = job.seconds()
-    _write_csv(os.path.join(staging, "consensus.csv"), consensus_header, consensus_rows)
-    _write_csv(os.path.join(staging, "review.csv"), review_header, review_rows)
+    files.write_csv(files.join(staging, "consensus.csv"), consensus_header, consensus_rows)
+    files.write_csv(files.join(staging, "review.csv"), review_header, review_rows)
     return report
 
 

@@ -3,16 +3,13 @@
 import concurrent.futures
 import hashlib
 import importlib.metadata
-import json
-import math
-import os
 import platform
 import sys
 import threading
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
+
+from pipelines.io import files
 
 __all__ = [
     "FileHashes",
@@ -46,12 +43,11 @@ def file_sha256(path: str) -> str:
     A local file is hashed once per process while its size and modification time stay the same (a run
     with a dedup stage or an analysis cache needs its inputs' hashes at two places).
     """
-    stat = os.stat(path) if os.path.isfile(path) else None
-    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns) if stat else None
+    key = files.local_fingerprint(path)
     if key in _LOCAL_HASHES:
         return _LOCAL_HASHES[key]
     digest = hashlib.sha256()
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    with files.open_read(path) as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     if key:
@@ -115,28 +111,9 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def json_safe(value):
-    """``value`` with every NaN or infinite float (an undefined measure: a kappa over one class, an
-    agreement with one annotator) as None, so that the JSON written is standard (``null``): Python
-    would write ``NaN``, which strict parsers (browsers' ``JSON.parse``, jq, most languages) refuse."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    return value
-
-
-def to_json(payload, indent: int | None = 2) -> str:
-    """``payload`` as standard JSON (:func:`json_safe`), keys sorted."""
-    return json.dumps(json_safe(payload), indent=indent, sort_keys=True, default=str, allow_nan=False)
-
-
-def write_json(path: str, payload: dict, indent: int = 2) -> None:
-    """Writes ``payload`` as indented, standard JSON (keys sorted) to a local or remote path."""
-    with FileSystems.create(path) as handle:
-        handle.write(to_json(payload, indent).encode() + b"\n")
+json_safe = files.json_safe
+to_json = files.to_json
+write_json = files.write_json
 
 
 def require_transform_output(directory: str, command: str) -> dict:
@@ -151,11 +128,10 @@ def require_transform_output(directory: str, command: str) -> dict:
     """
     from pipelines.errors import UsageError
 
-    path = os.path.join(directory, "run.json")
-    if not FileSystems.exists(path):
+    path = files.join(directory, "run.json")
+    if not files.exists(path):
         raise UsageError(f"{directory} has no run.json: is it a `skewless run` output?")
-    with FileSystems.open(path) as handle:
-        record = json.loads(handle.read())
+    record = files.read_json(path)
     if record.get("status") != "succeeded":
         raise UsageError(
             f"{directory} holds a run that {record.get('status', 'did not finish')} "

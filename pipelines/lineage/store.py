@@ -22,10 +22,8 @@ import subprocess
 import time
 from collections.abc import Iterable
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
 from pipelines.errors import UsageError
+from pipelines.io import files
 
 __all__ = ["LineageStore", "content_hash", "default_db_path", "schema_hash"]
 
@@ -93,7 +91,7 @@ def now() -> str:
 
 
 def normalise_uri(uri: str) -> str:
-    return uri if "://" in uri else os.path.abspath(uri)
+    return files.absolute(uri)
 
 
 def content_hash(uri: str) -> tuple[str, int]:
@@ -102,30 +100,19 @@ def content_hash(uri: str) -> tuple[str, int]:
     Returns:
         ``(hex digest, total bytes)``. Files are read in chunks, never whole.
     """
-    if "://" not in uri and os.path.isdir(uri):
-        digest, total = hashlib.sha256(), 0
-        for root, dirs, files in os.walk(uri):
-            dirs.sort()
-            for name in sorted(files):
-                path = os.path.join(root, name)
-                file_digest, size = _file_hash(path)
-                digest.update(f"{os.path.relpath(path, uri)}\0{file_digest}\n".encode())
-                total += size
-        return digest.hexdigest(), total
-    if "://" in uri and not FileSystems.exists(uri):  # an object-store "directory"
-        entries = sorted(m.path for m in FileSystems.match([uri.rstrip("/") + "/**"])[0].metadata_list)
-        digest, total = hashlib.sha256(), 0
-        for path in entries:
-            file_digest, size = _file_hash(path)
-            digest.update(f"{path[len(uri) :]}\0{file_digest}\n".encode())
-            total += size
-        return digest.hexdigest(), total
-    return _file_hash(uri)
+    if files.exists(uri):
+        return _file_hash(uri)
+    digest, total = hashlib.sha256(), 0  # a directory (on an object store, a name prefix)
+    for name in files.list_files(uri):
+        file_digest, size = _file_hash(files.join(uri, name))
+        digest.update(f"{name}\0{file_digest}\n".encode())
+        total += size
+    return digest.hexdigest(), total
 
 
 def _file_hash(path: str) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    with files.open_read(path) as handle:
         while chunk := handle.read(8 << 20):
             digest.update(chunk)
             size += len(chunk)

@@ -9,14 +9,13 @@ extra is written at run time.
 """
 
 import json
-import os
 from collections.abc import Iterable
 
 import pyarrow as pa
 
 from pipelines.errors import UsageError
 from pipelines.formats import csv_records, decode, decode_csv, decode_examples
-from pipelines.io import input_files, read, text_records
+from pipelines.io import files, input_files, read, text_records
 
 __all__ = ["find_rows"]
 
@@ -57,12 +56,11 @@ def find_rows(run_dir: str, row_ids: set[int]) -> list[dict]:
     """
     from pipelines.serving.model import ServingModel
 
-    run_json = os.path.join(run_dir, "run.json")
-    model_dir = os.path.join(run_dir, "serving_model")
-    if not os.path.isfile(run_json) or not os.path.isdir(model_dir):
+    run_json = files.join(run_dir, "run.json")
+    model_dir = files.join(run_dir, "serving_model")
+    if not files.exists(run_json) or not files.exists(files.join(model_dir, "saved_model.pb")):
         raise UsageError(f"{run_dir} is not a `skewless run` output with a serving_model/")
-    with open(run_json, encoding="utf-8") as handle:
-        record = json.load(handle)
+    record = files.read_json(run_json)
     inputs = [entry["uri"] for entry in record.get("inputs", [])]
     csv_format = input_files.CsvFormat.from_parameters(record.get("parameters", {}))
     model = ServingModel(model_dir, signature="transform_features")

@@ -6,17 +6,18 @@ after the run's ``transform_fn/`` is gone. Its raw schema travels with it in
 decoded exactly as training data was.
 """
 
-import os
 
 import tensorflow as tf
 import tensorflow_transform as tft
 from google.protobuf import text_format
 from tensorflow_transform.saved import saved_transform_io_v2
 
+from pipelines.io import files
+
 __all__ = ["EXAMPLES", "SCHEMA_FILE", "SIGNATURE", "export_serving_model", "raw_schema_of"]
 
 SIGNATURE = "transform_features"
-SCHEMA_FILE = os.path.join("assets.extra", "schema.pbtxt")
+SCHEMA_FILE = "assets.extra/schema.pbtxt"
 EXAMPLES = tf.TensorSpec([None], tf.string, name="examples")
 
 
@@ -57,14 +58,11 @@ def export_serving_model(transform_output_dir: str, export_dir: str) -> None:
     signature = function.get_concrete_function()
     tf.saved_model.save(module, export_dir, signatures={SIGNATURE: signature, "serving_default": signature})
     schema = tft_output.raw_metadata.schema
-    tf.io.gfile.makedirs(os.path.join(export_dir, "assets.extra"))
-    with tf.io.gfile.GFile(os.path.join(export_dir, SCHEMA_FILE), "w") as handle:
-        handle.write(text_format.MessageToString(schema))
+    files.write_text(files.join(export_dir, SCHEMA_FILE), text_format.MessageToString(schema))
 
 
 def raw_schema_of(model_dir: str):
     """The raw schema saved beside a serving model (``assets.extra/schema.pbtxt``)."""
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    with tf.io.gfile.GFile(os.path.join(model_dir, SCHEMA_FILE)) as handle:
-        return text_format.Parse(handle.read(), schema_pb2.Schema())
+    return text_format.Parse(files.read_text(files.join(model_dir, SCHEMA_FILE)), schema_pb2.Schema())

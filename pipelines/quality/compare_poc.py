@@ -9,12 +9,14 @@ explanation of expected differences (its module-level ``EXPECTED_DIFFERENCES`` d
 
 import csv
 import importlib
-import json
+import io
 import os
 
 import numpy as np
+from apache_beam.io.filesystem import BeamIOError
 
 from pipelines.errors import UsageError
+from pipelines.io import files
 
 __all__ = ["compare_poc", "load_poc"]
 
@@ -84,9 +86,9 @@ def _provenance_columns(output_dir: str) -> set[str]:
     import schemas
 
     try:
-        with open(os.path.join(output_dir, "run.json"), encoding="utf-8") as handle:
-            return set(schemas.load_dataset(json.load(handle)["dataset"]).not_model_inputs)
-    except (OSError, KeyError, ValueError):
+        record = files.read_json(files.join(output_dir, "run.json"))
+        return set(schemas.load_dataset(record["dataset"]).not_model_inputs)
+    except (OSError, KeyError, ValueError, BeamIOError):
         return {"row_id"}
 
 
@@ -110,15 +112,15 @@ def compare_poc(poc: str, input_csv: str, output_dir: str) -> dict:
 
     function, explanations = load_poc(poc)
     try:
-        raw = pd.read_csv(input_csv)
-        with open(input_csv, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, ValueError) as error:
+        data = files.read_bytes(input_csv)
+        raw = pd.read_csv(io.BytesIO(data))
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+    except (OSError, ValueError, BeamIOError) as error:
         raise UsageError(f"cannot read {input_csv}: {error}") from None
     poc_out = function(raw)
     if len(poc_out) != len(rows):
         raise UsageError(f"the POC returned {len(poc_out)} rows for {len(rows)} input rows")
-    model = ServingModel(os.path.join(output_dir, "serving_model"), signature=SIGNATURE)
+    model = ServingModel(files.join(output_dir, "serving_model"), signature=SIGNATURE)
     decoded = model.decode(rows)
     examples, valid, rejected = decoded.examples, decoded.valid, decoded.dead_letters
     pipeline_out = {}

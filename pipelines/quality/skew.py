@@ -12,18 +12,19 @@ Per raw feature it then reports:
 and fails the features whose figures cross their thresholds.
 """
 
+import contextlib
 import dataclasses
-import json
-import os
 import tempfile
+import uuid
 
 import apache_beam as beam
 import numpy as np
 import yaml
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from pipelines.errors import UsageError
-from pipelines.io import input_files, read
+from pipelines.io import files, input_files, read
 from pipelines.lineage import run_record
 from pipelines.quality import statistics
 from pipelines.runtime.options import pipeline_options
@@ -55,9 +56,8 @@ def load_thresholds(path: str | None) -> tuple[dict, dict]:
     if not path:
         return dict(DEFAULT_THRESHOLDS), {}
     try:
-        with open(path) as handle:
-            config = yaml.safe_load(handle) or {}
-    except (OSError, yaml.YAMLError) as error:
+        config = yaml.safe_load(files.read_text(path)) or {}
+    except (OSError, yaml.YAMLError, BeamIOError) as error:
         raise UsageError(f"cannot read thresholds {path}: {str(error).splitlines()[0]}") from None
     unknown = set(config) - {"default", "features"}
     if unknown:
@@ -158,12 +158,35 @@ def compare_statistics(training: dict, serving: dict, rejected: dict[str, int], 
     return {"passed": not failed, "failed_features": failed, "features": features}
 
 
-def _serving_statistics(files, schema, boundaries, beam_args, csv_format: input_files.CsvFormat) -> tuple:
+@contextlib.contextmanager
+def _scratch(options, near: str):
+    """A scratch directory the workers write and the driver reads, deleted afterwards: under the
+    pipeline's ``--temp_location`` when given (on Dataflow, a ``gs://`` path); else beside ``near``
+    (the run output) when that is remote, as a staging directory is; else a local temporary one."""
+    temp_location = options.view_as(GoogleCloudOptions).temp_location
+    if temp_location:
+        path = files.join(temp_location, f"skewless-check-skew-{uuid.uuid4().hex[:8]}")
+    elif not files.is_local(near):
+        path = f"{near.rstrip('/')}.tmp-check-skew-{uuid.uuid4().hex[:8]}"
+    else:
+        with tempfile.TemporaryDirectory(prefix="skewless-skew-") as local:
+            yield local
+        return
+    try:
+        yield path
+    finally:
+        files.remove_tree(path)
+
+
+def _serving_statistics(
+    sources, schema, boundaries, beam_args, csv_format: input_files.CsvFormat, near: str
+) -> tuple:
     """Runs the serving batch through ReadRawData and GenerateStatistics on Beam."""
-    with tempfile.TemporaryDirectory(prefix="skewless-skew-") as tmp:
-        path = os.path.join(tmp, "serving_statistics.json")
-        pipeline = beam.Pipeline(options=pipeline_options(list(beam_args)))
-        reader = read.ReadRawData(files, schema, csv_format=csv_format)
+    options = pipeline_options(list(beam_args))
+    with _scratch(options, near) as scratch:
+        path = files.join(scratch, "serving_statistics.json")
+        pipeline = beam.Pipeline(options=options)
+        reader = read.ReadRawData(sources, schema, csv_format=csv_format)
         raw = pipeline | "ReadServingData" >> reader
         (
             raw[read.ReadRawData.BATCHES]
@@ -174,8 +197,7 @@ def _serving_statistics(files, schema, boundaries, beam_args, csv_format: input_
         result = pipeline.run()
         result.wait_until_finish()
         counters = run_record.collect_counters(result)
-        with FileSystems.open(path) as handle:
-            serving = json.loads(handle.read())
+        serving = files.read_json(path)
     rejected: dict[str, int] = {}
     record_reasons: dict[str, int] = {}
     for (space, name), value in counters.items():
@@ -210,21 +232,20 @@ def check_skew(
     from tensorflow_transform.tf_metadata import metadata_io
 
     thresholds = load_thresholds(thresholds_path)
-    stats_path = os.path.join(transform_output, "stats", "pre_transform.json")
-    if not FileSystems.exists(stats_path):
+    stats_path = files.join(transform_output, "stats", "pre_transform.json")
+    if not files.exists(stats_path):
         raise UsageError(f"{transform_output} has no stats/pre_transform.json: is it a `skewless run` output?")
-    with FileSystems.open(stats_path) as handle:
-        training = json.loads(handle.read())["slices"][statistics.ALL]
-    schema = metadata_io.read_metadata(os.path.join(transform_output, "metadata")).schema
+    training = files.read_json(stats_path)["slices"][statistics.ALL]
+    schema = metadata_io.read_metadata(files.join(transform_output, "metadata")).schema
     record = run_record.require_transform_output(transform_output, "check-skew")
     recorded = input_files.CsvFormat.from_parameters(record.get("parameters", {}))
     # a serving export writes missing values as the training files did: the run's tokens, and the caller's
     missing = (*recorded.missing_values, *csv_format.missing_values)
     csv_format = dataclasses.replace(csv_format, missing_values=missing)
-    files = input_files.expand_patterns(patterns)
+    sources = input_files.expand_patterns(patterns)
     boundaries = statistics.histogram_boundaries(training)
     serving, rejected, record_reasons, header_errors, rows = _serving_statistics(
-        files, schema, boundaries, beam_args, csv_format
+        sources, schema, boundaries, beam_args, csv_format, transform_output
     )
     if rows == 0:
         raise UsageError("the serving input has no rows")

@@ -1,8 +1,9 @@
 """The pieces the report is made of: escaped text, numbers, tables, SVG charts, its style and script."""
 
 import html
-import json
 import math
+
+from pipelines.io import files
 
 STYLE = """
 body {
@@ -146,10 +147,12 @@ def feature_summary(feature: dict) -> str:
 
 
 def read_json(path: str) -> dict | None:
+    """A JSON file's value; None when the file is absent or not JSON."""
+    if not files.exists(path):
+        return None
     try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, json.JSONDecodeError):
+        return files.read_json(path)
+    except (OSError, ValueError):
         return None
 
 

@@ -7,10 +7,9 @@ that comes from the data goes through :func:`html.escape`, so a cell like
 """
 
 import csv
-import glob
 import json
-import os
 
+from pipelines.io import files
 from pipelines.report.elements import (
     SCRIPT,
     STYLE,
@@ -90,8 +89,8 @@ def _summary_section(run: dict) -> str:
 def _dead_letter_section(directory: str, run: dict) -> str:
     reasons = (run.get("counts") or {}).get("dead_letter_reasons", {})
     examples: dict[str, list[dict]] = {}
-    for path in sorted(glob.glob(os.path.join(directory, "dead_letter", "*.jsonl"))):
-        with open(path) as handle:
+    for path in files.match(files.join(directory, "dead_letter", "*.jsonl")):
+        with files.open_read(path, text=True) as handle:
             for line in handle:
                 record = json.loads(line)
                 bucket = examples.setdefault(record["reason"].split(":")[0], [])
@@ -113,8 +112,8 @@ def _dead_letter_section(directory: str, run: dict) -> str:
 
 
 def _features_section(directory: str) -> str:
-    pre = (read_json(os.path.join(directory, "stats", "pre_transform.json")) or {}).get("slices", {})
-    post = (read_json(os.path.join(directory, "stats", "post_transform.json")) or {}).get("slices", {})
+    pre = (read_json(files.join(directory, "stats", "pre_transform.json")) or {}).get("slices", {})
+    post = (read_json(files.join(directory, "stats", "post_transform.json")) or {}).get("slices", {})
     if not pre:
         return "<section id='features'><h2>Features</h2><p class='muted'>No statistics.</p></section>"
     blocks = []
@@ -149,12 +148,12 @@ def _features_section(directory: str) -> str:
 
 
 def _skew_section(directory: str, shown_as: str) -> str:
-    skew = read_json(os.path.join(directory, "skew.json"))
+    skew = read_json(files.join(directory, "skew.json"))
     if not skew:
         return (
             "<section id='skew'><h2>Skew and drift</h2><p class='muted'>No serving batch checked yet: "
             f"<code>skewless check-skew --transform-output {escape(shown_as)} --input ... --output "
-            f"{escape(os.path.join(shown_as, 'skew.json'))}</code></p></section>"
+            f"{escape(files.join(shown_as, 'skew.json'))}</code></p></section>"
         )
     rows = [
         [
@@ -181,7 +180,7 @@ def _lineage_section(directory: str, run: dict, shown_as: str) -> str:
     outputs = [
         name
         for name in ("transform_fn", "transformed", "serving_model", "stats", "dead_letter", "model")
-        if os.path.exists(os.path.join(directory, name))
+        if files.is_dir(files.join(directory, name))
     ]
     height = 40 + 34 * max(len(inputs), len(outputs), 1)
     parts = []
@@ -191,7 +190,7 @@ def _lineage_section(directory: str, run: dict, shown_as: str) -> str:
     for i, uri in enumerate(inputs):
         y = 30 + 34 * i
         parts.append(f'<line x1="300" y1="{y}" x2="330" y2="{middle}" stroke="#9aa3b2"/>')
-        name, title = escape(os.path.basename(uri)), escape(uri)
+        name, title = escape(files.basename(uri)), escape(uri)
         parts.append(f'<text x="295" y="{y + 4}" text-anchor="end">{name}<title>{title}</title></text>')
     for i, name in enumerate(outputs):
         y = 30 + 34 * i
@@ -201,12 +200,12 @@ def _lineage_section(directory: str, run: dict, shown_as: str) -> str:
     return (
         f"<section id='lineage'><h2>Lineage</h2><svg width='760' height='{height}' role='img'>{''.join(parts)}</svg>"
         f"<p class='muted'>Full provenance with hashes: <code>skewless lineage show {escape(run_id)}</code>, "
-        f"<code>skewless lineage upstream {escape(os.path.join(shown_as, 'serving_model'))}</code></p></section>"
+        f"<code>skewless lineage upstream {escape(files.join(shown_as, 'serving_model'))}</code></p></section>"
     )
 
 
 def _duplicates_section(directory: str, review_rows: int = 20) -> str:
-    summary = read_json(os.path.join(directory, "dedup", "dedup.json"))
+    summary = read_json(files.join(directory, "dedup", "dedup.json"))
     if not summary:
         return (
             "<section id='duplicates'><h2>Duplicate review</h2><p class='muted'>No duplicate detection ran for this "
@@ -227,9 +226,9 @@ def _duplicates_section(directory: str, review_rows: int = 20) -> str:
         ["prior P(match) of two random records", f"{summary['model']['probability_two_random_records_match']:.3g}"],
     ]
     review = []
-    path = os.path.join(directory, "dedup", "review.csv")
-    if os.path.isfile(path):
-        with open(path, newline="", encoding="utf-8") as handle:
+    path = files.join(directory, "dedup", "review.csv")
+    if files.exists(path):
+        with files.open_read(path, text=True, newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader, [])
             columns = [c[:-2] for c in header[3::2]]
@@ -264,8 +263,8 @@ def write_report(directory: str, labels_dir: str | None = None, shown_as: str | 
         labels_dir: A ``skewless labels`` output to include.
         shown_as: The directory name to show (the final one, when writing into staging).
     """
-    run = read_json(os.path.join(directory, "run.json")) or {}
-    metrics = read_json(os.path.join(directory, "model", "metrics.json"))
+    run = read_json(files.join(directory, "run.json")) or {}
+    metrics = read_json(files.join(directory, "model", "metrics.json"))
     sections = [
         _summary_section(run),
         _dead_letter_section(directory, run),
@@ -296,7 +295,6 @@ def write_report(directory: str, labels_dir: str | None = None, shown_as: str | 
         f"{escape(run.get('started_at', ''))}</p></header><nav>{nav}</nav><main>{''.join(sections)}</main>"
         f"<script>{SCRIPT}</script></body></html>"
     )
-    path = os.path.join(directory, "report.html")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(page)
+    path = files.join(directory, "report.html")
+    files.write_text(path, page)
     return path

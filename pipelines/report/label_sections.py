@@ -1,8 +1,6 @@
 """The report's label sections: agreement, annotator quality and the pairwise heatmap, for every kind."""
 
-import glob
-import os
-
+from pipelines.io import files
 from pipelines.report.elements import escape, heatmap_svg, html_table, read_json, with_interval
 
 _HEATMAP_ANNOTATORS = 15
@@ -11,12 +9,10 @@ _HEATMAP_ANNOTATORS = 15
 def pairwise_agreement(labels_dir: str, report: dict) -> tuple[list[str], list[list[float | None]]]:
     """Agreement between the most active annotators, from the cleaned annotations."""
     import numpy as np
-    import pyarrow.parquet as pq
 
-    paths = sorted(glob.glob(os.path.join(labels_dir, "annotations", "*.parquet")))
-    if not paths:
+    table = files.read_parquet(files.match(files.join(labels_dir, "annotations", "*.parquet")))
+    if table is None:
         return [], []
-    table = pq.read_table(paths)
     annotators = table.column("annotator").to_pylist()
     items = table.column("item").to_pylist()
     labels = table.column("label").to_pylist()
@@ -46,7 +42,7 @@ def labels_section(labels_dir: str | None, model_metrics: dict | None) -> str:
             "<section id='labels'><h2>Label agreement</h2><p class='muted'>No labels output given "
             "(<code>skewless report DIR --labels LABELS_DIR</code>).</p></section>"
         )
-    report = read_json(os.path.join(labels_dir, "agreement.json")) or {}
+    report = read_json(files.join(labels_dir, "agreement.json")) or {}
     if not report:
         return (
             "<section id='labels'><h2>Label agreement</h2>"

@@ -12,7 +12,6 @@ published, the rest was removed by the job.
 
 import contextlib
 import dataclasses
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.errors import CheckFailed
+from pipelines.io import files
 from pipelines.io import staging as outputs
 from pipelines.lineage import recording, run_record
 from pipelines.runtime.options import pipeline_options, runner_name
@@ -165,7 +165,7 @@ class Job:
         try:
             with outputs.staged_directory(self.spec.output) as staging:
                 record = body(staging)
-                run_record.write_json(os.path.join(staging, self.spec.record_file), record)
+                files.write_json(files.join(staging, self.spec.record_file), record)
                 if after_record is not None:
                     after_record(staging)
         except BaseException as error:
@@ -178,7 +178,7 @@ class Job:
             for uri, artifact_type, details in lineage_inputs(record):
                 self.recorder.input(uri, artifact_type, **details)
             for output in lineage_outputs(record):
-                path = os.path.join(self.spec.output, output.name)
+                path = files.join(self.spec.output, output.name)
                 self.recorder.output(path, output.artifact_type, name=output.name, rows=output.rows)
             self.recorder.finish("failed" if failure else "succeeded", failure)
             if self.recorder.warning:

@@ -13,13 +13,13 @@ schema does not know are ignored and counted (``unknown_features``). ``skewless 
 same object behind TF Serving's REST and gRPC APIs (``serving/server.py``).
 """
 
-import os
 import threading
 from collections import Counter
 
 import numpy as np
 
 from pipelines.formats import decode_examples
+from pipelines.io import files
 from pipelines.prepare import export
 from pipelines.serving import instances as requests
 
@@ -115,8 +115,7 @@ class ServingModel:
         from tensorflow.core.protobuf import saved_model_pb2
 
         saved = saved_model_pb2.SavedModel()
-        with open(os.path.join(self.model_dir, "saved_model.pb"), "rb") as handle:
-            saved.ParseFromString(handle.read())
+        saved.ParseFromString(files.read_bytes(files.join(self.model_dir, "saved_model.pb")))
         return saved.meta_graphs[0].signature_def[self.signature_name]
 
 

@@ -10,13 +10,13 @@ is a ``tf_keras`` (Keras 2) layer, so the model is built with ``tf_keras`` too: 
 SavedModel, and the exported ``serving_default`` takes raw serialized tf.Examples.
 """
 
-import os
 
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
 import schemas
+from pipelines.io import files
 from pipelines.io import staging as outputs
 from pipelines.lineage import recording, run_record
 from pipelines.prepare import export
@@ -37,8 +37,8 @@ def _examples(
     output_dir: str, split: str, spec: dict, label: str, shuffle: bool = False, batch_size: int = BATCH_SIZE
 ) -> tf.data.Dataset:
     """The split's examples in parsed batches, without the rows whose label is missing."""
-    files = tf.io.gfile.glob(os.path.join(output_dir, "transformed", f"{split}-*.tfrecord.gz"))
-    data = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    paths = files.match(files.join(output_dir, "transformed", f"{split}-*.tfrecord.gz"))
+    data = tf.data.TFRecordDataset(paths, compression_type="GZIP")
     if shuffle:
         data = data.shuffle(50_000, seed=0, reshuffle_each_iteration=True)
     data = data.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec))
@@ -172,10 +172,10 @@ def train(output_dir: str, label: str, epochs: int = 5, dataset: str | None = No
     except BaseException as error:
         recorder.fail(error)
         raise
-    recorder.input(os.path.join(output_dir, "transformed"), "TransformedExamples", name="transformed")
-    recorder.input(os.path.join(output_dir, "transform_fn"), "TransformGraph", name="transform_fn")
-    recorder.output(os.path.join(output_dir, "model", "serving"), "Model", name="serving")
-    recorder.output(os.path.join(output_dir, "model", "metrics.json"), "ModelMetrics", name="metrics")
+    recorder.input(files.join(output_dir, "transformed"), "TransformedExamples", name="transformed")
+    recorder.input(files.join(output_dir, "transform_fn"), "TransformGraph", name="transform_fn")
+    recorder.output(files.join(output_dir, "model", "serving"), "Model", name="serving")
+    recorder.output(files.join(output_dir, "model", "metrics.json"), "ModelMetrics", name="metrics")
     recorder.finish("succeeded")
     return metrics
 
@@ -224,10 +224,10 @@ def _train(output_dir: str, label: str, epochs: int, excluded: tuple[str, ...] =
             "not_model_inputs": sorted(excluded),
         }
     )
-    with outputs.staged_directory(os.path.join(output_dir, "model")) as staging:
+    with outputs.staged_directory(files.join(output_dir, "model")) as staging:
         inputs = sorted(name for name in spec if name != label)
         module = _ServingModule(tft_output, model, inputs, kind, class_names if kind == MULTICLASS else [])
-        serving_dir = os.path.join(staging, "serving")
+        serving_dir = files.join(staging, "serving")
         tf.saved_model.save(
             module,
             serving_dir,
@@ -236,11 +236,7 @@ def _train(output_dir: str, label: str, epochs: int, excluded: tuple[str, ...] =
                 "transform_features": module.transform_features.get_concrete_function(),
             },
         )
-        tf.io.gfile.makedirs(os.path.join(serving_dir, "assets.extra"))
-        tf.io.gfile.copy(
-            os.path.join(output_dir, "serving_model", export.SCHEMA_FILE),
-            os.path.join(serving_dir, export.SCHEMA_FILE),
-        )
-        with tf.io.gfile.GFile(os.path.join(staging, "metrics.json"), "w") as handle:
-            handle.write(run_record.to_json(metrics) + "\n")  # a NaN loss is null: standard JSON
+        schema = files.read_bytes(files.join(output_dir, "serving_model", export.SCHEMA_FILE))
+        files.write_bytes(files.join(serving_dir, export.SCHEMA_FILE), schema)
+        files.write_json(files.join(staging, "metrics.json"), metrics)  # a NaN loss is null: standard JSON
     return metrics

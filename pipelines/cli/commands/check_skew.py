@@ -53,8 +53,9 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     text = json.dumps(arguments.json_safe(report), indent=2)
     print(text)
     if args.output:
-        with open(args.output, "w") as handle:
-            handle.write(text + "\n")
+        from pipelines.io import files
+
+        files.write_text(args.output, text + "\n")
     lines = [f"{'feature':<26} {'distance':<15} {'value':>8} {'limit':>6}  anomalies"]
     for name, entry in report["features"].items():
         lines.append(

@@ -1,7 +1,6 @@
 """``skewless compare-poc``: compare a pandas proof of concept with the pipeline, feature by feature."""
 
 import argparse
-import os
 import sys
 
 from pipelines.cli import arguments
@@ -34,10 +33,11 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     import json
 
     from pipelines.errors import CheckFailed, UsageError
+    from pipelines.io import files
     from pipelines.lineage import run_record
 
     run_record.require_transform_output(args.dir, "compare-poc")
-    if not os.path.isdir(os.path.join(args.dir, "serving_model")):
+    if not files.exists(files.join(args.dir, "serving_model", "saved_model.pb")):
         raise UsageError(f"{args.dir} has no serving_model/: is it a `skewless run` output?")
     process.load_tensorflow()
     from pipelines.quality.compare_poc import compare_poc

@@ -1,7 +1,6 @@
 """``skewless infer-schema``: bootstrap a raw schema.pbtxt from data, for review."""
 
 import argparse
-import os
 import sys
 
 from pipelines.cli import arguments
@@ -33,6 +32,7 @@ def add_parser(commands) -> None:
 def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     from google.protobuf import text_format
 
+    from pipelines.io import files
     from pipelines.quality.infer_schema import infer
 
     schema = infer(
@@ -43,10 +43,11 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
         decimal_comma=args.decimal_comma,
         missing_values=tuple(args.missing_value),
     ).schema
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as handle:
-        handle.write("# Inferred by `skewless infer-schema`: review types, presence and domains before use.\n")
-        handle.write(text_format.MessageToString(schema))
+    files.write_text(
+        args.output,
+        "# Inferred by `skewless infer-schema`: review types, presence and domains before use.\n"
+        + text_format.MessageToString(schema),
+    )
     skipped = "".join(f"; {comment}" for comment in schema.annotation.comment)
     print(f"skewless infer-schema: {len(schema.feature)} features -> {args.output}{skipped}", file=sys.stderr)
     return 0

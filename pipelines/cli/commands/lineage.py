@@ -104,9 +104,12 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     else:
         if args.register:
             try:
-                with open(args.register) as handle:
-                    inventory = yaml.safe_load(handle) or {}
-            except (OSError, yaml.YAMLError) as error:
+                from apache_beam.io.filesystem import BeamIOError
+
+                from pipelines.io import files
+
+                inventory = yaml.safe_load(files.read_text(args.register)) or {}
+            except (OSError, yaml.YAMLError, BeamIOError) as error:
                 raise UsageError(f"cannot read {args.register}: {str(error).splitlines()[0]}") from None
             if not isinstance(inventory.get("sources"), dict):
                 raise UsageError(f"{args.register} must have a 'sources:' mapping of name -> properties")

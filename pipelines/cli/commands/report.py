@@ -1,7 +1,6 @@
 """``skewless report``: write DIR/report.html, a self-contained page about a run."""
 
 import argparse
-import os
 import sys
 
 NAME = "report"
@@ -25,11 +24,12 @@ def add_parser(commands) -> None:
 
 def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.errors import UsageError
+    from pipelines.io import files
     from pipelines.report.html import write_report
 
-    if not os.path.isfile(os.path.join(args.dir, "run.json")):
+    if not files.exists(files.join(args.dir, "run.json")):
         raise UsageError(f"{args.dir} has no run.json: is it a `skewless run` output?")
-    if args.labels and not os.path.isfile(os.path.join(args.labels, "agreement.json")):
+    if args.labels and not files.exists(files.join(args.labels, "agreement.json")):
         raise UsageError(f"{args.labels} has no agreement.json: is it a `skewless labels` output?")
     path = write_report(args.dir, args.labels)
     print(f"skewless report: {path}", file=sys.stderr)

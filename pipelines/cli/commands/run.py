@@ -1,7 +1,6 @@
 """``skewless run``: read, validate, split, analyze and transform a dataset; write transformed examples."""
 
 import argparse
-import os
 import sys
 import time
 
@@ -155,7 +154,9 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.quiet:
         return 0
     counts = record["counts"]
-    where = args.output if "://" in args.output else os.path.abspath(args.output)
+    from pipelines.io import files
+
+    where = files.absolute(args.output)
     rows = [
         ("rows read", counts["rows_read"]),
         ("train", counts["rows_train"]),

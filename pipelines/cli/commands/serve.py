@@ -1,7 +1,6 @@
 """``skewless serve``: serve a model over TensorFlow Serving's REST and gRPC APIs."""
 
 import argparse
-import os
 import sys
 
 from pipelines.runtime import process
@@ -83,8 +82,9 @@ def add_parser(commands) -> None:
 
 def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.errors import UsageError
+    from pipelines.io import files
 
-    if not os.path.isfile(os.path.join(args.model, "saved_model.pb")):
+    if not files.exists(files.join(args.model, "saved_model.pb")):
         raise UsageError(f"{args.model} is not a SavedModel directory")
     for flag in ("max_batch_size", "workers", "max_queued", "max_request_bytes"):
         if getattr(args, flag) < 1:

@@ -1,7 +1,6 @@
 """``skewless verify-parity``: check that the serving graph gives what the Beam pipeline wrote, row by row."""
 
 import argparse
-import os
 import sys
 
 from pipelines.cli import arguments
@@ -44,8 +43,9 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     import json
 
     from pipelines.errors import CheckFailed, UsageError
+    from pipelines.io import files
 
-    if not os.path.isdir(os.path.join(args.dir, "parity")) and "://" not in args.dir:
+    if not files.is_dir(files.join(args.dir, "parity")):
         raise UsageError(f"{args.dir} has no parity/ sample: is it a `skewless run` output?")
     process.load_tensorflow()
     from pipelines.prepare import parity
