@@ -49,8 +49,19 @@ def _objects(prefix: str) -> list[str]:
     return sorted(found)
 
 
+def _copy(source: str, destination: str) -> None:
+    """Copies one object. Not ``tf.io.gfile.copy``: TensorFlow's RAM file system takes a name that
+    prefixes another (``MANIFEST`` beside ``MANIFEST.tmp-1``) for a directory and copies into it."""
+    with tf.io.gfile.GFile(source, "rb") as handle:
+        data = handle.read()
+    with tf.io.gfile.GFile(destination, "wb") as handle:
+        handle.write(data)
+
+
 class _Writer(io.BytesIO):
     """A write channel: the object appears, whole, when it is closed (as on GCS)."""
+
+    mode = "wb"  # what Beam's CompressedFile asks
 
     def __init__(self, path: str):
         super().__init__()
@@ -61,6 +72,10 @@ class _Writer(io.BytesIO):
             with tf.io.gfile.GFile(self._path, "wb") as handle:
                 handle.write(self.getvalue())
         super().close()
+
+
+class _Reader(io.BytesIO):
+    mode = "rb"
 
 
 class RamFileSystem(FileSystem):
@@ -103,7 +118,7 @@ class RamFileSystem(FileSystem):
         if not self.exists(path):
             raise BeamIOError("Open operation failed", {path: FileNotFoundError(path)})
         with tf.io.gfile.GFile(path, "rb") as handle:
-            raw = io.BytesIO(handle.read())
+            raw = _Reader(handle.read())
         return raw if compression_type == CompressionTypes.UNCOMPRESSED else CompressedFile(raw, compression_type)
 
     def copy(self, source_file_names, destination_file_names):
@@ -112,9 +127,9 @@ class RamFileSystem(FileSystem):
             try:
                 if source.endswith("/"):
                     for path in _objects(source):
-                        tf.io.gfile.copy(path, destination + path[len(source) :], overwrite=True)
+                        _copy(path, destination + path[len(source) :])
                 else:
-                    tf.io.gfile.copy(source, destination, overwrite=True)
+                    _copy(source, destination)
             except Exception as error:  # noqa: BLE001
                 exceptions[(source, destination)] = error
         if exceptions:
@@ -124,7 +139,7 @@ class RamFileSystem(FileSystem):
         exceptions = {}
         for source, destination in zip(source_file_names, destination_file_names, strict=True):
             try:
-                tf.io.gfile.copy(source, destination, overwrite=True)
+                _copy(source, destination)
                 tf.io.gfile.remove(source)
             except Exception as error:  # noqa: BLE001
                 exceptions[(source, destination)] = error
@@ -154,7 +169,10 @@ class RamFileSystem(FileSystem):
         for path in paths:
             try:
                 # as GCS: "dir/" deletes every object under it; a name, the objects it matches (if any)
-                targets = _objects(path) if path.endswith("/") else [m.path for m in self.match([path])[0].metadata_list]
+                if path.endswith("/"):
+                    targets = _objects(path)
+                else:
+                    targets = [metadata.path for metadata in self.match([path])[0].metadata_list]
                 for target in targets:
                     tf.io.gfile.remove(target)
             except Exception as error:  # noqa: BLE001
@@ -189,7 +207,7 @@ def _rename(src, dst, overwrite=False):
         prefix = src.rstrip("/") + "/"
         for path in _objects(prefix):
             target = dst.rstrip("/") + "/" + path[len(prefix) :]
-            tf.io.gfile.copy(path, target, overwrite=True)
+            _copy(path, target)
             tf.io.gfile.remove(path)
         if tf.io.gfile.exists(src):
             tf.io.gfile.rmtree(src)

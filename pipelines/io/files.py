@@ -55,7 +55,6 @@ __all__ = [
 ]
 
 
-
 def _filesystems():
     """Beam's ``FileSystems``, imported when first needed: a process that only reads local files
     (``skewless serve`` loading a model) does not pay Beam's import (about a second)."""

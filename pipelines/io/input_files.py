@@ -73,7 +73,7 @@ def expand_patterns(patterns: Sequence[str]) -> list[tuple[str, int]]:
     Raises:
         UsageError: When a pattern matches no file.
     """
-    files = {}
+    found = {}
     for pattern in patterns:
         if FileSystems.get_scheme(pattern) is None:
             pattern = files.absolute(pattern)
@@ -83,8 +83,8 @@ def expand_patterns(patterns: Sequence[str]) -> list[tuple[str, int]]:
         if not matches:
             raise UsageError(f"no input file matches {pattern}")
         for metadata in matches:
-            files[metadata.path] = metadata.size_in_bytes
-    return sorted(files.items())
+            found[metadata.path] = metadata.size_in_bytes
+    return sorted(found.items())
 
 
 def _match(pattern: str) -> list:

@@ -6,7 +6,6 @@ after the run's ``transform_fn/`` is gone. Its raw schema travels with it in
 decoded exactly as training data was.
 """
 
-
 import tensorflow as tf
 import tensorflow_transform as tft
 from google.protobuf import text_format

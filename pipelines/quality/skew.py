@@ -178,9 +178,7 @@ def _scratch(options, near: str):
         files.remove_tree(path)
 
 
-def _serving_statistics(
-    sources, schema, boundaries, beam_args, csv_format: input_files.CsvFormat, near: str
-) -> tuple:
+def _serving_statistics(sources, schema, boundaries, beam_args, csv_format: input_files.CsvFormat, near: str) -> tuple:
     """Runs the serving batch through ReadRawData and GenerateStatistics on Beam."""
     options = pipeline_options(list(beam_args))
     with _scratch(options, near) as scratch:

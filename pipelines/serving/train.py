@@ -10,7 +10,6 @@ is a ``tf_keras`` (Keras 2) layer, so the model is built with ``tf_keras`` too: 
 SavedModel, and the exported ``serving_default`` takes raw serialized tf.Examples.
 """
 
-
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras

@@ -171,8 +171,8 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     table = "\n".join(f"  {name:<28} {value:>12,}" for name, value in rows)
     ignored = sorted({c for entry in record["inputs"] for c in entry.get("ignored_columns", [])})
     if ignored:
-        files = sum(1 for entry in record["inputs"] if entry.get("ignored_columns"))
-        table += f"\n  columns not in the schema, ignored ({files} file{'s' * (files > 1)}): {', '.join(ignored)}"
+        counted = sum(1 for entry in record["inputs"] if entry.get("ignored_columns"))
+        table += f"\n  columns not in the schema, ignored ({counted} file{'s' * (counted > 1)}): {', '.join(ignored)}"
     if "analysis" in record:  # --analysis-cache
         analysis = record["analysis"]
         damaged = f", {len(analysis['damaged'])} of them because their cache was damaged" if analysis["damaged"] else ""

@@ -19,7 +19,7 @@ import pytest
 from pipelines import cli
 from pipelines.io import files
 from tests import object_store
-from tests.helpers import PROJECT_ROOT, sample_lines
+from tests.helpers import PROJECT_ROOT, parse_examples, sample_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -78,21 +78,90 @@ def _commands(inp: str, out: str) -> list[tuple[str, list[str]]]:
         ("run-labels", [*run, "--output", f"{out}/joined", *join, "--no-report"]),
         ("run-dedup", ["run", "--dataset", "people", "--input", f"{inp}/people.csv", "--output", f"{out}/people"]),
         ("check-skew", ["check-skew", "--transform-output", f"{out}/run", "--input", f"{inp}/trips.csv", "--quiet"]),
-        ("check-skew-output", ["check-skew", "--transform-output", f"{out}/run", "--input", f"{inp}/trips.csv",
-                               "--quiet", "--output", f"{out}/run/skew.json"]),  # fmt: skip
+        (
+            "check-skew-output",
+            [
+                "check-skew",
+                "--transform-output",
+                f"{out}/run",
+                "--input",
+                f"{inp}/trips.csv",
+                "--quiet",
+                "--output",
+                f"{out}/run/skew.json",
+            ],
+        ),  # fmt: skip
         ("train", ["train", "--transform-output", f"{out}/run", "--epochs", "1"]),
         ("report", ["report", f"{out}/run", "--labels", f"{out}/rte"]),
         ("verify-parity", ["verify-parity", f"{out}/run"]),
-        ("labels", [*labels, "--annotations", f"{inp}/rte.csv", "--output", f"{out}/rte", *RTE_COLUMNS,
-                    "--round", "r1"]),  # fmt: skip
-        ("labels-boxes", [*labels, "--kind", "boxes", "--annotations", f"{inp}/boxes.csv", "--output",
-                          f"{out}/boxes", "--item-col", "image", "--label-col", "class", "--round", "r1"]),  # fmt: skip
-        ("labels-text", [*labels, "--kind", "text", "--annotations", f"{inp}/text.csv", "--output", f"{out}/text",
-                         "--item-col", "clip", "--annotator-col", "worker", "--label-col", "transcript"]),  # fmt: skip
-        ("dedup", ["dedup", "--input", f"{inp}/people.csv", "--config", f"{inp}/people.yaml", "--output",
-                   f"{out}/dedup", "--quiet"]),  # fmt: skip
-        ("dedup-model", ["dedup", "--input", f"{inp}/people.csv", "--config", f"{inp}/people.yaml", "--output",
-                         f"{out}/dedup-again", "--model", f"{out}/dedup/model.json", "--quiet"]),  # fmt: skip
+        (
+            "labels",
+            [*labels, "--annotations", f"{inp}/rte.csv", "--output", f"{out}/rte", *RTE_COLUMNS, "--round", "r1"],
+        ),  # fmt: skip
+        (
+            "labels-boxes",
+            [
+                *labels,
+                "--kind",
+                "boxes",
+                "--annotations",
+                f"{inp}/boxes.csv",
+                "--output",
+                f"{out}/boxes",
+                "--item-col",
+                "image",
+                "--label-col",
+                "class",
+                "--round",
+                "r1",
+            ],
+        ),  # fmt: skip
+        (
+            "labels-text",
+            [
+                *labels,
+                "--kind",
+                "text",
+                "--annotations",
+                f"{inp}/text.csv",
+                "--output",
+                f"{out}/text",
+                "--item-col",
+                "clip",
+                "--annotator-col",
+                "worker",
+                "--label-col",
+                "transcript",
+            ],
+        ),  # fmt: skip
+        (
+            "dedup",
+            [
+                "dedup",
+                "--input",
+                f"{inp}/people.csv",
+                "--config",
+                f"{inp}/people.yaml",
+                "--output",
+                f"{out}/dedup",
+                "--quiet",
+            ],
+        ),  # fmt: skip
+        (
+            "dedup-model",
+            [
+                "dedup",
+                "--input",
+                f"{inp}/people.csv",
+                "--config",
+                f"{inp}/people.yaml",
+                "--output",
+                f"{out}/dedup-again",
+                "--model",
+                f"{out}/dedup/model.json",
+                "--quiet",
+            ],
+        ),  # fmt: skip
         ("lineage", ["lineage", "upstream", f"{out}/run/serving_model", "--json"]),
     ]
 
@@ -108,8 +177,8 @@ def _order(commands):
 
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory):
-    """Runs every command locally and on ``ram://``; returns ``(local root, exit codes, local codes,
-    stdout by command on ram)`` and what reached the local disk during the ``ram://`` runs."""
+    """Runs every command locally and on ``ram://``; returns the local output root, the exit codes
+    of both, and the files written to the local disk during the ``ram://`` runs."""
     object_store.install()
     object_store.clear()
     local = tmp_path_factory.mktemp("local")
@@ -117,7 +186,7 @@ def trees(tmp_path_factory):
     for name, data in _inputs().items():
         (local / "in" / name).write_bytes(data)
         files.write_bytes(f"{BUCKET}/in/{name}", data)
-    codes_local, codes_ram, printed = {}, {}, {}
+    codes_local, codes_ram = {}, {}
     for name, argv in _order(_commands(str(local / "in"), str(local / "out"))):
         codes_local[name] = cli.main(argv)
     # the ram:// runs: the working directory and the temporary directory are empty folders,
@@ -198,7 +267,8 @@ def test_outputs_hold_the_same_bytes(trees, name):
     assert files.read_bytes(f"{BUCKET}/out/{name}") == (trees[0] / name).read_bytes()
 
 
-def _records(root: str, pattern: str) -> list[bytes]:
+def _records(root: str, pattern: str) -> list[str]:
+    """The parsed tf.Examples of the files, as sorted JSON (a map's serialized order may vary)."""
     from apache_beam.io.tfrecordio import _TFRecordUtil
 
     records = []
@@ -206,7 +276,7 @@ def _records(root: str, pattern: str) -> list[bytes]:
         handle = gzip.GzipFile(fileobj=io.BytesIO(files.read_bytes(path)))
         while (record := _TFRecordUtil.read_record(handle)) is not None:
             records.append(record)
-    return sorted(records)
+    return sorted(json.dumps(row, sort_keys=True, default=repr) for row in parse_examples(records))
 
 
 @pytest.mark.parametrize("tree", ["run", "cached", "joined", "people"])
@@ -227,7 +297,8 @@ def test_parquet_output_holds_the_same_rows(trees):
 def test_the_second_cached_run_reused_the_object_store_cache(trees):
     record = json.loads(files.read_bytes(f"{BUCKET}/out/cached/run.json"))
     local = json.loads((trees[0] / "cached" / "run.json").read_bytes())
-    assert record["analysis_cache"] == local["analysis_cache"]
+    assert len(record["analysis"]["reused"]) == len(local["analysis"]["reused"]) == 1
+    assert record["analysis"]["reused"] == [f"{BUCKET}/in/trips.csv"]
     assert record["counts"] == local["counts"]
 
 
