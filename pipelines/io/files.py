@@ -14,6 +14,7 @@ One JSON writer (:func:`write_json`: standard JSON, ``null`` for an undefined me
 writer (:func:`write_csv`: ``\\n`` line ends, UTF-8) serve every output.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -21,6 +22,8 @@ import math
 import os
 import posixpath
 import shutil
+import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "read_text",
     "remove",
     "remove_tree",
+    "scratch_directory",
     "size",
     "to_json",
     "write_bytes",
@@ -253,6 +257,34 @@ def read_parquet(paths: Iterable[str], columns: list[str] | None = None):
         with open_read(path) as handle:
             tables.append(pq.read_table(handle, columns=columns))
     return pa.concat_tables(tables) if tables else None
+
+
+@contextlib.contextmanager
+def scratch_directory(name: str, temp_location: str | None, near: str):
+    """A scratch directory that workers write and the driver reads, deleted afterwards.
+
+    Under ``temp_location`` (Beam's ``--temp_location``; on Dataflow a ``gs://`` path) when given;
+    else beside ``near`` (the output the job reads or writes) when that is remote, as a staging
+    directory is; else a local temporary directory.
+
+    Args:
+        name: What the scratch is for, in its name (``check-skew``).
+        temp_location: The pipeline's temporary location, or None.
+        near: A path whose file system the job's files live on.
+    """
+    token = uuid.uuid4().hex[:8]
+    if temp_location:
+        path = join(temp_location, f"skewless-{name}-{token}")
+    elif not is_local(near):
+        path = f"{str(near).rstrip('/')}.tmp-{name}-{token}"
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"skewless-{name}-") as local:
+            yield local
+        return
+    try:
+        yield path
+    finally:
+        remove_tree(path)
 
 
 def remove(path: str) -> None:

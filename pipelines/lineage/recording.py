@@ -23,9 +23,19 @@ class Recorder:
         context: ``(type, name)``, e.g. ``("dataset", "taxi")``.
         runner: The Beam runner, if any.
         db_path: The store (see :func:`default_db_path`).
+        worker_environment: What the workers run (``runtime/environment.py``); the runner's job ids
+            are added to ``job_ids`` as pipelines finish.
     """
 
-    def __init__(self, command: str, parameters: dict, context=None, runner: str | None = None, db_path=None):
+    def __init__(
+        self,
+        command: str,
+        parameters: dict,
+        context=None,
+        runner: str | None = None,
+        db_path=None,
+        worker_environment: dict | None = None,
+    ):
         self.id = uuid.uuid4().hex[:16]
         self.command = command
         self._artifacts: list[dict] = []
@@ -39,7 +49,9 @@ class Recorder:
             "versions": run_record.package_versions(),
             "git_commit": git_commit(),
             "runner": runner,
+            "worker_environment": worker_environment,
         }
+        self.job_ids: list[str] = []
         self._context = context
         self.warning: str | None = None
         self._store = self._open()
@@ -124,7 +136,8 @@ class Recorder:
     def finish(self, status: str, reason: str | None = None) -> None:
         """Closes the execution as ``succeeded`` or ``failed``, with its artifacts and events."""
         if self._store:
-            self._safely(lambda: self._store.finish_execution(self.id, status, reason, self._artifacts))
+            job_id = ",".join(self.job_ids) or None
+            self._safely(lambda: self._store.finish_execution(self.id, status, reason, self._artifacts, job_id))
             self._store.close()
         if self._openlineage:
             self._openlineage.emit(

@@ -52,7 +52,9 @@ CREATE TABLE IF NOT EXISTS executions (
     versions TEXT,
     git_commit TEXT,
     runner TEXT,
-    context_id INTEGER REFERENCES contexts (id)
+    context_id INTEGER REFERENCES contexts (id),
+    job_id TEXT,
+    worker_environment TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
     execution_id TEXT NOT NULL REFERENCES executions (id),
@@ -149,6 +151,14 @@ class LineageStore:
         self._connection.execute("PRAGMA busy_timeout=30000")
         self._connection.execute("PRAGMA foreign_keys=ON")
         self._retry(lambda: self._connection.executescript(_SCHEMA))
+        self._retry(self._add_missing_columns)
+
+    def _add_missing_columns(self) -> None:
+        """Adds the columns later versions record to a store an earlier version created."""
+        present = {row["name"] for row in self._connection.execute("PRAGMA table_info(executions)")}
+        for column in ("job_id", "worker_environment"):
+            if column not in present:
+                self._connection.execute(f"ALTER TABLE executions ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         self._connection.close()
@@ -185,7 +195,7 @@ class LineageStore:
                 context_id = db.execute("SELECT id FROM contexts WHERE type = ? AND name = ?", context).fetchone()["id"]
             db.execute(
                 "INSERT INTO executions (id, command, argv, parameters, started_at, status, versions, git_commit,"
-                " runner, context_id) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                " runner, context_id, worker_environment) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
                 (
                     execution["id"],
                     execution["command"],
@@ -196,10 +206,13 @@ class LineageStore:
                     execution["git_commit"],
                     execution["runner"],
                     context_id,
+                    json.dumps(execution.get("worker_environment")),
                 ),
             )
 
-    def finish_execution(self, execution_id: str, status: str, reason: str | None, artifacts: list[dict]) -> None:
+    def finish_execution(
+        self, execution_id: str, status: str, reason: str | None, artifacts: list[dict], job_id: str | None = None
+    ) -> None:
         with self._transaction() as db:
             for artifact in artifacts:
                 db.execute(
@@ -225,8 +238,8 @@ class LineageStore:
                     (execution_id, artifact_id, artifact["kind"], artifact.get("name")),
                 )
             db.execute(
-                "UPDATE executions SET status = ?, reason = ?, ended_at = ? WHERE id = ?",
-                (status, reason, now(), execution_id),
+                "UPDATE executions SET status = ?, reason = ?, ended_at = ?, job_id = ? WHERE id = ?",
+                (status, reason, now(), job_id, execution_id),
             )
 
     def register_sources(self, sources: dict[str, dict]) -> None:
@@ -313,7 +326,7 @@ class LineageStore:
         if len(rows) != 1:
             raise UsageError(f"{'no' if not rows else 'more than one'} run matches {run_id!r}")
         execution = dict(rows[0])
-        for key in ("argv", "parameters", "versions"):
+        for key in ("argv", "parameters", "versions", "worker_environment"):
             execution[key] = json.loads(execution[key]) if execution[key] else None
         events = self._connection.execute(
             "SELECT artifact_id, kind, name FROM events WHERE execution_id = ?", (execution["id"],)

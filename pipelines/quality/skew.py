@@ -12,10 +12,7 @@ Per raw feature it then reports:
 and fails the features whose figures cross their thresholds.
 """
 
-import contextlib
 import dataclasses
-import tempfile
-import uuid
 
 import apache_beam as beam
 import numpy as np
@@ -158,30 +155,11 @@ def compare_statistics(training: dict, serving: dict, rejected: dict[str, int], 
     return {"passed": not failed, "failed_features": failed, "features": features}
 
 
-@contextlib.contextmanager
-def _scratch(options, near: str):
-    """A scratch directory the workers write and the driver reads, deleted afterwards: under the
-    pipeline's ``--temp_location`` when given (on Dataflow, a ``gs://`` path); else beside ``near``
-    (the run output) when that is remote, as a staging directory is; else a local temporary one."""
-    temp_location = options.view_as(GoogleCloudOptions).temp_location
-    if temp_location:
-        path = files.join(temp_location, f"skewless-check-skew-{uuid.uuid4().hex[:8]}")
-    elif not files.is_local(near):
-        path = f"{near.rstrip('/')}.tmp-check-skew-{uuid.uuid4().hex[:8]}"
-    else:
-        with tempfile.TemporaryDirectory(prefix="skewless-skew-") as local:
-            yield local
-        return
-    try:
-        yield path
-    finally:
-        files.remove_tree(path)
-
-
 def _serving_statistics(sources, schema, boundaries, beam_args, csv_format: input_files.CsvFormat, near: str) -> tuple:
     """Runs the serving batch through ReadRawData and GenerateStatistics on Beam."""
     options = pipeline_options(list(beam_args))
-    with _scratch(options, near) as scratch:
+    temp_location = options.view_as(GoogleCloudOptions).temp_location
+    with files.scratch_directory("check-skew", temp_location, near) as scratch:
         path = files.join(scratch, "serving_statistics.json")
         pipeline = beam.Pipeline(options=options)
         reader = read.ReadRawData(sources, schema, csv_format=csv_format)

@@ -23,6 +23,7 @@ from pipelines.errors import CheckFailed
 from pipelines.io import files
 from pipelines.io import staging as outputs
 from pipelines.lineage import recording, run_record
+from pipelines.runtime import environment
 from pipelines.runtime.options import pipeline_options, runner_name
 
 __all__ = ["FAILURE", "Job", "JobSpec", "LineageOutput", "silent"]
@@ -93,13 +94,26 @@ class Job:
         self.started = time.time() if started is None else started
         self.options = options if options is not None else pipeline_options(list(beam_args))
         self.runner = runner_name(self.options)
+        self.worker_environment = environment.worker_environment(self.options)
+        self.job_ids: list[str] = []  # the runner's ids of the pipelines run, when it gives them
         self.progress = progress or silent
         self.timings: dict[str, float] = {}
         self.recorder = (
-            recording.Recorder(spec.command, spec.parameters, spec.context, self.runner, spec.lineage_db)
+            recording.Recorder(
+                spec.command,
+                spec.parameters,
+                spec.context,
+                self.runner,
+                spec.lineage_db,
+                worker_environment=self.worker_environment,
+            )
             if spec.record_lineage
             else None
         )
+
+    def workers(self) -> dict:
+        """Where the job's pipelines ran: ``{"runner", "job_ids", "environment"}`` (for ``run.json``)."""
+        return {"runner": self.runner, "job_ids": list(self.job_ids), "environment": self.worker_environment}
 
     def seconds(self) -> float:
         """Seconds since the job started, rounded to milliseconds."""
@@ -134,6 +148,11 @@ class Job:
             pipeline = beam.Pipeline(options=self.options)
             build(pipeline)
             result = pipeline.run()
+            job_id = environment.job_id_of(result)
+            if job_id:
+                self.job_ids.append(job_id)
+                if self.recorder is not None:
+                    self.recorder.job_ids.append(job_id)
             result.wait_until_finish()
         return run_record.collect_counters(result)
 
