@@ -4,14 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast docs lint format bench baselines clean browser
+.PHONY: install demo test test-fast docs lint format bench baselines clean browser requirements wheel
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python setup.py
-	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+# Installed within the pinned versions Dataflow's workers get (docs/dataflow/requirements.txt):
+# what the tests run on is what ships.
+REQUIREMENTS := docs/dataflow/requirements.txt
+
+$(STAMP): $(BIN)/python setup.py $(REQUIREMENTS)
+	$(BIN)/python -m pip install --quiet -c $(REQUIREMENTS) -e '.[test]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -42,6 +46,14 @@ test-fast: lint
 # The command reference is generated from the parser (a test fails when it drifts).
 docs: $(STAMP)
 	$(BIN)/python -m pipelines.cli.reference docs/reference/commands.md
+
+# The pinned dependencies of Dataflow's workers, from this environment (a test fails when they drift).
+requirements: $(STAMP)
+	$(BIN)/python .ci/pin_requirements.py $(REQUIREMENTS)
+
+# The wheel the worker container installs (docs/dataflow/Dockerfile; docs/runners.md).
+wheel: $(STAMP)
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
 
 # recordlinkage (the dedup benchmark's baseline) brings scikit-learn, which Keras imports on every
 # `import tensorflow` when present (+1.3 s a start): it gets its own environment.

@@ -108,3 +108,133 @@ def test_the_installed_wheel_runs_the_bundled_datasets_from_any_directory(instal
         assert record["counts"]["rows_read"] == rows
         assert record["inputs"][0]["uri"].startswith(str(installed))
         assert record["parity"]["passed"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, process, seconds: float = 90) -> None:
+    import socket
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the service on port {port} exited with {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("localhost", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on port {port} after {seconds} s")
+
+
+@pytest.fixture(scope="module")
+def worker_pool(installed, tmp_path_factory):
+    """Beam's job service, as a process of its own, and an EXTERNAL worker pool whose Python is the
+    wheel's environment (started in another working directory, without PYTHONPATH): the workers
+    unpickle the DoFns and run them with nothing but the installed package, as Dataflow's do.
+
+    The worker pool starts each SDK worker with the ``python`` on its PATH: the wheel's first.
+    """
+    job_port, pool_port = _free_port(), _free_port()
+    logs = tmp_path_factory.mktemp("services")
+    pool_cwd = tmp_path_factory.mktemp("worker-cwd")
+    environment = _clean_environment()
+    worker_environment = dict(environment, PATH=f"{installed / 'bin'}{os.pathsep}{environment.get('PATH', '')}")
+    job_service = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", "--port", str(job_port)],
+        cwd=logs,
+        env=environment,
+        stdout=open(logs / "job_service.log", "wb"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+    )
+    pool = subprocess.Popen(
+        [str(installed / "bin" / "python"), "-m", "apache_beam.runners.worker.worker_pool_main"]
+        + ["--service_port", str(pool_port)],
+        cwd=pool_cwd,
+        env=worker_environment,
+        stdout=open(logs / "worker_pool.log", "wb"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for_port(job_port, job_service)
+        _wait_for_port(pool_port, pool)
+        yield {"job_port": job_port, "pool_port": pool_port, "pool_cwd": pool_cwd, "logs": logs}
+    finally:
+        for process in (pool, job_service):
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="module")
+def portable_and_local(worker_pool, tmp_path_factory):
+    """The bundled sample run on the PortableRunner with the worker pool, and in-process."""
+    from pipelines import cli
+
+    out = tmp_path_factory.mktemp("portable")
+    portable = [
+        "--runner",
+        "PortableRunner",
+        f"--job_endpoint=localhost:{worker_pool['job_port']}",
+        "--environment_type=EXTERNAL",
+        f"--environment_config=localhost:{worker_pool['pool_port']}",
+    ]
+    codes = {
+        "portable": cli.main(["run", "--output", str(out / "portable"), "--quiet", *portable]),
+        "local": cli.main(["run", "--output", str(out / "local"), "--quiet"]),
+    }
+    return out, codes
+
+
+def test_the_worker_pool_imports_skewless_from_the_wheel_only(installed, worker_pool):
+    code = "import pipelines, transforms, schemas; print(pipelines.__file__, transforms.__file__, schemas.__file__)"
+    paths = subprocess.run(
+        ["python", "-c", code],
+        cwd=worker_pool["pool_cwd"],
+        env=dict(_clean_environment(), PATH=f"{installed / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(paths) == 3 and all(path.startswith(str(installed)) for path in paths), paths
+
+
+def test_a_run_on_the_portable_runner_equals_an_in_process_run(portable_and_local, worker_pool):
+    from tests.helpers import parse_examples, read_tfrecords
+
+    out, codes = portable_and_local
+    assert codes == {"portable": 0, "local": 0}, (worker_pool["logs"] / "worker_pool.log").read_text()[-3000:]
+    portable, local = (json.loads((out / name / "run.json").read_text()) for name in ("portable", "local"))
+    assert portable["counts"] == local["counts"]
+    assert portable["parity"]["passed"] and portable["parity"]["rows_checked"] > 0
+    for split in ("train", "eval"):
+        patterns = [str(out / name / "transformed" / f"{split}-*.tfrecord.gz") for name in ("portable", "local")]
+        rows = [
+            sorted(json.dumps(row, sort_keys=True, default=repr) for row in parse_examples(read_tfrecords(pattern)))
+            for pattern in patterns
+        ]
+        assert rows[0] and rows[0] == rows[1]
+    vocabularies = sorted(p.name for p in (out / "local" / "transform_fn" / "assets").iterdir())
+    assert vocabularies == ["company", "payment_type"]
+    for name in vocabularies:
+        assert (out / "portable" / "transform_fn" / "assets" / name).read_bytes() == (
+            out / "local" / "transform_fn" / "assets" / name
+        ).read_bytes()
+
+
+def test_run_json_records_the_runner_its_job_id_and_the_worker_environment(portable_and_local, worker_pool):
+    out, _ = portable_and_local
+    portable = json.loads((out / "portable" / "run.json").read_text())["workers"]
+    assert portable["runner"] == "PortableRunner"
+    assert len(portable["job_ids"]) == 1 and portable["job_ids"][0].startswith("job-")
+    assert portable["environment"] == {"kind": "external", "config": f"localhost:{worker_pool['pool_port']}"}
+    local = json.loads((out / "local" / "run.json").read_text())["workers"]
+    assert local == {"runner": "FnApiRunner", "job_ids": [], "environment": {"kind": "in-process"}}
