@@ -104,8 +104,11 @@ def content_hash(uri: str) -> tuple[str, int]:
     """
     if files.exists(uri):
         return _file_hash(uri)
-    digest, total = hashlib.sha256(), 0  # a directory (on an object store, a name prefix)
-    for name in files.list_files(uri):
+    names = files.list_files(uri)  # a directory (on an object store, a name prefix)
+    if not names and not files.is_dir(uri):
+        raise FileNotFoundError(f"no file or directory {uri}")
+    digest, total = hashlib.sha256(), 0
+    for name in names:
         file_digest, size = _file_hash(files.join(uri, name))
         digest.update(f"{name}\0{file_digest}\n".encode())
         total += size
