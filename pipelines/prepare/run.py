@@ -22,7 +22,7 @@ from pipelines.dedup.config import config_from_dict
 from pipelines.dedup.transforms import DropRemovedDuplicates
 from pipelines.errors import UsageError
 from pipelines.formats import decode
-from pipelines.io import input_files, read
+from pipelines.io import files, input_files, read
 from pipelines.io import staging as outputs
 from pipelines.io.write import WriteDeadLetters
 from pipelines.labels import join as join_labels
@@ -38,7 +38,7 @@ from pipelines.prepare.transforms import (
     WriteTransformedSplits,
     tensor_adapter_config,
 )
-from pipelines.quality import statistics
+from pipelines.quality import anomalies, statistics
 from pipelines.report import html as report
 from pipelines.runtime import beam_patches
 from pipelines.runtime.job import Job, JobSpec, LineageOutput, silent
@@ -133,7 +133,10 @@ def build_pipeline(
         batches
         | "PrepareRawBatches"
         >> PrepareRawBatches(
-            config.slice_by, config.parity_fraction, os.path.join(output_dir, "stats", "pre_transform.json")
+            config.slice_by,
+            config.parity_fraction,
+            os.path.join(output_dir, "stats", "pre_transform.json"),
+            config.eval_fraction,
         )
         | "AnalyzeAndTransform"
         >> AnalyzeAndTransform(
@@ -193,12 +196,12 @@ def run(
     if not config.inputs and dataset.sample is None:
         raise UsageError(f"dataset {dataset.name} has no sample: pass --input")
     patterns = list(config.inputs) or [str(dataset.sample)]
-    files = input_files.expand_patterns(patterns)
-    if input_hashes is not None and input_hashes.paths != [path for path, _ in files]:
+    sources = input_files.expand_patterns(patterns)
+    if input_hashes is not None and input_hashes.paths != [path for path, _ in sources]:
         input_hashes = None
-    dedup_config = _check_config(config, dataset, files)
+    dedup_config = _check_config(config, dataset, sources)
     reader = read.ReadRawData(
-        files, dataset.schema, dataset.split_key, range_bytes=config.range_bytes, csv_format=config.csv_format
+        sources, dataset.schema, dataset.split_key, range_bytes=config.range_bytes, csv_format=config.csv_format
     )
     options = pipeline_options(list(beam_args))
     parameters = {
@@ -235,7 +238,7 @@ def run(
 
     return job.execute(
         lambda staging: _run_in_staging(
-            job, staging, config, dataset, reader, files, record, dedup_config, input_hashes
+            job, staging, config, dataset, reader, sources, record, dedup_config, input_hashes
         ),
         lambda record: _lineage_inputs(dataset, record),
         lambda record: _lineage_outputs(config, record),
@@ -244,7 +247,18 @@ def run(
     )
 
 
-def _check_config(config: RunConfig, dataset: schemas.Dataset, files: list[tuple[str, int]]):
+def _write_anomalies(staging: str, schema, counters: dict, rows: int) -> None:
+    """Writes the raw rows' schema violations as TFDV's ``Anomalies`` (``anomalies.pbtxt``): one
+    entry per feature at fault with its dead letters' reasons and counts."""
+    by_feature: dict[str, dict[str, int]] = {}
+    for (space, name), value in counters.items():
+        if space == read.DEAD_LETTER_FEATURE_NAMESPACE and value:
+            feature, _, reason = name.partition("|")
+            by_feature.setdefault(feature, {})[reason] = by_feature.get(feature, {}).get(reason, 0) + value
+    anomalies.write_text(anomalies.from_dead_letters(by_feature, rows, schema), files.join(staging, "anomalies.pbtxt"))
+
+
+def _check_config(config: RunConfig, dataset: schemas.Dataset, sources: list[tuple[str, int]]):
     """Refuses options that do not fit the dataset or each other (exit 2, nothing written).
 
     Returns:
@@ -254,6 +268,8 @@ def _check_config(config: RunConfig, dataset: schemas.Dataset, files: list[tuple
         raise UsageError(f"--output-format must be one of {', '.join(OUTPUT_FORMATS)}, got {config.output_format!r}")
     if not 0.0 <= config.eval_fraction < 1.0:
         raise UsageError(f"--eval-fraction must be in [0, 1), got {config.eval_fraction}")
+    if "split" in config.slice_by:
+        raise UsageError("--slice-by split: the statistics are sliced by the train/eval split already (as 'split')")
     unknown = sorted(set(config.slice_by) - set(dataset.feature_names))
     if unknown:
         raise UsageError(f"--slice-by names columns the schema lacks: {', '.join(unknown)}")
@@ -270,7 +286,7 @@ def _check_config(config: RunConfig, dataset: schemas.Dataset, files: list[tuple
         dedup_config = config_from_dict(dataset.config["dedup"])
         if dedup_config.id not in dataset.feature_names:
             raise UsageError(f"dataset {dataset.name}: dedup id {dedup_config.id!r} is not a raw column of the schema")
-        if any(input_files.input_format_of(path) != input_files.CSV for path, _ in files):
+        if any(input_files.input_format_of(path) != input_files.CSV for path, _ in sources):
             raise UsageError(f"dataset {dataset.name} deduplicates its input first: inputs must be CSV")
     if config.labels:  # the options are sound: now the file (one streamed pass)
         join_labels.check_consensus(config.labels)
@@ -313,7 +329,7 @@ def _lineage_outputs(config: RunConfig, record: dict) -> list[LineageOutput]:
 
 
 def _run_in_staging(
-    job: Job, staging: str, config, dataset, reader, files, record: dict, dedup_config, input_hashes
+    job: Job, staging: str, config, dataset, reader, sources, record: dict, dedup_config, input_hashes
 ) -> dict:
     """Runs the stages into ``staging`` and returns the run record (``reason`` names a failed check).
     ``input_hashes``: the inputs' hashes if already started (``run_record.FileHashes``), or None."""
@@ -322,7 +338,7 @@ def _run_in_staging(
     if dedup_config is not None:
         with job.stage("dedup", "dedup stage (the dataset config's `dedup:` section)"):
             summary = dedup.run_dedup(
-                [path for path, _ in files],
+                [path for path, _ in sources],
                 dataclasses.replace(
                     dedup_config,
                     csv_delimiter=config.csv_format.delimiter or dedup_config.csv_delimiter,
@@ -342,7 +358,7 @@ def _run_in_staging(
         job.progress(f"incremental analysis with the cache in {config.analysis_cache}")
         record["analysis"] = incremental.analyze_with_cache(
             dataset,
-            files,
+            sources,
             config.analysis_cache,
             tensor_adapter_config(dataset.schema),
             config.eval_fraction,
@@ -355,7 +371,7 @@ def _run_in_staging(
         job.timings["analysis"] = record["analysis"]["seconds"]
         known_hashes = record["analysis"].pop("sha256")  # for run.json: the files are not hashed twice
     # hashed beside the pipeline, unless started already (while TensorFlow loaded) or done by the analysis
-    hashes = None if known_hashes else input_hashes or run_record.FileHashes([path for path, _ in files])
+    hashes = None if known_hashes else input_hashes or run_record.FileHashes([path for path, _ in sources])
     counters = job.run_pipeline(
         lambda pipeline: build_pipeline(
             pipeline, config, dataset, reader, staging, removed_ids, analyzed=bool(config.analysis_cache)
@@ -367,6 +383,7 @@ def _run_in_staging(
     job.timings["encode_cpu"] = counters.get((read.METRICS_NAMESPACE, "encode_msecs"), 0) / 1000
     finishing = time.time()
     metadata_io.write_metadata(dataset_metadata.DatasetMetadata(dataset.schema), os.path.join(staging, "metadata"))
+    _write_anomalies(staging, dataset.schema, counters, counts["rows_read"])
     failure = accounting.check_counts(counts, config.max_invalid_fraction)
     if not failure:
         with job.stage("export", "exporting the serving model"):
@@ -391,7 +408,7 @@ def _run_in_staging(
             "rows": by_source.get(path, 0),
             "ignored_columns": ignored.get(path, []),
         }
-        for path, size in files
+        for path, size in sources
     ]
     timings = job.timings
     timings["finish"] = time.time() - finishing - timings.get("export", 0) - timings.get("parity", 0)

@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
@@ -23,8 +24,8 @@ from pipelines.io import coders, spill
 from pipelines.io import staging as outputs
 from pipelines.io.write import EncodeExamples, WriteExamples, WriteParityPairs, WriteParquet
 from pipelines.prepare import parity
-from pipelines.prepare.split import SplitTrainEval
-from pipelines.quality import statistics
+from pipelines.prepare.split import SplitTrainEval, eval_mask
+from pipelines.quality import feature_stats, statistics
 
 __all__ = [
     "PARQUET",
@@ -56,25 +57,29 @@ def tensor_adapter_config(
 class PrepareRawBatches(beam.PTransform):
     """Validated ``(RecordBatch, keys)`` pairs made ready for tf.Transform.
 
-    Writes the statistics of the raw rows, and adds the raw example of each row in the parity
-    sample and a copy of each ``slice_by`` column (passed through the transform).
+    Writes the statistics of the raw rows (overall, per split, per slice; JSON and TFDV's proto),
+    and adds the raw example of each row in the parity sample and a copy of each ``slice_by``
+    column (passed through the transform).
 
     Args:
         slice_by: Raw columns whose values slice the statistics.
         parity_fraction: Share of rows whose serving-graph output is checked against Beam's.
         statistics_path: Where the raw rows' statistics are written.
+        eval_fraction: The split's share of eval rows (each row's split is sliced on).
     """
 
-    def __init__(self, slice_by: Sequence[str], parity_fraction: float, statistics_path: str):
+    def __init__(self, slice_by: Sequence[str], parity_fraction: float, statistics_path: str, eval_fraction: float):
         super().__init__()
         self._slice_by, self._parity_fraction, self._statistics_path = list(slice_by), parity_fraction, statistics_path
+        self._eval_fraction = eval_fraction
 
     def expand(self, raw_batches):
         (
             raw_batches
-            | "DropRowKeys" >> beam.Map(lambda element: element[0]).with_output_types(pa.RecordBatch)
-            | "GeneratePreTransformStatistics" >> statistics.GenerateStatistics(self._slice_by)
-            | "WritePreTransformStatistics" >> statistics.WriteStatistics(self._statistics_path)
+            | "AttachSplits" >> beam.Map(_with_split_slice, self._eval_fraction).with_output_types(pa.RecordBatch)
+            | "GeneratePreTransformStatistics"
+            >> statistics.GenerateStatistics([feature_stats.SPLIT_SLICE, *self._slice_by])
+            | "WritePreTransformStatistics" >> statistics.WriteStatistics(self._statistics_path, with_proto=True)
         )
         return (
             raw_batches
@@ -162,14 +167,23 @@ class AnalyzeAndTransform(beam.PTransform):
         return result
 
 
+def _with_split_slice(element, eval_fraction: float) -> pa.RecordBatch:
+    """A raw batch with each row's split (``train``/``eval``, as ``SplitTrainEval`` will split it)
+    in the statistics' split slice column; the row keys dropped."""
+    batch, keys = element
+    splits = np.where(eval_mask(keys, eval_fraction), SplitTrainEval.EVAL, SplitTrainEval.TRAIN)
+    return batch.append_column(statistics.SLICE_PREFIX + feature_stats.SPLIT_SLICE, pa.array(splits, pa.string()))
+
+
 def _route_split(element: tuple[pa.RecordBatch, dict], splits: list[str]):
-    """A transformed batch without the split column tf.Transform passed through: as it is (for the
-    statistics of both splits) and tagged with its split (to be written). The passthrough dict is
-    dropped: the batch holds the passthrough columns too."""
+    """A transformed batch without the split column tf.Transform passed through: with its split as
+    the statistics' split slice column (for the statistics) and tagged with its split (to be
+    written). The passthrough dict is dropped: the batch holds the passthrough columns too."""
     batch, _ = element
     split = spill.tag_of(batch.column(SPLIT_COLUMN), splits)
     batch = batch.drop_columns([SPLIT_COLUMN])
-    yield batch
+    split_slice = pa.array([split] * batch.num_rows, pa.string())
+    yield batch.append_column(statistics.SLICE_PREFIX + feature_stats.SPLIT_SLICE, split_slice)
     yield beam.pvalue.TaggedOutput(split, batch)
 
 
@@ -195,9 +209,10 @@ class WriteTransformedSplits(beam.PTransform):
         )
         (
             coders.of_record_batches(routed.batches)
-            | "GeneratePostTransformStatistics" >> statistics.GenerateStatistics(self._slice_by)
+            | "GeneratePostTransformStatistics"
+            >> statistics.GenerateStatistics([feature_stats.SPLIT_SLICE, *self._slice_by])
             | "WritePostTransformStatistics"
-            >> statistics.WriteStatistics(os.path.join(output_dir, "stats", "post_transform.json"))
+            >> statistics.WriteStatistics(os.path.join(output_dir, "stats", "post_transform.json"), with_proto=True)
         )
         # typed, so that Beam sizes their batches from the buffers rather than by pickling a sample
         train = coders.of_record_batches(routed[SplitTrainEval.TRAIN])

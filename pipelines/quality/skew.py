@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from pipelines.errors import UsageError
 from pipelines.io import files, input_files, read
 from pipelines.lineage import run_record
-from pipelines.quality import statistics
+from pipelines.quality import anomalies, feature_stats, statistics
 from pipelines.runtime.options import pipeline_options
 
 __all__ = [
@@ -95,6 +95,13 @@ def l_infinity(p_counts: dict, q_counts: dict) -> float:
     return max(abs(p_counts.get(v, 0) / p_total - q_counts.get(v, 0) / q_total) for v in set(p_counts) | set(q_counts))
 
 
+def _flag(entry: dict, check: str, description: str) -> None:
+    """Records a threshold crossed: its line in ``anomalies`` and which check (``invalid``,
+    ``missing``, ``distance``, ``new_values``) in ``checks`` (for the Anomalies proto)."""
+    entry["anomalies"].append(description)
+    entry["checks"].append({"name": check, "description": description})
+
+
 def compare_statistics(training: dict, serving: dict, rejected: dict[str, int], rows: int, thresholds) -> dict:
     """Compares serving statistics with training statistics (both the ``ALL`` slice).
 
@@ -113,20 +120,24 @@ def compare_statistics(training: dict, serving: dict, rejected: dict[str, int], 
     for name, train in sorted(training.items()):
         limits = dict(default, **per_feature.get(name, {}))
         serve = serving.get(name, {})
-        entry = {"kind": train["type"], "anomalies": []}
+        entry = {"kind": train["type"], "anomalies": [], "checks": []}
         invalid_share = rejected.get(name, 0) / rows if rows else 0.0
         entry["invalid_rows"] = rejected.get(name, 0)
         if invalid_share > limits["invalid"]:
-            entry["anomalies"].append(
-                f"{rejected[name]} rows ({invalid_share:.2%}) rejected by the schema > {limits['invalid']:.2%}"
+            _flag(
+                entry,
+                "invalid",
+                f"{rejected[name]} rows ({invalid_share:.2%}) rejected by the schema > {limits['invalid']:.2%}",
             )
         train_missing = train["missing"] / max(train["count"] + train["missing"], 1)
         serve_missing = serve.get("missing", 0) / max(serve.get("count", 0) + serve.get("missing", 0), 1)
         entry["missing_share"] = {"training": train_missing, "serving": serve_missing}
         if serve and abs(serve_missing - train_missing) > limits["missing"]:
-            entry["anomalies"].append(
+            _flag(
+                entry,
+                "missing",
                 f"missing in {serve_missing:.2%} of rows (training: {train_missing:.2%}), "
-                f"a change > {limits['missing']:.0%}"
+                f"a change > {limits['missing']:.0%}",
             )
         if train["type"] == "numeric":
             train_counts = train.get("histogram", {}).get("counts", [])
@@ -134,20 +145,20 @@ def compare_statistics(training: dict, serving: dict, rejected: dict[str, int], 
             value = jensen_shannon(train_counts, serve_counts) if train_counts else 0.0
             entry.update(distance="jensen_shannon", value=value, threshold=limits["js"])
             if value > limits["js"]:
-                entry["anomalies"].append(f"Jensen-Shannon divergence {value:.4f} > {limits['js']}")
+                _flag(entry, "distance", f"Jensen-Shannon divergence {value:.4f} > {limits['js']}")
         else:
             train_top = {item["value"]: item["count"] for item in train.get("top", [])}
             serve_top = {item["value"]: item["count"] for item in serve.get("top", [])}
             value = l_infinity(train_top, serve_top)
             entry.update(distance="l_infinity", value=value, threshold=limits["linf"])
             if value > limits["linf"]:
-                entry["anomalies"].append(f"L-infinity distance {value:.4f} > {limits['linf']}")
+                _flag(entry, "distance", f"L-infinity distance {value:.4f} > {limits['linf']}")
             complete = train.get("unique", 0) <= len(train_top)  # every training value is listed
             new = {v: c for v, c in serve_top.items() if v not in train_top} if complete else {}
             share = sum(new.values()) / serve.get("num_values", 1) if new and serve.get("num_values") else 0.0
             entry["new_values"] = {"share": share, "examples": sorted(new, key=lambda v: -new[v])[:10]}
             if share > limits["new_values"]:
-                entry["anomalies"].append(f"{share:.2%} of values never seen in training > {limits['new_values']:.2%}")
+                _flag(entry, "new_values", f"{share:.2%} of values never seen in training > {limits['new_values']:.2%}")
         entry["passed"] = not entry["anomalies"]
         if not entry["passed"]:
             failed.append(name)
@@ -175,15 +186,14 @@ def _serving_statistics(sources, schema, boundaries, beam_args, csv_format: inpu
         counters = run_record.collect_counters(result)
         serving = files.read_json(path)
     rejected: dict[str, int] = {}
-    record_reasons: dict[str, int] = {}
+    reasons: dict[str, dict[str, int]] = {}  # feature ("" for whole records) -> reason -> rows
     for (space, name), value in counters.items():
         if space == read.DEAD_LETTER_FEATURE_NAMESPACE:
             feature, _, reason = name.partition("|")
             rejected[feature or RECORD] = rejected.get(feature or RECORD, 0) + value
-            if not feature:
-                record_reasons[reason] = record_reasons.get(reason, 0) + value
+            reasons.setdefault(feature, {})[reason] = reasons.get(feature, {}).get(reason, 0) + value
     rows = counters.get((read.METRICS_NAMESPACE, "rows_read"), 0)
-    return serving["slices"].get(statistics.ALL, {"features": {}}), rejected, record_reasons, reader.header_errors, rows
+    return serving, rejected, reasons, reader.header_errors, rows
 
 
 def check_skew(
@@ -192,6 +202,8 @@ def check_skew(
     thresholds_path: str | None,
     beam_args=(),
     csv_format: input_files.CsvFormat = input_files.DEFAULT_CSV_FORMAT,
+    anomalies_path: str | None = None,
+    statistics_path: str | None = None,
 ) -> dict:
     """Checks serving inputs against a run's training statistics and schema.
 
@@ -201,6 +213,9 @@ def check_skew(
         thresholds_path: YAML thresholds, or None for the defaults.
         beam_args: Pass-through Beam flags.
         csv_format: How the serving CSV files are written (as for ``skewless run``).
+        anomalies_path: Where to write the result as TFDV's ``Anomalies`` (text format), if at all.
+        statistics_path: Where to write the serving batch's statistics as TFDV's
+            ``DatasetFeatureStatisticsList`` (binary, ``FeatureStats.pb``), if at all.
 
     Returns:
         The report: ``compare_statistics`` plus ``rows`` and ``rejected_rows`` (per feature).
@@ -220,18 +235,27 @@ def check_skew(
     csv_format = dataclasses.replace(csv_format, missing_values=missing)
     sources = input_files.expand_patterns(patterns)
     boundaries = statistics.histogram_boundaries(training)
-    serving, rejected, record_reasons, header_errors, rows = _serving_statistics(
+    described, rejected, reasons, header_errors, rows = _serving_statistics(
         sources, schema, boundaries, beam_args, csv_format, transform_output
     )
     if rows == 0:
         raise UsageError("the serving input has no rows")
+    serving = described["slices"].get(statistics.ALL, {"features": {}})
+    record_reasons = reasons.pop("", {})
     report = compare_statistics(training["features"], serving["features"], rejected, rows, thresholds)
+    for feature, by_reason in reasons.items():
+        if feature in report["features"]:
+            report["features"][feature]["invalid_reasons"] = by_reason
     report.update(rows=rows, rejected_rows=rejected, training_rows=training["num_rows"])
     report["rejected_records_by_reason"] = dict(sorted(record_reasons.items(), key=lambda item: -item[1]))
     report["header_errors"] = header_errors  # files whose every line is rejected, and why
     if rejected.get(RECORD, 0) / rows > thresholds[0]["invalid"]:  # ragged, undecodable, empty lines
         report["passed"] = False
         report["failed_features"].append(RECORD)
+    if statistics_path:
+        feature_stats.write_proto(described, statistics_path)
+    if anomalies_path:
+        anomalies.write_text(anomalies.from_skew_report(report, schema), anomalies_path)
     return report
 
 

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.formats.decode import first_values
+from pipelines.io import files
 from pipelines.io.coders import KeyedBatch, of_type
-from pipelines.lineage import run_record
 from pipelines.runtime import overlap
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "GenerateStatistics",
     "SLICE_PREFIX",
     "WriteStatistics",
+    "proto_path",
     "slice_batches",
     "statistics_of",
 ]
@@ -42,6 +43,7 @@ MISSING_SLICE = "<missing>"
 OTHER_SLICE = "<other>"  # values past the first MAX_SLICES_PER_COLUMN of a column
 MAX_SLICES_PER_COLUMN = 100
 NUM_QUANTILES = 20
+EQUAL_WIDTH_BINS = 10
 _CDF_POINTS = 100  # quantiles kept per slice to place its values into the overall bins
 TOP_K = 100
 _SKETCH_BUCKETS = 1000
@@ -103,6 +105,11 @@ class _FeatureAccumulator:
     maximum: float = -math.inf
     sketch: object = None  # QuantilesSketch for numbers, (KmvSketch, MisraGriesSketch) for strings
     bin_counts: np.ndarray | None = None  # exact counts into given bins, when bins are given
+    integers: bool = False  # numbers of an integer type
+    zeros: int = 0  # numbers equal to 0
+    total_length: int = 0  # strings: the bytes of every value
+    min_values: int = 2**62  # the fewest values a row with any has
+    max_values: int = 0  # the most values a row has
 
 
 def _new_accumulator(numeric: bool) -> _FeatureAccumulator:
@@ -165,10 +172,16 @@ class _SummaryCombineFn(beam.CombineFn):
             present = int(np.count_nonzero(lengths))
             feature.rows_present += present
             feature.rows_missing += len(lengths) - present
+            if present:
+                counted = lengths[lengths > 0]
+                feature.min_values = min(feature.min_values, int(counted.min()))
+                feature.max_values = max(feature.max_values, int(counted.max()))
             if numeric:
+                feature.integers = pa.types.is_integer(value_type)
                 numbers = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
                 numbers = numbers[~np.isnan(numbers)]
                 feature.num_values += len(numbers)
+                feature.zeros += int(np.count_nonzero(numbers == 0))
                 if len(numbers):
                     feature.total += float(numbers.sum())
                     feature.total_squares += float(np.square(numbers).sum())
@@ -181,6 +194,7 @@ class _SummaryCombineFn(beam.CombineFn):
             else:
                 feature.num_values += len(values)
                 if len(values):
+                    feature.total_length += int(pc.sum(pc.binary_length(values)).as_py() or 0)
                     feature.sketch[0].AddValues(values)
                     feature.sketch[1].AddValues(values)
         return accumulator
@@ -202,6 +216,11 @@ class _SummaryCombineFn(beam.CombineFn):
                 mine.total_squares += feature.total_squares
                 mine.minimum = min(mine.minimum, feature.minimum)
                 mine.maximum = max(mine.maximum, feature.maximum)
+                mine.integers = mine.integers or feature.integers
+                mine.zeros += feature.zeros
+                mine.total_length += feature.total_length
+                mine.min_values = min(mine.min_values, feature.min_values)
+                mine.max_values = max(mine.max_values, feature.max_values)
                 if feature.bin_counts is not None:
                     mine.bin_counts = (
                         feature.bin_counts if mine.bin_counts is None else mine.bin_counts + feature.bin_counts
@@ -217,8 +236,12 @@ class _SummaryCombineFn(beam.CombineFn):
         features = {}
         for name, feature in sorted(accumulator["features"].items()):
             stats = {"count": feature.rows_present, "missing": feature.rows_missing, "num_values": feature.num_values}
+            if feature.rows_present:
+                stats["values_per_row"] = {"min": feature.min_values, "max": feature.max_values}
             if feature.numeric:
                 stats["type"] = "numeric"
+                stats["value_type"] = "int" if feature.integers else "float"
+                stats["zeros"] = feature.zeros
                 if feature.num_values:
                     mean = feature.total / feature.num_values
                     variance = max(feature.total_squares / feature.num_values - mean * mean, 0.0)
@@ -240,6 +263,7 @@ class _SummaryCombineFn(beam.CombineFn):
                     stats["histogram"] = {"boundaries": self._boundaries[name], "counts": [int(c) for c in counts]}
             else:
                 stats["type"] = "string"
+                stats["avg_length"] = feature.total_length / feature.num_values if feature.num_values else 0.0
                 stats["unique"] = int(feature.sketch[0].Estimate()) if feature.num_values else 0
                 top = feature.sketch[1].Estimate().to_pylist() if feature.num_values else []
                 top = sorted(top, key=lambda item: (-item["counts"], item["values"]))[:TOP_K]
@@ -283,6 +307,13 @@ def _assemble(slices: list[tuple[str, dict]], given: dict[str, list[float]] | No
     for stats in slices.values():
         for name, feature in stats["features"].items():
             cdf = feature.pop("_cdf", None)
+            if cdf is not None:  # TFDV's standard histogram: equal-width bins over [min, max]
+                inner = np.linspace(feature["min"], feature["max"], EQUAL_WIDTH_BINS + 1)[1:-1].tolist()
+                inner = inner if feature["max"] > feature["min"] else []
+                feature["equal_width_histogram"] = {
+                    "boundaries": inner,
+                    "counts": _counts_from_cdf(cdf, feature["num_values"], inner),
+                }
             if given is None and name in boundaries and cdf is not None:
                 feature["histogram"] = {
                     "boundaries": boundaries[name],
@@ -394,20 +425,33 @@ class GenerateStatistics(beam.PTransform):
         )
 
 
-class WriteStatistics(beam.PTransform):
-    """Writes the statistics dict to one JSON file at ``path``."""
+def proto_path(json_path: str) -> str:
+    """Where the ``FeatureStats.pb`` of a statistics JSON goes: ``stats/pre_transform.json`` ->
+    ``stats/pre_transform/FeatureStats.pb`` (TFX's file name, one folder per stage)."""
+    return json_path.removesuffix(".json") + "/FeatureStats.pb"
 
-    def __init__(self, path: str):
+
+class WriteStatistics(beam.PTransform):
+    """Writes the statistics dict to one JSON file at ``path`` and, with ``with_proto``, the same
+    figures as a TFDV ``DatasetFeatureStatisticsList`` at :func:`proto_path`
+    (``pipelines/quality/feature_stats.py``)."""
+
+    def __init__(self, path: str, with_proto: bool = False):
         super().__init__()
         self._path = path
+        self._with_proto = with_proto
 
     def expand(self, statistics):
-        return statistics | "WriteJson" >> beam.Map(_write_json, self._path)
+        return statistics | "WriteJson" >> beam.Map(_write_statistics, self._path, self._with_proto)
 
 
-def _write_json(stats: dict, path: str) -> str:
+def _write_statistics(stats: dict, path: str, with_proto: bool) -> str:
     """Writes the one statistics dict (a retried write writes the same bytes again)."""
-    run_record.write_json(path, stats, indent=1)
+    files.write_json(path, stats, indent=1)
+    if with_proto:
+        from pipelines.quality import feature_stats
+
+        feature_stats.write_proto(stats, proto_path(path))
     return path
 
 

@@ -31,6 +31,16 @@ def add_parser(commands) -> None:
     parser.add_argument("--thresholds", metavar="YAML", help="thresholds config (default: the defaults above)")
     parser.add_argument("--output", metavar="FILE", help="also write the JSON report here")
     parser.add_argument(
+        "--anomalies",
+        metavar="FILE",
+        help="also write the result as TFDV's Anomalies proto (text format; tfdv.load_anomalies_text reads it)",
+    )
+    parser.add_argument(
+        "--statistics",
+        metavar="FILE",
+        help="also write the serving batch's statistics as TFDV's DatasetFeatureStatisticsList (FeatureStats.pb)",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="no table on stderr (the JSON report still goes to stdout)"
     )
     arguments.add_csv_arguments(parser, numbers=True, quoted_newlines=True)
@@ -49,7 +59,15 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.quality.skew import check_skew, failure_reason
 
     progress("reading, validating and describing the serving inputs on Beam")
-    report = check_skew(args.transform_output, args.input, args.thresholds, beam_args, arguments.csv_format(args))
+    report = check_skew(
+        args.transform_output,
+        args.input,
+        args.thresholds,
+        beam_args,
+        arguments.csv_format(args),
+        anomalies_path=args.anomalies,
+        statistics_path=args.statistics,
+    )
     text = json.dumps(arguments.json_safe(report), indent=2)
     print(text)
     if args.output:
