@@ -26,8 +26,8 @@ __all__ = [
 
 TEMP = "tmp"  # a job's scratch space inside its staging directory: deleted, never published
 OWNER = "owner"  # in TEMP: "<host> <pid>" of the process writing the staging directory
-# the record every command writes into its output (run, labels, dedup, train): what may be replaced
-RECORDS = ("run.json", "agreement.json", "dedup.json", "metrics.json")
+# the record every command writes into its output (run, labels, dedup, train, export-tfx): what may be replaced
+RECORDS = ("run.json", "agreement.json", "dedup.json", "metrics.json", "export_tfx.json")
 
 
 def temp_dir(staging: str, name: str) -> str:

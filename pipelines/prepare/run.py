@@ -396,6 +396,7 @@ def _run_in_staging(
         for name in TRANSFORM_OUTPUTS:
             outputs.remove_tree(os.path.join(staging, name))
         outputs.remove_tree(os.path.join(staging, "stats", "post_transform.json"))
+        outputs.remove_tree(os.path.join(staging, "stats", "post_transform"))
     record["workers"] = job.workers()  # the runner, its job ids, what the workers ran
     by_source = {name: value for (space, name), value in counters.items() if space == read.ROWS_BY_SOURCE_NAMESPACE}
     sha256 = known_hashes or hashes.result()

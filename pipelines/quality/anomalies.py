@@ -32,6 +32,7 @@ _REASONS = {
     "missing required feature": _Type.FEATURE_TYPE_LOW_FRACTION_PRESENT,
     "too many values": _Type.FEATURE_TYPE_HIGH_NUMBER_VALUES,
     "not a finite float": _Type.FLOAT_TYPE_HAS_NAN,
+    "invalid UTF-8": _Type.ENUM_TYPE_INVALID_UTF8,
 }
 _SHORT = {
     _Type.ENUM_TYPE_UNEXPECTED_STRING_VALUES: "Unexpected string values",
@@ -42,6 +43,7 @@ _SHORT = {
     _Type.FEATURE_TYPE_LOW_FRACTION_PRESENT: "Column dropped",
     _Type.FEATURE_TYPE_HIGH_NUMBER_VALUES: "Superfluous values",
     _Type.FLOAT_TYPE_HAS_NAN: "Invalid values",
+    _Type.ENUM_TYPE_INVALID_UTF8: "Invalid UTF-8",
     _Type.COMPARATOR_L_INFTY_HIGH: "High Linfty distance between training and serving",
     _Type.COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH: (
         "High approximate Jensen-Shannon divergence between training and serving"

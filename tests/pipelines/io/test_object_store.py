@@ -94,6 +94,22 @@ def _commands(inp: str, out: str) -> list[tuple[str, list[str]]]:
         ("train", ["train", "--transform-output", f"{out}/run", "--epochs", "1"]),
         ("report", ["report", f"{out}/run", "--labels", f"{out}/rte"]),
         ("verify-parity", ["verify-parity", f"{out}/run"]),
+        ("export-tfx", ["export-tfx", f"{out}/run", "--to", f"{out}/tfx"]),
+        (
+            "check-skew-anomalies",
+            [
+                "check-skew",
+                "--transform-output",
+                f"{out}/run",
+                "--input",
+                f"{inp}/trips.csv",
+                "--quiet",
+                "--anomalies",
+                f"{out}/skew/anomalies.pbtxt",
+                "--statistics",
+                f"{out}/skew/FeatureStats.pb",
+            ],
+        ),  # fmt: skip
         (
             "labels",
             [*labels, "--annotations", f"{inp}/rte.csv", "--output", f"{out}/rte", *RTE_COLUMNS, "--round", "r1"],
@@ -223,7 +239,22 @@ def test_nothing_is_written_to_the_local_disk(trees):
 
 
 @pytest.mark.parametrize(
-    "tree", ["run", "parquet", "cached", "cache", "joined", "people", "rte", "boxes", "text", "dedup", "dedup-again"]
+    "tree",
+    [
+        "run",
+        "parquet",
+        "cached",
+        "cache",
+        "joined",
+        "people",
+        "rte",
+        "boxes",
+        "text",
+        "dedup",
+        "dedup-again",
+        "tfx",
+        "skew",
+    ],
 )
 def test_each_tree_has_the_local_runs_files_and_nothing_stray(trees, tree):
     local = str(trees[0] / tree)
@@ -234,7 +265,21 @@ def test_nothing_stray_beside_the_outputs():
     """No staging directory, scratch or temporary file is left under the bucket's output prefix."""
     tops = sorted({path[len(f"{BUCKET}/out/") :].split("/")[0] for path in object_store.objects(f"{BUCKET}/out/")})
     assert tops == sorted(
-        ["boxes", "cache", "cached", "dedup", "dedup-again", "joined", "parquet", "people", "rte", "run", "text"]
+        [
+            "boxes",
+            "cache",
+            "cached",
+            "dedup",
+            "dedup-again",
+            "joined",
+            "parquet",
+            "people",
+            "rte",
+            "run",
+            "skew",
+            "text",
+            "tfx",
+        ]
     )
 
 
@@ -247,6 +292,10 @@ def test_nothing_stray_beside_the_outputs():
         "run/serving_model/assets.extra/schema.pbtxt",
         "run/stats/pre_transform.json",
         "run/stats/post_transform.json",
+        "run/anomalies.pbtxt",
+        "skew/anomalies.pbtxt",
+        "tfx/transform_graph/transform_fn/saved_model.pb",
+        "tfx/pre_transform_schema/schema.pbtxt",
         "run/skew.json",
         "run/model/metrics.json",
         "rte/consensus.csv",

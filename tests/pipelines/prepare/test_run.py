@@ -68,6 +68,7 @@ def run_dir(sample, tmp_path_factory):
 
 def test_output_layout_is_complete_and_nothing_else_is_left(run_dir):
     assert sorted(os.listdir(run_dir)) == [
+        "anomalies.pbtxt",
         "dead_letter",
         "metadata",
         "parity",
@@ -147,10 +148,13 @@ def test_statistics_before_and_after_the_transform_sliced_by_payment_type(run_di
     _, good, _ = sample
     pre = json.loads((run_dir / "stats" / "pre_transform.json").read_text())["slices"]
     post = json.loads((run_dir / "stats" / "post_transform.json").read_text())["slices"]
+    record = json.loads((run_dir / "run.json").read_text())
     for stats in (pre, post):
         assert stats["ALL"]["num_rows"] == len(good)
-        slices = [key for key in stats if key != "ALL"]
-        assert all(key.startswith("payment_type=") for key in slices)
+        assert stats["split=train"]["num_rows"] == record["counts"]["rows_train"]
+        assert stats["split=eval"]["num_rows"] == record["counts"]["rows_eval"]
+        slices = [key for key in stats if key.startswith("payment_type=")]
+        assert len(slices) == len(stats) - 3
         assert sum(stats[key]["num_rows"] for key in slices) == len(good)
     payments = [line.split(",")[13] for line in good]
     assert pre["payment_type=Cash"]["num_rows"] == payments.count("Cash")
@@ -330,8 +334,9 @@ def test_too_many_invalid_rows_fail_the_run_but_keep_dead_letters(tmp_path, caps
         "skewless run: error: 3 of 13 rows invalid (23.08% > --max-invalid-fraction 20.00%; "
         "most common: 'wrong field count' x3); see dead_letter/"
     )
-    assert sorted(os.listdir(out)) == ["dead_letter", "report.html", "run.json", "stats"]
-    assert os.listdir(out / "stats") == ["pre_transform.json"]  # what the valid rows looked like
+    assert sorted(os.listdir(out)) == ["anomalies.pbtxt", "dead_letter", "report.html", "run.json", "stats"]
+    assert sorted(os.listdir(out / "stats")) == ["pre_transform", "pre_transform.json"]  # what the valid rows were
+    assert "wrong field count" in (out / "anomalies.pbtxt").read_text()
     record = json.loads((out / "run.json").read_text())
     assert (record["status"], record["counts"]["rows_dead_lettered"]) == ("failed", 3)
     assert len((out / "dead_letter").joinpath(os.listdir(out / "dead_letter")[0]).read_text().splitlines()) == 3
@@ -571,3 +576,72 @@ def test_bad_usage_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ar
 def test_an_eval_fraction_outside_0_1_is_rejected_by_the_parser(capsys):
     assert cli.main(["run", "--output", "x", "--eval-fraction", "2"]) == 2
     assert "--eval-fraction: must be between 0 and 1, got 2.0" in capsys.readouterr().err
+
+
+def test_statistics_protos_hold_the_jsons_figures_per_split_and_slice(run_dir, sample):
+    """``stats/{pre,post}_transform/FeatureStats.pb``: TFDV's DatasetFeatureStatisticsList, one
+    dataset for every row, one per split and one per slice, with the JSON's figures."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    for stage in ("pre_transform", "post_transform"):
+        stats = json.loads((run_dir / "stats" / f"{stage}.json").read_text())["slices"]
+        proto = statistics_pb2.DatasetFeatureStatisticsList.FromString(
+            (run_dir / "stats" / stage / "FeatureStats.pb").read_bytes()
+        )
+        names = [dataset.name for dataset in proto.datasets]
+        assert names[:3] == ["All Examples", "train", "eval"]
+        assert sorted(names[3:]) == sorted(key.replace("=", "_") for key in stats if key.startswith("payment_type="))
+        for dataset in proto.datasets:
+            key = {"All Examples": "ALL", "train": "split=train", "eval": "split=eval"}.get(dataset.name)
+            key = key or "payment_type=" + dataset.name.removeprefix("payment_type_")
+            assert dataset.num_examples == stats[key]["num_rows"]
+            assert sorted(f.path.step[0] for f in dataset.features) == sorted(stats[key]["features"])
+    pre = json.loads((run_dir / "stats" / "pre_transform.json").read_text())["slices"]["ALL"]["features"]
+    proto = statistics_pb2.DatasetFeatureStatisticsList.FromString(
+        (run_dir / "stats" / "pre_transform" / "FeatureStats.pb").read_bytes()
+    )
+    features = {f.path.step[0]: f for f in proto.datasets[0].features}
+    fare, payment = features["fare"], features["payment_type"]
+    assert fare.type == statistics_pb2.FeatureNameStatistics.FLOAT
+    assert features["trip_start_hour"].type == statistics_pb2.FeatureNameStatistics.INT
+    assert (fare.num_stats.mean, fare.num_stats.std_dev) == (pre["fare"]["mean"], pre["fare"]["std"])
+    assert (fare.num_stats.min, fare.num_stats.max, fare.num_stats.num_zeros) == (
+        pre["fare"]["min"],
+        pre["fare"]["max"],
+        pre["fare"]["zeros"],
+    )
+    assert fare.num_stats.median == pre["fare"]["quantiles"][10]
+    assert fare.num_stats.common_stats.num_non_missing == pre["fare"]["count"]
+    assert fare.num_stats.common_stats.num_missing == pre["fare"]["missing"]
+    standard, quantiles = fare.num_stats.histograms
+    assert quantiles.type == statistics_pb2.Histogram.QUANTILES and len(quantiles.buckets) == 10
+    assert sum(b.sample_count for b in standard.buckets) == pre["fare"]["num_values"]
+    assert payment.type == statistics_pb2.FeatureNameStatistics.STRING
+    assert payment.string_stats.unique == pre["payment_type"]["unique"]
+    assert [(v.value, v.frequency) for v in payment.string_stats.top_values] == [
+        (top["value"], top["count"]) for top in pre["payment_type"]["top"]
+    ]
+    assert payment.string_stats.avg_length == pytest.approx(pre["payment_type"]["avg_length"])
+    assert payment.string_stats.rank_histogram.buckets[0].label == "Cash"
+
+
+def test_the_raw_rows_schema_violations_are_tfdv_anomalies(run_dir):
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    anomalies = text_format.Parse((run_dir / "anomalies.pbtxt").read_text(), anomalies_pb2.Anomalies())
+    reasons = {name: [r.type for r in info.reason] for name, info in anomalies.anomaly_info.items()}
+    info = anomalies_pb2.AnomalyInfo
+    assert reasons == {
+        "fare": [info.FLOAT_TYPE_BIG_FLOAT],
+        "payment_type": [info.ENUM_TYPE_INVALID_UTF8],
+        "tips": [info.FLOAT_TYPE_STRING_NOT_FLOAT],
+        "trip_miles": [info.FEATURE_TYPE_LOW_FRACTION_PRESENT],
+        "trip_start_day": [info.INT_TYPE_NOT_INT_STRING],
+        "trip_start_hour": [info.INT_TYPE_BIG_INT],
+    }
+    record = json.loads((run_dir / "run.json").read_text())
+    rows = record["counts"]["rows_read"]
+    assert anomalies.anomaly_info["fare"].description == f"1 of {rows} rows: outside domain."
+    assert anomalies.dataset_anomaly_info.reason  # the whole-record reasons (ragged lines, bad UTF-8)
+    assert anomalies.baseline.feature[0].name == "company"

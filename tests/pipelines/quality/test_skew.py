@@ -5,6 +5,7 @@ import io
 import json
 
 import pytest
+from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from pipelines import cli
 from pipelines.errors import UsageError
@@ -58,15 +59,24 @@ def serving_rows():
     return header, [next(csv.reader([line])) for line in lines]
 
 
-def _check(training, path, capsys) -> tuple[int, dict]:
-    code = cli.main(["check-skew", "--transform-output", str(training), "--input", str(path)])
+def _check(training, path, capsys, *flags) -> tuple[int, dict]:
+    code = cli.main(["check-skew", "--transform-output", str(training), "--input", str(path), *flags])
     return code, json.loads(capsys.readouterr().out)
+
+
+def _anomalies(path):
+    from google.protobuf import text_format
+
+    return text_format.Parse(path.read_text(), anomalies_pb2.Anomalies())
 
 
 def test_a_sample_of_the_training_data_passes(training, serving_rows, tmp_path, capsys):
     header, rows = serving_rows
-    code, report = _check(training, _write(tmp_path / "same.csv", header, rows), capsys)
+    flags = ["--anomalies", str(tmp_path / "anomalies.pbtxt")]
+    code, report = _check(training, _write(tmp_path / "same.csv", header, rows), capsys, *flags)
     assert (code, report["passed"], report["failed_features"]) == (0, True, [])
+    anomalies = _anomalies(tmp_path / "anomalies.pbtxt")
+    assert not anomalies.anomaly_info and len(anomalies.drift_skew_info) == len(report["features"])
     assert report["rows"] == 3000 and report["training_rows"] == 15002
     assert all(entry["value"] < 0.1 for entry in report["features"].values())
 
@@ -75,17 +85,45 @@ def test_doubled_fares_fail_on_fare_alone(training, serving_rows, tmp_path, caps
     header, rows = serving_rows
     index = header.split(",").index("fare")
     shifted = [row[:index] + [str(float(row[index]) * 2)] + row[index + 1 :] for row in rows]
-    code, report = _check(training, _write(tmp_path / "fare.csv", header, shifted), capsys)
+    flags = ["--anomalies", str(tmp_path / "anomalies.pbtxt"), "--statistics", str(tmp_path / "FeatureStats.pb")]
+    code, report = _check(training, _write(tmp_path / "fare.csv", header, shifted), capsys, *flags)
     assert (code, report["failed_features"]) == (1, ["fare"])
     assert report["features"]["fare"]["distance"] == "jensen_shannon" and report["features"]["fare"]["value"] > 0.1
+    # the same verdict as TFDV's Anomalies: the drifted feature alone, with every distance measured
+    anomalies = _anomalies(tmp_path / "anomalies.pbtxt")
+    assert list(anomalies.anomaly_info) == ["fare"]
+    (reason,) = anomalies.anomaly_info["fare"].reason
+    assert reason.type == anomalies_pb2.AnomalyInfo.COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH
+    measured = {info.path.step[0]: info.skew_measurements[0] for info in anomalies.drift_skew_info}
+    assert sorted(measured) == sorted(report["features"])
+    assert measured["fare"].value == pytest.approx(report["features"]["fare"]["value"])
+    assert measured["fare"].threshold == 0.1 and measured["company"].type == measured["company"].L_INFTY
+    assert [f.name for f in anomalies.baseline.feature][:2] == ["company", "dropoff_census_tract"]
+    # and the serving batch's statistics, as TFDV writes them
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    stats = statistics_pb2.DatasetFeatureStatisticsList.FromString((tmp_path / "FeatureStats.pb").read_bytes())
+    (dataset,) = stats.datasets
+    assert (dataset.name, dataset.num_examples) == ("All Examples", 3000)
+    fare = next(f for f in dataset.features if f.path.step == ["fare"])
+    assert fare.num_stats.mean == pytest.approx(2 * report_mean(rows, index), rel=1e-6)
+
+
+def report_mean(rows, index) -> float:
+    values = [float(row[index]) for row in rows if row[index]]
+    return sum(values) / len(values)
 
 
 def test_payment_type_shifted_to_one_category_fails_on_payment_type_alone(training, serving_rows, tmp_path, capsys):
     header, rows = serving_rows
     index = header.split(",").index("payment_type")
     shifted = [row[:index] + ["Cash"] + row[index + 1 :] for row in rows]
-    code, report = _check(training, _write(tmp_path / "pay.csv", header, shifted), capsys)
+    code, report = _check(
+        training, _write(tmp_path / "pay.csv", header, shifted), capsys, "--anomalies", str(tmp_path / "a")
+    )
     assert (code, report["failed_features"]) == (1, ["payment_type"])
+    (reason,) = _anomalies(tmp_path / "a").anomaly_info["payment_type"].reason
+    assert reason.type == anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH
     assert report["features"]["payment_type"]["distance"] == "l_infinity"
 
 
@@ -98,8 +136,17 @@ def test_schema_anomalies_new_values_and_rejected_rows(training, serving_rows, t
         row[hour] = "31"  # out of domain: rejected
     for row in anomalous[100:200]:
         row[payment] = "Crypto"  # a value training never saw
-    code, report = _check(training, _write(tmp_path / "odd.csv", header, anomalous), capsys)
+    code, report = _check(
+        training, _write(tmp_path / "odd.csv", header, anomalous), capsys, "--anomalies", str(tmp_path / "a")
+    )
     assert code == 1
+    infos = _anomalies(tmp_path / "a").anomaly_info
+    assert sorted(infos) == ["payment_type", "trip_start_hour"]
+    assert [r.type for r in infos["trip_start_hour"].reason] == [anomalies_pb2.AnomalyInfo.INT_TYPE_BIG_INT]
+    assert [r.type for r in infos["payment_type"].reason] == [
+        anomalies_pb2.AnomalyInfo.ENUM_TYPE_UNEXPECTED_STRING_VALUES
+    ]
+    assert report["features"]["trip_start_hour"]["invalid_reasons"] == {"outside domain": 100}
     assert report["rejected_rows"] == {"trip_start_hour": 100}
     assert report["features"]["trip_start_hour"]["invalid_rows"] == 100
     assert report["features"]["payment_type"]["new_values"]["examples"] == ["Crypto"]

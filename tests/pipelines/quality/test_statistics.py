@@ -48,14 +48,68 @@ def test_numeric_and_string_statistics_are_exact_on_small_data():
     assert x["quantiles"][0] == 1.0 and x["quantiles"][-1] == 5.0 and len(x["quantiles"]) == 21
     assert sum(x["histogram"]["counts"]) == 5
     assert len(x["histogram"]["counts"]) == len(x["histogram"]["boundaries"]) + 1
+    assert (x["zeros"], x["value_type"], x["values_per_row"]) == (0, "float", {"min": 1, "max": 1})
+    assert x["equal_width_histogram"]["boundaries"] == pytest.approx([1.4, 1.8, 2.2, 2.6, 3.0, 3.4, 3.8, 4.2, 4.6])
+    assert sum(x["equal_width_histogram"]["counts"]) == 5
     assert overall["features"]["s"] == {
         "type": "string",
         "count": 5,
         "missing": 1,
         "num_values": 5,
+        "values_per_row": {"min": 1, "max": 1},
+        "avg_length": 1.0,
         "unique": 3,
         "top": [{"value": "a", "count": 3}, {"value": "b", "count": 1}, {"value": "c", "count": 1}],
     }
+
+
+def test_zeros_values_per_row_and_string_lengths():
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "n": pa.array([[0, 0, 7], [1], None, [0]], pa.large_list(pa.int64())),
+            "s": pa.array([[b"ab", b"abcd"], [b"x"], [], None], pa.large_list(pa.large_binary())),
+        }
+    )
+    features = statistics.statistics_of([batch])["slices"]["ALL"]["features"]
+    assert (features["n"]["zeros"], features["n"]["value_type"]) == (3, "int")
+    assert features["n"]["values_per_row"] == {"min": 1, "max": 3}
+    assert features["s"]["values_per_row"] == {"min": 1, "max": 2}  # rows with none are missing
+    assert features["s"]["avg_length"] == pytest.approx(7 / 3)
+
+
+def test_the_proto_holds_the_same_figures():
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    from pipelines.quality import feature_stats
+
+    result = statistics.statistics_of(_batches(), ["s"])
+    proto = feature_stats.to_proto(result)
+    assert [(d.name, d.num_examples) for d in proto.datasets] == [
+        ("All Examples", 6),
+        ("s_<missing>", 1),
+        ("s_a", 3),
+        ("s_b", 1),
+        ("s_c", 1),
+    ]
+    x, s = sorted(proto.datasets[0].features, key=lambda f: f.path.step[0], reverse=True)
+    assert x.type == statistics_pb2.FeatureNameStatistics.FLOAT and list(x.path.step) == ["x"]
+    assert (x.num_stats.mean, x.num_stats.min, x.num_stats.max, x.num_stats.median) == (3.0, 1.0, 5.0, 3.0)
+    assert x.num_stats.common_stats.num_non_missing == 5 and x.num_stats.common_stats.num_missing == 1
+    assert x.num_stats.common_stats.avg_num_values == 1.0
+    standard, quantiles = x.num_stats.histograms
+    assert standard.type == statistics_pb2.Histogram.STANDARD and len(standard.buckets) == 10
+    assert (standard.buckets[0].low_value, standard.buckets[-1].high_value) == (1.0, 5.0)
+    assert sum(b.sample_count for b in standard.buckets) == 5
+    assert [b.sample_count for b in quantiles.buckets] == [0.5] * 10
+    assert s.type == statistics_pb2.FeatureNameStatistics.STRING
+    assert [(v.value, v.frequency) for v in s.string_stats.top_values] == [("a", 3), ("b", 1), ("c", 1)]
+    assert [(b.low_rank, b.label, b.sample_count) for b in s.string_stats.rank_histogram.buckets] == [
+        (0, "a", 3),
+        (1, "b", 1),
+        (2, "c", 1),
+    ]
+    assert (s.string_stats.unique, s.string_stats.avg_length) == (3, 1.0)
+    assert feature_stats.dataset_name("split=eval") == "eval"
 
 
 def test_count_into_bins_is_left_closed():
