@@ -294,7 +294,7 @@ def test_nothing_stray_beside_the_outputs():
         "run/stats/post_transform.json",
         "run/anomalies.pbtxt",
         "skew/anomalies.pbtxt",
-        "tfx/transform_graph/transform_fn/saved_model.pb",
+        "tfx/transform_graph/transform_fn/assets/payment_type",
         "tfx/pre_transform_schema/schema.pbtxt",
         "run/skew.json",
         "run/model/metrics.json",
