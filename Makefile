@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast docs lint format bench baselines clean browser requirements wheel
+.PHONY: install demo test test-fast docs lint format bench baselines baselines-tfdv clean browser requirements wheel
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,18 @@ wheel: $(STAMP)
 baselines:
 	test -x .venv-baselines/bin/python || $(PYTHON) -m venv .venv-baselines
 	.venv-baselines/bin/python -m pip install --quiet -e '.[baselines]'
+
+# TFDV 1.16.1 (the newest that installs here) cannot live beside tf.Transform 1.21: its own
+# environment, its own TensorFlow, for benchmarks/tfdv_compare.py only. Unpinned, pip backtracks
+# for over ten minutes; these pins install in a few.
+TFDV_PINS := tensorflow-data-validation==1.16.1 tfx-bsl==1.16.1 tensorflow-metadata==1.16.1 \
+	tensorflow==2.16.2 tf-keras==2.16.0 pyarrow==10.0.1 pandas==1.5.3 numpy==1.26.4 protobuf==4.25.3 \
+	apache-beam[gcp]==2.56.0 tensorflow-serving-api==2.16.1
+
+baselines-tfdv:
+	test -x .venv-tfdv/bin/python || $(PYTHON) -m venv .venv-tfdv
+	.venv-tfdv/bin/python -m pip install --quiet --upgrade pip
+	.venv-tfdv/bin/python -m pip install --quiet $(TFDV_PINS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_benchmark.py --rows 15000 1000000

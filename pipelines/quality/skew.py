@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from pipelines.errors import UsageError
 from pipelines.io import files, input_files, read
 from pipelines.lineage import run_record
-from pipelines.quality import anomalies, feature_stats, statistics
+from pipelines.quality import anomalies, feature_stats, statistics, validate
 from pipelines.runtime.options import pipeline_options
 
 __all__ = [
@@ -46,6 +46,37 @@ DEFAULT_THRESHOLDS = {
     "invalid": 0.01,  # share of serving rows rejected because of the feature
     "missing": 0.1,  # change in the share of rows without a value
 }
+
+
+def schema_comparators(schema) -> dict[str, dict[str, float]]:
+    """``{feature: {"linf" | "js": threshold}}`` from the schema's ``skew_comparator`` (else its
+    ``drift_comparator``): ``infinity_norm`` is the L-infinity limit of strings,
+    ``jensen_shannon_divergence`` the Jensen-Shannon limit of numbers, as TFDV reads them."""
+    found = {}
+    for feature in schema.feature:
+        for comparator in (feature.skew_comparator, feature.drift_comparator):
+            limits = {}
+            if comparator.HasField("infinity_norm") and comparator.infinity_norm.HasField("threshold"):
+                limits["linf"] = comparator.infinity_norm.threshold
+            if comparator.HasField("jensen_shannon_divergence") and comparator.jensen_shannon_divergence.HasField(
+                "threshold"
+            ):
+                limits["js"] = comparator.jensen_shannon_divergence.threshold
+            if limits:
+                found[feature.name] = limits
+                break
+    return found
+
+
+def with_schema_comparators(thresholds: tuple[dict, dict], schema) -> tuple[dict, dict]:
+    """``thresholds`` with the schema's comparators: a feature's threshold in the YAML's
+    ``features:`` wins, then the schema's comparator, then the YAML's ``default:``, then the
+    built-in default."""
+    default, per_feature = thresholds
+    merged = {name: dict(limits) for name, limits in schema_comparators(schema).items()}
+    for name, limits in per_feature.items():
+        merged[name] = {**merged.get(name, {}), **limits}
+    return default, merged
 
 
 def load_thresholds(path: str | None) -> tuple[dict, dict]:
@@ -222,12 +253,16 @@ def check_skew(
     """
     from tensorflow_transform.tf_metadata import metadata_io
 
-    thresholds = load_thresholds(thresholds_path)
     stats_path = files.join(transform_output, "stats", "pre_transform.json")
     if not files.exists(stats_path):
         raise UsageError(f"{transform_output} has no stats/pre_transform.json: is it a `skewless run` output?")
     training = files.read_json(stats_path)["slices"][statistics.ALL]
     schema = metadata_io.read_metadata(files.join(transform_output, "metadata")).schema
+    thresholds = with_schema_comparators(load_thresholds(thresholds_path), schema)
+    # serving data is read, and compared, as the schema's SERVING environment has it (TFDV's reading):
+    # a feature kept out of it (a label's source) is neither required nor compared
+    serving_schema = validate.for_environment(schema, validate.SERVING)
+    compared = {f.name for f in schema.feature if validate.in_environment(schema, f, validate.SERVING)}
     record = run_record.require_transform_output(transform_output, "check-skew")
     recorded = input_files.CsvFormat.from_parameters(record.get("parameters", {}))
     # a serving export writes missing values as the training files did: the run's tokens, and the caller's
@@ -236,13 +271,14 @@ def check_skew(
     sources = input_files.expand_patterns(patterns)
     boundaries = statistics.histogram_boundaries(training)
     described, rejected, reasons, header_errors, rows = _serving_statistics(
-        sources, schema, boundaries, beam_args, csv_format, transform_output
+        sources, serving_schema, boundaries, beam_args, csv_format, transform_output
     )
     if rows == 0:
         raise UsageError("the serving input has no rows")
     serving = described["slices"].get(statistics.ALL, {"features": {}})
     record_reasons = reasons.pop("", {})
-    report = compare_statistics(training["features"], serving["features"], rejected, rows, thresholds)
+    in_serving = {name: stats for name, stats in training["features"].items() if name in compared}
+    report = compare_statistics(in_serving, serving["features"], rejected, rows, thresholds)
     for feature, by_reason in reasons.items():
         if feature in report["features"]:
             report["features"][feature]["invalid_reasons"] = by_reason

@@ -11,7 +11,47 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-__all__ = ["domain_bounds", "find_violations", "is_required", "string_domain_of"]
+__all__ = [
+    "SERVING",
+    "TRAINING",
+    "domain_bounds",
+    "find_violations",
+    "for_environment",
+    "in_environment",
+    "is_required",
+    "string_domain_of",
+]
+
+TRAINING, SERVING = "TRAINING", "SERVING"  # the environments TFDV's schemas name
+
+
+def in_environment(schema: schema_pb2.Schema, feature: schema_pb2.Feature, environment: str) -> bool:
+    """Whether ``feature`` is in ``environment``, as TFDV reads a schema: it is when it lists the
+    environment in ``in_environment``, or lists none there, the schema's ``default_environment``
+    names it (or names none) and ``not_in_environment`` does not."""
+    if feature.in_environment:
+        return environment in feature.in_environment
+    defaults = set(schema.default_environment)
+    return (not defaults or environment in defaults) and environment not in feature.not_in_environment
+
+
+def for_environment(schema: schema_pb2.Schema, environment: str) -> schema_pb2.Schema:
+    """The schema as it applies in ``environment``: features not in it are not required.
+
+    A feature is in an environment when it lists it in ``in_environment``, or lists none there and
+    does not list it in ``not_in_environment`` (with ``default_environment`` naming where features
+    without ``in_environment`` belong, as TFDV reads it). A schema without environments is returned
+    unchanged.
+    """
+    if not schema.default_environment and not any(f.in_environment or f.not_in_environment for f in schema.feature):
+        return schema
+    relaxed = schema_pb2.Schema()
+    relaxed.CopyFrom(schema)
+    for feature in relaxed.feature:
+        if not in_environment(schema, feature, environment):
+            feature.presence.min_fraction = 0.0
+            feature.presence.min_count = 0
+    return relaxed
 
 
 def is_required(feature: schema_pb2.Feature) -> bool:

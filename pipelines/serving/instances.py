@@ -40,28 +40,7 @@ _FLOAT32 = struct.Struct("f")
 _ASCII_SPACE = " \t\n\r\x0b\x0c"  # trimmed by the reference too (other spaces: the reference decides)
 
 
-def for_environment(schema: schema_pb2.Schema, environment: str) -> schema_pb2.Schema:
-    """The schema as it applies in ``environment``: features not in it are not required.
-
-    A feature is in an environment when it lists it in ``in_environment``, or lists none there and
-    does not list it in ``not_in_environment`` (with ``default_environment`` naming where features
-    without ``in_environment`` belong, as TFDV reads it). A schema without environments is returned
-    unchanged.
-    """
-    if not schema.default_environment and not any(f.in_environment or f.not_in_environment for f in schema.feature):
-        return schema
-    relaxed = schema_pb2.Schema()
-    relaxed.CopyFrom(schema)
-    defaults = set(schema.default_environment)
-    for feature in relaxed.feature:
-        if feature.in_environment:
-            present = environment in feature.in_environment
-        else:
-            present = (not defaults or environment in defaults) and environment not in feature.not_in_environment
-        if not present:
-            feature.presence.min_fraction = 0.0
-            feature.presence.min_count = 0
-    return relaxed
+for_environment = validate.for_environment
 
 
 @dataclasses.dataclass

@@ -37,6 +37,27 @@ def test_thresholds_file_overrides_and_rejects_unknown_keys(tmp_path):
         skew.load_thresholds(str(path))
 
 
+def test_schema_comparators_set_thresholds_and_a_features_yaml_threshold_wins(tmp_path):
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = text_format.Parse(
+        """
+        feature { name: "fare" type: FLOAT skew_comparator { jensen_shannon_divergence { threshold: 0.05 } } }
+        feature { name: "company" type: BYTES drift_comparator { infinity_norm { threshold: 0.3 } } }
+        feature { name: "tips" type: FLOAT skew_comparator { infinity_norm { threshold: 0.2 } } }
+        feature { name: "hour" type: INT }
+        """,
+        schema_pb2.Schema(),
+    )
+    assert skew.schema_comparators(schema) == {"fare": {"js": 0.05}, "company": {"linf": 0.3}, "tips": {"linf": 0.2}}
+    path = tmp_path / "t.yaml"
+    path.write_text("default: {js: 0.2, linf: 0.25}\nfeatures: {tips: {linf: 0.02}}\n")
+    default, features = skew.with_schema_comparators(skew.load_thresholds(str(path)), schema)
+    assert (default["js"], default["linf"]) == (0.2, 0.25)  # for features the schema sets nothing for
+    assert features == {"fare": {"js": 0.05}, "company": {"linf": 0.3}, "tips": {"linf": 0.02}}
+
+
 def _write(path, header: str, rows: list[list[str]]):
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -78,6 +99,7 @@ def test_a_sample_of_the_training_data_passes(training, serving_rows, tmp_path, 
     anomalies = _anomalies(tmp_path / "anomalies.pbtxt")
     assert not anomalies.anomaly_info and len(anomalies.drift_skew_info) == len(report["features"])
     assert report["rows"] == 3000 and report["training_rows"] == 15002
+    assert "tips" not in report["features"]  # not in the schema's SERVING environment: not compared
     assert all(entry["value"] < 0.1 for entry in report["features"].values())
 
 
