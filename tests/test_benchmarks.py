@@ -76,3 +76,30 @@ def test_an_incremental_repeat_below_one_is_a_one_line_usage_error(capsys):
         incremental_benchmark.main(["--repeat", "0"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith("--repeat must be at least 1, got 0")
+
+
+def test_the_tfdv_comparison_calls_figures_that_differ_by_name():
+    from benchmarks import tfdv_compare
+
+    numbers = {
+        "count": [10, 10],
+        "missing": [0, 0],
+        "min": [1.0, 1.0],
+        "max": [9.0, 9.0],
+        "mean": [5.0, 5.0 * (1 + 1e-7)],
+        "std": [2.0, 2.0],
+        "quantile_rank_error": 0.001,
+    }
+    strings = {"count": [3, 3], "missing": [1, 1], "top": [[("a", 2)], [("a", 2)]], "unique": [2, 2]}
+    rows = [
+        dict(numbers, feature="x"),
+        dict(numbers, feature="far", mean=[5.0, 5.1]),
+        dict(numbers, feature="coarse", quantile_rank_error=0.02),
+        dict(numbers, feature="shifted", max=[9.0, 9.5]),
+        dict(strings, feature="s"),
+        dict(strings, feature="t", top=[[("a", 2)], [("a", 1)]]),
+        {"feature": "gone", "problem": "TFDV has no such feature"},
+    ]
+    lines, disagree = tfdv_compare._agreement(rows)
+    assert len(lines) == 7
+    assert disagree == ["far", "coarse", "shifted", "t", "gone"]

@@ -78,7 +78,7 @@ class PrepareRawBatches(beam.PTransform):
             raw_batches
             | "AttachSplits" >> beam.Map(_with_split_slice, self._eval_fraction).with_output_types(pa.RecordBatch)
             | "GeneratePreTransformStatistics"
-            >> statistics.GenerateStatistics([feature_stats.SPLIT_SLICE, *self._slice_by])
+            >> statistics.GenerateStatistics(self._slice_by, partition=feature_stats.SPLIT_SLICE)
             | "WritePreTransformStatistics" >> statistics.WriteStatistics(self._statistics_path, with_proto=True)
         )
         return (
@@ -210,7 +210,7 @@ class WriteTransformedSplits(beam.PTransform):
         (
             coders.of_record_batches(routed.batches)
             | "GeneratePostTransformStatistics"
-            >> statistics.GenerateStatistics([feature_stats.SPLIT_SLICE, *self._slice_by])
+            >> statistics.GenerateStatistics(self._slice_by, partition=feature_stats.SPLIT_SLICE)
             | "WritePostTransformStatistics"
             >> statistics.WriteStatistics(os.path.join(output_dir, "stats", "post_transform.json"), with_proto=True)
         )

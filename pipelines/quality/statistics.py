@@ -13,7 +13,9 @@ Output, one JSON document::
     {"slices": {"ALL": {"num_rows": N, "features": {name: {...}}}, "payment_type=Cash": {...}}}
 """
 
+import copy
 import dataclasses
+import itertools
 import math
 
 import apache_beam as beam
@@ -66,14 +68,16 @@ def _flat(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return column.drop_null(), np.asarray(column.is_valid(), dtype=np.int64)
 
 
-def slice_batches(batch: pa.RecordBatch, slice_columns: list[str]):
-    """Yields ``(slice_key, batch)``: the whole batch under ``ALL``, then one sub-batch per value
-    of each slice column (``column=value``; rows without a value under ``column=<missing>``).
+def slice_batches(batch: pa.RecordBatch, slice_columns: list[str], whole: bool = True):
+    """Yields ``(slice_key, batch)``: the whole batch under ``ALL`` (unless not ``whole``), then one
+    sub-batch per value of each slice column (``column=value``; rows without a value under
+    ``column=<missing>``). A column of one value in the whole batch yields the batch itself.
 
     A slice column is looked up as ``__slice__<column>`` first (a passthrough copy in transformed
     batches), then as ``<column>``.
     """
-    yield ALL, batch
+    if whole:
+        yield ALL, batch
     for name in slice_columns:
         index = batch.schema.get_field_index(SLICE_PREFIX + name)
         index = index if index >= 0 else batch.schema.get_field_index(name)
@@ -83,6 +87,10 @@ def slice_batches(batch: pa.RecordBatch, slice_columns: list[str]):
         encoded = pc.dictionary_encode(column)
         dictionary = encoded.dictionary.to_pylist()
         indices = encoded.indices
+        if len(dictionary) == 1 and not indices.null_count:  # one value: no copy
+            value = dictionary[0]
+            yield f"{name}={value.decode('utf-8', 'replace') if isinstance(value, bytes) else value}", batch
+            continue
         for code, value in enumerate(dictionary[:MAX_SLICES_PER_COLUMN]):
             text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
             yield f"{name}={text}", batch.filter(pc.equal(indices, code))
@@ -349,8 +357,9 @@ class _AccumulateSlices(overlap.BackgroundDoFn):
     and pyarrow kernels release the GIL), while the stage goes on; ``finish_bundle`` waits for them.
     """
 
-    def __init__(self, slice_columns: list[str], boundaries: dict[str, list[float]] | None):
+    def __init__(self, slice_columns: list[str], boundaries: dict[str, list[float]] | None, partition: str | None):
         self._slice_columns = slice_columns
+        self._partition = partition
         self._combine = _SummaryCombineFn(boundaries)
         self._accumulators: dict[str, dict] = {}
 
@@ -360,7 +369,10 @@ class _AccumulateSlices(overlap.BackgroundDoFn):
         self._accumulators = {}
 
     def _add(self, batch: pa.RecordBatch) -> None:
-        for key, part in slice_batches(batch, self._slice_columns):
+        slices = slice_batches(batch, self._slice_columns, whole=self._partition is None)
+        if self._partition is not None:  # ALL is made from the partition's slices (finish_bundle)
+            slices = itertools.chain(slice_batches(batch, [self._partition], whole=False), slices)
+        for key, part in slices:
             accumulator = self._accumulators.get(key) or self._combine.create_accumulator()
             self._accumulators[key] = self._combine.add_input(accumulator, part)
 
@@ -369,6 +381,11 @@ class _AccumulateSlices(overlap.BackgroundDoFn):
 
     def finish_bundle(self):
         self._background.drain()
+        if self._partition is not None:
+            # every row is in exactly one partition: their merge is ALL, each row added once
+            parts = [copy.deepcopy(a) for k, a in self._accumulators.items() if k.startswith(f"{self._partition}=")]
+            if parts:
+                self._accumulators[ALL] = self._combine.merge_accumulators(parts)
         for key, accumulator in self._accumulators.items():
             yield beam.transforms.window.GlobalWindows.windowed_value((key, accumulator))
         self._accumulators = {}
@@ -400,20 +417,30 @@ class GenerateStatistics(beam.PTransform):
     Columns whose names start with ``__`` (passthrough columns) are not described.
     """
 
-    def __init__(self, slice_columns: list[str] = (), boundaries: dict[str, list[float]] | None = None):
+    def __init__(
+        self,
+        slice_columns: list[str] = (),
+        boundaries: dict[str, list[float]] | None = None,
+        partition: str | None = None,
+    ):
         """Args:
         slice_columns: Raw columns to slice by (besides ``ALL``).
         boundaries: Histogram bins to use instead of the data's own quantiles (for comparing a
             serving batch with training statistics).
+        partition: A slice column every row has exactly one value of (the split): its slices are
+            described and ``ALL`` is their merge, so that each row is added once, not twice.
         """
         super().__init__()
         self._slice_columns = list(slice_columns)
         self._boundaries = boundaries
+        self._partition = partition
 
     def expand(self, batches):
         inputs = batches if isinstance(batches, tuple) else (batches,)
         partials = tuple(
-            pcoll | f"AccumulateSlices{i}" >> beam.ParDo(_AccumulateSlices(self._slice_columns, self._boundaries))
+            pcoll
+            | f"AccumulateSlices{i}"
+            >> beam.ParDo(_AccumulateSlices(self._slice_columns, self._boundaries, self._partition))
             for i, pcoll in enumerate(inputs)
         )
         return (
