@@ -3,6 +3,7 @@
 import asyncio
 import json
 
+import numpy as np
 from aiohttp import web
 from google.protobuf import json_format
 
@@ -23,6 +24,30 @@ def _reply(status: int, payload: dict, close: bool = False) -> web.Response:
 
 def _error(status: int, message: str, close: bool = False) -> web.Response:
     return _reply(status, {"error": message}, close)
+
+
+def _classify(model, outputs: dict) -> dict:
+    """TF Serving's classify answer: per example, ``[[label, score], ...]`` (labels: class indices)."""
+    if "probabilities" not in outputs:
+        raise InvalidRequest("the model is not a classifier (it has no 'probabilities' output)")
+    probabilities = outputs["probabilities"]
+    if probabilities.ndim == 1:  # binary: probability of class 1
+        probabilities = np.stack([1 - probabilities, probabilities], axis=1)
+    return {"results": [[[str(i), score] for i, score in enumerate(row)] for row in probabilities.tolist()]}
+
+
+def _regress(model, outputs: dict) -> dict:
+    """TF Serving's regress answer: one value per example."""
+    if "predictions" not in outputs:
+        raise InvalidRequest("the model is not a regression model (it has no 'predictions' output)")
+    return {"results": outputs["predictions"].reshape(-1).tolist()}
+
+
+_ANSWERS = {
+    "predict": lambda model, outputs: {"predictions": model.rows(outputs)},
+    "classify": _classify,
+    "regress": _regress,
+}
 
 
 def make_app(server) -> web.Application:
@@ -65,7 +90,7 @@ def make_app(server) -> web.Application:
         name, verb, error = resolve(request)
         if error is not None:
             return error
-        if verb != "predict":
+        if verb not in _ANSWERS:
             return _error(404, f"no such resource: {request.path} (use /v1/models/<name>:predict)")
         length = request.content_length
         if length is not None and length > options.max_request_bytes:
@@ -81,7 +106,7 @@ def make_app(server) -> web.Application:
             server.metrics.request("rest", "too_large")
             return _error(413, f"request larger than {options.max_request_bytes} bytes", close=True)
         try:
-            instances, examples = server.decode_instances(body)
+            instances, examples = server.decode_instances(body, verb)
         except InvalidRequest as invalid:
             server.metrics.request("rest", "invalid")
             return _error(400, str(invalid))
@@ -98,8 +123,13 @@ def make_app(server) -> web.Application:
         except Exception as failure:  # noqa: BLE001 - a failing graph call answers 400, never kills the server
             server.metrics.request("rest", "failed")
             return _error(400, str(failure).strip().splitlines()[0][:500] if str(failure).strip() else repr(failure))
+        try:
+            answer = _ANSWERS[verb](server.model, outputs)
+        except InvalidRequest as invalid:
+            server.metrics.request("rest", "invalid")
+            return _error(400, str(invalid))
         server.metrics.request("rest", "ok", len(instances))
-        return _reply(200, {"predictions": server.model.rows(outputs)})
+        return _reply(200, answer)
 
     app.router.add_route("GET", "/{tail:.*}", get)
     app.router.add_route("POST", "/{tail:.*}", post)

@@ -178,8 +178,10 @@ class Server:
         """Queues decoded examples for the graph (raises ``batching.Overloaded``)."""
         return self.batcher.submit(examples, self.options.request_timeout_ms / 1000)
 
-    def decode_instances(self, body: bytes) -> tuple[list, list[bytes]]:
-        """A REST predict body -> (instances, examples).
+    def decode_instances(self, body: bytes, verb: str = "predict") -> tuple[list, list[bytes]]:
+        """A REST body -> (instances, examples): ``predict``'s ``{"instances": [...]}``, or
+        ``classify``/``regress``'s ``{"examples": [...], "context": {...}}`` (TF Serving's form: the
+        context's features go into every example).
 
         Raises:
             InvalidRequest: A malformed body or an invalid instance.
@@ -191,6 +193,14 @@ class Server:
                 request = json.loads(body)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise InvalidRequest(f"request body is not JSON: {error}") from None
+        if verb != "predict":
+            if not isinstance(request, dict) or not isinstance(request.get("examples"), list):
+                raise InvalidRequest(f"a {verb} request must be a JSON object with 'examples'")
+            context = request.get("context") or {}
+            if not isinstance(context, dict) or not all(isinstance(e, dict) for e in request["examples"]):
+                raise InvalidRequest("'examples' must be objects and 'context' an object")
+            instances = [{**context, **example} for example in request["examples"]]
+            return instances, self.model.examples(instances)
         if not isinstance(request, dict) or "instances" not in request:
             raise InvalidRequest("request must be a JSON object with 'instances'")
         instances = request["instances"]

@@ -94,7 +94,7 @@ def test_rest_status_and_predict_like_tf_serving(server):
         ("/v1/models/taxi:predict", b'{"instances": [' + b"{}," * 100_000 + b"{}]}", 400, "too many instances: 100001"),
         ("/v1/models/taxi:predict", b'{"instances": {"a": 1}}', 400, "'instances' must be a non-empty list"),
         ("/v1/models/other:predict", b'{"instances": []}', 404, "Servable not found for request: Latest(other)"),
-        ("/v1/models/taxi:classify", b"{}", 404, "no such resource"),
+        ("/v1/models/taxi:explain", b"{}", 404, "no such resource"),
     ],
 )
 def test_malformed_requests_get_an_error_not_a_crash(server, path, body, status, error):
@@ -244,6 +244,26 @@ def test_grpc_predict_answers_as_rest_does_from_instances_or_examples(stub, serv
     request.inputs["examples"].CopyFrom(tf.make_tensor_proto(model.examples(typed)))
     by_examples = prediction.Predict(request, timeout=30)
     assert tf.make_ndarray(by_examples.outputs["probabilities"]).tolist() == pytest.approx(rest, abs=1e-7)
+
+
+def test_rest_classify_and_regress_like_tf_serving(server, model):
+    url = f"{server}/v1/models/taxi"
+    context = {k: v for k, v in REQUIRED.items() if k != "trip_miles"}
+    body = {"context": context, "examples": [{"trip_miles": REQUIRED["trip_miles"]}, {"trip_miles": "9.5"}]}
+    status, answer = _call(f"{url}:classify", json.dumps(body).encode())
+    expected = model.predict([REQUIRED, dict(REQUIRED, trip_miles="9.5")])
+    assert status == 200 and len(answer["results"]) == 2
+    for classes, p in zip(answer["results"], expected, strict=True):
+        assert [label for label, _ in classes] == ["0", "1"]
+        assert [score for _, score in classes] == pytest.approx([1 - p, p], abs=1e-6)
+    assert _call(f"{url}:regress", json.dumps(body).encode()) == (
+        400,
+        {"error": "the model is not a regression model (it has no 'predictions' output)"},
+    )
+    status, answer = _call(f"{url}:classify", json.dumps({"instances": [REQUIRED]}).encode())
+    assert (status, answer) == (400, {"error": "a classify request must be a JSON object with 'examples'"})
+    status, answer = _call(f"{url}:classify", json.dumps({"examples": [dict(REQUIRED, trip_start_hour=30)]}).encode())
+    assert status == 400 and "instance 0, feature 'trip_start_hour': outside domain" in answer["error"]
 
 
 def test_grpc_classify_regress_metadata_and_status(stub, model, running):
