@@ -17,6 +17,7 @@ a feature kept out of it (the label's source, typically) is not required.
 """
 
 import dataclasses
+import itertools
 import math
 import re
 import struct
@@ -157,9 +158,10 @@ class InstanceDecoder:
         refer = np.zeros(len(dicts), dtype=bool)  # rows the reference decides
         columns = []
         names = [rule.name for rule in self._rules]
-        by_feature = zip(*[map(instance.get, names) for instance in dicts], strict=True)  # transposed in C
+        n = len(dicts)  # exact dicts (decode keeps only those): dict.get maps in C, a list per feature
+        by_feature = [list(map(dict.get, dicts, itertools.repeat(name, n))) for name in names]
         for rule, feature_values in zip(self._rules, by_feature, strict=True):
-            values, missing, unsure = _column(rule, list(feature_values))
+            values, missing, unsure = _column(rule, feature_values)
             refer |= unsure
             columns.append((values, missing))
         keep = ~refer
