@@ -123,7 +123,10 @@ def grpc_sender(port: int, requests: list):
     def send(state: dict, i: int) -> bool:
         stub = state.get("stub")
         if stub is None:
-            channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 1 << 30)])
+            # a connection of its own, as each REST client has (channels with the same options
+            # otherwise share one connection through gRPC's global subchannel pool)
+            options = [("grpc.max_receive_message_length", 1 << 30), ("grpc.use_local_subchannel_pool", 1)]
+            channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=options)
             stub = state["stub"] = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         try:
             stub.Predict(requests[i % len(requests)], timeout=60)

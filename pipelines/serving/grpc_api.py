@@ -233,6 +233,7 @@ async def start(server, host: str, port: int) -> tuple[grpc.aio.Server, int]:
         options=[
             ("grpc.max_receive_message_length", server.options.max_request_bytes),
             ("grpc.max_send_message_length", 1 << 30),
+            ("grpc.so_reuseport", 1 if server.options.reuse_port else 0),
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(server), grpc_server)

@@ -21,6 +21,9 @@ class ServerOptions:
         request_timeout_ms: A request not answered by then gets a 504.
         max_request_bytes: A larger body gets a 413.
         drain_seconds: On SIGTERM, how long in-flight requests may take.
+        processes: Server processes sharing the ports (``SO_REUSEPORT``: the kernel spreads
+            connections over them), each with its own copy of the model.
+        reuse_port: Bind with ``SO_REUSEPORT`` (set for every process when ``processes`` > 1).
     """
 
     host: str = "127.0.0.1"
@@ -34,3 +37,5 @@ class ServerOptions:
     request_timeout_ms: float = 30_000
     max_request_bytes: int = 32 << 20
     drain_seconds: float = 30.0
+    processes: int = 1
+    reuse_port: bool = False

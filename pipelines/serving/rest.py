@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 
 import numpy as np
 from aiohttp import web
@@ -15,8 +16,13 @@ __all__ = ["make_app"]
 _PREFIX = "/v1/models/"
 
 
+_PROCESS = {"X-Skewless-Process": str(os.getpid())}  # which server process answered (with --processes)
+
+
 def _reply(status: int, payload: dict, close: bool = False) -> web.Response:
-    response = web.Response(status=status, body=json.dumps(payload).encode(), content_type="application/json")
+    response = web.Response(
+        status=status, body=json.dumps(payload).encode(), content_type="application/json", headers=_PROCESS
+    )
     if close:
         response.force_close()
     return response

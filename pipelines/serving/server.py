@@ -102,17 +102,18 @@ class Server:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def serve(self, on_ready=lambda server: None, handle_signals: bool = True) -> None:
+    def serve(self, on_ready=lambda server: None, handle_signals: bool = True, on_stopping=lambda: None) -> None:
         """Serves until SIGTERM or SIGINT (or :meth:`stop`), then drains and returns.
 
         Args:
             on_ready: Called once both ports listen (their numbers in ``rest_port``, ``grpc_port``).
             handle_signals: Whether SIGTERM and SIGINT stop it (main thread only).
+            on_stopping: Called when it starts to stop, before it drains (in the event loop).
 
         Raises:
             OSError: When a port cannot be bound.
         """
-        asyncio.run(self._serve(on_ready, handle_signals))
+        asyncio.run(self._serve(on_ready, handle_signals, on_stopping))
 
     def start(self) -> "Server":
         """Serves on a background thread; returns once listening (for tests and embedding)."""
@@ -137,7 +138,7 @@ class Server:
             self._failure = error
             self._ready.set()
 
-    async def _serve(self, on_ready, handle_signals: bool) -> None:
+    async def _serve(self, on_ready, handle_signals: bool, on_stopping=lambda: None) -> None:
         from aiohttp import web
 
         from pipelines.serving import grpc_api, rest
@@ -150,7 +151,7 @@ class Server:
         await runner.setup()
         grpc_server = None
         try:
-            site = web.TCPSite(runner, options.host, options.port, backlog=1024)
+            site = web.TCPSite(runner, options.host, options.port, backlog=1024, reuse_port=options.reuse_port or None)
             await site.start()
             self.rest_port = site._server.sockets[0].getsockname()[1]
             if options.grpc_port is not None:
@@ -163,6 +164,7 @@ class Server:
             await self._stop.wait()
         finally:
             # stop accepting, let in-flight requests finish (aiohttp waits up to shutdown_timeout)
+            on_stopping()
             stopping = [runner.cleanup()]
             if grpc_server is not None:
                 stopping.append(grpc_server.stop(grace=options.drain_seconds))

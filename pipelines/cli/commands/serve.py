@@ -72,6 +72,14 @@ def add_parser(commands) -> None:
         help=f"a request not answered by then gets a 504 (default: {defaults.request_timeout_ms:g})",
     )
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=defaults.processes,
+        metavar="N",
+        help="server processes sharing the ports, each with its own copy of the model (default: 1)",
+    )
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a --processes child
+    parser.add_argument(
         "--max-request-bytes",
         type=int,
         default=defaults.max_request_bytes,
@@ -86,7 +94,7 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     if not files.exists(files.join(args.model, "saved_model.pb")):
         raise UsageError(f"{args.model} is not a SavedModel directory")
-    for flag in ("max_batch_size", "workers", "max_queued", "max_request_bytes"):
+    for flag in ("max_batch_size", "workers", "max_queued", "max_request_bytes", "processes"):
         if getattr(args, flag) < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be at least 1")
     process.load_tensorflow()
@@ -105,10 +113,19 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
         max_queued=args.max_queued,
         request_timeout_ms=args.request_timeout_ms,
         max_request_bytes=args.max_request_bytes,
+        processes=args.processes,
+        reuse_port=args.reuse_port or args.processes > 1,
     )
     server = Server(ServingModel(args.model), options)
+    others = None
+    if args.processes > 1:
+        from pipelines.serving.processes import ServerProcesses
+
+        others = ServerProcesses(_child_argv(args), args.processes - 1)
 
     def ready(server: Server) -> None:
+        if others is not None:
+            others.start(server.rest_port, server.grpc_port)  # on the ports this one listens on
         name = args.model_name
         grpc = f" and grpc://{args.host}:{server.grpc_port}" if server.grpc_port is not None else ""
         print(
@@ -118,8 +135,35 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
         )
 
     try:
-        server.serve(on_ready=ready)
+        server.serve(on_ready=ready, on_stopping=(lambda: others.stop_soon()) if others else (lambda: None))
     except OSError as error:
         raise UsageError(f"cannot listen on {args.host}: {error.strerror or error}") from None
+    finally:
+        if others is not None:
+            others.stop()
     print("skewless serve: stopped; in-flight requests were answered", file=sys.stderr, flush=True)
     return 0
+
+
+def _child_argv(args: argparse.Namespace) -> list[str]:
+    """The other ``--processes``' arguments: this one's, but the ports (given once bound)."""
+    return [
+        "--model",
+        args.model,
+        "--host",
+        args.host,
+        "--model-name",
+        args.model_name,
+        "--max-batch-size",
+        str(args.max_batch_size),
+        "--batch-timeout-ms",
+        str(args.batch_timeout_ms),
+        "--workers",
+        str(args.workers),
+        "--max-queued",
+        str(args.max_queued),
+        "--request-timeout-ms",
+        str(args.request_timeout_ms),
+        "--max-request-bytes",
+        str(args.max_request_bytes),
+    ]

@@ -349,3 +349,38 @@ def test_sigterm_answers_the_request_in_flight_then_exits(trained):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux's /proc)."""
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as handle:
+            children += [int(child) for child in handle.read().split()]
+    return children
+
+
+def test_processes_share_the_ports_and_stop_together(trained):
+    skewless = os.path.join(os.path.dirname(sys.executable), "skewless")
+    if not os.path.exists(skewless):
+        pytest.skip("the package is not installed (run `make test`)")
+    command = [skewless, "serve", "--model", str(trained / "serving"), "--port", "0", "--grpc-port", "0"]
+    process = subprocess.Popen([*command, "--processes", "2"], stderr=subprocess.PIPE, text=True)
+    try:
+        url = _served_url(process)  # printed once both processes listen
+        (child,) = _children(process.pid)
+        answered_by = set()
+        for _ in range(40):  # a connection each: the kernel spreads them over the two processes
+            request = urllib.request.Request(
+                url + ":predict", data=json.dumps({"instances": [REQUIRED]}).encode(), method="POST"
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200 and json.loads(response.read())["predictions"][0] <= 1
+                answered_by.add(int(response.headers["X-Skewless-Process"]))
+        assert answered_by == {process.pid, child}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=90) == 0
+        assert not os.path.exists(f"/proc/{child}") or "(Z)" in open(f"/proc/{child}/stat").read()
+    finally:
+        if process.poll() is None:
+            process.kill()
