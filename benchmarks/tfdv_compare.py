@@ -107,6 +107,9 @@ for feature in schema.feature:
         feature.skew_comparator.infinity_norm.threshold = 0.1
     else:
         feature.skew_comparator.jensen_shannon_divergence.threshold = 0.1
+out["our_anomalies"] = {  # our check-skew --anomalies files, as TFDV reads them
+    batch: sorted(tfdv.load_anomalies_text(path).anomaly_info) for batch, path in task["our_anomalies"].items()
+}
 out["skew"] = {}
 for batch, path in task["serving"].items():
     started = time.time()
@@ -153,15 +156,19 @@ def _serving_batches(folder: pathlib.Path) -> dict[str, str]:
     return paths
 
 
-def _ours_skew(run_dir: pathlib.Path, path: str, folder: pathlib.Path) -> dict:
-    anomalies = folder / "ours.pbtxt"
+def _ours_skew(run_dir: pathlib.Path, path: str, anomalies: pathlib.Path) -> dict:
     result, seconds = _run(
         [*SKEWLESS, "check-skew", "--transform-output", str(run_dir), "--input", path, "--quiet"]
         + ["--anomalies", str(anomalies)]
     )
     report = json.loads(result.stdout)
     distances = {name: entry["value"] for name, entry in report["features"].items()}
-    return {"flagged": sorted(report["failed_features"]), "distances": distances, "seconds": seconds}
+    return {
+        "flagged": sorted(report["failed_features"]),
+        "distances": distances,
+        "seconds": seconds,
+        "anomalies": str(anomalies),
+    }
 
 
 def _agreement(rows: list[dict]) -> tuple[list[str], list[str]]:
@@ -202,11 +209,16 @@ def compare(csv_path: pathlib.Path, label: str, folder: pathlib.Path, tfdv_pytho
         f"\n## {label}: {record['counts']['rows_read']:,} rows ({record['counts']['rows_dead_lettered']} dead-lettered)"
     )
     serving = _serving_batches(folder) if label == "sample" else {}
+    ours = {
+        batch: _ours_skew(run_dir, path, folder / f"anomalies-{batch.replace(' ', '_')}.pbtxt")
+        for batch, path in serving.items()
+    }
     task = {
         "schema": str(SCHEMA),
         "ours": str(run_dir / "stats" / "pre_transform" / "FeatureStats.pb"),
         "csv": str(csv_path),
         "serving": serving,
+        "our_anomalies": {batch: result["anomalies"] for batch, result in ours.items()},
     }
     environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
     environment["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -226,23 +238,23 @@ def compare(csv_path: pathlib.Path, label: str, folder: pathlib.Path, tfdv_pytho
     if not serving:
         return
     print(
-        "\n| serving batch | flagged by check-skew | flagged by TFDV | fare: ours / TFDV | trip_seconds: ours / TFDV | "
-        "payment_type: ours / TFDV | seconds: ours / TFDV |"
+        "\n| serving batch | flagged by check-skew | its --anomalies read by TFDV | flagged by TFDV | "
+        "fare: ours / TFDV | trip_seconds: ours / TFDV | payment_type: ours / TFDV | seconds: ours / TFDV |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for batch, path in serving.items():
-        ours = _ours_skew(run_dir, path, folder)
-        theirs = tfdv["skew"][batch]
+    print("|---|---|---|---|---|---|---|---|")
+    for batch in serving:
+        mine, theirs = ours[batch], tfdv["skew"][batch]
 
-        def both(name, ours=ours, theirs=theirs):
+        def both(name, mine=mine, theirs=theirs):
             return (
-                f"{ours['distances'].get(name, float('nan')):.3f} / {theirs['distances'].get(name, float('nan')):.3f}"
+                f"{mine['distances'].get(name, float('nan')):.3f} / {theirs['distances'].get(name, float('nan')):.3f}"
             )
 
+        read_back = ", ".join(tfdv["our_anomalies"][batch]) or "none"
         print(
-            f"| {batch} | {', '.join(ours['flagged']) or 'none'} | {', '.join(theirs['flagged']) or 'none'} | "
-            f"{both('fare')} | {both('trip_seconds')} | {both('payment_type')} | "
-            f"{ours['seconds']:.1f} / {theirs['seconds']:.1f} |"
+            f"| {batch} | {', '.join(mine['flagged']) or 'none'} | {read_back} | "
+            f"{', '.join(theirs['flagged']) or 'none'} | {both('fare')} | {both('trip_seconds')} | "
+            f"{both('payment_type')} | {mine['seconds']:.1f} / {theirs['seconds']:.1f} |"
         )
 
 
