@@ -185,7 +185,7 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
         + ("passed" if record["parity"]["passed"] else "not checked: no row in the parity sample")
         + f"\n{table}\n"
         f"outputs in {where}/: transform_fn/ transformed_metadata/ metadata/ transformed/ serving_model/ "
-        "stats/ dead_letter/ parity/ run.json"
+        "stats/ dead_letter/ parity/ anomalies.pbtxt run.json"
         + ("" if args.no_report else " report.html")
         + (" dedup/" if "dedup" in record else ""),
         file=sys.stderr,

@@ -51,7 +51,7 @@ class TestConsoleScript:
         )
         assert result.returncode == 0, result.stderr
         # the last line, written just before the fast exit; no report.html was asked for
-        assert result.stderr.rstrip().endswith("parity/ run.json")
+        assert result.stderr.rstrip().endswith("parity/ anomalies.pbtxt run.json")
         assert "WARNING" not in result.stderr  # tf.Transform's TF1-mode notice is expected, not shown
         assert not (out / "report.html").exists()
         record = json.loads((out / "run.json").read_text())
