@@ -50,6 +50,7 @@ __all__ = [
     "UNKNOWN_LOSS_REASONS",
     "ReadRawData",
     "cut_blank_lines_at_end",
+    "dead_letters_by_feature",
 ]
 
 METRICS_NAMESPACE = "skewless"
@@ -58,6 +59,19 @@ DEAD_LETTER_NAMESPACE = "skewless.dead_letter_reasons"
 DEAD_LETTER_FEATURE_NAMESPACE = "skewless.dead_letter_features"  # counter names: "<feature>|<reason>"
 IGNORED_FEATURES_NAMESPACE = "skewless.ignored_features"  # counter names: JSON ["<file>", "<feature>"]
 DEFAULT_RANGE_BYTES = 32 << 20
+
+
+def dead_letters_by_feature(counters: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """``{feature: {reason: rows}}`` of a job's dead letters, from its counters (the feature
+    ``""`` holds the reasons of whole records: ragged lines, undecodable records)."""
+    found: dict[str, dict[str, int]] = {}
+    for (space, name), value in counters.items():
+        if space == DEAD_LETTER_FEATURE_NAMESPACE and value:
+            feature, _, reason = name.partition("|")
+            found.setdefault(feature, {})[reason] = found.get(feature, {}).get(reason, 0) + value
+    return found
+
+
 _TFRECORD_BATCH = 2000
 _PARQUET_BATCH = 65536
 

@@ -250,11 +250,7 @@ def run(
 def _write_anomalies(staging: str, schema, counters: dict, rows: int) -> None:
     """Writes the raw rows' schema violations as TFDV's ``Anomalies`` (``anomalies.pbtxt``): one
     entry per feature at fault with its dead letters' reasons and counts."""
-    by_feature: dict[str, dict[str, int]] = {}
-    for (space, name), value in counters.items():
-        if space == read.DEAD_LETTER_FEATURE_NAMESPACE and value:
-            feature, _, reason = name.partition("|")
-            by_feature.setdefault(feature, {})[reason] = by_feature.get(feature, {}).get(reason, 0) + value
+    by_feature = read.dead_letters_by_feature(counters)
     anomalies.write_text(anomalies.from_dead_letters(by_feature, rows, schema), files.join(staging, "anomalies.pbtxt"))
 
 

@@ -216,13 +216,8 @@ def _serving_statistics(sources, schema, boundaries, beam_args, csv_format: inpu
         result.wait_until_finish()
         counters = run_record.collect_counters(result)
         serving = files.read_json(path)
-    rejected: dict[str, int] = {}
-    reasons: dict[str, dict[str, int]] = {}  # feature ("" for whole records) -> reason -> rows
-    for (space, name), value in counters.items():
-        if space == read.DEAD_LETTER_FEATURE_NAMESPACE:
-            feature, _, reason = name.partition("|")
-            rejected[feature or RECORD] = rejected.get(feature or RECORD, 0) + value
-            reasons.setdefault(feature, {})[reason] = reasons.get(feature, {}).get(reason, 0) + value
+    reasons = read.dead_letters_by_feature(counters)
+    rejected = {feature or RECORD: sum(by_reason.values()) for feature, by_reason in reasons.items()}
     rows = counters.get((read.METRICS_NAMESPACE, "rows_read"), 0)
     return serving, rejected, reasons, reader.header_errors, rows
 
