@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
 )
 
 from pipelines.serving import batching
-from pipelines.serving.model import InvalidRequest
+from pipelines.serving.model import InvalidRequest, class_scores, regression_values
 
 __all__ = ["start"]
 
@@ -165,11 +165,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         async def work():
             self._check_name(request.model_spec)
             outputs = await self._outputs(self._examples_of(request.input), context)
-            if "probabilities" not in outputs:
-                raise InvalidRequest("the model is not a classifier (it has no 'probabilities' output)")
-            probabilities = outputs["probabilities"]
-            if probabilities.ndim == 1:  # binary: probability of class 1
-                probabilities = np.stack([1 - probabilities, probabilities], axis=1)
+            probabilities = class_scores(outputs)
             response = classification_pb2.ClassificationResponse()
             response.model_spec.name = self._server.options.model_name
             for row in probabilities.tolist():
@@ -184,13 +180,12 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         async def work():
             self._check_name(request.model_spec)
             outputs = await self._outputs(self._examples_of(request.input), context)
-            if "predictions" not in outputs:
-                raise InvalidRequest("the model is not a regression model (it has no 'predictions' output)")
+            values = regression_values(outputs)
             response = regression_pb2.RegressionResponse()
             response.model_spec.name = self._server.options.model_name
-            for value in outputs["predictions"].reshape(-1).tolist():
+            for value in values.tolist():
                 response.result.regressions.add(value=value)
-            return response, len(outputs["predictions"])
+            return response, len(values)
 
         return await self._answer("grpc_regress", context, work)
 

@@ -23,7 +23,7 @@ from pipelines.io import files
 from pipelines.prepare import export
 from pipelines.serving import instances as requests
 
-__all__ = ["InvalidRequest", "ServingModel"]
+__all__ = ["InvalidRequest", "ServingModel", "class_scores", "regression_values"]
 
 MAX_INSTANCES = 100_000  # instances in one request
 
@@ -117,6 +117,32 @@ class ServingModel:
         saved = saved_model_pb2.SavedModel()
         saved.ParseFromString(files.read_bytes(files.join(self.model_dir, "saved_model.pb")))
         return saved.meta_graphs[0].signature_def[self.signature_name]
+
+
+def class_scores(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """A classifier's scores, one row per example and one column per class (a binary model's one
+    probability of class 1 as the two classes' ``[1 - p, p]``), for Classify and ``:classify``.
+
+    Raises:
+        InvalidRequest: The model has no ``probabilities`` output.
+    """
+    if "probabilities" not in outputs:
+        raise InvalidRequest("the model is not a classifier (it has no 'probabilities' output)")
+    probabilities = outputs["probabilities"]
+    if probabilities.ndim == 1:  # binary: probability of class 1
+        probabilities = np.stack([1 - probabilities, probabilities], axis=1)
+    return probabilities
+
+
+def regression_values(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """A regression model's one value per example, for Regress and ``:regress``.
+
+    Raises:
+        InvalidRequest: The model has no ``predictions`` output.
+    """
+    if "predictions" not in outputs:
+        raise InvalidRequest("the model is not a regression model (it has no 'predictions' output)")
+    return outputs["predictions"].reshape(-1)
 
 
 def check_batch(items) -> None:

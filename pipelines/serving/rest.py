@@ -4,12 +4,11 @@ import asyncio
 import json
 import os
 
-import numpy as np
 from aiohttp import web
 from google.protobuf import json_format
 
 from pipelines.serving import batching
-from pipelines.serving.model import InvalidRequest
+from pipelines.serving.model import InvalidRequest, class_scores, regression_values
 
 __all__ = ["make_app"]
 
@@ -34,19 +33,12 @@ def _error(status: int, message: str, close: bool = False) -> web.Response:
 
 def _classify(model, outputs: dict) -> dict:
     """TF Serving's classify answer: per example, ``[[label, score], ...]`` (labels: class indices)."""
-    if "probabilities" not in outputs:
-        raise InvalidRequest("the model is not a classifier (it has no 'probabilities' output)")
-    probabilities = outputs["probabilities"]
-    if probabilities.ndim == 1:  # binary: probability of class 1
-        probabilities = np.stack([1 - probabilities, probabilities], axis=1)
-    return {"results": [[[str(i), score] for i, score in enumerate(row)] for row in probabilities.tolist()]}
+    return {"results": [[[str(i), score] for i, score in enumerate(row)] for row in class_scores(outputs).tolist()]}
 
 
 def _regress(model, outputs: dict) -> dict:
     """TF Serving's regress answer: one value per example."""
-    if "predictions" not in outputs:
-        raise InvalidRequest("the model is not a regression model (it has no 'predictions' output)")
-    return {"results": outputs["predictions"].reshape(-1).tolist()}
+    return {"results": regression_values(outputs).tolist()}
 
 
 _ANSWERS = {
