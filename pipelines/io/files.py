@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 __all__ = [
     "absolute",
     "basename",
+    "copy",
     "copy_tree",
     "dirname",
     "exists",
@@ -65,6 +66,9 @@ def _filesystems():
     from apache_beam.io.filesystems import FileSystems
 
     return FileSystems
+
+
+_CHUNK = 8 << 20
 
 
 def _raw():
@@ -313,14 +317,21 @@ def remove_tree(path: str) -> None:
         _filesystems().delete(targets)
 
 
+def copy(source: str, destination: str) -> None:
+    """Copies one file, never whole in memory: by its file system's own copy when both are on one
+    (a server-side copy on GCS), else streamed in chunks from one to the other."""
+    filesystems = _filesystems()
+    if filesystems.get_scheme(source) == filesystems.get_scheme(destination):
+        make_dirs(dirname(absolute(destination)))
+        filesystems.copy([source], [destination])
+        return
+    with open_read(source) as reader, open_write(destination) as writer:
+        shutil.copyfileobj(reader, writer, _CHUNK)
+
+
 def copy_tree(source: str, destination: str) -> list[str]:
     """Copies every file under ``source`` to the same name under ``destination``; returns the names."""
     names = list_files(source)
-    if names:
-        sources = [join(source, name) for name in names]
-        targets = [join(destination, name) for name in names]
-        if is_local(destination):
-            for target in targets:
-                make_dirs(dirname(target))
-        _filesystems().copy(sources, targets)
+    for name in names:
+        copy(join(source, name), join(destination, name))
     return names

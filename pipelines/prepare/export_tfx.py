@@ -38,7 +38,7 @@ PROPERTIES = {
 
 
 def _place(source: str, destination: str) -> None:
-    """A hard link where both are local on one file system; else a copy."""
+    """A hard link where both are local on one file system; else a copy (:func:`files.copy`)."""
     if files.is_local(source) and files.is_local(destination):
         files.make_dirs(files.dirname(destination))
         try:
@@ -46,7 +46,7 @@ def _place(source: str, destination: str) -> None:
             return
         except OSError:  # another file system, or links not allowed: copy
             pass
-    files.write_bytes(destination, files.read_bytes(source))
+    files.copy(source, destination)
 
 
 def _place_tree(source: str, destination: str) -> None:

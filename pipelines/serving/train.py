@@ -235,7 +235,8 @@ def _train(output_dir: str, label: str, epochs: int, excluded: tuple[str, ...] =
                 "transform_features": module.transform_features.get_concrete_function(),
             },
         )
-        schema = files.read_bytes(files.join(output_dir, "serving_model", export.SCHEMA_FILE))
-        files.write_bytes(files.join(serving_dir, export.SCHEMA_FILE), schema)
+        files.copy(
+            files.join(output_dir, "serving_model", export.SCHEMA_FILE), files.join(serving_dir, export.SCHEMA_FILE)
+        )
         files.write_json(files.join(staging, "metrics.json"), metrics)  # a NaN loss is null: standard JSON
     return metrics

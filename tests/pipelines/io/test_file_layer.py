@@ -138,3 +138,15 @@ def test_a_scratch_directory_lives_beside_a_remote_output_and_is_deleted(tmp_pat
     with files.scratch_directory("check", None, str(tmp_path / "out")) as scratch:
         assert files.is_local(scratch) and files.is_dir(scratch)
     assert not files.is_dir(scratch)
+
+
+def test_a_file_is_copied_within_and_across_file_systems(tmp_path):
+    data = bytes(range(256)) * 40_000  # 10 MB: more than one chunk
+    local = str(tmp_path / "a" / "data.bin")
+    files.write_bytes(local, data)
+    remote = f"{object_store.PREFIX}bucket/{tmp_path.name}/copy/data.bin"
+    files.copy(local, remote)  # across: streamed
+    files.copy(remote, remote + ".2")  # within the object store: its own copy
+    files.copy(remote + ".2", str(tmp_path / "b" / "back.bin"))  # and back, into a new local folder
+    assert files.read_bytes(str(tmp_path / "b" / "back.bin")) == data
+    assert files.list_files(files.dirname(remote)) == ["data.bin", "data.bin.2"]
