@@ -38,9 +38,7 @@ def temp_dir(staging: str, name: str) -> str:
 is_local = files.is_local
 
 
-def remove_tree(path: str) -> None:
-    """Deletes a directory tree (or a file), local or remote, if it exists (:func:`files.remove_tree`)."""
-    files.remove_tree(path)
+remove_tree = files.remove_tree  # kept here too: the staging code and its callers use it by this name
 
 
 def check_replaceable(final: str) -> None:

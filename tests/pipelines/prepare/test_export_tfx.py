@@ -77,3 +77,13 @@ def test_a_second_export_replaces_the_first_and_other_folders_are_refused(export
     assert cli.main(["export-tfx", str(exported / "run"), "--to", str(exported / "tfx")]) == 0
     assert cli.main(["export-tfx", str(exported), "--to", str(exported / "elsewhere")]) == 2
     assert "has no run.json" in capsys.readouterr().err
+
+
+def test_a_run_written_as_parquet_is_refused_with_one_line(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    record = {"status": "succeeded", "parameters": {"output_format": "parquet"}, "counts": {}}
+    (tmp_path / "run" / "run.json").write_text(json.dumps(record))
+    assert cli.main(["export-tfx", str(tmp_path / "run"), "--to", str(tmp_path / "tfx")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith("holds Parquet examples: TFX reads tf.Examples (run with --output-format tfrecord)")
+    assert sorted(os.listdir(tmp_path)) == ["run"]  # nothing written
