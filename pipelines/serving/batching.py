@@ -6,8 +6,13 @@ to arrive), makes one graph call and hands each request its rows. A graph call r
 so two workers keep two cores busy while the event loop decodes the next requests. A full queue
 refuses a request at once (the server answers 503); a request whose deadline passes while it
 waits is never run (504).
+
+A server's handlers ``await`` :meth:`Batcher.run` on their event loop: the answer comes back as
+that loop's own future, and the requests of one batch are settled with one wake-up of the loop
+(``submit`` and a ``concurrent.futures.Future`` are for threads).
 """
 
+import asyncio
 import concurrent.futures
 import dataclasses
 import queue
@@ -28,7 +33,29 @@ class Overloaded(Exception):
 class _Task:
     examples: list[bytes]
     deadline: float  # time.monotonic() after which the request is no longer wanted
-    future: concurrent.futures.Future
+    future: concurrent.futures.Future | asyncio.Future
+    loop: asyncio.AbstractEventLoop | None = None  # the loop of an asyncio future (set only there)
+
+    def start(self) -> bool:
+        """Whether the request is still wanted (a concurrent future is marked running)."""
+        if self.loop is None:
+            return self.future.set_running_or_notify_cancel()
+        return not self.future.done()  # cancelled or timed out: skipped (a stale read only runs it)
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError("no answer within the deadline"))
+
+
+def _settle_on_loop(settled: list) -> None:
+    for future, result, error in settled:
+        if future.done():  # timed out or cancelled meanwhile
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
 
 
 class Batcher:
@@ -73,11 +100,31 @@ class Batcher:
             Overloaded: When the queue is full.
         """
         future = concurrent.futures.Future()
+        self._put(_Task(examples, time.monotonic() + timeout, future))
+        return future
+
+    async def run(self, examples: list[bytes], timeout: float) -> dict[str, np.ndarray]:
+        """Queues a request and waits for its output arrays, on the running event loop.
+
+        Raises:
+            Overloaded: When the queue is full.
+            TimeoutError: When no answer came within ``timeout`` seconds.
+            Exception: What the call raised for the request's batch.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._put(_Task(examples, time.monotonic() + timeout, future, loop))
+        timer = loop.call_later(timeout, _expire, future)
         try:
-            self._queue.put_nowait(_Task(examples, time.monotonic() + timeout, future))
+            return await future
+        finally:
+            timer.cancel()
+
+    def _put(self, task: _Task) -> None:
+        try:
+            self._queue.put_nowait(task)
         except queue.Full:
             raise Overloaded(f"server overloaded: {self._queue.maxsize} requests queued") from None
-        return future
 
     def close(self) -> None:
         """Runs what is queued, then stops the workers."""
@@ -112,24 +159,48 @@ class Batcher:
     def _work(self) -> None:
         while (batch := self._gather()) is not None:
             now = time.monotonic()
-            live = []
+            live, settled = [], []
             for task in batch:
                 if task.deadline < now:
-                    task.future.set_exception(TimeoutError("the request waited past its deadline"))
-                elif task.future.set_running_or_notify_cancel():
+                    settled.append((task, None, TimeoutError("the request waited past its deadline")))
+                elif task.start():
                     live.append(task)
-            if not live:
-                continue
-            examples = live[0].examples if len(live) == 1 else [e for task in live for e in task.examples]
-            self._on_batch(len(examples))
-            try:
-                outputs = self._call(examples)
-            except Exception as error:  # noqa: BLE001 - every waiting request gets the failure
-                for task in live:
+            if live:
+                settled += self._call_batch(live)
+            self._settle(settled)
+
+    def _call_batch(self, live: list[_Task]) -> list[tuple]:
+        """One call for the live requests -> (task, its rows, None) each, or (task, None, error)."""
+        examples = live[0].examples if len(live) == 1 else [e for task in live for e in task.examples]
+        self._on_batch(len(examples))
+        try:
+            outputs = self._call(examples)
+        except Exception as error:  # noqa: BLE001 - every waiting request gets the failure
+            return [(task, None, error) for task in live]
+        if len(live) == 1:
+            return [(live[0], outputs, None)]
+        settled, start = [], 0
+        for task in live:
+            end = start + len(task.examples)
+            settled.append((task, {k: v[start:end] for k, v in outputs.items()}, None))
+            start = end
+        return settled
+
+    @staticmethod
+    def _settle(settled: list[tuple]) -> None:
+        """Hands each request its result: a thread's future at once, a loop's futures in one call
+        on their loop (one wake-up a batch)."""
+        by_loop = {}
+        for task, result, error in settled:
+            if task.loop is not None:
+                by_loop.setdefault(task.loop, []).append((task.future, result, error))
+            elif not task.future.cancelled():  # a late request may have been cancelled meanwhile
+                if error is None:
+                    task.future.set_result(result)
+                else:
                     task.future.set_exception(error)
-                continue
-            start = 0
-            for task in live:
-                end = start + len(task.examples)
-                task.future.set_result(outputs if len(live) == 1 else {k: v[start:end] for k, v in outputs.items()})
-                start = end
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_on_loop, items)
+            except RuntimeError:  # the loop has closed: nobody waits any more
+                pass

@@ -11,8 +11,6 @@ the server's batcher; errors are ``INVALID_ARGUMENT`` (naming the instance and f
 on the REST server's event loop (``grpc.aio``): a thread pool per request measured 3x slower.
 """
 
-import asyncio
-
 import grpc
 import numpy as np
 import tensorflow as tf
@@ -51,23 +49,29 @@ _DTYPES = {np.dtype(numpy_type): dtype for dtype, (numpy_type, _) in _NUMBERS.it
 
 
 def _column(name: str, proto) -> list:
-    """One value per instance from a raw-instance input tensor (``tf.make_ndarray`` is ten times
-    slower on a small tensor; used for the shapes and types this does not read)."""
-    dims = [d.size for d in proto.tensor_shape.dim]
-    values = None
-    if len(dims) == 1 or (len(dims) == 2 and dims[1] == 1):
-        if proto.dtype == types_pb2.DT_STRING:
-            values = list(proto.string_val)
-        elif proto.dtype in _NUMBERS:
-            numpy_type, field = _NUMBERS[proto.dtype]
-            content = proto.tensor_content
-            values = np.frombuffer(content, numpy_type).tolist() if content else list(getattr(proto, field))
-    if values is None or len(values) != dims[0]:
-        array = tf.make_ndarray(proto)
-        if array.ndim == 0:
-            raise InvalidRequest(f"input {name!r}: a scalar, not one value per instance")
-        values = array.tolist()
-    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
+    """One value per instance from a raw-instance input tensor.
+
+    The common shapes (``[n]`` or ``[n, 1]``, values in the typed field or in ``tensor_content``)
+    are read directly: ``tf.make_ndarray`` costs ten times as much on a small tensor, and a request
+    has a tensor per feature. Other shapes and types go through it.
+    """
+    dims = proto.tensor_shape.dim
+    rank = len(dims)
+    if rank == 1 or (rank == 2 and dims[1].size == 1):
+        count, dtype, content = dims[0].size, proto.dtype, proto.tensor_content
+        if dtype == types_pb2.DT_STRING:
+            values = proto.string_val
+            if len(values) == count:
+                return [value.decode("utf-8", "replace") for value in values]
+        elif dtype in _NUMBERS:
+            numpy_type, field = _NUMBERS[dtype]
+            values = np.frombuffer(content, numpy_type).tolist() if content else getattr(proto, field)
+            if len(values) == count:
+                return list(values)
+    array = tf.make_ndarray(proto)
+    if array.ndim == 0:
+        raise InvalidRequest(f"input {name!r}: a scalar, not one value per instance")
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array.tolist()]
 
 
 def _columns_to_instances(inputs) -> list[dict]:
@@ -101,16 +105,10 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise _Abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({model_spec.name})")
 
     async def _outputs(self, examples: list[bytes], context) -> dict[str, np.ndarray]:
-        timeout = self._server.options.request_timeout_ms / 1000
-        remaining = context.time_remaining()
-        if remaining is not None:
-            timeout = min(timeout, remaining)
         try:
-            future = self._server.batcher.submit(examples, timeout)
+            return await self._server.outputs(examples, context.time_remaining())
         except batching.Overloaded as overloaded:
             raise _Abort(grpc.StatusCode.UNAVAILABLE, str(overloaded)) from None
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except TimeoutError:
             raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "no answer within the deadline") from None
         except Exception as failure:  # noqa: BLE001

@@ -50,6 +50,7 @@ class ServingModel:
         self.decoder = requests.InstanceDecoder(self.raw_schema, environment)
         self.schema = self.decoder.schema  # as it applies in ``environment``
         self._signature = tf.saved_model.load(model_dir).signatures[signature]
+        self._call = _graph_call(self._signature)
         self.output_names = sorted(self._signature.structured_outputs)
         self.unknown_features = Counter()  # feature name -> times given and ignored
         self._counting = threading.Lock()
@@ -90,7 +91,7 @@ class ServingModel:
         """Runs the signature on serialized raw tf.Examples; returns output arrays by name."""
         import tensorflow as tf
 
-        outputs = self._signature(examples=tf.constant(examples))
+        outputs = self._call(tf.constant(examples))
         return {name: value.numpy() for name, value in outputs.items()}
 
     def rows(self, outputs: dict[str, np.ndarray]) -> list:
@@ -117,6 +118,33 @@ class ServingModel:
         saved = saved_model_pb2.SavedModel()
         saved.ParseFromString(files.read_bytes(files.join(self.model_dir, "saved_model.pb")))
         return saved.meta_graphs[0].signature_def[self.signature_name]
+
+
+def _graph_call(signature):
+    """``signature`` as a function of its one input tensor, returning its outputs by name.
+
+    The public call, ``signature(examples=...)``, binds keyword arguments to the structured
+    signature and, for gradient tapes, records an access to each of the model's variables on every
+    call: a third of a one-example call here (0.15-0.25 ms of 0.6-0.7). A server never records
+    gradients, so this calls the traced function with the same flat inputs (the examples, then the
+    signature's captured variable handles), as the public call does once no tape is watching. With
+    a TensorFlow whose internals differ it falls back to the public call; a test checks that both
+    answer the same.
+    """
+    try:
+        inference = signature._inference_function  # noqa: SLF001 - see above
+        captured = list(signature.captured_inputs)
+        args, kwargs = signature.structured_input_signature
+        if args or len(kwargs) != 1 or len(signature.inputs) != 1 + len(captured):
+            raise ValueError("not a signature of one input")
+        call = inference.call_preflattened
+    except (AttributeError, ValueError):
+        return lambda examples: signature(examples=examples)
+
+    def call_traced(examples):
+        return call([examples, *captured])
+
+    return call_traced
 
 
 def class_scores(outputs: dict[str, np.ndarray]) -> np.ndarray:

@@ -1,6 +1,5 @@
 """TF Serving's REST API on aiohttp (``skewless serve``; see ``server.py`` for the whole server)."""
 
-import asyncio
 import json
 import os
 
@@ -109,12 +108,10 @@ def make_app(server) -> web.Application:
             server.metrics.request("rest", "invalid")
             return _error(400, str(invalid))
         try:
-            future = server.submit(examples)
+            outputs = await server.outputs(examples)
         except batching.Overloaded as overloaded:
             server.metrics.request("rest", "overloaded")
             return _error(503, str(overloaded))
-        try:
-            outputs = await asyncio.wait_for(asyncio.wrap_future(future), options.request_timeout_ms / 1000)
         except TimeoutError:
             server.metrics.request("rest", "timeout")
             return _error(504, f"no answer within {options.request_timeout_ms:g} ms")

@@ -176,9 +176,23 @@ class Server:
 
     # -- one request, for both APIs ---------------------------------------------------------------
 
-    def submit(self, examples: list[bytes]):
-        """Queues decoded examples for the graph (raises ``batching.Overloaded``)."""
-        return self.batcher.submit(examples, self.options.request_timeout_ms / 1000)
+    async def outputs(self, examples: list[bytes], seconds_left: float | None = None) -> dict:
+        """The graph's output arrays for decoded examples, batched with other requests.
+
+        Args:
+            examples: Serialized raw tf.Examples.
+            seconds_left: The client's own deadline, when it sent one (gRPC); the server's request
+                timeout applies when shorter.
+
+        Raises:
+            batching.Overloaded: The queue is full.
+            TimeoutError: No answer within the timeout.
+            Exception: What the graph call raised.
+        """
+        timeout = self.options.request_timeout_ms / 1000
+        if seconds_left is not None:
+            timeout = min(timeout, seconds_left)
+        return await self.batcher.run(examples, timeout)
 
     def decode_instances(self, body: bytes, verb: str = "predict") -> tuple[list, list[bytes]]:
         """A REST body -> (instances, examples): ``predict``'s ``{"instances": [...]}``, or

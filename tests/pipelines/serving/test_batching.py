@@ -1,5 +1,6 @@
 """The batcher joins queued requests into one call, refuses when full, and drops late requests."""
 
+import asyncio
 import threading
 import time
 
@@ -81,4 +82,51 @@ def test_a_failing_call_fails_every_request_of_its_batch_and_the_next_batch_stil
         with pytest.raises(ValueError, match="graph failed"):
             future.result(timeout=30)
     assert list(batcher.submit([b"ok"], 30).result(timeout=30)["y"]) == [1.0]
+    batcher.close()
+
+
+def test_awaited_requests_share_one_call_and_one_wake_up_of_their_loop():
+    calls, call = _echo_calls()
+    batcher = batching.Batcher(call, max_batch_size=6, batch_timeout=5.0, workers=1)
+    wake_ups = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        plain = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args: wake_ups.append(args[0].__name__) or plain(*args)
+        runs = [batcher.run([f"{i}a".encode(), f"{i}b".encode()], timeout=30) for i in range(3)]
+        return await asyncio.gather(*runs)
+
+    results = asyncio.run(main())
+    batcher.close()
+    assert calls == [[b"0a", b"0b", b"1a", b"1b", b"2a", b"2b"]]
+    assert [list(r["echo"]) for r in results] == [[b"0a", b"0b"], [b"1a", b"1b"], [b"2a", b"2b"]]
+    assert wake_ups == ["_settle_on_loop"]
+
+
+def test_an_awaited_request_times_out_while_its_call_runs_and_a_full_queue_refuses_it():
+    release = threading.Event()
+
+    def blocked(examples):
+        release.wait(30)
+        return {"y": np.zeros(len(examples))}
+
+    batcher = batching.Batcher(blocked, max_batch_size=1, workers=1, max_queued=1)
+
+    async def main():
+        started = time.monotonic()
+        slow = asyncio.ensure_future(batcher.run([b"slow"], timeout=0.2))
+        await asyncio.sleep(0.05)  # the worker holds it, the queue is empty
+        queued = asyncio.ensure_future(batcher.run([b"queued"], timeout=30))
+        await asyncio.sleep(0)
+        with pytest.raises(batching.Overloaded, match="server overloaded: 1 requests queued"):
+            await batcher.run([b"one too many"], timeout=30)
+        with pytest.raises(TimeoutError, match="no answer within the deadline"):
+            await slow
+        waited = time.monotonic() - started
+        release.set()  # the slow call ends after its request gave up: its answer is dropped
+        assert list((await queued)["y"]) == [0.0]
+        return waited
+
+    assert asyncio.run(main()) < 5
     batcher.close()

@@ -82,6 +82,18 @@ def test_unseen_vocabulary_lands_in_an_oov_bucket(run_dir):
     assert len(vocabulary) <= prediction["payment_type_xf"] < len(vocabulary) + 10
 
 
+@pytest.mark.parametrize("which", ["serving_model", "model/serving"])
+def test_the_graph_is_called_directly_and_answers_as_the_public_call(run_dir, trained, which):
+    out, _ = run_dir
+    model = serving.ServingModel(str(out / which))
+    assert model._call.__name__ == "call_traced"  # not the fallback: TensorFlow's internals are as expected
+    rows = [REQUIRED, REQUIRED | {"payment_type": "Not In Any Row", "trip_miles": "3.25"}, {**REQUIRED, **AWKWARD[2]}]
+    examples = tf.constant(model.examples(rows))
+    direct = {name: value.numpy().tolist() for name, value in model._call(examples).items()}
+    public = {name: value.numpy().tolist() for name, value in model._signature(examples=examples).items()}
+    assert direct == public and sorted(direct) == model.output_names
+
+
 def test_json_instances_are_decoded_like_csv_cells(run_dir):
     out, _ = run_dir
     model = serving.ServingModel(str(out / "serving_model"))
