@@ -2,7 +2,8 @@
 
 Requests wait in a bounded queue; each worker thread takes the oldest, adds those queued behind it
 while the batch holds at most ``max_batch_size`` examples (waiting up to ``batch_timeout`` for more
-to arrive), makes one graph call and hands each request its rows. A graph call releases the GIL,
+to arrive while another worker's call runs; never when the server is idle), makes one graph call
+and hands each request its rows. A graph call releases the GIL,
 so two workers keep two cores busy while the event loop decodes the next requests. A full queue
 refuses a request at once (the server answers 503); a request whose deadline passes while it
 waits is never run (504).
@@ -64,8 +65,9 @@ class Batcher:
     Args:
         call: Serialized examples -> output arrays by name, one row per example.
         max_batch_size: Most examples in one call (a larger request is called alone).
-        batch_timeout: Seconds a worker waits for more requests to fill a batch (0: takes what is
-            queued).
+        batch_timeout: Seconds a worker waits for more requests to fill a batch while another
+            worker's call runs (0: takes what is queued). A lone request on an idle server never
+            waits: the wait only saves calls when the cores are busy anyway.
         workers: Threads making calls.
         max_queued: Requests waiting at most; one more is refused with :class:`Overloaded`.
         on_batch: Called with each batch's number of examples (for metrics).
@@ -90,6 +92,8 @@ class Batcher:
             threading.Thread(target=self._work, name=f"skewless-batcher-{i}", daemon=True) for i in range(workers)
         ]
         self._held: _Task | None = None  # a task that did not fit the last batch: first in the next
+        self._calling = 0  # workers in a call (changed under _counting)
+        self._counting = threading.Lock()
         for thread in self._threads:
             thread.start()
 
@@ -134,13 +138,14 @@ class Batcher:
             thread.join()
 
     def _gather(self) -> list[_Task] | None:
-        """The next batch (None: stop)."""
+        """The next batch (None: stop). It waits up to ``batch_timeout`` for more requests only
+        while another worker's call runs: an idle server answers a lone request at once."""
         with self._take:
             first, self._held = (self._held, None) if self._held else (self._queue.get(), None)
             if first is None:
                 return None
             batch, size = [first], len(first.examples)
-            until = time.monotonic() + self._batch_timeout
+            until = time.monotonic() + self._batch_timeout if self._calling else 0.0
             while size < self._max_batch_size:
                 try:
                     wait = until - time.monotonic()
@@ -173,10 +178,15 @@ class Batcher:
         """One call for the live requests -> (task, its rows, None) each, or (task, None, error)."""
         examples = live[0].examples if len(live) == 1 else [e for task in live for e in task.examples]
         self._on_batch(len(examples))
+        with self._counting:
+            self._calling += 1
         try:
             outputs = self._call(examples)
         except Exception as error:  # noqa: BLE001 - every waiting request gets the failure
             return [(task, None, error) for task in live]
+        finally:
+            with self._counting:
+                self._calling -= 1
         if len(live) == 1:
             return [(live[0], outputs, None)]
         settled, start = [], 0

@@ -15,7 +15,7 @@ class ServerOptions:
         grpc_port: gRPC port (None: no gRPC; 0: a free one).
         model_name: The ``<name>`` in ``/v1/models/<name>``.
         max_batch_size: Most examples in one graph call.
-        batch_timeout_ms: How long a batch waits for more requests.
+        batch_timeout_ms: How long a batch waits for more requests while another graph call runs.
         workers: Threads making graph calls.
         max_queued: Requests waiting for the graph at most (one more: 503).
         request_timeout_ms: A request not answered by then gets a 504.
@@ -31,7 +31,7 @@ class ServerOptions:
     grpc_port: int | None = None
     model_name: str = "default"
     max_batch_size: int = 1024
-    batch_timeout_ms: float = 0.0
+    batch_timeout_ms: float = 1.0
     workers: int = 2
     max_queued: int = 1024
     request_timeout_ms: float = 30_000

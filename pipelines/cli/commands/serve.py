@@ -48,7 +48,10 @@ def add_parser(commands) -> None:
         type=float,
         default=defaults.batch_timeout_ms,
         metavar="MS",
-        help="how long a batch waits for more requests (default: 0, it takes what is queued)",
+        help=(
+            f"how long a batch waits for more requests while another graph call runs "
+            f"(default: {defaults.batch_timeout_ms:g}; an idle server answers at once)"
+        ),
     )
     parser.add_argument(
         "--workers",
