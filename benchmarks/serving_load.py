@@ -11,6 +11,8 @@ one tensor per feature). Instances are raw rows of the bundled taxi sample, with
 Every answer must be a 200 (OK); errors are counted and printed. The limit row is the model's
 ``serving_default`` called in-process on the same requests' tf.Examples (no decoding, no network).
 The clients share the machine's cores with the server: on 2 cores they take about one.
+``srv ms`` is the server process's CPU time per request (Linux: from ``/proc``), which says what a
+request costs the server whatever the clients cost.
 """
 
 import argparse
@@ -63,8 +65,21 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
 
 
-def run_clients(clients: int, requests: int, seconds: float, send) -> dict:
-    """``clients`` threads share ``requests`` calls of ``send(client, i)`` (-> ok) for at most ``seconds``."""
+def cpu_seconds(pid: int | None) -> float | None:
+    """A process's CPU time so far (user and system; None where ``/proc`` is not there)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_clients(clients: int, requests: int, seconds: float, send, server_pid: int | None = None) -> dict:
+    """``clients`` threads share ``requests`` calls of ``send(client, i)`` (-> ok) for at most
+    ``seconds``; with ``server_pid``, the server's CPU milliseconds per request too."""
     latencies, errors = [], [0]
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
@@ -85,14 +100,17 @@ def run_clients(clients: int, requests: int, seconds: float, send) -> dict:
             latencies.extend(mine)
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    server_cpu = cpu_seconds(server_pid)
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    server_cpu = None if server_cpu is None else cpu_seconds(server_pid) - server_cpu
     latencies.sort()
     return {
+        "server_ms": None if server_cpu is None or not latencies else server_cpu / len(latencies) * 1e3,
         "requests": len(latencies),
         "per_second": len(latencies) / elapsed,
         "p50_ms": percentile(latencies, 0.5) * 1e3,
@@ -203,35 +221,34 @@ def main(argv=None) -> None:
         run_clients(4, 200, 10, rest_send)  # warm-up
         run_clients(4, 200, 10, grpc_send)
         rows = []
+
+        def measure(path, batch, clients, requests, send, pid=server.pid):
+            rows.append((path, batch, clients, run_clients(clients, requests, args.seconds, send, pid)))
+
         for clients in args.clients:
-            rows.append(
-                ("graph in-process", "1", clients, run_clients(clients, args.requests, args.seconds, graph_single))
-            )
-            rows.append(("REST", "1", clients, run_clients(clients, args.requests, args.seconds, rest_send)))
-            rows.append(("gRPC", "1", clients, run_clients(clients, args.requests, args.seconds, grpc_send)))
+            measure("graph in-process", "1", clients, args.requests, graph_single, None)
+            measure("REST", "1", clients, args.requests, rest_send)
+            measure("gRPC", "1", clients, args.requests, grpc_send)
         for clients in args.clients:
             n = args.batch_requests
-            rows.append(("graph in-process", "1000", clients, run_clients(clients, n, args.seconds, graph_batch)))
+            measure("graph in-process", "1000", clients, n, graph_batch, None)
             if clients == args.clients[0]:
-                rows.append(("decode dicts", "1000", 1, run_clients(1, n, args.seconds, decode_batch)))
-            rows.append(
-                ("REST", "1000", clients, run_clients(clients, n, args.seconds, rest_sender(rest_port, batch_body)))
-            )
-            rows.append(
-                ("gRPC", "1000", clients, run_clients(clients, n, args.seconds, grpc_sender(grpc_port, batch_grpc)))
-            )
+                measure("decode dicts", "1000", 1, n, decode_batch, None)
+            measure("REST", "1000", clients, n, rest_sender(rest_port, batch_body))
+            measure("gRPC", "1000", clients, n, grpc_sender(grpc_port, batch_grpc))
     finally:
         server.terminate()
         server.wait(timeout=60)
     print(
         f"{'path':<18}{'batch':>6}{'clients':>8}{'requests':>9}{'req/s':>9}{'rows/s':>10}"
-        f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}{'srv ms':>8}"
     )
     for path, batch, clients, r in rows:
         rows_per_second = r["per_second"] * int(batch)
+        server_ms = "" if r["server_ms"] is None else f"{r['server_ms']:.2f}"
         print(
             f"{path:<18}{batch:>6}{clients:>8}{r['requests']:>9}{r['per_second']:>9.0f}{rows_per_second:>10.0f}"
-            f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>7}"
+            f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>7}{server_ms:>8}"
         )
 
 
