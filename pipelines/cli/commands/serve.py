@@ -105,20 +105,7 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.serving.options import ServerOptions
     from pipelines.serving.server import Server
 
-    options = ServerOptions(
-        host=args.host,
-        port=args.port,
-        grpc_port=args.grpc_port,
-        model_name=args.model_name,
-        max_batch_size=args.max_batch_size,
-        batch_timeout_ms=args.batch_timeout_ms,
-        workers=args.workers,
-        max_queued=args.max_queued,
-        request_timeout_ms=args.request_timeout_ms,
-        max_request_bytes=args.max_request_bytes,
-        processes=args.processes,
-        reuse_port=args.reuse_port or args.processes > 1,
-    )
+    options = ServerOptions(**_options_of(args), reuse_port=args.reuse_port or args.processes > 1)
     server = Server(ServingModel(args.model), options)
     others = None
     if args.processes > 1:
@@ -148,25 +135,23 @@ def handle(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _options_of(args: argparse.Namespace) -> dict:
+    """The ``ServerOptions`` fields given as flags (each flag is named as its field)."""
+    import dataclasses
+
+    from pipelines.serving.options import ServerOptions
+
+    names = [field.name for field in dataclasses.fields(ServerOptions) if field.name != "reuse_port"]
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+
+
+_OWN_TO_EACH_PROCESS = ("port", "grpc_port", "processes")  # given to the others once the ports are bound
+
+
 def _child_argv(args: argparse.Namespace) -> list[str]:
-    """The other ``--processes``' arguments: this one's, but the ports (given once bound)."""
-    return [
-        "--model",
-        args.model,
-        "--host",
-        args.host,
-        "--model-name",
-        args.model_name,
-        "--max-batch-size",
-        str(args.max_batch_size),
-        "--batch-timeout-ms",
-        str(args.batch_timeout_ms),
-        "--workers",
-        str(args.workers),
-        "--max-queued",
-        str(args.max_queued),
-        "--request-timeout-ms",
-        str(args.request_timeout_ms),
-        "--max-request-bytes",
-        str(args.max_request_bytes),
-    ]
+    """The other ``--processes``' arguments: this one's every server flag, but the ports."""
+    argv = ["--model", args.model]
+    for name, value in _options_of(args).items():
+        if name not in _OWN_TO_EACH_PROCESS and value is not None:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    return argv
