@@ -3,10 +3,9 @@
 Requests wait in a bounded queue; each worker thread takes the oldest, adds those queued behind it
 while the batch holds at most ``max_batch_size`` examples (waiting up to ``batch_timeout`` for more
 to arrive while another worker's call runs; never when the server is idle), makes one graph call
-and hands each request its rows. A graph call releases the GIL,
-so two workers keep two cores busy while the event loop decodes the next requests. A full queue
-refuses a request at once (the server answers 503); a request whose deadline passes while it
-waits is never run (504).
+and hands each request its rows. A graph call releases the GIL, so two workers keep two cores busy
+while the event loop decodes the next requests. A full queue refuses a request at once (the server
+answers 503); a request whose deadline passes while it waits is never run (504).
 
 A server's handlers ``await`` :meth:`Batcher.run` on their event loop: the answer comes back as
 that loop's own future, and the requests of one batch are settled with one wake-up of the loop

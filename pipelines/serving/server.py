@@ -7,12 +7,12 @@ REST (aiohttp, on an asyncio event loop; see README "Dependencies" for why):
 gRPC (``--grpc-port``): ``tensorflow.serving.PredictionService`` (``Predict``, ``Classify``,
 ``Regress``, ``GetModelMetadata``) and ``ModelService.GetModelStatus``, in ``grpc_api.py``.
 
-Both decode requests on their own threads and queue the examples to one :class:`Batcher`, which
-joins concurrent requests into one graph call. Bad requests get a 400 (``INVALID_ARGUMENT``)
-naming the instance and feature; a full queue a 503 (``UNAVAILABLE``); a request past its timeout
-a 504 (``DEADLINE_EXCEEDED``); a body over the limit a 413 after the body is read (a connection
-closed on an unread body is reset before the client reads the answer). SIGTERM stops accepting,
-answers what is in flight, then exits.
+Both decode requests on the event loop and await one :class:`Batcher`, which joins concurrent
+requests into one graph call. Bad requests get a 400 (``INVALID_ARGUMENT``) naming the instance and
+feature; a full queue a 503 (``UNAVAILABLE``); a request past its timeout a 504
+(``DEADLINE_EXCEEDED``); a body over the limit a 413 after the body is read (a connection closed
+on an unread body is reset before the client reads the answer). SIGTERM stops accepting, answers
+what is in flight, then exits.
 """
 
 import asyncio
