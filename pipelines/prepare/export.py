@@ -13,10 +13,11 @@ from tensorflow_transform.saved import saved_transform_io_v2
 
 from pipelines.io import files
 
-__all__ = ["EXAMPLES", "SCHEMA_FILE", "SIGNATURE", "export_serving_model", "raw_schema_of"]
+__all__ = ["CLASS_NAMES_FILE", "EXAMPLES", "SCHEMA_FILE", "SIGNATURE", "export_serving_model", "raw_schema_of"]
 
 SIGNATURE = "transform_features"
 SCHEMA_FILE = "assets.extra/schema.pbtxt"
+CLASS_NAMES_FILE = "assets.extra/class_names.json"  # a trained classifier's class names, by class id
 EXAMPLES = tf.TensorSpec([None], tf.string, name="examples")
 
 

@@ -4,7 +4,7 @@
 tensor of one value per instance, strings as ``DT_STRING``), decoded by the same rules as REST
 instances, or serialized raw tf.Examples in ``inputs["examples"]``, validated as ``run`` validates
 a TFRecord input. ``Classify`` and ``Regress`` take ``input.example_list``: ``Classify`` answers a
-classifier (classes labelled by their index, ``"0"``/``"1"`` for a binary model), ``Regress`` a
+classifier (classes labelled by the names ``train`` recorded, else by their index), ``Regress`` a
 regression model. ``GetModelMetadata`` gives the served ``SignatureDef``. Every request goes through
 the server's batcher; errors are ``INVALID_ARGUMENT`` (naming the instance and feature),
 ``UNAVAILABLE`` (queue full), ``DEADLINE_EXCEEDED`` or ``NOT_FOUND`` (another model name). It runs
@@ -164,12 +164,13 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             self._check_name(request.model_spec)
             outputs = await self._outputs(self._examples_of(request.input), context)
             probabilities = class_scores(outputs)
+            labels = self._server.model.class_labels(probabilities.shape[1])
             response = classification_pb2.ClassificationResponse()
             response.model_spec.name = self._server.options.model_name
             for row in probabilities.tolist():
                 classes = response.result.classifications.add()
-                for index, score in enumerate(row):
-                    classes.classes.add(label=str(index), score=score)
+                for label, score in zip(labels, row, strict=True):
+                    classes.classes.add(label=label, score=score)
             return response, len(probabilities)
 
         return await self._answer("grpc_classify", context, work)

@@ -52,6 +52,8 @@ class ServingModel:
         self._signature = tf.saved_model.load(model_dir).signatures[signature]
         self._call = _graph_call(self._signature)
         self.output_names = sorted(self._signature.structured_outputs)
+        names_file = files.join(model_dir, export.CLASS_NAMES_FILE)
+        self.class_names = files.read_json(names_file)["class_names"] if files.exists(names_file) else None
         self.unknown_features = Counter()  # feature name -> times given and ignored
         self._counting = threading.Lock()
 
@@ -110,6 +112,13 @@ class ServingModel:
             InvalidRequest: As :meth:`examples`.
         """
         return self.rows(self.predict_examples(self.examples(instances)))
+
+    def class_labels(self, count: int) -> list[str]:
+        """Classify's labels of ``count`` classes: the names ``train`` recorded (the label's
+        vocabulary, by class id), else the class ids as text."""
+        if self.class_names is not None and len(self.class_names) == count:
+            return [str(name) for name in self.class_names]
+        return [str(index) for index in range(count)]
 
     def signature_def(self):
         """The served signature's ``SignatureDef`` proto (for model metadata calls)."""

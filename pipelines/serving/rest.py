@@ -31,8 +31,11 @@ def _error(status: int, message: str, close: bool = False) -> web.Response:
 
 
 def _classify(model, outputs: dict) -> dict:
-    """TF Serving's classify answer: per example, ``[[label, score], ...]`` (labels: class indices)."""
-    return {"results": [[[str(i), score] for i, score in enumerate(row)] for row in class_scores(outputs).tolist()]}
+    """TF Serving's classify answer: per example, ``[[label, score], ...]`` (labels: the class names,
+    else their ids)."""
+    scores = class_scores(outputs)
+    labels = model.class_labels(scores.shape[1])
+    return {"results": [[list(pair) for pair in zip(labels, row, strict=True)] for row in scores.tolist()]}
 
 
 def _regress(model, outputs: dict) -> dict:

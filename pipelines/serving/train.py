@@ -238,5 +238,7 @@ def _train(output_dir: str, label: str, epochs: int, excluded: tuple[str, ...] =
         files.copy(
             files.join(output_dir, "serving_model", export.SCHEMA_FILE), files.join(serving_dir, export.SCHEMA_FILE)
         )
+        if kind != REGRESSION:  # Classify's labels (the model itself outputs class ids' scores)
+            files.write_json(files.join(serving_dir, export.CLASS_NAMES_FILE), {"class_names": class_names})
         files.write_json(files.join(staging, "metrics.json"), metrics)  # a NaN loss is null: standard JSON
     return metrics

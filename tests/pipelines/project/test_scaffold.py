@@ -101,8 +101,15 @@ def test_train_fits_three_classes_and_serve_answers_instances_with_nulls(project
         body = json.dumps({"instances": [INSTANCE, {**INSTANCE, "island": "Dream"}, nulls]}).encode()
         with urllib.request.urlopen(urllib.request.Request(url, body), timeout=30) as answer:
             predictions = json.loads(answer.read())["predictions"]
+        body = json.dumps({"examples": [INSTANCE]}).encode()
+        with urllib.request.urlopen(urllib.request.Request(url.replace(":predict", ":classify"), body)) as answer:
+            (classified,) = json.loads(answer.read())["results"]
     finally:
         server.stop()
+    # Classify labels the classes by name, in the order of the probabilities
+    assert sorted(model.class_labels(3)) == sorted(SPECIES) and [c[0] for c in classified] == model.class_labels(3)
+    assert [c[1] for c in classified] == pytest.approx(prediction["probabilities"], abs=1e-6)
+    assert max(classified, key=lambda c: c[1])[0] == prediction["classes"]
     assert predictions[0]["classes"] == prediction["classes"]
     assert predictions[0]["probabilities"] == pytest.approx(prediction["probabilities"], abs=1e-6)
     assert predictions[1]["classes"] in SPECIES and predictions[2]["classes"] in SPECIES
@@ -120,7 +127,10 @@ def test_init_refuses_to_overwrite_and_a_bad_label_writes_nothing(project, tmp_p
     config = (root / "schemas" / "penguins" / "config.yaml").read_text()
     argv = ["init", "penguins", "--input", str(root / "data.csv"), "--dir", str(root)]
     assert cli.main(argv) == 2
-    assert "config.yaml exists" not in capsys.readouterr().err or True
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"skewless init: error: {root / 'schemas' / 'penguins' / 'schema.pbtxt'} exists: "
+        "refusing to overwrite it (pass --force to replace the project's files)"
+    )
     assert (root / "schemas" / "penguins" / "config.yaml").read_text() == config
     assert (
         cli.main(["init", "other", "--input", str(root / "data.csv"), "--label", "beak", "--dir", str(tmp_path)]) == 2
