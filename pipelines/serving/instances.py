@@ -3,8 +3,9 @@
 The rules are those of ``formats.decode.decode_dicts``, which decodes a dict's values as the text
 of CSV cells through the training reader's parsing and validation: that function is the reference.
 It is batch-shaped (a few hundred Arrow calls whatever the number of rows), so one instance costs
-about ten times the graph call. :class:`InstanceDecoder` checks each value in plain Python against
-rules compiled once from the schema and builds the Arrow columns in one call each; a value it is
+about ten times the graph call. :class:`InstanceDecoder` checks each value against rules compiled
+once from the schema (in plain Python for a few instances, a feature at a time for batches) and
+writes the tf.Examples' bytes itself (row by row, or a feature at a time with NumPy); a value it is
 not certain of (a number given as text with spaces, a list, a missing required feature, a value
 outside its domain...) sends its instance to the reference, which accepts it or gives the reason.
 So the fast path only ever takes instances the reference takes, with the same values, and every

@@ -140,6 +140,19 @@ def test_a_batch_is_serialized_to_the_bytes_of_the_row_by_row_path(monkeypatch):
     assert got.examples[:50] == by_row.examples[:50]
 
 
+def test_a_batch_with_a_feature_name_too_long_for_the_byte_layout_is_encoded_by_tfx_bsl(monkeypatch):
+    long_name = "a_feature_named_at_length_" + "x" * 100
+    schema = text_format.Parse(
+        f'feature {{ name: "{long_name}" type: INT }} feature {{ name: "note" type: BYTES }}', schema_pb2.Schema()
+    )
+    rows = [{long_name: i, "note": f"n{i % 3}"} for i in range(40)] + [{"note": None}]
+    monkeypatch.setattr(instances, "SMALL_BATCH", 0)
+    decoder = instances.InstanceDecoder(schema)
+    examples, rejections, decoded = _fast(rows, decoder)
+    assert not decoder._short_keys and decoded.fast == len(rows)
+    assert (examples, rejections) == _reference(rows, decoder.schema)
+
+
 def test_each_awkward_value_is_taken_or_refused_as_training_does():
     decoder = instances.InstanceDecoder(SCHEMA)
     _, rejections, decoded = _fast(AWKWARD, decoder)
