@@ -34,6 +34,8 @@ setup(
         "isal>=1.6",
         "aiohttp>=3.9",
         "orjson>=3.9",
+        "grpcio>=1.60",
+        "tensorflow-serving-api>=2.19,<3",
         "google-crc32c>=1.5",
     ],
     extras_require={
