@@ -105,6 +105,12 @@ class ServingModel:
             return columns[0]
         return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
+    def columns(self, outputs: dict[str, np.ndarray]):
+        """Output arrays in TF Serving's columnar format: a model with one output gives its list of
+        values; with several, a dict of lists by output name."""
+        columns = {name: _jsonable(outputs[name]) for name in self.output_names}
+        return columns[self.output_names[0]] if len(columns) == 1 else columns
+
     def predict(self, instances: list) -> list:
         """Raw feature dicts in, one prediction per instance out (see :meth:`rows`).
 

@@ -107,7 +107,7 @@ def make_app(server) -> web.Application:
             server.metrics.request("rest", "too_large")
             return _error(413, f"request larger than {options.max_request_bytes} bytes", close=True)
         try:
-            instances, examples = server.decode_instances(body, verb)
+            instances, examples, columnar = server.decode_instances(body, verb)
         except InvalidRequest as invalid:
             server.metrics.request("rest", "invalid")
             return _error(400, str(invalid))
@@ -123,7 +123,7 @@ def make_app(server) -> web.Application:
             server.metrics.request("rest", "failed")
             return _error(400, str(failure).strip().splitlines()[0][:500] if str(failure).strip() else repr(failure))
         try:
-            answer = _ANSWERS[verb](server.model, outputs)
+            answer = {"outputs": server.model.columns(outputs)} if columnar else _ANSWERS[verb](server.model, outputs)
         except InvalidRequest as invalid:
             server.metrics.request("rest", "invalid")
             return _error(400, str(invalid))

@@ -3,7 +3,8 @@
 REST (aiohttp, on an asyncio event loop; see README "Dependencies" for why):
 ``GET /v1/models/<name>`` (status), ``GET /v1/models/<name>/metadata`` (the signature),
 ``POST /v1/models/<name>:predict`` with ``{"instances": [raw feature dicts]}`` answering
-``{"predictions": [...]}``, and ``GET /monitoring/prometheus/metrics``.
+``{"predictions": [...]}`` (or TF Serving's columnar ``{"inputs": {feature: [values]}}`` answering
+``{"outputs": ...}``), and ``GET /monitoring/prometheus/metrics``.
 gRPC (``--grpc-port``): ``tensorflow.serving.PredictionService`` (``Predict``, ``Classify``,
 ``Regress``, ``GetModelMetadata``) and ``ModelService.GetModelStatus``, in ``grpc_api.py``.
 
@@ -194,10 +195,13 @@ class Server:
             timeout = min(timeout, seconds_left)
         return await self.batcher.run(examples, timeout)
 
-    def decode_instances(self, body: bytes, verb: str = "predict") -> tuple[list, list[bytes]]:
-        """A REST body -> (instances, examples): ``predict``'s ``{"instances": [...]}``, or
-        ``classify``/``regress``'s ``{"examples": [...], "context": {...}}`` (TF Serving's form: the
-        context's features go into every example).
+    def decode_instances(self, body: bytes, verb: str = "predict") -> tuple[list, list[bytes], bool]:
+        """A REST body -> (instances, examples, columnar).
+
+        ``predict`` takes TF Serving's row format, ``{"instances": [raw feature dicts]}``, or its
+        columnar format, ``{"inputs": {feature: [one value per instance]}}`` (``columnar`` is then
+        true: the answer is columnar too); ``classify``/``regress`` take ``{"examples": [...],
+        "context": {...}}`` (the context's features go into every example).
 
         Raises:
             InvalidRequest: A malformed body or an invalid instance.
@@ -216,8 +220,22 @@ class Server:
             if not isinstance(context, dict) or not all(isinstance(e, dict) for e in request["examples"]):
                 raise InvalidRequest("'examples' must be objects and 'context' an object")
             instances = [{**context, **example} for example in request["examples"]]
-            return instances, self.model.examples(instances)
+            return instances, self.model.examples(instances), False
+        if isinstance(request, dict) and "inputs" in request and "instances" not in request:
+            instances = _rows_of_columns(request["inputs"])
+            return instances, self.model.examples(instances), True
         if not isinstance(request, dict) or "instances" not in request:
-            raise InvalidRequest("request must be a JSON object with 'instances'")
+            raise InvalidRequest("request must be a JSON object with 'instances' (rows) or 'inputs' (columns)")
         instances = request["instances"]
-        return instances, self.model.examples(instances)
+        return instances, self.model.examples(instances), False
+
+
+def _rows_of_columns(inputs) -> list[dict]:
+    """TF Serving's columnar ``inputs`` (a list of values per feature) as one dict per instance."""
+    if not isinstance(inputs, dict) or not inputs or not all(isinstance(v, list) for v in inputs.values()):
+        raise InvalidRequest("'inputs' must be an object of lists, one value per instance for each feature")
+    sizes = {len(values) for values in inputs.values()}
+    if len(sizes) != 1:
+        raise InvalidRequest(f"'inputs' lists have different numbers of instances: {sorted(sizes)}")
+    names = list(inputs)
+    return [dict(zip(names, row, strict=True)) for row in zip(*inputs.values(), strict=True)]

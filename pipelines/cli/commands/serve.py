@@ -18,7 +18,8 @@ def add_parser(commands) -> None:
         "serve",
         help="serve a model over TensorFlow Serving's REST and gRPC APIs",
         description="Answers GET /v1/models/NAME (status), GET /v1/models/NAME/metadata and "
-        'POST /v1/models/NAME:predict with {"instances": [raw feature dicts]}, like TensorFlow Serving, '
+        'POST /v1/models/NAME:predict with {"instances": [raw feature dicts]} (or columns: {"inputs": '
+        "{feature: [values]}}), like TensorFlow Serving, "
         "and with --grpc-port its gRPC PredictionService (Predict, Classify, Regress, GetModelMetadata). "
         "Concurrent requests are batched into one graph call. Bad requests get a 400 (INVALID_ARGUMENT) "
         "naming the instance and feature, a full queue a 503, a late answer a 504, a body over the limit "

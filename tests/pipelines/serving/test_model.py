@@ -92,6 +92,13 @@ def test_the_graph_is_called_directly_and_answers_as_the_public_call(run_dir, tr
     direct = {name: value.numpy().tolist() for name, value in model._call(examples).items()}
     public = {name: value.numpy().tolist() for name, value in model._signature(examples=examples).items()}
     assert direct == public and sorted(direct) == model.output_names
+    outputs = model.predict_examples(model.examples(rows))
+    columns, predictions = model.columns(outputs), model.rows(outputs)
+    if len(model.output_names) == 1:  # the trained model: its one output's values
+        assert columns == predictions
+    else:  # the transform: a list per output, the rows' values transposed
+        assert sorted(columns) == model.output_names
+        assert columns == {name: [row[name] for row in predictions] for name in model.output_names}
 
 
 def test_json_instances_are_decoded_like_csv_cells(run_dir):

@@ -69,13 +69,27 @@ def test_rest_status_and_predict_like_tf_serving(server):
     status, body = _call(f"{server}/v1/models/taxi:predict", json.dumps({"instances": [REQUIRED, REQUIRED]}).encode())
     assert status == 200 and len(body["predictions"]) == 2
     assert body["predictions"][0] == body["predictions"][1] and 0 <= body["predictions"][0] <= 1
+    # TF Serving's columnar format: a list of values per feature in, a list per output out
+    rows = [REQUIRED, dict(REQUIRED, trip_miles="7.5", payment_type="Cash"), dict(REQUIRED, trip_start_hour="3")]
+    columns = {name: [row.get(name) for row in rows] for name in rows[0]}
+    status, by_rows = _call(f"{server}/v1/models/taxi:predict", json.dumps({"instances": rows}).encode())
+    status, by_columns = _call(f"{server}/v1/models/taxi:predict", json.dumps({"inputs": columns}).encode())
+    assert status == 200 and by_columns == {"outputs": by_rows["predictions"]} and len(set(by_columns["outputs"])) > 1
 
 
 @pytest.mark.parametrize(
     "path, body, status, error",
     [
         ("/v1/models/taxi:predict", b"{not json", 400, "request body is not JSON"),
-        ("/v1/models/taxi:predict", b'{"inputs": []}', 400, "request must be a JSON object with 'instances'"),
+        ("/v1/models/taxi:predict", b"{}", 400, "request must be a JSON object with 'instances' (rows) or 'inputs'"),
+        ("/v1/models/taxi:predict", b'{"inputs": []}', 400, "'inputs' must be an object of lists, one value per"),
+        (
+            "/v1/models/taxi:predict",
+            b'{"inputs": {"a": [1], "b": [1, 2]}}',
+            400,
+            "'inputs' lists have different numbers",
+        ),
+        ("/v1/models/taxi:predict", b'{"inputs": {"trip_miles": ["far"]}}', 400, "instance 0, feature 'trip_miles'"),
         ("/v1/models/taxi:predict", b'{"instances": []}', 400, "'instances' must be a non-empty list of objects"),
         ("/v1/models/taxi:predict", b'{"instances": [{"trip_miles": "far"}]}', 400, "instance 0, feature 'trip_miles'"),
         ("/v1/models/taxi:predict", b'{"instances": [7]}', 400, "instance 0: not an object: int"),
