@@ -103,6 +103,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         name = self._server.options.model_name
         if model_spec.name and model_spec.name != name:
             raise _Abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({model_spec.name})")
+        self._server.model.check_signature(model_spec.signature_name)
 
     async def _outputs(self, examples: list[bytes], context) -> dict[str, np.ndarray]:
         try:

@@ -119,6 +119,14 @@ class ServingModel:
         """
         return self.rows(self.predict_examples(self.examples(instances)))
 
+    def check_signature(self, name: str) -> None:
+        """Raises InvalidRequest unless ``name`` (from a request; empty: the default) is the served
+        signature: a request for another one is refused rather than answered by this one."""
+        if name and name != self.signature_name:
+            raise InvalidRequest(
+                f"Serving signature name: {name!r} not found in signature def (served: {self.signature_name!r})"
+            )
+
     def class_labels(self, count: int) -> list[str]:
         """Classify's labels of ``count`` classes: the names ``train`` recorded (the label's
         vocabulary, by class id), else the class ids as text."""

@@ -213,6 +213,8 @@ class Server:
                 request = json.loads(body)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise InvalidRequest(f"request body is not JSON: {error}") from None
+        if isinstance(request, dict):
+            self.model.check_signature(request.get("signature_name") or "")
         if verb != "predict":
             if not isinstance(request, dict) or not isinstance(request.get("examples"), list):
                 raise InvalidRequest(f"a {verb} request must be a JSON object with 'examples'")

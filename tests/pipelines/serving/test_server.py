@@ -75,6 +75,8 @@ def test_rest_status_and_predict_like_tf_serving(server):
     status, by_rows = _call(f"{server}/v1/models/taxi:predict", json.dumps({"instances": rows}).encode())
     status, by_columns = _call(f"{server}/v1/models/taxi:predict", json.dumps({"inputs": columns}).encode())
     assert status == 200 and by_columns == {"outputs": by_rows["predictions"]} and len(set(by_columns["outputs"])) > 1
+    named = json.dumps({"signature_name": "serving_default", "instances": rows}).encode()
+    assert _call(f"{server}/v1/models/taxi:predict", named) == (200, by_rows)
 
 
 @pytest.mark.parametrize(
@@ -109,6 +111,12 @@ def test_rest_status_and_predict_like_tf_serving(server):
         ("/v1/models/taxi:predict", b'{"instances": {"a": 1}}', 400, "'instances' must be a non-empty list"),
         ("/v1/models/other:predict", b'{"instances": []}', 404, "Servable not found for request: Latest(other)"),
         ("/v1/models/taxi:explain", b"{}", 404, "no such resource"),
+        (
+            "/v1/models/taxi:predict",
+            json.dumps({"signature_name": "transform_features", "instances": [REQUIRED]}).encode(),
+            400,
+            "Serving signature name: 'transform_features' not found in signature def",
+        ),
     ],
 )
 def test_malformed_requests_get_an_error_not_a_crash(server, path, body, status, error):
@@ -324,6 +332,11 @@ def test_grpc_classify_regress_metadata_and_status(stub, model, running):
         ),
         (lambda: predict_pb2.PredictRequest(), "INVALID_ARGUMENT", "no inputs"),
         (lambda: predict_pb2.PredictRequest(model_spec={"name": "other"}), "NOT_FOUND", "Servable not found"),
+        (
+            lambda: predict_pb2.PredictRequest(model_spec={"signature_name": "transform_features"}),
+            "INVALID_ARGUMENT",
+            "Serving signature name: 'transform_features' not found in signature def (served: 'serving_default')",
+        ),
     ],
 )
 def test_grpc_bad_requests_are_named_errors(stub, request_of, code, detail):
