@@ -1,14 +1,15 @@
 """TF Serving's gRPC API (``tensorflow.serving.PredictionService`` and ``ModelService``).
 
 ``Predict`` takes either raw instances, one tensor per feature (``inputs["trip_miles"]`` a float
-tensor of one value per instance, strings as ``DT_STRING``), decoded by the same rules as REST
-instances, or serialized raw tf.Examples in ``inputs["examples"]``, validated as ``run`` validates
-a TFRecord input. ``Classify`` and ``Regress`` take ``input.example_list``: ``Classify`` answers a
-classifier (classes labelled by the names ``train`` recorded, else by their index), ``Regress`` a
-regression model. ``GetModelMetadata`` gives the served ``SignatureDef``. Every request goes through
-the server's batcher; errors are ``INVALID_ARGUMENT`` (naming the instance and feature),
-``UNAVAILABLE`` (queue full), ``DEADLINE_EXCEEDED`` or ``NOT_FOUND`` (another model name). It runs
-on the REST server's event loop (``grpc.aio``): a thread pool per request measured 3x slower.
+tensor of one value per instance, strings as ``DT_STRING``; a scalar per feature is one instance),
+decoded by the same rules as REST instances, or serialized raw tf.Examples in
+``inputs["examples"]``, validated as ``run`` validates a TFRecord input. ``Classify`` and
+``Regress`` take ``input.example_list``: ``Classify`` answers a classifier (classes labelled by the
+names ``train`` recorded, else by their index), ``Regress`` a regression model.
+``GetModelMetadata`` gives the served ``SignatureDef``. Every request goes through the server's
+batcher; errors are ``INVALID_ARGUMENT`` (naming the instance and feature), ``UNAVAILABLE`` (queue
+full), ``DEADLINE_EXCEEDED`` or ``NOT_FOUND`` (another model name). It runs on the REST server's
+event loop (``grpc.aio``); gRPC's thread-pool server measured no faster.
 """
 
 import grpc
@@ -70,13 +71,18 @@ def _column(name: str, proto) -> list:
                 return list(values)
     array = tf.make_ndarray(proto)
     if array.ndim == 0:
-        raise InvalidRequest(f"input {name!r}: a scalar, not one value per instance")
+        raise InvalidRequest(f"input {name!r}: a scalar beside tensors of one value per instance")
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array.tolist()]
 
 
 def _columns_to_instances(inputs) -> list[dict]:
-    """Predict's raw-instance inputs (one tensor per feature, first dimension the instances) as dicts."""
-    columns = {name: _column(name, proto) for name, proto in inputs.items()}
+    """Predict's raw-instance inputs (one tensor per feature, first dimension the instances) as dicts;
+    scalars for every feature are one instance."""
+    protos = dict(inputs.items())
+    if all(not proto.tensor_shape.dim for proto in protos.values()):
+        values = {name: tf.make_ndarray(proto).item() for name, proto in protos.items()}
+        return [{k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in values.items()}]
+    columns = {name: _column(name, proto) for name, proto in protos.items()}
     sizes = {len(v) for v in columns.values()}
     if len(sizes) != 1:
         raise InvalidRequest(f"inputs have different numbers of instances: {sorted(sizes)}")

@@ -266,6 +266,14 @@ def test_grpc_predict_answers_as_rest_does_from_instances_or_examples(stub, serv
     request.inputs["examples"].CopyFrom(tf.make_tensor_proto(model.examples(typed)))
     by_examples = prediction.Predict(request, timeout=30)
     assert tf.make_ndarray(by_examples.outputs["probabilities"]).tolist() == pytest.approx(rest, abs=1e-7)
+    scalars = predict_pb2.PredictRequest()  # a scalar per feature: one instance
+    for name, value in typed[1].items():
+        scalars.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    by_scalars = prediction.Predict(scalars, timeout=30)
+    assert tf.make_ndarray(by_scalars.outputs["probabilities"]).tolist() == pytest.approx(rest[1:2], abs=1e-7)
+    scalars.inputs["trip_miles"].CopyFrom(tf.make_tensor_proto([1.0, 2.0]))
+    with pytest.raises(grpc.RpcError, match="a scalar beside tensors of one value per instance"):
+        prediction.Predict(scalars, timeout=30)
 
 
 def test_rest_classify_and_regress_like_tf_serving(server, model):
