@@ -27,7 +27,7 @@ from tensorflow_serving.apis import (
 )
 
 from pipelines.serving import batching
-from pipelines.serving.model import InvalidRequest, class_scores, regression_values
+from pipelines.serving.model import InvalidRequest, class_scores, regression_values, rows_of_columns
 
 __all__ = ["start"]
 
@@ -72,7 +72,12 @@ def _column(name: str, proto) -> list:
     array = tf.make_ndarray(proto)
     if array.ndim == 0:
         raise InvalidRequest(f"input {name!r}: a scalar beside tensors of one value per instance")
-    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array.tolist()]
+    return [_text(value) for value in array.tolist()]
+
+
+def _text(value):
+    """A tensor's value as a request's: bytes as text (as JSON instances give strings)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def _columns_to_instances(inputs) -> list[dict]:
@@ -80,14 +85,8 @@ def _columns_to_instances(inputs) -> list[dict]:
     scalars for every feature are one instance."""
     protos = dict(inputs.items())
     if all(not proto.tensor_shape.dim for proto in protos.values()):
-        values = {name: tf.make_ndarray(proto).item() for name, proto in protos.items()}
-        return [{k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in values.items()}]
-    columns = {name: _column(name, proto) for name, proto in protos.items()}
-    sizes = {len(v) for v in columns.values()}
-    if len(sizes) != 1:
-        raise InvalidRequest(f"inputs have different numbers of instances: {sorted(sizes)}")
-    names = list(columns)
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+        return [{name: _text(tf.make_ndarray(proto).item()) for name, proto in protos.items()}]
+    return rows_of_columns({name: _column(name, proto) for name, proto in protos.items()}, "inputs")
 
 
 def _tensor_proto(array: np.ndarray):

@@ -23,7 +23,7 @@ from pipelines.io import files
 from pipelines.prepare import export
 from pipelines.serving import instances as requests
 
-__all__ = ["InvalidRequest", "ServingModel", "class_scores", "regression_values"]
+__all__ = ["InvalidRequest", "ServingModel", "class_scores", "regression_values", "rows_of_columns"]
 
 MAX_INSTANCES = 100_000  # instances in one request
 
@@ -194,6 +194,20 @@ def regression_values(outputs: dict[str, np.ndarray]) -> np.ndarray:
     if "predictions" not in outputs:
         raise InvalidRequest("the model is not a regression model (it has no 'predictions' output)")
     return outputs["predictions"].reshape(-1)
+
+
+def rows_of_columns(columns: dict[str, list], what: str) -> list[dict]:
+    """Columns of one value per instance (by feature) as one dict per instance, for the requests
+    that come a feature at a time (REST's ``inputs``, gRPC's tensors).
+
+    Raises:
+        InvalidRequest: The columns have different lengths (``what`` names them).
+    """
+    sizes = {len(values) for values in columns.values()}
+    if len(sizes) != 1:
+        raise InvalidRequest(f"{what} have different numbers of instances: {sorted(sizes)}")
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 def check_batch(items) -> None:

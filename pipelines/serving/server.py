@@ -25,7 +25,7 @@ from collections import Counter
 import orjson
 
 from pipelines.serving import batching
-from pipelines.serving.model import InvalidRequest, ServingModel
+from pipelines.serving.model import InvalidRequest, ServingModel, rows_of_columns
 from pipelines.serving.options import ServerOptions
 
 __all__ = ["Metrics", "Server", "ServerOptions"]
@@ -236,8 +236,4 @@ def _rows_of_columns(inputs) -> list[dict]:
     """TF Serving's columnar ``inputs`` (a list of values per feature) as one dict per instance."""
     if not isinstance(inputs, dict) or not inputs or not all(isinstance(v, list) for v in inputs.values()):
         raise InvalidRequest("'inputs' must be an object of lists, one value per instance for each feature")
-    sizes = {len(values) for values in inputs.values()}
-    if len(sizes) != 1:
-        raise InvalidRequest(f"'inputs' lists have different numbers of instances: {sorted(sizes)}")
-    names = list(inputs)
-    return [dict(zip(names, row, strict=True)) for row in zip(*inputs.values(), strict=True)]
+    return rows_of_columns(inputs, "'inputs' lists")

@@ -339,6 +339,13 @@ def test_grpc_classify_regress_metadata_and_status(stub, model, running):
             "feature 'trip_miles': missing required",
         ),
         (lambda: predict_pb2.PredictRequest(), "INVALID_ARGUMENT", "no inputs"),
+        (
+            lambda: predict_pb2.PredictRequest(
+                inputs={"trip_miles": tf.make_tensor_proto([1.0, 2.0]), "trip_start_hour": tf.make_tensor_proto([3])}
+            ),
+            "INVALID_ARGUMENT",
+            "inputs have different numbers of instances: [1, 2]",
+        ),
         (lambda: predict_pb2.PredictRequest(model_spec={"name": "other"}), "NOT_FOUND", "Servable not found"),
         (
             lambda: predict_pb2.PredictRequest(model_spec={"signature_name": "transform_features"}),
