@@ -48,14 +48,18 @@ def _expire(future: asyncio.Future) -> None:
         future.set_exception(TimeoutError("no answer within the deadline"))
 
 
+def _resolve(future, result, error: BaseException | None) -> None:
+    """Gives ``future`` its result, or its error."""
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
 def _settle_on_loop(settled: list) -> None:
     for future, result, error in settled:
-        if future.done():  # timed out or cancelled meanwhile
-            continue
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
+        if not future.done():  # else timed out or cancelled meanwhile
+            _resolve(future, result, error)
 
 
 class Batcher:
@@ -204,10 +208,7 @@ class Batcher:
             if task.loop is not None:
                 by_loop.setdefault(task.loop, []).append((task.future, result, error))
             elif not task.future.cancelled():  # a late request may have been cancelled meanwhile
-                if error is None:
-                    task.future.set_result(result)
-                else:
-                    task.future.set_exception(error)
+                _resolve(task.future, result, error)
         for loop, items in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_settle_on_loop, items)

@@ -99,11 +99,10 @@ class ServingModel:
     def rows(self, outputs: dict[str, np.ndarray]) -> list:
         """Output arrays as one JSON-ready prediction per row (TF Serving's row format): a model
         with one output gives its value per row; with several, a dict per row."""
-        names = self.output_names
-        columns = [_jsonable(outputs[name]) for name in names]
-        if len(names) == 1:
-            return columns[0]
-        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        columns = self.columns(outputs)
+        if len(self.output_names) == 1:
+            return columns
+        return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
     def columns(self, outputs: dict[str, np.ndarray]):
         """Output arrays in TF Serving's columnar format: a model with one output gives its list of

@@ -69,9 +69,7 @@ class ServerProcesses:
 
     def stop(self, seconds: float = 60.0) -> None:
         """SIGTERM to each (they answer what is in flight), then waits; kills any still running."""
-        for process in self._processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+        self.stop_soon()
         for process in self._processes:
             try:
                 process.wait(timeout=seconds)
@@ -79,10 +77,6 @@ class ServerProcesses:
                 process.kill()
                 process.wait()
         self._processes = []
-
-    @property
-    def pids(self) -> list[int]:
-        return [process.pid for process in self._processes]
 
 
 def _forward(process: subprocess.Popen, ready: threading.Event) -> None:
