@@ -70,6 +70,7 @@ def _commands(inp: str, out: str) -> list[tuple[str, list[str]]]:
     run = ["run", "--input", f"{inp}/trips.csv", "--quiet", "--parity-sample", "0.1"]
     join = ["--labels", f"{inp}/consensus.csv", "--label-key", "trip_start_timestamp"]
     labels = ["labels", "--quiet"]
+    skew = ["check-skew", "--transform-output", f"{out}/run", "--input", f"{inp}/trips.csv", "--quiet"]
     return [
         ("run", [*run, "--output", f"{out}/run"]),
         ("run-parquet", [*run, "--output", f"{out}/parquet", "--output-format", "parquet", "--no-report"]),
@@ -77,38 +78,15 @@ def _commands(inp: str, out: str) -> list[tuple[str, list[str]]]:
         ("run-cached-again", [*run, "--output", f"{out}/cached", "--analysis-cache", f"{out}/cache", "--no-report"]),
         ("run-labels", [*run, "--output", f"{out}/joined", *join, "--no-report"]),
         ("run-dedup", ["run", "--dataset", "people", "--input", f"{inp}/people.csv", "--output", f"{out}/people"]),
-        ("check-skew", ["check-skew", "--transform-output", f"{out}/run", "--input", f"{inp}/trips.csv", "--quiet"]),
-        (
-            "check-skew-output",
-            [
-                "check-skew",
-                "--transform-output",
-                f"{out}/run",
-                "--input",
-                f"{inp}/trips.csv",
-                "--quiet",
-                "--output",
-                f"{out}/run/skew.json",
-            ],
-        ),  # fmt: skip
+        ("check-skew", skew),
+        ("check-skew-output", [*skew, "--output", f"{out}/run/skew.json"]),
         ("train", ["train", "--transform-output", f"{out}/run", "--epochs", "1"]),
         ("report", ["report", f"{out}/run", "--labels", f"{out}/rte"]),
         ("verify-parity", ["verify-parity", f"{out}/run"]),
         ("export-tfx", ["export-tfx", f"{out}/run", "--to", f"{out}/tfx"]),
         (
             "check-skew-anomalies",
-            [
-                "check-skew",
-                "--transform-output",
-                f"{out}/run",
-                "--input",
-                f"{inp}/trips.csv",
-                "--quiet",
-                "--anomalies",
-                f"{out}/skew/anomalies.pbtxt",
-                "--statistics",
-                f"{out}/skew/FeatureStats.pb",
-            ],
+            [*skew, "--anomalies", f"{out}/skew/anomalies.pbtxt", "--statistics", f"{out}/skew/FeatureStats.pb"],
         ),  # fmt: skip
         (
             "labels",
